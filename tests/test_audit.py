@@ -1,0 +1,57 @@
+"""The loss audit: per-component values and gradient norms, warnings and rejections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from losstune import audit
+from losstune import losses as L
+
+RNG = np.random.default_rng(3)
+LOGITS = RNG.normal(size=(16, 3)).astype("float32")
+Y = np.eye(3, dtype="float32")[RNG.integers(0, 3, size=16)]
+
+
+def test_reports_every_dynamic_component_with_gradient_norms():
+    dyn = L.DynamicLoss(base_params={"from_logits": True}, w_balance=0.5, w_curriculum=0.5,
+                        schedule={"name": "constant"}, epochs=4)
+    report = audit.check(dyn, Y, LOGITS)
+    names = [c.name for c in report.components]
+    assert names == ["standard", "progress", "balance", "curriculum"]
+    by_name = {c.name: c for c in report.components}
+    assert by_name["standard"].grad_norm > 0 and by_name["balance"].grad_norm > 0
+    assert by_name["curriculum"].grad_norm > 0
+    assert report.warnings == ()  # w_progress = 0: nothing to warn about
+
+
+def test_warns_about_zero_gradient_progress_term():
+    dyn = L.DynamicLoss(base_params={"from_logits": True}, w_progress=0.4, epochs=4)
+    dyn.set_epoch(2)
+    report = audit.check(dyn, Y, LOGITS)
+    progress = report.as_dict()["progress"]
+    assert progress["value"] > 0 and progress["grad_norm"] == 0.0
+    assert len(report.warnings) == 1
+    assert "'progress' has zero gradient" in report.warnings[0]
+    assert "cannot change training" in report.warnings[0]
+
+
+def test_rejects_nan_configuration_naming_component():
+    # Poisson on logits: log of negative predictions is NaN.
+    dyn = L.DynamicLoss(base="poisson")
+    with pytest.raises(audit.LossAuditError, match="'standard' is not finite"):
+        audit.check(dyn, Y, LOGITS)
+
+
+def test_rejects_overflowing_weight_naming_component():
+    dyn = L.DynamicLoss(base_params={"from_logits": True}, w_curriculum=1e38,
+                        schedule={"name": "constant", "params": {"value": 100.0}})
+    with pytest.raises(audit.LossAuditError, match="'curriculum' is not finite"):
+        audit.check(dyn, Y, LOGITS)
+
+
+def test_plain_loss_is_one_component():
+    report = audit.check(L.build_loss({"family": "focal", "params": {"from_logits": True}}),
+                         Y, LOGITS)
+    assert [c.name for c in report.components] == ["loss"]
+    assert report.components[0].grad_norm > 0

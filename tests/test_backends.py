@@ -1,0 +1,30 @@
+"""The loss library on the PyTorch backend of Keras: the backend-neutral tests run again there."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_loss_tests_pass_under_torch_backend():
+    pytest.importorskip("torch")
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    files = ["tests/test_losses.py", "tests/test_schedules.py", "tests/test_audit.py"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files,
+         "-k", "not torch_backend"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout
+    # Make sure it really ran on torch.
+    probe = subprocess.run(
+        [sys.executable, "-c", "import keras; print(keras.backend.backend())"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "torch"

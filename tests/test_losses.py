@@ -1,0 +1,306 @@
+"""The loss library, numerically: equalities with Keras built-ins, epoch variables, round trips.
+
+Backend-neutral: tests/test_backends.py runs this file again under KERAS_BACKEND=torch.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from losstune import losses as L
+from losstune.schedules import Schedule
+
+RNG = np.random.default_rng(0)
+N, C = 32, 4
+LOGITS = RNG.normal(size=(N, C)).astype("float32")
+LABELS = RNG.integers(0, C, size=N)
+Y = np.eye(C, dtype="float32")[LABELS]
+PROBS = np.exp(LOGITS) / np.exp(LOGITS).sum(-1, keepdims=True)
+REG_TRUE = RNG.normal(size=(N, 1)).astype("float32") * 3
+REG_PRED = RNG.normal(size=(N, 1)).astype("float32")
+
+
+def value(loss, y_true=Y, y_pred=LOGITS) -> float:
+    return float(ops.convert_to_numpy(loss(y_true, y_pred)))
+
+
+# ---------------------------------------------------------------- equalities with Keras
+@pytest.mark.parametrize("base, params, reference", [
+    ("categorical_crossentropy", {"from_logits": True},
+     keras.losses.CategoricalCrossentropy(from_logits=True)),
+    ("categorical_crossentropy", {"from_logits": True, "label_smoothing": 0.1},
+     keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)),
+    ("categorical_focal_crossentropy", {"from_logits": True, "gamma": 1.5, "alpha": 0.4},
+     keras.losses.CategoricalFocalCrossentropy(from_logits=True, gamma=1.5, alpha=0.4)),
+])
+def test_dynamic_standard_only_equals_keras_builtin(base, params, reference):
+    dyn = L.DynamicLoss(base=base, base_params=params)
+    assert value(dyn) == pytest.approx(value(reference), rel=1e-6)
+
+
+def test_dynamic_huber_standard_only_equals_keras_huber():
+    dyn = L.DynamicLoss(base="huber", base_params={"delta": 0.7})
+    ref = keras.losses.Huber(delta=0.7)
+    assert value(dyn, REG_TRUE, REG_PRED) == pytest.approx(value(ref, REG_TRUE, REG_PRED), rel=1e-6)
+
+
+def test_dynamic_weight_scales_standard_component():
+    ref = value(keras.losses.CategoricalCrossentropy(from_logits=True))
+    dyn = L.DynamicLoss(base_params={"from_logits": True}, w_standard=2.5)
+    assert value(dyn) == pytest.approx(2.5 * ref, rel=1e-6)
+
+
+def test_class_balanced_beta_zero_equals_cross_entropy():
+    cb = L.ClassBalancedCrossentropy(class_counts=[100, 50, 10, 1], beta=0.0, from_logits=True)
+    ref = keras.losses.CategoricalCrossentropy(from_logits=True)
+    assert value(cb) == pytest.approx(value(ref), rel=1e-5)
+
+
+def test_class_balanced_weights_follow_effective_number():
+    counts, beta = [1000, 100, 10], 0.99
+    w = L.class_balanced_weights(counts, beta)
+    eff = [(1 - beta ** n) / (1 - beta) for n in counts]
+    raw = [1 / e for e in eff]
+    assert w == pytest.approx([r * 3 / sum(raw) for r in raw])
+    assert sum(w) == pytest.approx(3.0)
+    assert w[2] > w[1] > w[0]  # rarer class, larger weight
+
+
+def test_class_balanced_upweights_rare_class_errors():
+    # Two samples of the same error size; the rare-class one must cost more.
+    y = np.eye(2, dtype="float32")[[0, 1]]
+    pred = np.array([[0.3, 0.7], [0.7, 0.3]], dtype="float32")
+    cb = L.ClassBalancedCrossentropy(class_counts=[1000, 10], beta=0.999, reduction=None)
+    per_sample = ops.convert_to_numpy(cb(y, pred))
+    assert per_sample[1] > 5 * per_sample[0]
+
+
+def test_poly1_epsilon_zero_equals_cross_entropy_and_adds_one_minus_pt():
+    ce = value(keras.losses.CategoricalCrossentropy(from_logits=True))
+    assert value(L.Poly1Crossentropy(epsilon=0.0, from_logits=True)) == pytest.approx(ce, rel=1e-6)
+    p_t = (PROBS * Y).sum(-1).mean()
+    poly = value(L.Poly1Crossentropy(epsilon=2.0, from_logits=True))
+    assert poly == pytest.approx(ce + 2.0 * (1 - p_t), rel=1e-5)
+
+
+def test_seed_micro_soft_f1_is_just_mean_true_class_probability():
+    # The seed sums tp/fp/fn over all classes and samples. With softmax outputs
+    # sum(p) = N, so fp = N - tp and fn = N - tp: F1 = 2tp / (2tp + 2(N - tp)) = tp / N.
+    tp = (Y * PROBS).sum()
+    fp = ((1 - Y) * PROBS).sum()
+    fn = (Y * (1 - PROBS)).sum()
+    micro_f1 = 2 * tp / (2 * tp + fn + fp)
+    assert micro_f1 == pytest.approx((Y * PROBS).sum(-1).mean(), rel=1e-5)
+    # losstune's macro version differs from that mean, and is 0 for a perfect prediction.
+    macro = value(L.SoftFBetaLoss(beta=1.0, from_logits=True))
+    assert abs((1 - macro) - micro_f1) > 1e-3
+    assert value(L.SoftFBetaLoss(), Y, Y) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_seed_class_balance_term_is_constant_ours_is_not():
+    # Seed: CE(mean(y_true), uniform) = log C whatever the predictions.
+    uniform = np.full(C, 1 / C)
+    seed_term = -(Y.mean(0) * np.log(uniform)).sum()
+    assert seed_term == pytest.approx(np.log(C))
+    # Ours: KL(uniform || mean prediction), 0 when predictions are balanced, > 0 when collapsed.
+    dyn = L.DynamicLoss(w_standard=0.0, w_balance=1.0)
+    balanced = np.full((N, C), 1 / C, dtype="float32")
+    collapsed = np.tile(np.array([[0.97, 0.01, 0.01, 0.01]], dtype="float32"), (N, 1))
+    assert value(dyn, Y, balanced) == pytest.approx(0.0, abs=1e-5)
+    assert value(dyn, Y, collapsed) > 1.0
+
+
+def test_balance_prior_train_uses_class_frequencies():
+    counts = [70, 10, 10, 10]
+    dyn = L.DynamicLoss(w_standard=0.0, w_balance=1.0, prior="train", class_counts=counts)
+    matching = np.tile(np.array([[0.7, 0.1, 0.1, 0.1]], dtype="float32"), (N, 1))
+    uniform = np.full((N, C), 1 / C, dtype="float32")
+    assert value(dyn, Y, matching) == pytest.approx(0.0, abs=1e-5)
+    assert value(dyn, Y, uniform) > 0.1
+
+
+def test_curriculum_term_is_factor_times_sum_abs_sin_per_sample():
+    sched = {"name": "linear", "params": {"start": 0.0, "end": 2.0}}
+    dyn = L.DynamicLoss(w_standard=0.0, w_curriculum=1.5, schedule=sched, epochs=5)
+    expected = 0.1 * np.abs(np.sin(PROBS)).sum(-1).mean()
+    assert value(dyn, Y, PROBS) == pytest.approx(0.0, abs=1e-7)  # factor 0 at epoch 0
+    dyn.set_epoch(2)  # linear 0 -> 2 over epochs 0..4: factor 1.0
+    assert value(dyn, Y, PROBS) == pytest.approx(1.5 * 1.0 * expected, rel=1e-5)
+    dyn.set_epoch(4)
+    assert value(dyn, Y, PROBS) == pytest.approx(1.5 * 2.0 * expected, rel=1e-5)
+
+
+def test_progress_term_grows_linearly_to_weight():
+    dyn = L.DynamicLoss(w_standard=0.0, w_progress=0.3, epochs=4)
+    got = []
+    for epoch in range(4):
+        dyn.set_epoch(epoch)
+        got.append(value(dyn))
+    assert got == pytest.approx([0.0, 0.1, 0.2, 0.3], abs=1e-6)
+
+
+# ---------------------------------------------------------------- inside a compiled fit
+def _frozen_model():
+    """A model whose weights never move (SGD with learning rate 0): loss changes come from the loss."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((C,)), keras.layers.Dense(C)])
+    return model
+
+
+def test_epoch_variable_changes_loss_inside_compiled_fit():
+    dyn = L.DynamicLoss(base_params={"from_logits": True}, w_progress=1.0,
+                        w_curriculum=1.0, schedule={"name": "linear"}, epochs=3)
+    model = _frozen_model()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss=dyn,
+                  metrics=L.component_metrics(dyn))
+    assert not model.run_eagerly
+    history = model.fit(LOGITS, Y, epochs=3, batch_size=N, shuffle=False, verbose=0,
+                        callbacks=L.loss_callbacks(dyn)).history
+    loss = history["loss"]
+    # progress adds exactly 0, 0.5, 1.0; the curriculum term grows too.
+    assert loss[1] - loss[0] > 0.5 - 1e-4 and loss[2] - loss[1] > 0.5 - 1e-4
+    assert history["loss_progress"] == pytest.approx([0.0, 0.5, 1.0], abs=1e-5)
+    std = history["loss_standard"]
+    assert std[0] == pytest.approx(std[2], rel=1e-5)  # weights frozen: standard term constant
+    curriculum = history["loss_curriculum"]
+    assert curriculum[0] == pytest.approx(0.0, abs=1e-6) and curriculum[2] > curriculum[1] > 0
+
+
+def test_component_logs_present_after_fit():
+    dyn = L.DynamicLoss(base_params={"from_logits": True}, w_balance=0.5, epochs=2)
+    model = _frozen_model()
+    model.compile(optimizer="adam", loss=dyn, metrics=L.component_metrics(dyn))
+    history = model.fit(LOGITS, Y, validation_data=(LOGITS, Y), epochs=2, verbose=0,
+                        callbacks=L.loss_callbacks(dyn)).history
+    for c in L.COMPONENTS:
+        assert len(history[f"loss_{c}"]) == 2 and len(history[f"val_loss_{c}"]) == 2
+    assert history["loss_balance"][0] > 0
+    assert L.component_metrics(keras.losses.MeanSquaredError()) == []
+
+
+# ---------------------------------------------------------------- serialisation
+DESCRIPTIONS = [
+    {"family": "cross_entropy", "params": {"label_smoothing": 0.1, "from_logits": True}},
+    {"family": "focal", "params": {"gamma": 1.3, "alpha": 0.6, "from_logits": True}},
+    {"family": "class_balanced", "params": {"beta": 0.99, "gamma": 1.0,
+                                            "class_counts": [50, 20, 5, 1],
+                                            "from_logits": True}},
+    {"family": "poly1", "params": {"epsilon": 1.5, "from_logits": True}},
+    {"family": "soft_fbeta", "params": {"beta": 2.0, "from_logits": True}},
+    {"family": "dynamic", "params": {
+        "base": "categorical_focal_crossentropy", "base_params": {"gamma": 1.0},
+        "w_progress": 0.2, "w_balance": 0.3, "w_curriculum": 0.5, "epochs": 5,
+        "schedule": {"name": "cosine", "params": {"start": 0.0, "end": 1.0, "warmup": 1}},
+        "from_logits": True}},
+]
+
+
+@pytest.mark.parametrize("description", DESCRIPTIONS, ids=lambda d: d["family"])
+def test_config_and_description_round_trips(description):
+    loss = L.build_loss(description)
+    again = loss.__class__.from_config(loss.get_config())
+    assert value(again) == pytest.approx(value(loss), rel=1e-6)
+    described = L.describe_loss(loss)
+    assert described["family"] == description["family"]
+    rebuilt = L.build_loss(json.loads(json.dumps(described)))
+    assert value(rebuilt) == pytest.approx(value(loss), rel=1e-6)
+    serialized = keras.saving.serialize_keras_object(loss)
+    assert value(keras.saving.deserialize_keras_object(serialized)) == pytest.approx(
+        value(loss), rel=1e-6)
+
+
+@pytest.mark.parametrize("description", DESCRIPTIONS[2:], ids=lambda d: d["family"])
+def test_saved_keras_model_reloads_with_same_loss(tmp_path, description):
+    loss = L.build_loss(description)
+    if isinstance(loss, L.DynamicLoss):
+        loss.set_epoch(3)
+    model = _frozen_model()
+    model.compile(optimizer="adam", loss=loss)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    reloaded_loss = reloaded.loss
+    if isinstance(reloaded_loss, L.DynamicLoss):
+        reloaded_loss.set_epoch(3)
+    assert type(reloaded_loss) is type(loss)
+    assert value(reloaded_loss) == pytest.approx(value(loss), rel=1e-6)
+
+
+def test_keras_huber_config_drops_delta_ours_keeps_it(tmp_path):
+    ref = keras.losses.Huber(delta=2.5)
+    # The Keras built-in forgets delta in its config (reloads as delta=1)...
+    plain = keras.losses.Huber.from_config(ref.get_config())
+    keras_drops_delta = value(plain, REG_TRUE, REG_PRED) != pytest.approx(
+        value(ref, REG_TRUE, REG_PRED), rel=1e-6)
+    # ...losstune's registered subclass keeps it, through config and a saved model.
+    ours = L.Huber(delta=2.5)
+    assert value(L.Huber.from_config(ours.get_config()), REG_TRUE, REG_PRED) == pytest.approx(
+        value(ref, REG_TRUE, REG_PRED), rel=1e-6)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss=ours)
+    model.save(tmp_path / "h.keras")
+    assert keras.saving.load_model(tmp_path / "h.keras").loss.delta == 2.5
+    if not keras_drops_delta:  # pragma: no cover - a future Keras fixed it; the subclass is moot
+        pytest.xfail("keras.losses.Huber keeps delta now; losstune.losses.Huber can go")
+
+
+def test_load_loss_reads_exported_file(tmp_path):
+    desc = DESCRIPTIONS[1]
+    path = tmp_path / "best_loss.json"
+    path.write_text(json.dumps({"study": "s", "trial": 3, "loss": desc}))
+    assert value(L.load_loss(path)) == pytest.approx(value(L.build_loss(desc)), rel=1e-6)
+    L.save_description(desc, tmp_path / "bare.json")
+    assert value(L.load_loss(tmp_path / "bare.json")) == pytest.approx(
+        value(L.build_loss(desc)), rel=1e-6)
+
+
+def test_describe_in_words():
+    assert L.describe_in_words({"family": "focal", "params": {"gamma": 1.8, "alpha": 0.4}}) == (
+        "focal loss, γ = 1.8, α = 0.4")
+    words = L.describe_in_words(DESCRIPTIONS[-1])
+    assert words.startswith("DynamicLoss, base categorical_focal_crossentropy")
+    assert "cosine" in words
+
+
+# ---------------------------------------------------------------- bad arguments
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: L.build_loss({"family": "focal", "params": {"gamma": -1.0}}),
+     "focal.gamma must be a number >= 0, got -1.0"),
+    (lambda: L.build_loss({"family": "focal", "params": {"alpha": 1.5}}),
+     "focal.alpha must be a number in [0, 1], got 1.5"),
+    (lambda: L.Huber(delta=0.0), "huber.delta must be a number > 0, got 0.0"),
+    (lambda: L.build_loss({"family": "huber", "params": {"delta": -2}}),
+     "huber.delta must be a number > 0, got -2"),
+    (lambda: L.ClassBalancedCrossentropy([10, 5], beta=1.0),
+     "class_balanced.beta must be a number in [0, 1), got 1.0"),
+    (lambda: L.ClassBalancedCrossentropy([10, 5], beta=-0.1),
+     "class_balanced.beta must be a number in [0, 1), got -0.1"),
+    (lambda: L.DynamicLoss(base="hinge"), "base must be one of categorical_crossentropy"),
+    (lambda: L.DynamicLoss(schedule="zigzag"), "schedule must be one of constant, linear"),
+    (lambda: L.DynamicLoss(w_balance=-0.5), "dynamic.w_balance must be a number >= 0, got -0.5"),
+    (lambda: L.DynamicLoss(w_curriculum=float("nan")), "dynamic.w_curriculum must be a finite"),
+    (lambda: L.DynamicLoss(base_params={"delta": 1.0}),
+     "base loss 'categorical_crossentropy' has no argument 'delta'"),
+    (lambda: L.DynamicLoss(epochs=0), "dynamic.epochs must be an int >= 1, got 0"),
+    (lambda: L.DynamicLoss(prior="train"), "dynamic.class_counts must be given"),
+    (lambda: L.build_loss({"family": "dice"}), "family must be one of cross_entropy"),
+    (lambda: L.build_loss({"family": "poly1", "params": {"gamma": 2.0}}),
+     "loss family 'poly1' has no parameter 'gamma'"),
+    (lambda: L.build_loss({"family": "cross_entropy", "params": {"label_smoothing": 2}}),
+     "cross_entropy.label_smoothing must be a number in [0, 1], got 2"),
+])
+def test_bad_arguments_raise_value_error_naming_them(make, fragment):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert fragment in str(info.value)
+
+
+def test_schedule_is_validated_when_given_as_dict():
+    with pytest.raises(ValueError, match="schedule 'linear' has no parameter 'rate'"):
+        L.DynamicLoss(schedule={"name": "linear", "params": {"rate": 1.0}})
+    assert isinstance(L.DynamicLoss(schedule={"name": "step"}).schedule, Schedule)

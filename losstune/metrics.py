@@ -1,0 +1,61 @@
+"""Objective and secondary metrics, computed with scikit-learn on model outputs.
+
+The objective is never the loss's own value: losses of different families are not on one scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def classification(y_true: np.ndarray, logits: np.ndarray, num_classes: int) -> dict[str, float]:
+    from sklearn import metrics as skm
+
+    if not np.all(np.isfinite(logits)):
+        raise FloatingPointError("the model's outputs are not finite")
+    proba = softmax(logits.astype("float64"))
+    y_pred = proba.argmax(axis=-1)
+    labels = list(range(num_classes))
+    out = {
+        "accuracy": skm.accuracy_score(y_true, y_pred),
+        "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
+        "macro_f1": skm.f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0),
+        "log_loss": skm.log_loss(y_true, np.clip(proba, 1e-15, 1), labels=labels),
+    }
+    try:
+        if num_classes == 2:
+            out["roc_auc"] = skm.roc_auc_score(y_true, proba[:, 1])
+        else:
+            out["roc_auc"] = skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=labels)
+    except ValueError:  # a split without every class
+        out["roc_auc"] = math.nan
+    return {k: float(v) for k, v in out.items()}
+
+
+def per_class_recall(y_true: np.ndarray, logits: np.ndarray, num_classes: int) -> list[float]:
+    from sklearn.metrics import recall_score
+
+    y_pred = logits.argmax(axis=-1)
+    return [float(r) for r in recall_score(y_true, y_pred, labels=list(range(num_classes)),
+                                           average=None, zero_division=0)]
+
+
+def regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Targets and predictions in the original units."""
+    from sklearn import metrics as skm
+
+    y_pred = np.asarray(y_pred, dtype="float64").reshape(-1)
+    if not np.all(np.isfinite(y_pred)):
+        raise FloatingPointError("the model's outputs are not finite")
+    y_true = np.asarray(y_true, dtype="float64").reshape(-1)
+    return {"mae": float(skm.mean_absolute_error(y_true, y_pred)),
+            "rmse": float(math.sqrt(skm.mean_squared_error(y_true, y_pred))),
+            "r2": float(skm.r2_score(y_true, y_pred))}

@@ -1,0 +1,67 @@
+"""Models a trial trains: a built-in MLP or small CNN, or the user's own factory.
+
+Classification models output logits (one unit per class, binary included) and the losses are
+built with ``from_logits=True``: numerically safer than a softmax layer followed by a log.
+Regression models output one linear unit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+from losstune.errors import LosstuneError
+from losstune.spec import ModelSpec
+
+
+def output_units(task: str, num_classes: int) -> int:
+    return 1 if task == "regression" else num_classes
+
+
+def load_factory(reference: str, base_dir: Path | str = "."):
+    """Import ``package.module:function``. This runs the user's code, as the README says."""
+    module_name, _, func_name = reference.partition(":")
+    base = str(Path(base_dir).resolve())
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise LosstuneError(f"model.factory: cannot import {module_name!r} ({err})") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise LosstuneError(f"model.factory: {module_name!r} has no function {func_name!r}")
+    return func
+
+
+def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
+          base_dir: Path | str = "."):
+    """A fresh, uncompiled ``keras.Model``."""
+    import keras
+
+    if spec.kind == "factory":
+        func = load_factory(spec.factory, base_dir)
+        kwargs = {"input_shape": input_shape, "output_units": units}
+        accepted = inspect.signature(func).parameters
+        model = func(**{k: v for k, v in kwargs.items() if k in accepted})
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model.factory {spec.factory!r} returned "
+                            f"{type(model).__name__}, not a keras.Model")
+        return model
+    layers = [keras.Input(input_shape)]
+    if spec.kind == "cnn":
+        for filters in spec.filters:
+            layers += [keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
+                       keras.layers.MaxPooling2D(2, padding="same")]
+        layers.append(keras.layers.GlobalAveragePooling2D())
+    else:
+        layers.append(keras.layers.Flatten())
+    for width in spec.hidden:
+        layers.append(keras.layers.Dense(width, activation="relu"))
+        if spec.dropout:
+            layers.append(keras.layers.Dropout(spec.dropout))
+    # float32 output even under mixed precision, so the loss is computed in float32.
+    layers.append(keras.layers.Dense(units, dtype="float32"))
+    return keras.Sequential(layers, name=f"losstune_{spec.kind}")

@@ -539,11 +539,12 @@ def describe_in_words(description: Mapping[str, Any]) -> str:
     parts = []
     if family == "dynamic":
         parts.append(f"base {p.get('base', 'categorical_crossentropy')}")
+        defaults = FAMILIES["dynamic"][1]
         for key in ("w_standard", "w_progress", "w_balance", "w_curriculum"):
-            if key in p:
+            if key in p and p[key] != defaults[key]:
                 parts.append(f"{key} = {fmt(p[key])}")
         sched = p.get("schedule")
-        if sched:
+        if sched and p.get("w_curriculum"):
             parts.append(f"schedule {Schedule.from_dict(sched).describe()}")
     else:
         for key, value in p.items():

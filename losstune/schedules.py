@@ -121,7 +121,12 @@ class Schedule:
         return cls(data.get("name", "constant"), dict(data.get("params", {})))
 
     def describe(self) -> str:
-        shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        def fmt(v: Any) -> str:
+            if isinstance(v, float):
+                return f"{v:.3g}"
+            return ",".join(str(m) for m in v) if isinstance(v, tuple) else str(v)
+
+        shown = ", ".join(f"{k}={fmt(v)}" for k, v in self.params.items())
         return f"{self.name}({shown})"
 
 

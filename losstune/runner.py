@@ -1,0 +1,247 @@
+"""Study creation and resumption, samplers, pruners, baselines, and running trials.
+
+A study is identified by its name in a storage. The same command run again resumes it; a study
+of that name whose objective differs from the file's is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from losstune import __version__
+from losstune.errors import LosstuneError, StorageError
+from losstune.spec import StudySpec
+from losstune.storage import mask, normalise, open_storage, study_names
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+
+# Stop a run whose first trials all fail: a broken model factory or data file would otherwise
+# burn the whole budget.
+MAX_FAILURES_WITHOUT_SUCCESS = 3
+
+
+def quiet_optuna() -> None:
+    """Optuna's INFO lines and experimental-feature warnings would drown losstune's output."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def worker_seed(seed: int, worker: int) -> int:
+    """Each worker its own sampler seed derived from the study seed (0 keeps the study seed)."""
+    return seed if worker == 0 else (seed * 1_000_003 + worker * 7_919) % 2**31
+
+
+def make_sampler(spec: StudySpec, worker: int = 0) -> "optuna.samplers.BaseSampler":
+    import optuna
+
+    seed = worker_seed(spec.sampler_seed, worker)
+    name = spec.sampler.name
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.BruteForceSampler(seed=seed)
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise LosstuneError("sampler.name = 'cmaes' needs the cmaes package: "
+                                "pip install cmaes") from None
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, n_startup_trials=spec.sampler.n_startup_trials,
+            independent_sampler=optuna.samplers.TPESampler(seed=seed))
+    if name == "gp":
+        try:
+            import scipy  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError:
+            raise LosstuneError("sampler.name = 'gp' needs PyTorch and SciPy: "
+                                "pip install torch scipy") from None
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=spec.sampler.n_startup_trials)
+    # TPE with every option that affects results set explicitly, so a seed reproduces a study
+    # across Optuna versions whose defaults differ.
+    return optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=spec.sampler.n_startup_trials, multivariate=True,
+        group=True, constant_liar=True, n_ei_candidates=24)
+
+
+def make_pruner(spec: StudySpec) -> "optuna.pruners.BasePruner":
+    import optuna
+
+    p = spec.pruner
+    if p.name == "none" or spec.multi_objective:  # Optuna cannot prune multi-objective trials
+        return optuna.pruners.NopPruner()
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1,
+                                              max_resource=spec.training.max_epochs())
+    return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
+                                       n_warmup_steps=p.n_warmup_steps)
+
+
+def resolve_storage_url(spec: StudySpec, override: str | None, spec_path: Path | None) -> str:
+    """Command line first, then the study file, then the default SQLite file (in the cwd)."""
+    if override:
+        return normalise(override)
+    if spec.storage:
+        return normalise(spec.storage)
+    from losstune.storage import DEFAULT_URL
+
+    return DEFAULT_URL
+
+
+def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None = None,
+                   worker: int = 0, heartbeat: bool = True) -> "optuna.Study":
+    """Create the study (enqueueing baselines) or resume it, after checking it matches."""
+    import optuna
+
+    from losstune.space import baseline_params
+
+    quiet_optuna()
+    name = study_name or spec.name
+    storage = open_storage(storage_url, heartbeat=heartbeat)
+    metrics = list(spec.objective.metrics)
+    directions = list(spec.objective.directions)
+    exists = name in study_names(storage)
+    if exists:
+        existing = optuna.load_study(study_name=name, storage=storage)
+        stored = existing.user_attrs.get("objective")
+        stored_dirs = [d.name.lower() for d in existing.directions]
+        if stored_dirs != directions or (stored is not None and stored != metrics):
+            raise StorageError(
+                f"study {name!r} in {mask(storage_url)} optimises {stored or stored_dirs}, "
+                f"the file asks for {metrics} ({', '.join(directions)}); use another study "
+                "name (--study-name) or storage")
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=make_sampler(spec, worker),
+        pruner=make_pruner(spec), directions=directions, load_if_exists=True)
+    if not exists:
+        study.set_metric_names(metrics)
+        study.set_user_attr("objective", metrics)
+        study.set_user_attr("task", spec.task)
+        study.set_user_attr("dataset", spec.dataset.name)
+        study.set_user_attr("spec", json.loads(spec.model_dump_json()))
+        study.set_user_attr("losstune_version", __version__)
+        for params, label, own in baseline_params(spec):
+            study.enqueue_trial(params, user_attrs={"baseline": label, "baseline_params": own},
+                                skip_if_exists=True)
+    return study
+
+
+@dataclass
+class RunSummary:
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    stopped_early: str | None = None
+
+
+class FailureGuard:
+    """Optuna callback: stop the run when its first trials all fail, keeping the reason."""
+
+    def __init__(self, limit: int = MAX_FAILURES_WITHOUT_SUCCESS) -> None:
+        self.limit, self.failures, self.successes = limit, 0, 0
+        self.last_error: str | None = None
+
+    def __call__(self, study: "optuna.Study", trial: "optuna.trial.FrozenTrial") -> None:
+        import optuna
+
+        if trial.state == optuna.trial.TrialState.FAIL:
+            self.failures += 1
+            self.last_error = trial.user_attrs.get("error", "unknown error")
+        elif trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            self.successes += 1
+        if self.successes == 0 and self.failures >= self.limit:
+            study.stop()
+
+    @property
+    def tripped(self) -> bool:
+        return self.successes == 0 and self.failures >= self.limit
+
+
+def load_context(spec: StudySpec, base_dir: Path) -> "Any":
+    """Import Keras, configure the backend, load the data once per worker."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from losstune import data
+    from losstune.trial import Context, configure_backend, describe_device
+
+    configure_backend()
+    splits = data.load(spec.dataset, spec.task, seed=spec.seed, base_dir=base_dir)
+    return Context(spec=spec, splits=splits, base_dir=base_dir, device=describe_device(),
+                   backend=keras.backend.backend())
+
+
+def optimize(study: "optuna.Study", ctx: Any, *, n_trials: int | None, timeout: float | None,
+             callbacks: list[Callable] = ()) -> FailureGuard:
+    """Run trials in this process. Failed trials are recorded and the study goes on."""
+    import optuna
+
+    from losstune import trial as trial_mod
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    guard = FailureGuard()
+    study.optimize(lambda t: trial_mod.run(t, ctx), n_trials=n_trials, timeout=timeout,
+                   catch=(Exception,), callbacks=[*callbacks, guard])
+    return guard
+
+
+# ------------------------------------------------------------------------------ reading results
+def leaderboard(study: "optuna.Study", top: int | None = None) -> list[dict[str, Any]]:
+    """Completed trials ranked by the first objective, best first, baselines marked."""
+    import optuna
+
+    direction = study.directions[0]
+    trials = [t for t in study.get_trials(deepcopy=False)
+              if t.state == optuna.trial.TrialState.COMPLETE and t.values]
+    reverse = direction == optuna.study.StudyDirection.MAXIMIZE
+    trials.sort(key=lambda t: t.values[0], reverse=reverse)
+    rows = []
+    for rank, t in enumerate(trials[:top] if top else trials, start=1):
+        rows.append({"rank": rank, "trial": t.number, "family": t.user_attrs.get("family", "?"),
+                     "design": t.user_attrs.get("loss_words", t.params.get("loss", "?")),
+                     "value": t.values[0], "values": list(t.values),
+                     "baseline": t.user_attrs.get("baseline"),
+                     "train_time_s": t.user_attrs.get("train_time_s"),
+                     "user_attrs": dict(t.user_attrs), "params": dict(t.params)})
+    return rows
+
+
+def counts(study: "optuna.Study") -> dict[str, int]:
+    import optuna
+
+    out = {s.name.lower(): 0 for s in optuna.trial.TrialState}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name.lower()] += 1
+    return out
+
+
+def check_exists(storage_url: str) -> None:
+    """Reading commands must not create an empty database where none was."""
+    from losstune.storage import sqlite_path
+
+    path = sqlite_path(storage_url)
+    if path is not None and not path.exists():
+        raise StorageError(f"no database at {path}; run `losstune search STUDY_FILE` first "
+                           "or pass --storage")
+
+
+def load_existing(storage_url: str, name: str) -> "optuna.Study":
+    """Load a study by name, or fail listing the studies that exist."""
+    import optuna
+
+    check_exists(storage_url)
+    storage = open_storage(storage_url, heartbeat=False)
+    names = study_names(storage)
+    if name not in names:
+        listed = ", ".join(sorted(names)) or "none"
+        raise StorageError(f"no study {name!r} in {mask(storage_url)}; studies there: {listed}")
+    return optuna.load_study(study_name=name, storage=storage)

@@ -1,0 +1,265 @@
+"""One trial: suggest a design, build and audit the loss, train, score, record.
+
+Everything a trial learns goes into the Optuna trial itself (params, one intermediate value per
+epoch, small user attributes), so ``losstune report``, ``show`` and optuna-dashboard all read the
+same record.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from losstune.data import Splits
+from losstune.errors import LosstuneError
+from losstune.space import LossDesign, suggest_design, suggest_training
+from losstune.spec import METRICS, StudySpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+    import optuna
+
+
+class LossDivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class Context:
+    """What every trial of a worker shares: the spec, the data (loaded once) and the device."""
+
+    spec: StudySpec
+    splits: Splits
+    base_dir: Path
+    device: str
+    backend: str
+
+
+def compact(values: list[float]) -> list[float]:
+    """Per-epoch curves stored as user attributes, rounded: the dashboard stays fast."""
+    return [float(f"{v:.5g}") if math.isfinite(v) else None for v in values]
+
+
+def describe_device() -> str:
+    """'CPU' or the accelerator's name, for the active Keras backend."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                details = tf.config.experimental.get_device_details(gpus[0])
+                return f"GPU: {details.get('device_name', gpus[0].name)}"
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return f"GPU: {torch.cuda.get_device_name(0)}"
+        elif backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            if device.platform != "cpu":
+                return f"GPU: {device.device_kind}"
+    except Exception:  # noqa: BLE001 - a device query must never fail a study
+        pass
+    return "CPU"
+
+
+def configure_backend() -> None:
+    """TensorFlow: grow GPU memory instead of taking all of it (workers may share a GPU).
+
+    Must run before TensorFlow initialises its runtime, i.e. before the first op.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # runtime already initialised: nothing to change now
+            pass
+
+
+def _predict(model: "keras.Model", x: np.ndarray, batch: int = 2048) -> np.ndarray:
+    """Direct calls instead of ``model.predict``: for small arrays this skips building a
+    prediction loop and a data adapter every epoch (several times faster here)."""
+    from keras import ops
+
+    outs = [ops.convert_to_numpy(model(x[i:i + batch], training=False))
+            for i in range(0, len(x), batch)]
+    return np.concatenate(outs).astype("float64")
+
+
+def score(model: "keras.Model", splits: Splits, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """All metrics of a split: the objective candidates plus per-class recall."""
+    from losstune import metrics
+
+    out = _predict(model, x)
+    if splits.task == "regression":
+        scale = lambda a: np.asarray(a, "float64").reshape(-1) * splits.y_std + splits.y_mean  # noqa: E731
+        return metrics.regression(scale(y), scale(out))
+    result: dict[str, Any] = metrics.classification(y, out, splits.num_classes)
+    result["recall_per_class"] = metrics.per_class_recall(y, out, splits.num_classes)
+    return result
+
+
+def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool):
+    import keras
+
+    class EpochScorer(keras.callbacks.Callback):
+        """Scores the objective on the validation split after every epoch, reports it to
+        Optuna (pruning) and stops on a NaN loss with the reason kept."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.values: list[float] = []
+            self.pruned_at: int | None = None
+            self.diverged: str | None = None
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.diverged = f"the training loss became {float(loss)} at epoch {epoch}"
+                self.model.stop_training = True
+                return
+            try:
+                value = score(self.model, ctx.splits, ctx.splits.x_val, ctx.splits.y_val)[metric]
+            except FloatingPointError as err:
+                self.diverged = f"{err} at epoch {epoch}"
+                self.model.stop_training = True
+                return
+            self.values.append(value)
+            if report:
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    self.pruned_at = epoch
+                    self.model.stop_training = True
+
+    return EpochScorer()
+
+
+def _targets(splits: Splits, y: np.ndarray) -> np.ndarray:
+    if splits.task == "regression":
+        return np.asarray(y, dtype="float32").reshape(-1, 1)
+    return np.eye(splits.num_classes, dtype="float32")[y]
+
+
+def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
+    """The Optuna objective for one trial."""
+    import keras
+    import optuna
+
+    from losstune import audit, losses, models
+
+    spec, splits = ctx.spec, ctx.splits
+    training = suggest_training(trial, spec)
+    design: LossDesign = suggest_design(trial, spec)
+    description = design.description(epochs=training["epochs"], class_counts=splits.class_counts,
+                                      from_logits=spec.task != "regression")
+    metric = spec.objective.metrics[0]
+    trial.set_user_attr("family", design.family)
+    trial.set_user_attr("loss", json.dumps(description, sort_keys=True))
+    trial.set_user_attr("loss_words", losses.describe_in_words(description))
+    trial.set_user_attr("device", ctx.device)
+    trial.set_user_attr("backend", ctx.backend)
+
+    keras.utils.clear_session()
+    keras.utils.set_random_seed((spec.seed * 100_003 + trial.number) % 2**31)
+    if spec.training.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        loss = losses.build_loss(description)
+        model = models.build(spec.model, input_shape=splits.input_shape,
+                             units=models.output_units(spec.task, splits.num_classes),
+                             base_dir=ctx.base_dir)
+        y_train = _targets(splits, splits.y_train)
+        y_val = _targets(splits, splits.y_val)
+
+        batch = min(len(y_train), 256)
+        report = audit.check(loss, y_train[:batch],
+                             keras.ops.convert_to_numpy(model(splits.x_train[:batch])))
+        trial.set_user_attr("audit", {k: {n: float(f"{v:.4g}") for n, v in d.items()}
+                                      for k, d in report.as_dict().items()})
+        if report.warnings:
+            trial.set_user_attr("audit_warnings", list(report.warnings))
+
+        optimizer = keras.optimizers.get({"class_name": training["optimizer"],
+                                          "config": {"learning_rate": training["learning_rate"]}})
+        model.compile(optimizer=optimizer, loss=loss, metrics=losses.component_metrics(loss))
+        scorer = _epoch_scorer(trial, ctx, metric, report=not spec.multi_objective)
+        start = time.perf_counter()
+        history = model.fit(splits.x_train, y_train, validation_data=(splits.x_val, y_val),
+                            epochs=training["epochs"], batch_size=training["batch_size"],
+                            verbose=0, callbacks=[*losses.loss_callbacks(loss), scorer])
+        train_time = time.perf_counter() - start
+        logs = history.history
+
+        trial.set_user_attr("train_time_s", round(train_time, 3))
+        trial.set_user_attr("epochs_trained", len(logs.get("loss", [])))
+        trial.set_user_attr(f"curve.val_{metric}", compact(scorer.values))
+        for key in ("loss", "val_loss", *(f"loss_{c}" for c in losses.COMPONENTS)):
+            if key in logs:
+                trial.set_user_attr(f"curve.{key}", compact([float(v) for v in logs[key]]))
+
+        if scorer.diverged:
+            trial.set_user_attr("error", scorer.diverged)
+            raise LossDivergedError(scorer.diverged)
+        if scorer.pruned_at is not None:
+            trial.set_user_attr("pruned_at_epoch", scorer.pruned_at)
+            raise optuna.TrialPruned(f"pruned at epoch {scorer.pruned_at}")
+
+        val = score(model, splits, splits.x_val, splits.y_val)
+        for name, value in val.items():
+            trial.set_user_attr(f"val.{name}", _round(value))
+        if len(splits.y_test):
+            # Recorded for every trial but read only for the top designs: the sampler never
+            # sees user attributes, so the search cannot select on the test split.
+            for name, value in score(model, splits, splits.x_test, splits.y_test).items():
+                trial.set_user_attr(f"test.{name}", _round(value))
+        objective = val[metric]
+        if not math.isfinite(objective):
+            raise LossDivergedError(f"the objective {metric} is {objective}")
+        if spec.multi_objective:
+            extra = [train_time if m == "train_time" else val[m]
+                     for m in spec.objective.metrics[1:]]
+            return (objective, *extra)
+        return objective
+    except (optuna.TrialPruned, LossDivergedError):
+        raise
+    except LosstuneError as err:
+        trial.set_user_attr("error", str(err))
+        raise
+    except Exception as err:  # noqa: BLE001 - recorded on the trial, then Optuna marks FAIL
+        trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
+        raise
+    finally:
+        if spec.training.mixed_precision:
+            keras.mixed_precision.set_global_policy("float32")
+        keras.utils.clear_session()
+        gc.collect()
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_round(v) for v in value]
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else None
+    return value
+
+
+def direction_of(metric: str) -> str:
+    return METRICS[metric][0]

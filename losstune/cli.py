@@ -75,12 +75,14 @@ def validate(study_file: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ search
-def _install_sigterm() -> None:
-    """SIGTERM stops like Ctrl-C: Optuna marks the running trial and completed ones stay."""
+def _install_sigterm() -> Any:
+    """SIGTERM stops like Ctrl-C: Optuna marks the running trial and completed ones stay.
+
+    Returns the previous handler, to restore."""
     def raise_interrupt(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, raise_interrupt)
+    return signal.signal(signal.SIGTERM, raise_interrupt)
 
 
 def _format_value(value: Any) -> str:
@@ -91,14 +93,16 @@ def _format_value(value: Any) -> str:
 
 def print_leaderboard(study: Any, top: int, console: Any) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from losstune.runner import counts, leaderboard
 
     rows = leaderboard(study, top)
     c = counts(study)
     metrics = study.user_attrs.get("objective") or ["objective"]
-    table = Table(title=f"{study.study_name}: {c['complete']} complete, {c['pruned']} pruned, "
-                        f"{c['fail']} failed")
+    # Text objects, not markup: study names and designs are user data ("[baseline]" too).
+    table = Table(title=Text(f"{study.study_name}: {c['complete']} complete, "
+                             f"{c['pruned']} pruned, {c['fail']} failed"))
     table.add_column("#", justify="right")
     table.add_column("trial", justify="right")
     table.add_column("loss design")
@@ -107,12 +111,12 @@ def print_leaderboard(study: Any, top: int, console: Any) -> None:
     table.add_column("train s", justify="right")
     for row in rows:
         design = row["design"] + (" [baseline]" if row["baseline"] else "")
-        table.add_row(str(row["rank"]), str(row["trial"]), design,
+        table.add_row(str(row["rank"]), str(row["trial"]), Text(design),
                       *(_format_value(v) for v in row["values"]),
                       _format_value(row["train_time_s"]))
     if not rows:
-        console.print(f"{study.study_name}: no complete trial yet "
-                      f"({c['pruned']} pruned, {c['fail']} failed, {c['running']} running).")
+        console.print(Text(f"{study.study_name}: no complete trial yet "
+                           f"({c['pruned']} pruned, {c['fail']} failed, {c['running']} running)."))
         return
     console.print(table)
 
@@ -130,6 +134,8 @@ def print_leaderboard(study: Any, top: int, console: Any) -> None:
 def search(study_file: Path, storage: str | None, study_name: str | None, n_trials: int | None,
            timeout: float | None, top: int) -> None:
     """Run (or resume) the study a STUDY_FILE describes."""
+    from rich.text import Text
+
     from losstune import runner
     from losstune import spec as spec_mod
     from losstune.storage import mask
@@ -141,19 +147,20 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     console = _console()
     study = runner.create_or_load(spec, url, study_name=study_name)
     done = runner.counts(study)
-    console.print(f"study [bold]{study.study_name}[/] in {mask(url)} ({done['complete']} "
-                  f"complete, {done['pruned']} pruned, {done['fail']} failed so far)")
+    console.print(Text(f"study {study.study_name} in {mask(url)} ({done['complete']} "
+                       f"complete, {done['pruned']} pruned, {done['fail']} failed so far)"))
     ctx = runner.load_context(spec, study_file.parent.resolve())
-    console.print(f"data: {ctx.splits.description}; backend {ctx.backend} on {ctx.device}")
-    _install_sigterm()
-    interrupted = False
+    console.print(Text(f"data: {ctx.splits.description}; backend {ctx.backend} on {ctx.device}"))
+    previous = _install_sigterm()
+    interrupted, guard = False, None
     with _progress(console, n_trials) as (progress, callback):
         try:
             guard = runner.optimize(study, ctx, n_trials=n_trials, timeout=timeout,
                                     callbacks=[callback])
         except KeyboardInterrupt:
             interrupted = True
-            guard = None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     print_leaderboard(study, top, console)
     if interrupted:
         console.print("[yellow]Interrupted.[/] Completed trials are kept; run the same command "
@@ -172,7 +179,7 @@ class _progress:
                                    TimeElapsedColumn)
 
         self.progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[best]}"),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[best]}", markup=False),
                                  console=console, transient=False)
         self.task = self.progress.add_task("search", total=total, best="")
 
@@ -203,6 +210,7 @@ def studies(storage: str | None) -> None:
     """List the studies in a storage."""
     import optuna
     from rich.table import Table
+    from rich.text import Text
 
     from losstune.runner import check_exists
     from losstune.storage import DEFAULT_URL, normalise
@@ -215,7 +223,7 @@ def studies(storage: str | None) -> None:
         table.add_column(col)
     for s in summaries:
         best = s.best_trial.values[0] if s.best_trial and len(s.directions) == 1 else None
-        table.add_row(s.study_name, str(s.user_attrs.get("task", "")),
+        table.add_row(Text(s.study_name), str(s.user_attrs.get("task", "")),
                       ", ".join(s.user_attrs.get("objective", [])), str(s.n_trials),
                       _format_value(best))
     _console().print(table)

@@ -113,7 +113,7 @@ def _load_raw(spec: DatasetSpec, base_dir: Path) -> tuple[np.ndarray, np.ndarray
 def _encode_labels(y: np.ndarray, names: list[str], where: str) -> tuple[np.ndarray, list[str]]:
     classes, encoded = np.unique(y.astype(str) if y.dtype == object else y, return_inverse=True)
     if len(classes) < 2:
-        raise DataError(f"{where}: the target has a single class ({classes[0]!r}); "
+        raise DataError(f"{where}: the target has a single class ({str(classes[0])!r}); "
                         "classification needs at least two")
     if not names:
         names = [str(c) for c in classes]

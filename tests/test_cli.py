@@ -1,0 +1,220 @@
+"""The command line end to end: a tiny real study, read back with Optuna; resume; show; export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from losstune.cli import main
+from tests.conftest import ROOT, write_study
+
+EPOCHS = 3
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A tiny study (wine, 4 trials x 3 epochs) run once through `losstune search`."""
+    folder = tmp_path_factory.mktemp("study")
+    path = write_study(folder)
+    url = f"sqlite:///{folder / 'lt.db'}"
+    result = invoke("search", path, "--storage", url)
+    assert result.exit_code == 0, result.output
+    return path, url, result.output
+
+
+def test_search_stores_a_complete_record(finished):
+    _, url, output = finished
+    study = optuna.load_study(study_name="tiny", storage=url)
+    trials = study.trials
+    assert len(trials) == 4
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert study.metric_names == ["macro_f1"]
+    assert study.user_attrs["task"] == "multiclass"
+    # The baselines run first.
+    assert trials[0].user_attrs["baseline"].startswith("cross_entropy")
+    assert trials[1].user_attrs["family"] == "focal"
+    assert json.loads(trials[1].user_attrs["loss"])["params"]["gamma"] == 2.0
+    for t in trials:
+        assert t.params["loss"] in ("cross_entropy", "focal", "dynamic")
+        a = t.user_attrs
+        assert 0 <= a["val.macro_f1"] <= 1 and a["val.macro_f1"] == pytest.approx(t.value)
+        for key in ("val.accuracy", "val.balanced_accuracy", "test.macro_f1", "train_time_s",
+                    "device", "backend", "loss_words"):
+            assert key in a, key
+        assert len(a["val.recall_per_class"]) == 3
+        assert len(a["curve.val_macro_f1"]) == EPOCHS and len(a["curve.loss"]) == EPOCHS
+        assert sorted(t.intermediate_values) == list(range(EPOCHS))
+        if a["family"] == "dynamic":
+            assert len(a["curve.loss_curriculum"]) == EPOCHS
+        if a["family"] == "focal":
+            assert "focal.gamma" in t.params and "dynamic.w_balance" not in t.params
+    assert "tiny: 4 complete" in output and "[baseline]" in output
+
+
+def test_search_again_resumes_and_adds_trials(finished, tmp_path):
+    path, url, _ = finished
+    before = optuna.load_study(study_name="tiny", storage=url).trials
+    result = invoke("search", path, "--storage", url, "--n-trials", "2")
+    assert result.exit_code == 0, result.output
+    assert "4 complete" in result.output.splitlines()[0]
+    after = optuna.load_study(study_name="tiny", storage=url).trials
+    assert len(after) == 6
+    assert [t.params for t in after[:4]] == [t.params for t in before]
+    assert [t.value for t in after[:4]] == [t.value for t in before]
+    assert not any("baseline" in t.user_attrs for t in after[4:])  # not enqueued twice
+
+
+def test_show_studies_and_export_then_load_loss(finished, tmp_path):
+    _, url, _ = finished
+    shown = invoke("show", "tiny", "--storage", url, "--top", "2")
+    assert shown.exit_code == 0 and "macro_f1" in shown.output
+    listed = invoke("studies", "--storage", url)
+    assert listed.exit_code == 0 and "tiny" in listed.output
+    out = tmp_path / "best_loss.json"
+    exported = invoke("export", "tiny", "--storage", url, "-o", out)
+    assert exported.exit_code == 0, exported.output
+    payload = json.loads(out.read_text())
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert payload["trial"] == study.best_trial.number
+    assert payload["loss"] == json.loads(study.best_trial.user_attrs["loss"])
+
+    import keras
+    import numpy as np
+
+    from losstune.losses import load_loss
+
+    loss = load_loss(out)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss=loss)
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    y = np.eye(3, dtype="float32")[np.arange(32) % 3]
+    history = model.fit(x, y, epochs=2, verbose=0).history
+    assert all(np.isfinite(history["loss"]))
+
+    second = invoke("export", "tiny", "--storage", url, "--trial", "0", "-o", out)
+    assert second.exit_code == 0 and json.loads(out.read_text())["trial"] == 0
+
+
+def test_reading_a_missing_study_lists_the_existing_ones(finished):
+    _, url, _ = finished
+    result = CliRunner().invoke(main, ["show", "nope", "--storage", url])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: no study 'nope' in {url}; studies there: tiny"
+
+
+def test_reading_commands_do_not_create_databases(tmp_path):
+    db = tmp_path / "none.db"
+    result = CliRunner().invoke(main, ["studies", "--storage", f"sqlite:///{db}"])
+    assert result.exit_code == 2 and "no database at" in result.output
+    assert not db.exists()
+
+
+def test_export_of_unknown_trial(finished, tmp_path):
+    _, url, _ = finished
+    result = CliRunner().invoke(main, ["export", "tiny", "--storage", url, "--trial", "99",
+                                       "-o", str(tmp_path / "x.json")])
+    assert result.exit_code == 2 and "has no trial 99" in result.output
+
+
+def test_validate_and_bad_file_through_cli(study_file, tmp_path):
+    ok = invoke("validate", study_file)
+    assert ok.exit_code == 0 and "OK" in ok.output
+    bad = write_study(tmp_path, {"search": {"families": ["huber"]}}, name="bad.toml")
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert "search.families[0]" in result.output
+
+
+def test_regression_and_multi_objective_studies(tmp_path):
+    reg = write_study(tmp_path, {"name": "reg", "task": "regression",
+                                 "dataset": {"name": "diabetes"},
+                                 "objective": {"metric": "mae"}, "n_trials": 3,
+                                 "search": {"families": ["mse", "huber"], "focal": None}},
+                      name="reg.toml")
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert invoke("search", reg, "--storage", url).exit_code == 0
+    study = optuna.load_study(study_name="reg", storage=url)
+    assert [t.user_attrs["family"] for t in study.trials[:2]] == ["mse", "huber"]
+    assert json.loads(study.trials[1].user_attrs["loss"])["params"]["delta"] == 1.0
+    assert all(20 < t.value < 200 for t in study.trials)  # MAE in the target's own units
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+
+    multi = write_study(tmp_path, {"name": "multi", "n_trials": 3,
+                                   "objective": {"metric": ["macro_f1", "train_time"]}},
+                        name="multi.toml")
+    assert invoke("search", multi, "--storage", url).exit_code == 0
+    study = optuna.load_study(study_name="multi", storage=url)
+    assert study.metric_names == ["macro_f1", "train_time"]
+    assert all(len(t.values) == 2 and t.values[1] > 0 for t in study.trials)
+
+
+def test_broken_model_factory_fails_trials_then_stops_with_summary(tmp_path):
+    (tmp_path / "brokenmodels.py").write_text(
+        "def build(input_shape, output_units):\n    raise RuntimeError('factory is broken')\n")
+    path = write_study(tmp_path, {"name": "broken", "n_trials": 10,
+                                  "model": {"kind": "factory",
+                                            "factory": "brokenmodels:build"}})
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    result = CliRunner().invoke(main, ["search", str(path), "--storage", url])
+    assert result.exit_code == 2
+    assert "the first 3 trials all failed; last error: RuntimeError: factory is broken" in \
+        result.output
+    study = optuna.load_study(study_name="broken", storage=url)
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 3  # stopped instead of burning all 10
+    assert failed[0].user_attrs["error"] == "RuntimeError: factory is broken"
+
+
+def test_user_model_factory_is_used(tmp_path):
+    (tmp_path / "mymodels.py").write_text(
+        "import keras\n"
+        "def build(input_shape, output_units):\n"
+        "    return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(8, "
+        "activation='relu'), keras.layers.Dense(output_units)], name='mine')\n")
+    path = write_study(tmp_path, {"name": "mine", "n_trials": 2,
+                                  "model": {"kind": "factory", "factory": "mymodels:build"}})
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    assert invoke("search", path, "--storage", url).exit_code == 0
+    study = optuna.load_study(study_name="mine", storage=url)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_installed_entry_point_is_fast_and_errors_cleanly(tmp_path):
+    exe = Path(sys.executable).parent / "losstune"
+    start = time.perf_counter()
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0 and "search" in proc.stdout and "export" in proc.stdout
+    assert elapsed < 5  # generous for a loaded machine; benchmarks/ measures it properly
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, losstune.cli; "
+         "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'optuna', 'plotly')))"],
+        capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "False"
+    bad = write_study(tmp_path, {"training": {"epochs": 0}})
+    proc = subprocess.run([exe, "validate", bad], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"Error: {bad}: training.epochs: epochs must lie in "
+                                   "[1, inf), got 0..0")
+    debug = subprocess.run([exe, "--debug", "validate", bad], capture_output=True, text=True,
+                           timeout=60)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_examples_validate_through_the_cli():
+    for path in sorted((ROOT / "studies").glob("*.toml")):
+        result = invoke("validate", path)
+        assert result.exit_code == 0, result.output

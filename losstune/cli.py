@@ -150,6 +150,7 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     console.print(Text(f"study {study.study_name} in {mask(url)} ({done['complete']} "
                        f"complete, {done['pruned']} pruned, {done['fail']} failed so far)"))
     ctx = runner.load_context(spec, study_file.parent.resolve())
+    runner.record_data(study, ctx)
     console.print(Text(f"data: {ctx.splits.description}; backend {ctx.backend} on {ctx.device}"))
     previous = _install_sigterm()
     interrupted, guard = False, None
@@ -279,6 +280,22 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
                "loss": json.loads(chosen.user_attrs["loss"])}
     output.write_text(json.dumps(payload, indent=2) + "\n")
     click.echo(f"wrote {output}: trial {chosen.number}, {payload['description']}")
+
+
+@main.command()
+@click.argument("study")
+@click.option("--storage", default=None, help="Storage URL (default: sqlite:///losstune.db).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file to write (default: reports/STUDY.html).")
+@handle_errors
+def report(study: str, storage: str | None, output: Path | None) -> None:
+    """Write a self-contained HTML report ranking the loss designs of STUDY."""
+    from losstune import report as report_mod
+    from losstune.storage import DEFAULT_URL, normalise
+
+    path = report_mod.write(study, normalise(storage or DEFAULT_URL), output)
+    size = path.stat().st_size / 1e6
+    click.echo(f"wrote {path} ({size:.1f} MB, self-contained: opens offline)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -180,6 +180,19 @@ def load_context(spec: StudySpec, base_dir: Path) -> "Any":
                    backend=keras.backend.backend())
 
 
+def record_data(study: "optuna.Study", ctx: Any) -> None:
+    """What the report needs about the data, stored once with the study."""
+    from losstune.trial import MAX_STORED_PREDICTIONS
+
+    splits = ctx.splits
+    if study.user_attrs.get("data") != splits.description:
+        study.set_user_attr("data", splits.description)
+        study.set_user_attr("class_names", list(splits.class_names))
+        if splits.task == "regression":
+            y = splits.y_val[:MAX_STORED_PREDICTIONS] * splits.y_std + splits.y_mean
+            study.set_user_attr("val_targets", [float(f"{v:.5g}") for v in y.tolist()])
+
+
 def optimize(study: "optuna.Study", ctx: Any, *, n_trials: int | None, timeout: float | None,
              callbacks: list[Callable] = ()) -> FailureGuard:
     """Run trials in this process. Failed trials are recorded and the study goes on."""

@@ -27,6 +27,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
 
+# Regression trials keep their validation predictions (for residual plots), at most this many.
+MAX_STORED_PREDICTIONS = 1000
+
+
 class LossDivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -223,6 +227,9 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
             raise optuna.TrialPruned(f"pruned at epoch {scorer.pruned_at}")
 
         val = score(model, splits, splits.x_val, splits.y_val)
+        if splits.task == "regression":  # for the report's residual plot
+            pred = _predict(model, splits.x_val[:MAX_STORED_PREDICTIONS]).reshape(-1)
+            trial.set_user_attr("val.pred", compact((pred * splits.y_std + splits.y_mean).tolist()))
         for name, value in val.items():
             trial.set_user_attr(f"val.{name}", _round(value))
         if len(splits.y_test):

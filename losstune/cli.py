@@ -145,7 +145,8 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     n_trials = n_trials or spec.n_trials
     timeout = timeout or spec.timeout
     console = _console()
-    study = runner.create_or_load(spec, url, study_name=study_name)
+    study = runner.create_or_load(spec, url, study_name=study_name,
+                                  base_dir=study_file.parent.resolve())
     done = runner.counts(study)
     console.print(Text(f"study {study.study_name} in {mask(url)} ({done['complete']} "
                        f"complete, {done['pruned']} pruned, {done['fail']} failed so far)"))
@@ -163,6 +164,9 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
         finally:
             signal.signal(signal.SIGTERM, previous)
     print_leaderboard(study, top, console)
+    from losstune.report import save_to_dashboard
+
+    save_to_dashboard(study)
     if interrupted:
         console.print("[yellow]Interrupted.[/] Completed trials are kept; run the same command "
                       "to continue.")
@@ -280,6 +284,47 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
                "loss": json.loads(chosen.user_attrs["loss"])}
     output.write_text(json.dumps(payload, indent=2) + "\n")
     click.echo(f"wrote {output}: trial {chosen.number}, {payload['description']}")
+
+
+@main.command()
+@click.argument("study")
+@click.option("--storage", default=None, help="Storage URL (default: sqlite:///losstune.db).")
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Distinct top designs to re-train (the baselines are added).")
+@click.option("--seeds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Seeds per design (new data split and initialisation each).")
+@handle_errors
+def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
+    """Re-train the top designs and the baselines with several seeds (for a ranking with CIs)."""
+    from rich.progress import Progress
+
+    from losstune import confirm as confirm_mod
+    from losstune.report import _info
+    from losstune.storage import DEFAULT_URL, normalise
+
+    url = normalise(storage or DEFAULT_URL)
+    with Progress(console=_console()) as progress:
+        task = progress.add_task("confirmation runs", total=None)
+
+        def on_run(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        companion = confirm_mod.run(url, study, top=top, seeds=seeds, on_run=on_run)
+    maximize = companion.directions[0].name == "MAXIMIZE"
+    metric = (companion.user_attrs.get("objective") or ["objective"])[0]
+    rows = _info.confirm_info(companion.get_trials(deepcopy=False), maximize, metric)
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(f"{study}: confirmed with {seeds} seeds ({companion.study_name})"))
+    for col in ("#", "loss design", "mean", "95% CI", "p vs baseline", ""):
+        table.add_column(col)
+    for i, r in enumerate(rows, start=1):
+        table.add_row(str(i), Text(r.design + (" [baseline]" if r.baseline else "")),
+                      f"{r.mean:.4f}", f"[{r.ci_low:.4f}, {r.ci_high:.4f}]",
+                      "—" if r.p_value is None else f"{r.p_value:.3f}",
+                      "beats baseline" if r.beats_baseline else "")
+    _console().print(table)
 
 
 @main.command()

@@ -98,7 +98,8 @@ def resolve_storage_url(spec: StudySpec, override: str | None, spec_path: Path |
 
 
 def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None = None,
-                   worker: int = 0, heartbeat: bool = True) -> "optuna.Study":
+                   worker: int = 0, heartbeat: bool = True,
+                   base_dir: Path | None = None) -> "optuna.Study":
     """Create the study (enqueueing baselines) or resume it, after checking it matches."""
     import optuna
 
@@ -129,6 +130,8 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
         study.set_user_attr("dataset", spec.dataset.name)
         study.set_user_attr("spec", json.loads(spec.model_dump_json()))
         study.set_user_attr("losstune_version", __version__)
+        if base_dir is not None:  # relative data paths in the spec are relative to this
+            study.set_user_attr("base_dir", str(base_dir))
         for params, label, own in baseline_params(spec):
             study.enqueue_trial(params, user_attrs={"baseline": label, "baseline_params": own},
                                 skip_if_exists=True)

@@ -238,6 +238,7 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
             for name, value in score(model, splits, splits.x_test, splits.y_test).items():
                 trial.set_user_attr(f"test.{name}", _round(value))
         objective = val[metric]
+        _save_note(trial, description, val, metric, train_time, report.warnings)
         if not math.isfinite(objective):
             raise LossDivergedError(f"the objective {metric} is {objective}")
         if spec.multi_objective:
@@ -258,6 +259,27 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
             keras.mixed_precision.set_global_policy("float32")
         keras.utils.clear_session()
         gc.collect()
+
+
+def _save_note(trial: "optuna.Trial", description: dict[str, Any], val: dict[str, Any],
+               metric: str, train_time: float, warnings: tuple[str, ...]) -> None:
+    """A markdown note optuna-dashboard shows on the trial page: the loss in words and figures."""
+    from optuna_dashboard import save_note
+
+    from losstune.losses import describe_in_words
+
+    lines = [f"### {describe_in_words(description)}", ""]
+    if trial.user_attrs.get("baseline"):
+        lines += ["*Baseline design (enqueued by losstune).*", ""]
+    lines += ["| metric (validation) | value |", "|---|---|"]
+    for name, value in val.items():
+        if isinstance(value, float):
+            lines.append(f"| {'**' + name + '**' if name == metric else name} | {value:.4f} |")
+    lines += ["", f"Training time: {train_time:.1f} s.", "",
+              "Loss description (use with `losstune.losses.build_loss`):", "",
+              "```json", json.dumps(description, indent=2, sort_keys=True), "```"]
+    lines += [f"> ⚠ {w}" for w in warnings]
+    save_note(trial, "\n".join(lines))
 
 
 def _round(value: Any) -> Any:

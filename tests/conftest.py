@@ -64,3 +64,55 @@ def require_service(available: bool, reason: str) -> None:
     if os.environ.get("LOSSTUNE_REQUIRE_SERVICES"):
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """A tiny study (wine, 4 trials x 3 epochs) run once through `losstune search`.
+
+    Shared by several test files; tests that change it work on a copy of the database.
+    """
+    from click.testing import CliRunner
+
+    from losstune.cli import main
+
+    folder = tmp_path_factory.mktemp("study")
+    path = write_study(folder)
+    url = f"sqlite:///{folder / 'lt.db'}"
+    result = CliRunner().invoke(main, ["search", str(path), "--storage", url],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return path, url, result.output
+
+
+def copy_db(url: str, folder: Path) -> str:
+    """A copy of a finished study's SQLite database, to change without affecting others."""
+    import shutil
+    import sqlite3
+
+    source = url[len("sqlite:///"):]
+    target = folder / "copy.db"
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)  # consistent even with WAL files beside the database
+    shutil.copymode(source, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture(scope="session")
+def confirmed_report(finished, tmp_path_factory):
+    """The finished tiny study, confirmed (top 1 + baselines, 2 seeds), then reported."""
+    folder = tmp_path_factory.mktemp("confirmed")
+    url = copy_db(finished[1], folder)
+    from click.testing import CliRunner
+
+    from losstune.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["confirm", "tiny", "--storage", url, "--top", "1",
+                                  "--seeds", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = folder / "tiny.html"
+    result = runner.invoke(main, ["report", "tiny", "--storage", url, "-o", str(out)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return url, out

@@ -14,24 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from losstune.cli import main
-from tests.conftest import ROOT, write_study
+from tests.conftest import ROOT, copy_db, write_study
 
 EPOCHS = 3
 
 
 def invoke(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A tiny study (wine, 4 trials x 3 epochs) run once through `losstune search`."""
-    folder = tmp_path_factory.mktemp("study")
-    path = write_study(folder)
-    url = f"sqlite:///{folder / 'lt.db'}"
-    result = invoke("search", path, "--storage", url)
-    assert result.exit_code == 0, result.output
-    return path, url, result.output
 
 
 def test_search_stores_a_complete_record(finished):
@@ -65,6 +54,7 @@ def test_search_stores_a_complete_record(finished):
 
 def test_search_again_resumes_and_adds_trials(finished, tmp_path):
     path, url, _ = finished
+    url = copy_db(url, tmp_path)
     before = optuna.load_study(study_name="tiny", storage=url).trials
     result = invoke("search", path, "--storage", url, "--n-trials", "2")
     assert result.exit_code == 0, result.output

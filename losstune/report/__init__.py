@@ -224,6 +224,32 @@ def _figures_html(figures: list[tuple[str, str, Any]]) -> tuple[str, str]:
     return section, "\n".join(data)
 
 
+# Figures saved into the study for optuna-dashboard, under stable ids so re-saving replaces them.
+DASHBOARD_FIGURES = {"Optimisation history": "losstune-history",
+                     "Objective by loss family": "losstune-families",
+                     "Parameter importance": "losstune-importance",
+                     "Per-class recall": "losstune-recall", "Residuals": "losstune-residuals",
+                     "Validation curves of the top designs": "losstune-curves"}
+
+
+def save_to_dashboard(study: Any) -> list[str]:
+    """Save the report's key figures with ``optuna_dashboard.save_plotly_graph_object``."""
+    from optuna_dashboard import save_plotly_graph_object
+
+    trials = study.get_trials(deepcopy=False)
+    if len(study.directions) > 1 or not any(t.state.name == "COMPLETE" for t in trials):
+        return []
+    maximize = study.directions[0].name == "MAXIMIZE"
+    metric = (study.user_attrs.get("objective") or ["objective"])[0]
+    saved = []
+    for title, _, fig in _figures(study, trials, maximize, metric):
+        if title in DASHBOARD_FIGURES and not isinstance(fig, str):
+            fig.update_layout(title=dict(text=esc(title), x=0.01))
+            saved.append(save_plotly_graph_object(study, fig,
+                                                  graph_object_id=DASHBOARD_FIGURES[title]))
+    return saved
+
+
 def write(study_name: str, storage_url: str, output: Path | None = None) -> Path:
     """Build the report of a stored study (with its confirmation, if any) and write it."""
     import optuna
@@ -241,6 +267,7 @@ def write(study_name: str, storage_url: str, output: Path | None = None) -> Path
     output = Path(output or Path("reports") / f"{_safe(study_name)}.html")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(build(study, confirm), encoding="utf-8")
+    save_to_dashboard(study)
     return output
 
 

@@ -70,7 +70,8 @@ def residuals(info: dict[str, Any]) -> go.Figure:
 
 
 def confirmation(rows: Sequence[_info.Confirmed], metric: str) -> go.Figure:
-    labels = [esc(r.design)[:50] + (" ★" if r.beats_baseline else "") for r in rows][::-1]
+    labels = [f"{i}. {esc(r.design)[:50]}" + (" ★" if r.beats_baseline else "")
+              for i, r in enumerate(rows, start=1)][::-1]
     means = [r.mean for r in rows][::-1]
     fig = go.Figure(go.Scatter(
         x=means, y=labels, mode="markers",

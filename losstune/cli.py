@@ -128,11 +128,14 @@ def print_leaderboard(study: Any, top: int, console: Any) -> None:
 @click.option("--n-trials", type=click.IntRange(min=1), help="Trials to run now (default: the file's).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
               help="Stop starting trials after this many seconds.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine, all on the same study.")
+@click.option("--gpus", default=None, help="GPU ids to pin workers to, round-robin (e.g. 0,1).")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="Rows of the final leaderboard.")
 @handle_errors
 def search(study_file: Path, storage: str | None, study_name: str | None, n_trials: int | None,
-           timeout: float | None, top: int) -> None:
+           timeout: float | None, workers: int, gpus: str | None, top: int) -> None:
     """Run (or resume) the study a STUDY_FILE describes."""
     from rich.text import Text
 
@@ -144,25 +147,39 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     url = runner.resolve_storage_url(spec, storage, study_file)
     n_trials = n_trials or spec.n_trials
     timeout = timeout or spec.timeout
+    base_dir = study_file.parent.resolve()
     console = _console()
-    study = runner.create_or_load(spec, url, study_name=study_name,
-                                  base_dir=study_file.parent.resolve())
+    splits = runner.load_data(spec, base_dir)  # bad data fails before the storage is touched
+    study = runner.create_or_load(spec, url, study_name=study_name, base_dir=base_dir)
+    runner.record_data(study, splits)
+    before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     done = runner.counts(study)
     console.print(Text(f"study {study.study_name} in {mask(url)} ({done['complete']} "
                        f"complete, {done['pruned']} pruned, {done['fail']} failed so far)"))
-    ctx = runner.load_context(spec, study_file.parent.resolve())
-    runner.record_data(study, ctx)
-    console.print(Text(f"data: {ctx.splits.description}; backend {ctx.backend} on {ctx.device}"))
+    if workers > 1 and url.startswith("sqlite") and workers > 4:
+        console.print(Text(f"note: {workers} workers on one SQLite file contend for its lock; "
+                           "PostgreSQL (--storage postgresql://…) or journal:FILE scale better."))
     previous = _install_sigterm()
-    interrupted, guard = False, None
-    with _progress(console, n_trials) as (progress, callback):
-        try:
-            guard = runner.optimize(study, ctx, n_trials=n_trials, timeout=timeout,
-                                    callbacks=[callback])
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    interrupted = False
+    try:
+        with _progress(console, n_trials, len(before)) as (progress, callback):
+            if workers == 1:
+                ctx = runner.load_context(spec, base_dir, splits)
+                console.print(Text(f"data: {splits.description}; backend {ctx.backend} on "
+                                   f"{ctx.device}"))
+                runner.optimize(study, ctx, n_trials=n_trials, timeout=timeout,
+                                callbacks=[callback])
+            else:
+                from losstune import workers as workers_mod
+
+                console.print(Text(f"data: {splits.description}; {workers} worker processes"))
+                workers_mod.run(study_file, url, study.study_name, workers=workers,
+                                n_trials=n_trials, timeout=timeout, gpus=gpus,
+                                on_poll=lambda: callback(study, None))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print_leaderboard(study, top, console)
     from losstune.report import save_to_dashboard
 
@@ -171,15 +188,19 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
         console.print("[yellow]Interrupted.[/] Completed trials are kept; run the same command "
                       "to continue.")
         sys.exit(130)
-    if guard is not None and guard.tripped:
-        raise LosstuneError(f"stopped: the first {guard.failures} trials all failed; last error: "
-                            f"{guard.last_error}")
+    new = [t for t in study.get_trials(deepcopy=False)
+           if t.number not in before and t.state.is_finished()]
+    failed = [t for t in new if t.state.name == "FAIL"]
+    if new and len(failed) == len(new) and len(failed) >= runner.MAX_FAILURES_WITHOUT_SUCCESS:
+        raise LosstuneError(f"stopped: the first {len(failed)} trials all failed; last error: "
+                            f"{failed[-1].user_attrs.get('error', 'unknown error')}")
 
 
 class _progress:
     """A rich progress bar over trials showing the best value so far."""
 
-    def __init__(self, console: Any, total: int | None) -> None:
+    def __init__(self, console: Any, total: int | None, already: int = 0) -> None:
+        self.already = already  # trials finished before this run
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn)
 
@@ -196,6 +217,8 @@ class _progress:
         self.progress.stop()
 
     def _callback(self, study: Any, trial: Any) -> None:
+        """Reads the storage, so it counts every worker's trials (Optuna callback signature)."""
+        finished = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
         best = ""
         try:
             if len(study.directions) == 1:
@@ -204,7 +227,7 @@ class _progress:
                 best = f"best {b.values[0]:.4f} ({words[:40]}{'…' if len(words) > 40 else ''})"
         except ValueError:  # no complete trial yet
             pass
-        self.progress.update(self.task, advance=1, best=best)
+        self.progress.update(self.task, completed=finished - self.already, best=best)
 
 
 # ------------------------------------------------------------------------------------ studies

@@ -128,7 +128,10 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
         study.set_user_attr("objective", metrics)
         study.set_user_attr("task", spec.task)
         study.set_user_attr("dataset", spec.dataset.name)
-        study.set_user_attr("spec", json.loads(spec.model_dump_json()))
+        stored = json.loads(spec.model_dump_json())
+        if stored.get("storage"):  # a password in the file's URL never goes into the study
+            stored["storage"] = mask(stored["storage"])
+        study.set_user_attr("spec", stored)
         study.set_user_attr("losstune_version", __version__)
         if base_dir is not None:  # relative data paths in the spec are relative to this
             study.set_user_attr("base_dir", str(base_dir))
@@ -169,25 +172,30 @@ class FailureGuard:
         return self.successes == 0 and self.failures >= self.limit
 
 
-def load_context(spec: StudySpec, base_dir: Path) -> "Any":
+def load_data(spec: StudySpec, base_dir: Path) -> Any:
+    """The study's splits (scikit-learn only, no Keras): bad data fails before any storage write."""
+    from losstune import data
+
+    return data.load(spec.dataset, spec.task, seed=spec.seed, base_dir=base_dir)
+
+
+def load_context(spec: StudySpec, base_dir: Path, splits: Any = None) -> "Any":
     """Import Keras, configure the backend, load the data once per worker."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from losstune import data
     from losstune.trial import Context, configure_backend, describe_device
 
     configure_backend()
-    splits = data.load(spec.dataset, spec.task, seed=spec.seed, base_dir=base_dir)
+    splits = splits if splits is not None else load_data(spec, base_dir)
     return Context(spec=spec, splits=splits, base_dir=base_dir, device=describe_device(),
                    backend=keras.backend.backend())
 
 
-def record_data(study: "optuna.Study", ctx: Any) -> None:
+def record_data(study: "optuna.Study", splits: Any) -> None:
     """What the report needs about the data, stored once with the study."""
     from losstune.trial import MAX_STORED_PREDICTIONS
 
-    splits = ctx.splits
     if study.user_attrs.get("data") != splits.description:
         study.set_user_attr("data", splits.description)
         study.set_user_attr("class_names", list(splits.class_names))

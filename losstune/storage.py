@@ -68,6 +68,25 @@ def _prepare_sqlite(path: Path, url: str) -> None:
         raise StorageError(f"storage {url}: {path} cannot be opened as SQLite ({err})") from None
 
 
+def heartbeat_settings() -> tuple[int, int]:
+    """Heartbeat interval and grace period in seconds; operators (and tests) may shorten them
+    with LOSSTUNE_HEARTBEAT_INTERVAL and LOSSTUNE_GRACE_PERIOD."""
+    import os
+
+    def read(name: str, default: int) -> int:
+        text = os.environ.get(name, "")
+        try:
+            value = int(text) if text else default
+        except ValueError:
+            raise StorageError(f"{name} must be a whole number of seconds, got {text!r}") from None
+        if value < 1:
+            raise StorageError(f"{name} must be >= 1, got {value}")
+        return value
+
+    interval = read("LOSSTUNE_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL_S)
+    return interval, max(read("LOSSTUNE_GRACE_PERIOD", GRACE_PERIOD_S), interval + 1)
+
+
 def open_storage(url: str | None = None, *, heartbeat: bool = True) -> "optuna.storages.BaseStorage":
     """An Optuna storage for ``url``; errors are one line, password masked."""
     import optuna
@@ -94,14 +113,39 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> "optuna.s
                            "postgresql://USER@HOST/DB or journal:FILE")
     kwargs = {}
     if heartbeat:
-        kwargs = dict(heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S,
+        interval, grace = heartbeat_settings()
+        kwargs = dict(heartbeat_interval=interval, grace_period=grace,
                       heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                           max_retry=3))
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise StorageError(f"storage {shown}: cannot connect ({mask(reason)})") from None
+    if path is not None:
+        _serialise_sqlite_transactions(storage.engine)
+    return storage
+
+
+def _serialise_sqlite_transactions(engine) -> None:
+    """Every SQLite transaction starts with BEGIN IMMEDIATE (SQLAlchemy's pysqlite recipe).
+
+    Optuna pops an enqueued (WAITING) trial with SELECT … FOR UPDATE, which SQLite ignores: two
+    workers could both read WAITING and run the same trial ("Cannot tell a COMPLETE trial").
+    Taking the write lock at BEGIN makes read-then-update atomic; the busy timeout makes other
+    workers wait for it instead of failing.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, record):  # noqa: ARG001
+        dbapi_connection.isolation_level = None  # SQLAlchemy, not pysqlite, emits BEGIN
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # pooled connections were opened before the listeners existed
 
 
 def study_names(storage: "optuna.storages.BaseStorage") -> list[str]:

@@ -1,0 +1,190 @@
+"""Many workers, nothing lost: SQLite and PostgreSQL, kill -9, interrupts, reproducibility."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from tests.conftest import require_service, write_study
+
+EXE = str(Path(sys.executable).parent / "losstune")
+FAST = {"n_trials": 40, "model": {"hidden": [8]},
+        "training": {"epochs": 2, "batch_size": 64, "learning_rate": 0.02},
+        "search": {"families": ["cross_entropy", "focal"]}}
+HEARTBEAT = {"LOSSTUNE_HEARTBEAT_INTERVAL": "1", "LOSSTUNE_GRACE_PERIOD": "3"}
+
+
+def search(study: Path, url: str, *args: str, env: dict | None = None,
+           timeout: float = 500) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, "search", str(study), "--storage", url, *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def states(url: str, name: str = "tiny") -> dict[str, int]:
+    study = optuna.load_study(study_name=name, storage=url)
+    out: dict[str, int] = {}
+    for t in study.trials:
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def assert_clean_run(proc: subprocess.CompletedProcess) -> None:
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "database is locked" not in log and "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.slow
+def test_four_workers_on_sqlite_lose_nothing(tmp_path):
+    study = write_study(tmp_path, FAST)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    proc = search(study, url, "--workers", "4")
+    assert_clean_run(proc)
+    counts = states(url)
+    assert sum(counts.values()) == 40
+    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 40, counts
+    trials = optuna.load_study(study_name="tiny", storage=url).trials
+    assert len({t.number for t in trials}) == 40
+    assert sum(1 for t in trials if t.user_attrs.get("baseline")) == 2  # each run exactly once
+
+
+@pytest.fixture
+def postgres_url():
+    try:
+        import psycopg
+
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True,
+                                connect_timeout=5)
+    except Exception as err:  # noqa: BLE001
+        require_service(False, f"PostgreSQL on 127.0.0.1:5432 is not reachable ({err})")
+    name = f"losstune_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_eight_workers_on_postgresql_lose_nothing(tmp_path, postgres_url):
+    study = write_study(tmp_path, FAST)
+    proc = search(study, postgres_url, "--workers", "8")
+    assert_clean_run(proc)
+    counts = states("postgresql+psycopg" + postgres_url[len("postgresql"):])
+    assert sum(counts.values()) == 40
+    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 40, counts
+
+
+def running_with_heartbeat(url: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(url[len("sqlite:///"):], timeout=30) as conn:
+        return conn.execute(
+            "SELECT COUNT(*) FROM trials t JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+            "WHERE t.state = 'RUNNING'").fetchone()[0]
+
+
+def _wait_for(url: str, predicate, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if predicate(states(url)):
+                return
+        except (KeyError, ValueError):  # study not created yet
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"timed out; states {states(url)}")
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_trial_is_failed_and_retried(tmp_path):
+    study = write_study(tmp_path, {**FAST, "n_trials": 14})
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    proc = subprocess.Popen([EXE, "search", str(study), "--storage", url, "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **HEARTBEAT})
+    # Mid-trial: both workers' running trials are training and have sent a heartbeat.
+    # (Optuna ignores a RUNNING trial that died before its first heartbeat, milliseconds
+    # after it was created; README, "Storage", says so.)
+    _wait_for(url, lambda s: s.get("COMPLETE", 0) >= 3 and running_with_heartbeat(url) == 2)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                              text=True).stdout.split()
+    workers = [int(pid) for pid in children]  # spawned worker processes (and a resource tracker)
+    workers = [pid for pid in workers
+               if b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+               and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 2, children
+    os.kill(workers[-1], signal.SIGKILL)
+    output, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, output[-3000:]
+    time.sleep(4)  # past the grace period
+    # Finish the study with a fresh run: it fails the stale trial (if still RUNNING) and retries.
+    assert_clean_run(search(study, url, "--n-trials", "2", env=HEARTBEAT))
+    trials = optuna.load_study(study_name="tiny", storage=url).trials
+    counts = states(url)
+    assert counts.get("RUNNING", 0) == 0 and counts.get("WAITING", 0) == 0, counts
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert len(failed) == 1, counts
+    retried = [t for t in trials
+               if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == failed[0].number]
+    assert len(retried) == 1 and retried[0].state.name in ("COMPLETE", "PRUNED")
+    assert retried[0].params == failed[0].params
+    assert len(trials) == 14 + 2
+    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 15
+
+
+@pytest.mark.slow
+def test_interrupted_study_resumes_without_losing_trials(tmp_path):
+    study = write_study(tmp_path, {**FAST, "n_trials": 200})
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    proc = subprocess.Popen([EXE, "search", str(study), "--storage", url],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(url, lambda s: s.get("COMPLETE", 0) >= 3)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-2000:]
+    assert "Interrupted" in output and "Traceback" not in output
+    before = {t.number: t.values for t in optuna.load_study(study_name="tiny", storage=url).trials
+              if t.state.name == "COMPLETE"}
+    assert states(url).get("RUNNING", 0) == 0
+    assert_clean_run(search(study, url, "--n-trials", "3"))
+    after = {t.number: t.values for t in optuna.load_study(study_name="tiny", storage=url).trials
+             if t.state.name == "COMPLETE"}
+    assert all(after[n] == v for n, v in before.items())  # nothing completed was lost
+    assert len(after) >= len(before) + 3 - 1  # (a pruned trial would not count as complete)
+
+
+@pytest.mark.slow
+def test_single_worker_fixed_seed_is_repeatable(tmp_path):
+    study = write_study(tmp_path, {**FAST, "n_trials": 6,
+                                   "sampler": {"name": "tpe", "n_startup_trials": 3}})
+    runs = []
+    for i in range(2):
+        url = f"sqlite:///{tmp_path / f'r{i}.db'}"
+        assert_clean_run(search(study, url))
+        runs.append(optuna.load_study(study_name="tiny", storage=url).trials)
+    assert [t.params for t in runs[0]] == [t.params for t in runs[1]]
+    for a, b in zip(*runs):
+        assert a.value == pytest.approx(b.value, abs=1e-6)
+
+
+def test_worker_seeds_differ_and_gpus_round_robin():
+    from losstune.runner import worker_seed
+    from losstune.workers import gpu_assignment
+
+    seeds = {worker_seed(7, w) for w in range(8)}
+    assert len(seeds) == 8 and worker_seed(7, 0) == 7
+    assert gpu_assignment("0,1", 5) == ["0", "1", "0", "1", "0"]
+    assert gpu_assignment(None, 2) == [None, None]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -75,16 +74,6 @@ def validate(study_file: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ search
-def _install_sigterm() -> Any:
-    """SIGTERM stops like Ctrl-C: Optuna marks the running trial and completed ones stay.
-
-    Returns the previous handler, to restore."""
-    def raise_interrupt(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, raise_interrupt)
-
-
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
@@ -159,7 +148,9 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     if workers > 1 and url.startswith("sqlite") and workers > 4:
         console.print(Text(f"note: {workers} workers on one SQLite file contend for its lock; "
                            "PostgreSQL (--storage postgresql://…) or journal:FILE scale better."))
-    previous = _install_sigterm()
+    from losstune import stopping
+
+    previous = stopping.install()
     interrupted = False
     try:
         with _progress(console, n_trials, len(before)) as (progress, callback):
@@ -176,10 +167,11 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
                 workers_mod.run(study_file, url, study.study_name, workers=workers,
                                 n_trials=n_trials, timeout=timeout, gpus=gpus,
                                 on_poll=lambda: callback(study, None))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C
         interrupted = True
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        stopping.restore(previous)
+    interrupted = interrupted or stopping.STOP.is_set()
     print_leaderboard(study, top, console)
     from losstune.report import save_to_dashboard
 

@@ -23,15 +23,17 @@ if TYPE_CHECKING:  # pragma: no cover
 # Stop a run whose first trials all fail: a broken model factory or data file would otherwise
 # burn the whole budget.
 MAX_FAILURES_WITHOUT_SUCCESS = 3
+INTERRUPTED = "interrupted by the user"
 
 
 def quiet_optuna() -> None:
-    """Optuna's INFO lines and experimental-feature warnings would drown losstune's output."""
+    """Optuna's INFO lines, its per-failure tracebacks and experimental-feature warnings would
+    drown losstune's output; a failed trial's reason is kept in its ``error`` user attribute."""
     import warnings
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -159,6 +161,8 @@ class FailureGuard:
     def __call__(self, study: "optuna.Study", trial: "optuna.trial.FrozenTrial") -> None:
         import optuna
 
+        if trial.user_attrs.get("error") == INTERRUPTED:
+            return  # the user stopped it; not a failure of the configuration
         if trial.state == optuna.trial.TrialState.FAIL:
             self.failures += 1
             self.last_error = trial.user_attrs.get("error", "unknown error")
@@ -211,10 +215,12 @@ def optimize(study: "optuna.Study", ctx: Any, *, n_trials: int | None, timeout: 
 
     from losstune import trial as trial_mod
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from losstune.stopping import stop_study_callback
+
+    quiet_optuna()
     guard = FailureGuard()
     study.optimize(lambda t: trial_mod.run(t, ctx), n_trials=n_trials, timeout=timeout,
-                   catch=(Exception,), callbacks=[*callbacks, guard])
+                   catch=(Exception,), callbacks=[*callbacks, guard, stop_study_callback])
     return guard
 
 

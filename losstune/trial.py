@@ -21,6 +21,7 @@ from losstune.data import Splits
 from losstune.errors import LosstuneError
 from losstune.space import LossDesign, suggest_design, suggest_training
 from losstune.spec import METRICS, StudySpec
+from losstune.stopping import STOP, TrialInterrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -133,6 +134,12 @@ def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool
             self.values: list[float] = []
             self.pruned_at: int | None = None
             self.diverged: str | None = None
+            self.interrupted = False
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if STOP.is_set():
+                self.interrupted = True
+                self.model.stop_training = True
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             loss = (logs or {}).get("loss")
@@ -219,6 +226,11 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
             if key in logs:
                 trial.set_user_attr(f"curve.{key}", compact([float(v) for v in logs[key]]))
 
+        if scorer.interrupted or STOP.is_set():
+            from losstune.runner import INTERRUPTED
+
+            trial.set_user_attr("error", INTERRUPTED)
+            raise TrialInterrupted(INTERRUPTED)
         if scorer.diverged:
             trial.set_user_attr("error", scorer.diverged)
             raise LossDivergedError(scorer.diverged)
@@ -246,7 +258,7 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
                      for m in spec.objective.metrics[1:]]
             return (objective, *extra)
         return objective
-    except (optuna.TrialPruned, LossDivergedError):
+    except (optuna.TrialPruned, LossDivergedError, TrialInterrupted):
         raise
     except LosstuneError as err:
         trial.set_user_attr("error", str(err))

@@ -50,12 +50,10 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = job.gpu
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    def stop(signum, frame):  # noqa: ARG001 - SIGTERM ends the running trial like Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    from losstune import runner, spec as spec_mod
+    from losstune import runner, spec as spec_mod, stopping
     from losstune import trial as trial_mod
+
+    stopping.install()  # SIGTERM from the parent: finish at the next batch, start nothing new
 
     try:
         spec = spec_mod.load(job.spec_path)
@@ -64,7 +62,8 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
                                       worker=job.worker, base_dir=base_dir)
         ctx = runner.load_context(spec, base_dir)
         guard = runner.FailureGuard()
-        while not guard.tripped and (job.deadline is None or time.time() < job.deadline):
+        while (not guard.tripped and not stopping.STOP.is_set()
+               and (job.deadline is None or time.time() < job.deadline)):
             if not _claim(counter):
                 break
             study.optimize(lambda t: trial_mod.run(t, ctx), n_trials=1, catch=(Exception,),
@@ -97,22 +96,32 @@ def run(spec_path: Path, storage_url: str, study_name: str, *, workers: int,
         proc = ctx.Process(target=_worker_main, args=(job, counter), name=f"losstune-worker-{worker}")
         proc.start()
         procs.append(proc)
+    from losstune.stopping import STOP
+
+    forwarded = False
     try:
         while any(p.is_alive() for p in procs):
+            if STOP.is_set() and not forwarded:  # Ctrl-C / SIGTERM here: pass it on once
+                forwarded = True
+                _signal_all(procs, counter)
             if on_poll:
                 on_poll()
             time.sleep(poll_s)
         if on_poll:
             on_poll()
-    except KeyboardInterrupt:
-        with counter.get_lock():
-            counter.value = 0
-        for p in procs:
-            if p.is_alive():
-                os.kill(p.pid, signal.SIGTERM)
+    except KeyboardInterrupt:  # a second Ctrl-C: the workers get a second signal too
+        _signal_all(procs, counter)
         for p in procs:
             p.join(timeout=60)
         raise
     finally:
         for p in procs:
             p.join(timeout=5)
+
+
+def _signal_all(procs: list, counter: Any) -> None:
+    with counter.get_lock():
+        counter.value = 0
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)

@@ -1,0 +1,45 @@
+"""Stopping a search cleanly on Ctrl-C or SIGTERM.
+
+The first signal only sets :data:`STOP`: the running trial ends at its next batch (recorded as
+FAIL with the reason "interrupted"), no new trial starts, completed trials stay. Raising
+KeyboardInterrupt straight from the signal handler could land inside a storage transaction and
+leave the SQLite write lock held. A second signal raises KeyboardInterrupt at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+STOP = threading.Event()
+
+
+class TrialInterrupted(Exception):
+    """The user asked to stop while this trial was training."""
+
+
+def _handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+    if STOP.is_set():
+        raise KeyboardInterrupt
+    STOP.set()
+
+
+def install() -> dict[int, Any]:
+    """Handle SIGINT and SIGTERM; returns the previous handlers for :func:`restore`.
+
+    SIGINT is set explicitly: a process started in the background by a shell inherits an
+    ignored SIGINT, and Ctrl-C / ``kill -INT`` would then do nothing.
+    """
+    STOP.clear()
+    return {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def stop_study_callback(study: Any, trial: Any) -> None:  # noqa: ARG001 - Optuna callback
+    if STOP.is_set():
+        study.stop()

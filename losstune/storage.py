@@ -29,7 +29,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def mask(url: str) -> str:
     """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
-    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(//[^:/@]+:)[^/]*@", r"\1***@", url)  # up to the last @ of the authority
 
 
 def normalise(url: str) -> str:

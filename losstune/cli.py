@@ -120,11 +120,14 @@ def print_leaderboard(study: Any, top: int, console: Any) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes on this machine, all on the same study.")
 @click.option("--gpus", default=None, help="GPU ids to pin workers to, round-robin (e.g. 0,1).")
+@click.option("--backend", type=click.Choice(["tensorflow", "torch", "jax"]), default=None,
+              help="Keras backend (default: $KERAS_BACKEND, else tensorflow).")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="Rows of the final leaderboard.")
 @handle_errors
 def search(study_file: Path, storage: str | None, study_name: str | None, n_trials: int | None,
-           timeout: float | None, workers: int, gpus: str | None, top: int) -> None:
+           timeout: float | None, workers: int, gpus: str | None, backend: str | None,
+           top: int) -> None:
     """Run (or resume) the study a STUDY_FILE describes."""
     from rich.text import Text
 
@@ -133,6 +136,7 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     from losstune.storage import mask
 
     spec = spec_mod.load(study_file)
+    runner.select_backend(backend)
     url = runner.resolve_storage_url(spec, storage, study_file)
     n_trials = n_trials or spec.n_trials
     timeout = timeout or spec.timeout

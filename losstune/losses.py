@@ -412,22 +412,37 @@ class DynamicLossCallback(keras.callbacks.Callback):
         self.loss.set_epoch(epoch)
 
 
-def component_metrics(loss: keras.losses.Loss) -> list[keras.metrics.Metric]:
-    """One Mean metric per DynamicLoss component, logged as ``loss_<component>`` each epoch.
+class ComponentMeans(keras.metrics.Metric):
+    """Mean of every DynamicLoss component, logged as ``loss_<component>`` each epoch.
 
-    Metrics, not variables written by the loss: Keras carries metric state through the compiled
-    step on every backend (the JAX step is stateless and would drop a loss's own writes).
+    One metric computing all four components in a single call: four separate metrics would
+    trace the components four times into the train step. Metric state, not variables written by
+    the loss, because Keras carries metric state through the compiled step on every backend (the
+    JAX step is stateless and would drop a loss's own writes).
     """
+
+    def __init__(self, loss: "DynamicLoss", name: str = "loss_components", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.loss = loss
+        self.sums = {c: self.add_variable((), initializer="zeros", name=f"sum_{c}")
+                     for c in COMPONENTS}
+        self.count = self.add_variable((), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        parts = self.loss.components(y_true, y_pred)
+        for c in COMPONENTS:
+            self.sums[c].assign_add(ops.cast(ops.sum(parts[c]), self.dtype))
+        self.count.assign_add(ops.cast(ops.shape(y_pred)[0], self.dtype))
+
+    def result(self):
+        count = ops.maximum(self.count, 1.0)
+        return {f"loss_{c}": self.sums[c] / count for c in COMPONENTS}
+
+def component_metrics(loss: keras.losses.Loss) -> list[keras.metrics.Metric]:
+    """The per-component metric of a DynamicLoss (none for other losses)."""
     if not isinstance(loss, DynamicLoss):
         return []
-
-    def make(component: str) -> Callable:
-        def fn(y_true, y_pred):
-            return loss.components(y_true, y_pred)[component]
-        fn.__name__ = f"loss_{component}"
-        return fn
-
-    return [keras.metrics.MeanMetricWrapper(make(c), name=f"loss_{c}") for c in COMPONENTS]
+    return [ComponentMeans(loss)]
 
 
 def loss_callbacks(loss: keras.losses.Loss) -> list[keras.callbacks.Callback]:

@@ -176,6 +176,32 @@ class FailureGuard:
         return self.successes == 0 and self.failures >= self.limit
 
 
+BACKENDS = ("tensorflow", "torch", "jax")
+
+
+def select_backend(name: str | None) -> None:
+    """Use Keras backend ``name`` (None: KERAS_BACKEND, else TensorFlow). Must run before Keras
+    is imported; worker processes inherit the choice through the environment."""
+    import sys
+
+    if name is None:
+        return
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != name:
+            raise LosstuneError(f"--backend {name}: Keras is already running on "
+                                f"{keras.backend.backend()} in this process")
+        return
+    if name == "torch" or name == "jax":
+        try:
+            __import__(name)
+        except ImportError:
+            raise LosstuneError(f"--backend {name}: {name} is not installed "
+                                f"(pip install {name})") from None
+    os.environ["KERAS_BACKEND"] = name
+
+
 def load_data(spec: StudySpec, base_dir: Path) -> Any:
     """The study's splits (scikit-learn only, no Keras): bad data fails before any storage write."""
     from losstune import data

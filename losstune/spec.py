@@ -198,6 +198,9 @@ class TrainingSpec(BaseModel):
     optimizer: Union[Literal["adam", "adamw", "sgd", "rmsprop"], Choices] = "adam"
     learning_rate: Union[float, Range, Choices] = 1e-3
     mixed_precision: bool = False
+    # XLA compilation of the train step. Off by default: for the small models people tune
+    # losses on, compiling costs more than it saves (benchmarks/run.py, figure 0).
+    jit_compile: Union[bool, Literal["auto"]] = False
 
     @field_validator("epochs", "batch_size")
     @classmethod

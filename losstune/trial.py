@@ -7,7 +7,6 @@ same record.
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import time
@@ -30,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Regression trials keep their validation predictions (for residual plots), at most this many.
 MAX_STORED_PREDICTIONS = 1000
+GC_EVERY = 10
 
 
 class LossDivergedError(RuntimeError):
@@ -109,15 +109,18 @@ def _predict(model: "keras.Model", x: np.ndarray, batch: int = 2048) -> np.ndarr
     return np.concatenate(outs).astype("float64")
 
 
-def score(model: "keras.Model", splits: Splits, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """All metrics of a split: the objective candidates plus per-class recall."""
+def score(model: "keras.Model", splits: Splits, x: np.ndarray, y: np.ndarray,
+          only: str | None = None) -> dict[str, Any]:
+    """All metrics of a split (the objective candidates plus per-class recall), or ``only`` one."""
     from losstune import metrics
 
     out = _predict(model, x)
     if splits.task == "regression":
         scale = lambda a: np.asarray(a, "float64").reshape(-1) * splits.y_std + splits.y_mean  # noqa: E731
         return metrics.regression(scale(y), scale(out))
-    result: dict[str, Any] = metrics.classification(y, out, splits.num_classes)
+    result: dict[str, Any] = metrics.classification(y, out, splits.num_classes, only=only)
+    if only:
+        return result
     result["recall_per_class"] = metrics.per_class_recall(y, out, splits.num_classes)
     return result
 
@@ -148,7 +151,8 @@ def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool
                 self.model.stop_training = True
                 return
             try:
-                value = score(self.model, ctx.splits, ctx.splits.x_val, ctx.splits.y_val)[metric]
+                value = score(self.model, ctx.splits, ctx.splits.x_val, ctx.splits.y_val,
+                              only=metric)[metric]
             except FloatingPointError as err:
                 self.diverged = f"{err} at epoch {epoch}"
                 self.model.stop_training = True
@@ -188,7 +192,6 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
     trial.set_user_attr("device", ctx.device)
     trial.set_user_attr("backend", ctx.backend)
 
-    keras.utils.clear_session()
     keras.utils.set_random_seed((spec.seed * 100_003 + trial.number) % 2**31)
     if spec.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -198,7 +201,6 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
                              units=models.output_units(spec.task, splits.num_classes),
                              base_dir=ctx.base_dir)
         y_train = _targets(splits, splits.y_train)
-        y_val = _targets(splits, splits.y_val)
 
         batch = min(len(y_train), 256)
         report = audit.check(loss, y_train[:batch],
@@ -210,19 +212,22 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
 
         optimizer = keras.optimizers.get({"class_name": training["optimizer"],
                                           "config": {"learning_rate": training["learning_rate"]}})
-        model.compile(optimizer=optimizer, loss=loss, metrics=losses.component_metrics(loss))
+        model.compile(optimizer=optimizer, loss=loss, metrics=losses.component_metrics(loss),
+                      jit_compile=spec.training.jit_compile)
         scorer = _epoch_scorer(trial, ctx, metric, report=not spec.multi_objective)
         start = time.perf_counter()
-        history = model.fit(splits.x_train, y_train, validation_data=(splits.x_val, y_val),
-                            epochs=training["epochs"], batch_size=training["batch_size"],
-                            verbose=0, callbacks=[*losses.loss_callbacks(loss), scorer])
+        # No validation_data: the scorer computes the objective on the validation split itself,
+        # and a Keras validation pass would trace a second graph and compute a loss nobody reads.
+        history = model.fit(splits.x_train, y_train, epochs=training["epochs"],
+                            batch_size=training["batch_size"], verbose=0,
+                            callbacks=[*losses.loss_callbacks(loss), scorer])
         train_time = time.perf_counter() - start
         logs = history.history
 
         trial.set_user_attr("train_time_s", round(train_time, 3))
         trial.set_user_attr("epochs_trained", len(logs.get("loss", [])))
         trial.set_user_attr(f"curve.val_{metric}", compact(scorer.values))
-        for key in ("loss", "val_loss", *(f"loss_{c}" for c in losses.COMPONENTS)):
+        for key in ("loss", *(f"loss_{c}" for c in losses.COMPONENTS)):
             if key in logs:
                 trial.set_user_attr(f"curve.{key}", compact([float(v) for v in logs[key]]))
 
@@ -269,8 +274,10 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
     finally:
         if spec.training.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
-        keras.utils.clear_session()
-        gc.collect()
+        # Frees the graph and the model. A full garbage collection costs about 0.25 s with
+        # TensorFlow loaded, more than a small trial's training, so it runs every
+        # GC_EVERY trials; benchmarks/run.py (figure 7) checks memory stays flat.
+        keras.utils.clear_session(free_memory=trial.number % GC_EVERY == 0)
 
 
 def _save_note(trial: "optuna.Trial", description: dict[str, Any], val: dict[str, Any],

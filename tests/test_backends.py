@@ -28,3 +28,23 @@ def test_loss_tests_pass_under_torch_backend():
         [sys.executable, "-c", "import keras; print(keras.backend.backend())"],
         env=env, capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip() == "torch"
+
+
+@pytest.mark.slow
+def test_tiny_study_runs_on_torch_backend(tmp_path):
+    pytest.importorskip("torch")
+    import optuna
+
+    from tests.conftest import write_study
+
+    study = write_study(tmp_path, {"n_trials": 3})
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    exe = Path(sys.executable).parent / "losstune"
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    proc = subprocess.run([str(exe), "search", str(study), "--storage", url, "--backend", "torch"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    trials = optuna.load_study(study_name="tiny", storage=url).trials
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
+    assert {t.user_attrs["backend"] for t in trials} == {"torch"}
+    assert all(len(t.intermediate_values) == 3 for t in trials)

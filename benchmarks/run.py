@@ -1,0 +1,450 @@
+"""losstune benchmarks: figures measured side by side in one run, reported as ratios.
+
+    python benchmarks/run.py            # the full set (about 25 minutes on a 2-core CPU)
+    python benchmarks/run.py --quick    # a smoke run of every figure (about 3 minutes)
+
+Each figure is printed and all are written to benchmarks/results/<timestamp>.json (or --out).
+Targets are printed beside the figures; a missed target is reported, never hidden, and never
+fails the script: benchmarks are not tests. Every arm that trains runs in its own subprocess, so
+TensorFlow state from one arm cannot help or hurt another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+EXE = str(Path(PY).parent / "losstune")
+
+# The headline study: digits MLP (64 -> 128 -> 10), focal loss, gamma and alpha searched.
+HEADLINE = """
+name = "bench"
+task = "multiclass"
+seed = 0
+n_trials = {trials}
+[dataset]
+name = "digits"
+[model]
+kind = "mlp"
+hidden = [128]
+[training]
+epochs = {epochs}
+batch_size = 32
+learning_rate = 1e-3
+[objective]
+metric = "macro_f1"
+[sampler]
+name = "random"
+[pruner]
+name = "{pruner}"
+[search]
+families = ["focal"]
+[search.focal]
+gamma = {{ low = 0.0, high = 5.0 }}
+alpha = {{ low = 0.1, high = 1.0 }}
+"""
+
+LONGTAIL = """
+name = "bench_lt"
+task = "multiclass"
+seed = {seed}
+n_trials = {trials}
+baselines = false
+[dataset]
+name = "digits"
+long_tail = 20.0
+[model]
+kind = "mlp"
+hidden = [64]
+[training]
+epochs = {epochs}
+batch_size = 64
+learning_rate = 3e-3
+[objective]
+metric = "macro_f1"
+[sampler]
+name = "{sampler}"
+seed = {seed}
+n_startup_trials = 5
+[pruner]
+name = "none"
+[search]
+families = ["cross_entropy", "focal", "class_balanced"]
+[search.focal]
+gamma = {{ low = 0.0, high = 5.0 }}
+alpha = {{ low = 0.05, high = 1.0 }}
+[search.class_balanced]
+beta = {{ low = 0.9, high = 0.9999 }}
+"""
+
+
+# ------------------------------------------------------------------------------ arms (subprocess)
+def _digits():
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_digits(return_X_y=True)
+    xt, xv, yt, yv = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(xt)
+    return (scaler.transform(xt).astype("float32"), np.eye(10, dtype="float32")[yt],
+            scaler.transform(xv).astype("float32"), yv)
+
+
+def _handwritten_fit(keras, data, gamma: float, alpha: float, epochs: int) -> float:
+    """What a user writes by hand: Keras defaults, build, compile, fit, predict, score."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    xt, yt, xv, yv = data
+    keras.utils.clear_session()
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(10)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.CategoricalFocalCrossentropy(gamma=gamma, alpha=alpha,
+                                                                 from_logits=True))
+    model.fit(xt, yt, epochs=epochs, batch_size=32, verbose=0)
+    pred = np.argmax(model.predict(xv, verbose=0), axis=-1)
+    return float(f1_score(yv, pred, average="macro"))
+
+
+def arm_bare(trials: int, epochs: int) -> dict[str, Any]:
+    import keras
+    import numpy as np
+
+    data = _digits()
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    scores = [_handwritten_fit(keras, data, float(rng.uniform(0, 5)), float(rng.uniform(0.1, 1)),
+                               epochs) for _ in range(trials)]
+    return {"seconds": time.perf_counter() - start, "best": max(scores),
+            "backend": keras.backend.backend()}
+
+
+def arm_optuna(trials: int, epochs: int, db: str) -> dict[str, Any]:
+    import keras
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    data = _digits()
+    study = optuna.create_study(storage=f"sqlite:///{db}", direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    start = time.perf_counter()
+    study.optimize(lambda t: _handwritten_fit(keras, data, t.suggest_float("gamma", 0, 5),
+                                              t.suggest_float("alpha", 0.1, 1), epochs),
+                   n_trials=trials)
+    return {"seconds": time.perf_counter() - start, "best": study.best_value}
+
+
+def arm_losstune(study_file: str, db: str, workers: int = 1, memory_at: tuple = ()) -> dict:
+    """losstune's own path, in process (workers=1) or through the CLI's worker processes."""
+    import optuna
+
+    from losstune import runner, spec as spec_mod
+
+    spec = spec_mod.load(study_file)
+    url = f"sqlite:///{db}"
+    start = time.perf_counter()
+    rss = {}
+    if workers == 1:
+        study = runner.create_or_load(spec, url)
+        ctx = runner.load_context(spec, Path(study_file).parent)
+        setup = time.perf_counter() - start
+        start = time.perf_counter()
+        done = 0
+        for target in (*memory_at, spec.n_trials):
+            runner.optimize(study, ctx, n_trials=target - done, timeout=None)
+            done = target
+            rss[target] = _rss_mb()
+        wall = time.perf_counter() - start
+    else:
+        proc = subprocess.run([EXE, "search", study_file, "--storage", url, "--workers",
+                               str(workers)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
+        wall, setup = time.perf_counter() - start, 0.0
+        study = optuna.load_study(study_name=spec.name, storage=url)
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    return {"seconds": wall, "setup_seconds": setup,
+            "best": max(t.value for t in complete) if complete else None,
+            "fit_seconds": sum(t.user_attrs.get("train_time_s", 0) for t in trials),
+            "epochs": sum(t.user_attrs.get("epochs_trained", 0) for t in trials),
+            "trials": len(trials), "pruned": sum(t.state.name == "PRUNED" for t in trials),
+            "values": [t.value for t in trials if t.state.name == "COMPLETE"],
+            "rss_mb": rss, "backend": trials[0].user_attrs.get("backend") if trials else None}
+
+
+def arm_loss_overhead(steps: int) -> dict[str, Any]:
+    """Train-step time of DynamicLoss (all four components, a cosine schedule) against
+    Keras's CategoricalCrossentropy, same model and data, traced once, timed after warm-up."""
+    import keras
+
+    from losstune.losses import DynamicLoss, component_metrics, loss_callbacks
+
+    xt, yt, _, _ = _digits()
+    results = {}
+    losses = {
+        "cross_entropy": keras.losses.CategoricalCrossentropy(from_logits=True),
+        "dynamic": DynamicLoss(base_params={"from_logits": True}, w_progress=0.1, w_balance=0.5,
+                               w_curriculum=0.5, epochs=100,
+                               schedule={"name": "cosine", "params": {"start": 0.0, "end": 1.0}}),
+    }
+    for round_ in range(3):  # interleaved rounds: machine noise hits both the same way
+        for name, loss in losses.items():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, activation="relu"),
+                                      keras.layers.Dense(10)])
+            model.compile(optimizer="adam", loss=loss, jit_compile=False,
+                          metrics=component_metrics(loss) if name == "dynamic" else None)
+            cb = loss_callbacks(loss)
+            model.fit(xt, yt, epochs=1, batch_size=32, verbose=0, callbacks=cb)  # trace
+            start = time.perf_counter()
+            model.fit(xt, yt, epochs=steps, batch_size=32, verbose=0, callbacks=cb)
+            results.setdefault(name, []).append(time.perf_counter() - start)
+    return {name: min(v) for name, v in results.items()}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+ARMS = {"bare": arm_bare, "optuna": arm_optuna, "losstune": arm_losstune,
+        "loss_overhead": arm_loss_overhead}
+
+
+def run_arm(name: str, env: dict | None = None, **kwargs: Any) -> dict[str, Any]:
+    proc = subprocess.run([PY, __file__, "--arm", name, "--kwargs", json.dumps(kwargs)],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+    if proc.returncode != 0:
+        raise RuntimeError(f"arm {name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------ figures
+def _write(folder: Path, name: str, text: str) -> str:
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+def fig_throughput(q: bool, tmp: Path) -> dict[str, Any]:
+    trials, epochs = (4, 2) if q else (20, 5)
+    study = _write(tmp, "headline.toml", HEADLINE.format(trials=trials, epochs=epochs,
+                                                          pruner="none"))
+    bare = run_arm("bare", trials=trials, epochs=epochs)
+    optuna_ = run_arm("optuna", trials=trials, epochs=epochs, db=str(tmp / "opt.db"))
+    ours = run_arm("losstune", study_file=study, db=str(tmp / "lt.db"))
+    torch_ = run_arm("losstune", env={"KERAS_BACKEND": "torch"}, study_file=study,
+                     db=str(tmp / "lt_torch.db"))
+    bare_torch = run_arm("bare", env={"KERAS_BACKEND": "torch"}, trials=trials, epochs=epochs)
+    per_hour = lambda r: 3600 * trials / r["seconds"]  # noqa: E731
+    return {
+        "setup": f"digits MLP 64-128-10, focal gamma/alpha, {trials} trials x {epochs} epochs",
+        "bare_tf_s": bare["seconds"], "handwritten_optuna_tf_s": optuna_["seconds"],
+        "losstune_tf_s": ours["seconds"], "losstune_torch_s": torch_["seconds"],
+        "bare_torch_s": bare_torch["seconds"],
+        "trials_per_hour": {"bare_tf": per_hour(bare), "handwritten_optuna_tf": per_hour(optuna_),
+                            "losstune_tf": per_hour(ours), "losstune_torch": per_hour(torch_)},
+        "losstune_tf_vs_handwritten": optuna_["seconds"] / ours["seconds"],
+        "losstune_tf_vs_bare_tf": bare["seconds"] / ours["seconds"],
+        "losstune_torch_vs_handwritten": optuna_["seconds"] / torch_["seconds"],
+        "best": {"bare_tf": bare["best"], "handwritten_optuna_tf": optuna_["best"],
+                 "losstune_tf": ours["best"], "losstune_torch": torch_["best"]},
+        "target": "losstune >= 2x trials/hour of the hand-written TensorFlow loop",
+        "_losstune": ours,
+    }
+
+
+def fig_bookkeeping(ours: dict[str, Any]) -> dict[str, Any]:
+    share = 1 - ours["fit_seconds"] / ours["seconds"]
+    return {"trial_wall_s": ours["seconds"], "inside_fit_s": ours["fit_seconds"],
+            "outside_training_share": share, "target": "< 5%"}
+
+
+def fig_startup(q: bool, tmp: Path) -> dict[str, Any]:
+    times = []
+    for _ in range(3 if q else 7):
+        start = time.perf_counter()
+        subprocess.run([EXE, "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    study = _write(tmp, "first.toml", HEADLINE.format(trials=1, epochs=1, pruner="none")
+                   .replace("bench", "first"))
+    start = time.perf_counter()
+    subprocess.run([EXE, "search", study, "--storage", f"sqlite:///{tmp / 'first.db'}"],
+                   capture_output=True, check=True)
+    first = time.perf_counter() - start
+    return {"help_s_median": statistics.median(times), "help_target": "< 0.5 s",
+            "command_to_first_one_epoch_trial_done_s": first}
+
+
+def fig_pruning(q: bool, tmp: Path) -> dict[str, Any]:
+    trials, epochs = (6, 4) if q else (30, 10)
+    out = {}
+    for pruner in ("none", "median", "hyperband"):
+        study = _write(tmp, f"prune_{pruner}.toml",
+                       HEADLINE.format(trials=trials, epochs=epochs, pruner=pruner)
+                       .replace('name = "random"', 'name = "tpe"\nseed = 3'))
+        r = run_arm("losstune", study_file=study, db=str(tmp / f"prune_{pruner}.db"))
+        out[pruner] = {"epochs": r["epochs"], "best": r["best"], "pruned": r["pruned"],
+                       "seconds": r["seconds"]}
+    for pruner in ("median", "hyperband"):
+        out[f"{pruner}_epoch_saving"] = 1 - out[pruner]["epochs"] / out["none"]["epochs"]
+        out[f"{pruner}_best_gap"] = (out["none"]["best"] - out[pruner]["best"]) / out["none"]["best"]
+    out["target"] = ">= 40% fewer epochs, best objective within 1%"
+    return out
+
+
+def fig_workers(q: bool, tmp: Path) -> dict[str, Any]:
+    trials, epochs = (6, 3) if q else (20, 5)
+    results = {}
+    for workers in (1, 2):
+        study = _write(tmp, f"workers{workers}.toml",
+                       HEADLINE.format(trials=trials, epochs=epochs, pruner="none")
+                       .replace('"bench"', f'"bench_w{workers}"'))
+        results[workers] = run_arm("losstune", study_file=study, db=str(tmp / f"w{workers}.db"),
+                                   workers=workers)
+    # The 1-worker arm runs in process; add the same start-up the 2-worker CLI run pays.
+    one = results[1]["seconds"] + results[1]["setup_seconds"]
+    return {"one_worker_s": one, "two_workers_s": results[2]["seconds"],
+            "speedup": one / results[2]["seconds"], "target": ">= 1.6x on 2 cores"}
+
+
+def fig_storage_share(q: bool, tmp: Path) -> dict[str, Any]:
+    """Time in Optuna storage calls during a losstune run, from SQLAlchemy's own events."""
+    trials = 4 if q else 12
+    study = _write(tmp, "storage.toml", HEADLINE.format(trials=trials, epochs=3, pruner="median"))
+    r = run_arm("storage_probe", study_file=study, db=str(tmp / "storage.db"))
+    return {**r, "target": "< 1% of trial time"}
+
+
+def arm_storage_probe(study_file: str, db: str) -> dict[str, Any]:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    spent = {"s": 0.0, "n": 0}
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def before(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
+        conn.info["t0"] = time.perf_counter()
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def after(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
+        spent["s"] += time.perf_counter() - conn.info.pop("t0")
+        spent["n"] += 1
+
+    r = arm_losstune(study_file, db)
+    return {"run_s": r["seconds"], "storage_s": spent["s"], "statements": spent["n"],
+            "storage_share": spent["s"] / r["seconds"]}
+
+
+ARMS["storage_probe"] = arm_storage_probe
+
+
+def fig_search_efficiency(q: bool, tmp: Path) -> dict[str, Any]:
+    tpe_trials, epochs = (6, 2) if q else (20, 6)
+    seeds = (0,) if q else (0, 1, 2)
+    random_trials = 5 * tpe_trials
+    rows = []
+    for seed in seeds:
+        res = {}
+        for sampler, n in (("tpe", tpe_trials), ("random", random_trials)):
+            study = _write(tmp, f"lt_{sampler}_{seed}.toml",
+                           LONGTAIL.format(seed=seed, trials=n, epochs=epochs, sampler=sampler))
+            res[sampler] = run_arm("losstune", study_file=study, db=str(tmp / f"lt_{sampler}_{seed}.db"))
+        target = max(res["random"]["values"])
+        within = lambda vals: next((i + 1 for i, _ in enumerate(vals)  # noqa: E731
+                                    if max(vals[:i + 1]) >= 0.99 * target), None)
+        rows.append({"seed": seed, "random_best": target,
+                     "tpe_trials_to_1pct": within(res["tpe"]["values"]),
+                     "random_trials_to_1pct": within(res["random"]["values"])})
+    ratios = [r["tpe_trials_to_1pct"] / r["random_trials_to_1pct"] for r in rows
+              if r["tpe_trials_to_1pct"] and r["random_trials_to_1pct"]]
+    return {"runs": rows, "tpe_over_random_median": statistics.median(ratios) if ratios else None,
+            "tpe_failed_to_reach": sum(1 for r in rows if not r["tpe_trials_to_1pct"]),
+            "target": "TPE <= 0.5x random's trials to come within 1% of random's best"}
+
+
+def fig_memory(q: bool, tmp: Path) -> dict[str, Any]:
+    early, late = (3, 10) if q else (5, 50)
+    study = _write(tmp, "memory.toml", HEADLINE.format(trials=late, epochs=2, pruner="none"))
+    r = run_arm("losstune", study_file=study, db=str(tmp / "mem.db"), memory_at=[early])
+    rss = {int(k): v for k, v in r["rss_mb"].items()}
+    return {f"rss_after_{early}_mb": rss[early], f"rss_after_{late}_mb": rss[late],
+            "ratio": rss[late] / rss[early], "target": "<= 1.2x"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small smoke run of every figure")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
+    parser.add_argument("--only", nargs="*", default=None, help="figures to run (by name)")
+    parser.add_argument("--arm", help=argparse.SUPPRESS)
+    parser.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.arm:  # inside a subprocess
+        kwargs = json.loads(args.kwargs)
+        if "memory_at" in kwargs:
+            kwargs["memory_at"] = tuple(kwargs["memory_at"])
+        print(json.dumps(ARMS[args.arm](**kwargs)))
+        return
+
+    results: dict[str, Any] = {"machine": {"platform": platform.platform(),
+                                           "cpus": os.cpu_count(),
+                                           "python": platform.python_version()},
+                               "quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M")}
+    q = args.quick
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        figures = [
+            ("0_throughput", lambda: fig_throughput(q, tmp)),
+            ("1_loss_overhead", lambda: _loss_overhead(q)),
+            ("2_bookkeeping", lambda: fig_bookkeeping(results["0_throughput"].pop("_losstune"))),
+            ("3_startup", lambda: fig_startup(q, tmp)),
+            ("4_pruning", lambda: fig_pruning(q, tmp)),
+            ("5_workers", lambda: fig_workers(q, tmp)),
+            ("5b_storage_share", lambda: fig_storage_share(q, tmp)),
+            ("6_search_efficiency", lambda: fig_search_efficiency(q, tmp)),
+            ("7_memory", lambda: fig_memory(q, tmp)),
+        ]
+        for name, compute in figures:
+            if args.only and name not in args.only and not (
+                    name == "2_bookkeeping" and "0_throughput" in args.only):
+                continue
+            start = time.perf_counter()
+            results[name] = compute()
+            print(f"{name} ({time.perf_counter() - start:.0f} s): "
+                  f"{json.dumps(results[name], default=str)}", flush=True)
+    if "0_throughput" in results:
+        results["0_throughput"].pop("_losstune", None)
+    out = args.out or ROOT / "benchmarks" / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"wrote {out}")
+
+
+def _loss_overhead(q: bool) -> dict[str, Any]:
+    r = run_arm("loss_overhead", steps=2 if q else 10)
+    return {"cross_entropy_s": r["cross_entropy"], "dynamic_s": r["dynamic"],
+            "ratio": r["dynamic"] / r["cross_entropy"], "target": "<= 1.10x"}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The benchmark script cannot rot: a --quick smoke run of some figures, checking the JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+def test_benchmarks_quick_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick",
+                           "--out", str(out), "--only", "1_loss_overhead", "3_startup",
+                           "5b_storage_share", "7_memory"],
+                          capture_output=True, text=True, timeout=500, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["quick"] is True and data["machine"]["cpus"] >= 1
+    assert data["1_loss_overhead"]["ratio"] > 0
+    assert 0 < data["3_startup"]["help_s_median"] < 30
+    assert 0 <= data["5b_storage_share"]["storage_share"] < 1
+    assert data["7_memory"]["ratio"] > 0
+    for name in ("1_loss_overhead", "3_startup", "5b_storage_share", "7_memory"):
+        assert name in proc.stdout  # each figure printed as it is measured

@@ -209,14 +209,15 @@ def load_data(spec: StudySpec, base_dir: Path) -> Any:
     return data.load(spec.dataset, spec.task, seed=spec.seed, base_dir=base_dir)
 
 
-def load_context(spec: StudySpec, base_dir: Path, splits: Any = None) -> "Any":
+def load_context(spec: StudySpec, base_dir: Path, splits: Any = None,
+                 threads: int | None = None) -> "Any":
     """Import Keras, configure the backend, load the data once per worker."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     from losstune.trial import Context, configure_backend, describe_device
 
-    configure_backend()
+    configure_backend(threads)
     splits = splits if splits is not None else load_data(spec, base_dir)
     return Context(spec=spec, splits=splits, base_dir=base_dir, device=describe_device(),
                    backend=keras.backend.backend())

@@ -81,16 +81,30 @@ def describe_device() -> str:
     return "CPU"
 
 
-def configure_backend() -> None:
+def configure_backend(threads: int | None = None) -> None:
     """TensorFlow: grow GPU memory instead of taking all of it (workers may share a GPU).
+    ``threads``: CPU threads for this process's kernels; local workers split the cores between
+    them instead of each starting one thread per core (oversubscription).
 
-    Must run before TensorFlow initialises its runtime, i.e. before the first op.
+    Must run before the backend initialises its runtime, i.e. before the first op.
     """
     import keras
 
-    if keras.backend.backend() != "tensorflow":
+    backend = keras.backend.backend()
+    if backend == "torch" and threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if backend != "tensorflow":
         return
     import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass
 
     for gpu in tf.config.list_physical_devices("GPU"):
         try:

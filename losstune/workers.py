@@ -32,6 +32,7 @@ class WorkerJob:
     worker: int
     deadline: float | None  # time.time() after which no trial starts
     gpu: str | None
+    threads: int | None = None  # CPU threads for this worker's kernels
 
 
 def _claim(counter: Any) -> bool:
@@ -60,7 +61,7 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
         base_dir = Path(job.spec_path).parent.resolve()
         study = runner.create_or_load(spec, job.storage_url, study_name=job.study_name,
                                       worker=job.worker, base_dir=base_dir)
-        ctx = runner.load_context(spec, base_dir)
+        ctx = runner.load_context(spec, base_dir, threads=job.threads)
         guard = runner.FailureGuard()
         while (not guard.tripped and not stopping.STOP.is_set()
                and (job.deadline is None or time.time() < job.deadline)):
@@ -91,8 +92,11 @@ def run(spec_path: Path, storage_url: str, study_name: str, *, workers: int,
     counter = ctx.Value("i", n_trials if n_trials else UNLIMITED)
     deadline = time.time() + timeout if timeout else None
     procs = []
+    # Each worker gets its share of the cores (at least one): N processes each starting one
+    # thread per core would fight over the CPUs.
+    threads = max(1, (os.cpu_count() or 1) // workers)
     for worker, gpu in enumerate(gpu_assignment(gpus, workers)):
-        job = WorkerJob(str(spec_path), storage_url, study_name, worker, deadline, gpu)
+        job = WorkerJob(str(spec_path), storage_url, study_name, worker, deadline, gpu, threads)
         proc = ctx.Process(target=_worker_main, args=(job, counter), name=f"losstune-worker-{worker}")
         proc.start()
         procs.append(proc)

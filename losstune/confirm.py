@@ -112,6 +112,3 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int,
                 on_run(count, total)
     return companion
 
-
-def describe(companion: Any) -> str:
-    return json.dumps({"study": companion.study_name, "runs": len(companion.trials)})

@@ -238,10 +238,7 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
 def optimize(study: "optuna.Study", ctx: Any, *, n_trials: int | None, timeout: float | None,
              callbacks: list[Callable] = ()) -> FailureGuard:
     """Run trials in this process. Failed trials are recorded and the study goes on."""
-    import optuna
-
     from losstune import trial as trial_mod
-
     from losstune.stopping import stop_study_callback
 
     quiet_optuna()

@@ -81,7 +81,6 @@ def test_confirmation_ci_and_paired_test():
               + [confirm_trial("C", i, v) for i, v in enumerate(same)])
     rows = _info.confirm_info(trials, True, "macro_f1")
     assert [r.design for r in rows][0] == "focal γ=1.0" and rows[0].n == 5
-    by = {r.mean: r for r in rows}
     a = rows[0]
     assert a.mean == pytest.approx(sum(better) / 5)
     assert a.ci_low < a.mean < a.ci_high

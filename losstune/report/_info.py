@@ -195,6 +195,7 @@ class Confirmed:
     ci_high: float
     values: list[float]
     test_mean: float | None
+    by_seed: dict[int, float] = field(default_factory=dict, repr=False)
     p_value: float | None = None
     beats_baseline: bool = False
 
@@ -239,8 +240,8 @@ def confirm_info(trials: Sequence[Any], maximize: bool, metric: str,
         mean, lo, hi = _mean_ci(values)
         rows.append(Confirmed(design=g["design"], family=g["family"], baseline=g["baseline"],
                               n=len(values), mean=mean, ci_low=lo, ci_high=hi, values=values,
-                              test_mean=sum(g["test"]) / len(g["test"]) if g["test"] else None))
-        rows[-1]._by_seed = g["by_seed"]  # type: ignore[attr-defined]
+                              test_mean=sum(g["test"]) / len(g["test"]) if g["test"] else None,
+                              by_seed=g["by_seed"]))
     rows.sort(key=lambda r: r.mean, reverse=maximize)
     baselines = [r for r in rows if r.baseline]
     if baselines:
@@ -248,11 +249,11 @@ def confirm_info(trials: Sequence[Any], maximize: bool, metric: str,
         for r in rows:
             if r is ref:
                 continue
-            seeds = sorted(set(r._by_seed) & set(ref._by_seed))  # type: ignore[attr-defined]
+            seeds = sorted(set(r.by_seed) & set(ref.by_seed))
             if len(seeds) < 2:
                 continue
-            a = [r._by_seed[s] for s in seeds]  # type: ignore[attr-defined]
-            b = [ref._by_seed[s] for s in seeds]  # type: ignore[attr-defined]
+            a = [r.by_seed[s] for s in seeds]
+            b = [ref.by_seed[s] for s in seeds]
             diffs = [x - y for x, y in zip(a, b)]
             if all(d == diffs[0] for d in diffs):  # zero variance: the t-test is undefined
                 r.p_value = 0.0 if diffs[0] != 0 else 1.0

@@ -21,6 +21,13 @@ from losstune.errors import LosstuneError
 STORAGE_HELP = "Storage URL (default: the study file's, else sqlite:///losstune.db)."
 
 
+def _storage_url(storage: str | None) -> str:
+    """The URL a reading command uses: --storage, else the default SQLite file."""
+    from losstune.storage import DEFAULT_URL, normalise
+
+    return normalise(storage or DEFAULT_URL)
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
@@ -137,7 +144,7 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
 
     spec = spec_mod.load(study_file)
     runner.select_backend(backend)
-    url = runner.resolve_storage_url(spec, storage, study_file)
+    url = runner.resolve_storage_url(spec, storage)
     n_trials = n_trials or spec.n_trials
     timeout = timeout or spec.timeout
     base_dir = study_file.parent.resolve()
@@ -149,7 +156,7 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     done = runner.counts(study)
     console.print(Text(f"study {study.study_name} in {mask(url)} ({done['complete']} "
                        f"complete, {done['pruned']} pruned, {done['fail']} failed so far)"))
-    if workers > 1 and url.startswith("sqlite") and workers > 4:
+    if workers > 4 and url.startswith("sqlite"):
         console.print(Text(f"note: {workers} workers on one SQLite file contend for its lock; "
                            "PostgreSQL (--storage postgresql://…) or journal:FILE scale better."))
     from losstune import stopping
@@ -237,9 +244,8 @@ def studies(storage: str | None) -> None:
     from rich.text import Text
 
     from losstune.runner import check_exists
-    from losstune.storage import DEFAULT_URL, normalise
 
-    url = normalise(storage or DEFAULT_URL)
+    url = _storage_url(storage)
     check_exists(url)
     summaries = optuna.get_all_study_summaries(storage=url)
     table = Table(title=f"studies in {url}")
@@ -261,9 +267,8 @@ def studies(storage: str | None) -> None:
 def show(study: str, storage: str | None, top: int) -> None:
     """Print the leaderboard of STUDY."""
     from losstune.runner import load_existing
-    from losstune.storage import DEFAULT_URL, normalise
 
-    loaded = load_existing(normalise(storage or DEFAULT_URL), study)
+    loaded = load_existing(_storage_url(storage), study)
     print_leaderboard(loaded, top, _console())
 
 
@@ -280,9 +285,8 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
     import optuna
 
     from losstune.runner import leaderboard, load_existing
-    from losstune.storage import DEFAULT_URL, normalise
 
-    loaded = load_existing(normalise(storage or DEFAULT_URL), study)
+    loaded = load_existing(_storage_url(storage), study)
     if trial_number is None:
         rows = leaderboard(loaded, 1)
         if not rows:
@@ -319,9 +323,8 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
 
     from losstune import confirm as confirm_mod
     from losstune.report import _info
-    from losstune.storage import DEFAULT_URL, normalise
 
-    url = normalise(storage or DEFAULT_URL)
+    url = _storage_url(storage)
     with Progress(console=_console()) as progress:
         task = progress.add_task("confirmation runs", total=None)
 
@@ -355,9 +358,8 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
 def report(study: str, storage: str | None, output: Path | None) -> None:
     """Write a self-contained HTML report ranking the loss designs of STUDY."""
     from losstune import report as report_mod
-    from losstune.storage import DEFAULT_URL, normalise
 
-    path = report_mod.write(study, normalise(storage or DEFAULT_URL), output)
+    path = report_mod.write(study, _storage_url(storage), output)
     size = path.stat().st_size / 1e6
     click.echo(f"wrote {path} ({size:.1f} MB, self-contained: opens offline)")
 

@@ -88,7 +88,7 @@ def make_pruner(spec: StudySpec) -> "optuna.pruners.BasePruner":
                                        n_warmup_steps=p.n_warmup_steps)
 
 
-def resolve_storage_url(spec: StudySpec, override: str | None, spec_path: Path | None) -> str:
+def resolve_storage_url(spec: StudySpec, override: str | None) -> str:
     """Command line first, then the study file, then the default SQLite file (in the cwd)."""
     if override:
         return normalise(override)
@@ -251,13 +251,10 @@ def optimize(study: "optuna.Study", ctx: Any, *, n_trials: int | None, timeout: 
 # ------------------------------------------------------------------------------ reading results
 def leaderboard(study: "optuna.Study", top: int | None = None) -> list[dict[str, Any]]:
     """Completed trials ranked by the first objective, best first, baselines marked."""
-    import optuna
+    from losstune.report._info import ranked
 
-    direction = study.directions[0]
-    trials = [t for t in study.get_trials(deepcopy=False)
-              if t.state == optuna.trial.TrialState.COMPLETE and t.values]
-    reverse = direction == optuna.study.StudyDirection.MAXIMIZE
-    trials.sort(key=lambda t: t.values[0], reverse=reverse)
+    maximize = study.directions[0].name == "MAXIMIZE"
+    trials = ranked(study.get_trials(deepcopy=False), maximize)
     rows = []
     for rank, t in enumerate(trials[:top] if top else trials, start=1):
         rows.append({"rank": rank, "trial": t.number, "family": t.user_attrs.get("family", "?"),

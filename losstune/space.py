@@ -134,40 +134,10 @@ def baseline_params(spec: StudySpec) -> list[tuple[dict[str, Any], str, dict[str
         params: dict[str, Any] = {"loss": baseline.family}
         space = spec.search.family_space(baseline.family, spec.task)
         for name, value in space.items():
-            if name in baseline.params:
-                fixed = baseline.params[name]
-            elif isinstance(value, Range):
-                fixed = value.low
-            elif isinstance(value, Choices):
-                fixed = value.choices[0]
-            else:
-                continue
             if isinstance(value, (Range, Choices)):
-                params[f"{baseline.family}.{name}"] = fixed
+                default = value.low if isinstance(value, Range) else value.choices[0]
+                params[f"{baseline.family}.{name}"] = baseline.params.get(name, default)
         out.append((params, design_key(baseline.family, dict(baseline.params)),
                     dict(baseline.params)))
     return out
 
-
-def design_from_params(params: dict[str, Any], spec: StudySpec) -> LossDesign:
-    """Rebuild a trial's design from its stored Optuna params (for confirm and reports)."""
-    family = params["loss"]
-    values: dict[str, Any] = {}
-    space = spec.search.family_space(family, spec.task)
-    if "base" in space:
-        values["base"] = params.get(f"{family}.base", space["base"])
-    for name, value in space.items():
-        if name != "base" and _used(family, name, values):
-            values[name] = params.get(f"{family}.{name}", value)
-    if "schedule" in params:
-        space = spec.search.schedule
-        schedule = params["schedule"]
-        sched = {}
-        for key in SCHEDULE_PARAMS[schedule]:
-            default = space.milestones if key == "milestones" else getattr(space, key)
-            sched[key] = list(default) if key == "milestones" else params.get(
-                f"schedule.{key}", default)
-        if "warmup" in sched:
-            sched["warmup"] = int(sched["warmup"])
-        values["schedule"], values["schedule_params"] = schedule, sched
-    return LossDesign(family, values)

@@ -523,18 +523,20 @@ def _check_grid(spec: StudySpec, fail) -> None:
 
 
 # ------------------------------------------------------------------------------- loading
+def _is_type_tag(item: Any) -> bool:
+    """Pydantic puts the union member it tried (``float``, ``Range``, ``function-after[...]``,
+    ``literal[...]``) into an error's location; it is not a key of the study file."""
+    return isinstance(item, str) and (
+        item in ("int", "float", "str", "bool") or _union_member((item,)) is not None
+        or item.startswith(("function-", "literal[", "tuple[", "constrained-")))
+
+
 def _key_path(loc: tuple) -> str:
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in ("Range", "Choices", "int", "float", "str", "bool", "function-after[_check(), Range]"):
-            continue
-        elif isinstance(item, str) and (item.startswith("function-") or item.startswith("literal[")
-                                        or item.startswith("tuple[") or item in (
-                                            "constrained-int", "constrained-float")):
-            continue
-        else:
+        elif not _is_type_tag(item):
             parts.append(str(item))
     return ".".join(parts)
 

@@ -244,11 +244,13 @@ def studies(storage: str | None) -> None:
     from rich.text import Text
 
     from losstune.runner import check_exists
+    from losstune.storage import mask, open_storage
 
     url = _storage_url(storage)
     check_exists(url)
-    summaries = optuna.get_all_study_summaries(storage=url)
-    table = Table(title=f"studies in {url}")
+    # Through open_storage like every other command: journal files and masked errors included.
+    summaries = optuna.get_all_study_summaries(storage=open_storage(url, heartbeat=False))
+    table = Table(title=Text(f"studies in {mask(url)}"))
     for col in ("study", "task", "objective", "trials", "best"):
         table.add_column(col)
     for s in summaries:

@@ -51,3 +51,5 @@ def test_journal_storage_end_to_end(tmp_path):
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     shown = CliRunner().invoke(main, ["show", "tiny", "--storage", f"journal:{journal}"])
     assert shown.exit_code == 0 and "3 complete" in shown.output
+    listed = CliRunner().invoke(main, ["studies", "--storage", f"journal:{journal}"])
+    assert listed.exit_code == 0 and "tiny" in listed.output

@@ -124,11 +124,12 @@ def _predict(model: "keras.Model", x: np.ndarray, batch: int = 2048) -> np.ndarr
 
 
 def score(model: "keras.Model", splits: Splits, x: np.ndarray, y: np.ndarray,
-          only: str | None = None) -> dict[str, Any]:
-    """All metrics of a split (the objective candidates plus per-class recall), or ``only`` one."""
+          only: str | None = None, out: np.ndarray | None = None) -> dict[str, Any]:
+    """All metrics of a split (the objective candidates plus per-class recall), or ``only`` one.
+    ``out``: the model's outputs on ``x`` when the caller already has them."""
     from losstune import metrics
 
-    out = _predict(model, x)
+    out = _predict(model, x) if out is None else out
     if splits.task == "regression":
         scale = lambda a: np.asarray(a, "float64").reshape(-1) * splits.y_std + splits.y_mean  # noqa: E731
         return metrics.regression(scale(y), scale(out))
@@ -257,9 +258,10 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
             trial.set_user_attr("pruned_at_epoch", scorer.pruned_at)
             raise optuna.TrialPruned(f"pruned at epoch {scorer.pruned_at}")
 
-        val = score(model, splits, splits.x_val, splits.y_val)
+        val_out = _predict(model, splits.x_val)
+        val = score(model, splits, splits.x_val, splits.y_val, out=val_out)
         if splits.task == "regression":  # for the report's residual plot
-            pred = _predict(model, splits.x_val[:MAX_STORED_PREDICTIONS]).reshape(-1)
+            pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1)
             trial.set_user_attr("val.pred", compact((pred * splits.y_std + splits.y_mean).tolist()))
         for name, value in val.items():
             trial.set_user_attr(f"val.{name}", _round(value))

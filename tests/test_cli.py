@@ -139,6 +139,12 @@ def test_regression_and_multi_objective_studies(tmp_path):
     assert [t.user_attrs["family"] for t in study.trials[:2]] == ["mse", "huber"]
     assert json.loads(study.trials[1].user_attrs["loss"])["params"]["delta"] == 1.0
     assert all(20 < t.value < 200 for t in study.trials)  # MAE in the target's own units
+    targets = study.user_attrs["val_targets"]
+    for t in study.trials:  # the stored predictions are the ones the objective was scored on
+        pred = t.user_attrs["val.pred"]
+        assert len(pred) == len(targets)
+        mae = sum(abs(p - y) for p, y in zip(pred, targets)) / len(targets)
+        assert mae == pytest.approx(t.value, rel=1e-3)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
 
     multi = write_study(tmp_path, {"name": "multi", "n_trials": 3,

@@ -21,6 +21,14 @@ Where this module differs from the seed DynamicLoss design (docs/design-notes in
   CE(mean(y_true), uniform) is the constant log C and has no gradient;
 * the curriculum term is summed over classes *per sample* (then averaged over the batch by the
   reduction) instead of over the whole batch, so its scale does not grow with the batch size.
+
+Every numeric hyperparameter a loss reads while computing (γ, α, δ, ε, β, label smoothing, the
+DynamicLoss weights) lives in a non-trainable ``keras.Variable``, not a Python float. A compiled
+train step reads a Python float once, when it is traced, but reads a variable at every step, so
+:func:`retune` can give a compiled model's loss the hyperparameters of the next trial and the
+traced step is reused instead of traced again (:mod:`losstune.compiled`). :func:`compiled_key`
+says which losses can share one traced step. Cross-entropy, focal loss and Huber are Keras's own
+functions (``keras.losses.categorical_crossentropy`` ...) called with those variables.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ _EPS = 1e-7
 # --------------------------------------------------------------------------------------------
 BASE_LOSSES: dict[str, tuple[type, tuple[str, ...]]] = {
     "categorical_crossentropy": (
-        keras.losses.CategoricalCrossentropy,
+        None,  # losstune's CategoricalCrossentropy, defined below (label smoothing in a variable)
         ("from_logits", "label_smoothing"),
     ),
     "sparse_categorical_crossentropy": (
@@ -51,7 +59,7 @@ BASE_LOSSES: dict[str, tuple[type, tuple[str, ...]]] = {
         ("from_logits",),
     ),
     "categorical_focal_crossentropy": (
-        keras.losses.CategoricalFocalCrossentropy,
+        None,  # losstune's CategoricalFocalCrossentropy, defined below
         ("alpha", "gamma", "from_logits", "label_smoothing"),
     ),
     "binary_crossentropy": (
@@ -134,8 +142,10 @@ def _probabilities(y_pred, from_logits: bool):
     return ops.softmax(y_pred, axis=-1) if from_logits else y_pred
 
 
-def _smooth(y_true, label_smoothing: float):
-    if not label_smoothing:
+def _smooth(y_true, label_smoothing):
+    """Label smoothing; ``label_smoothing`` may be a variable (then it is always applied: a
+    compiled step cannot branch on its value, and smoothing by 0 is exact)."""
+    if isinstance(label_smoothing, (int, float)) and not label_smoothing:
         return y_true
     num_classes = ops.cast(ops.shape(y_true)[-1], y_true.dtype)
     return y_true * (1.0 - label_smoothing) + label_smoothing / num_classes
@@ -146,7 +156,25 @@ def _per_sample(values, y_pred):
     return values * ops.ones_like(y_pred[..., 0])
 
 
-class _Serializable(keras.losses.Loss):
+class _Tunable:
+    """Hyperparameters in non-trainable variables (``self._hp``), so :func:`retune` can change
+    them under a compiled train step.
+
+    ``_variable_keys`` are the config keys that may differ between two losses sharing one traced
+    step: those held in ``_hp`` and those read only from Python (a schedule, the epoch count).
+    """
+
+    _variable_keys: tuple[str, ...] = ()
+
+    def _init_hp(self, **values: Any) -> None:
+        self._hp = {name: keras.Variable(value, trainable=False, dtype="float32", name=name)
+                    for name, value in values.items()}
+
+    def _h(self, name: str, dtype):
+        return ops.cast(self._hp[name], dtype)
+
+
+class _Serializable(_Tunable, keras.losses.Loss):
     """Common base: ``get_config`` holds exactly the constructor's hyperparameters."""
 
     _config_keys: tuple[str, ...] = ()
@@ -186,6 +214,7 @@ class ClassBalancedCrossentropy(_Serializable):
     """
 
     _config_keys = ("class_counts", "beta", "gamma", "label_smoothing", "from_logits")
+    _variable_keys = ("class_counts", "beta", "gamma", "label_smoothing", "weights")
 
     def __init__(self, class_counts, beta: float = 0.999, gamma: float = 0.0,
                  label_smoothing: float = 0.0, from_logits: bool = False,
@@ -201,15 +230,16 @@ class ClassBalancedCrossentropy(_Serializable):
         self.beta, self.gamma = float(beta), float(gamma)
         self.label_smoothing, self.from_logits = float(label_smoothing), from_logits
         self.weights = class_balanced_weights(self.class_counts, self.beta)
+        self._init_hp(weights=self.weights, gamma=self.gamma,
+                      label_smoothing=self.label_smoothing)
 
     def call(self, y_true, y_pred):
-        y_true = _smooth(ops.cast(y_true, y_pred.dtype), self.label_smoothing)
+        dtype = y_pred.dtype
+        y_true = _smooth(ops.cast(y_true, dtype), self._h("label_smoothing", dtype))
         p = ops.clip(_probabilities(y_pred, self.from_logits), _EPS, 1.0 - _EPS)
-        weights = ops.convert_to_tensor(self.weights, dtype=y_pred.dtype)
-        per_class = -y_true * ops.log(p)
-        if self.gamma:
-            per_class = per_class * ops.power(1.0 - p, self.gamma)
-        return ops.sum(per_class * weights, axis=-1)
+        # (1 - p)^0 = 1 exactly, so γ = 0 is plain weighted cross-entropy.
+        per_class = -y_true * ops.log(p) * ops.power(1.0 - p, self._h("gamma", dtype))
+        return ops.sum(per_class * self._h("weights", dtype), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -217,6 +247,7 @@ class Poly1Crossentropy(_Serializable):
     """Poly-1 (Leng et al. 2022): CE + ε (1 - p_t), with p_t = <y_true, p> (smoothed labels)."""
 
     _config_keys = ("epsilon", "label_smoothing", "from_logits")
+    _variable_keys = ("epsilon", "label_smoothing")
 
     def __init__(self, epsilon: float = 1.0, label_smoothing: float = 0.0,
                  from_logits: bool = False, reduction="sum_over_batch_size",
@@ -226,15 +257,14 @@ class Poly1Crossentropy(_Serializable):
                          "from_logits": from_logits}, prefix="poly1.")
         self.epsilon, self.label_smoothing = float(epsilon), float(label_smoothing)
         self.from_logits = from_logits
-        self._ce = keras.losses.CategoricalCrossentropy(
-            from_logits=from_logits, label_smoothing=label_smoothing, reduction=None)
+        self._init_hp(epsilon=self.epsilon, label_smoothing=self.label_smoothing)
 
     def call(self, y_true, y_pred):
-        y_true = ops.cast(y_true, y_pred.dtype)
-        ce = self._ce.call(y_true, y_pred)
-        p_t = ops.sum(_smooth(y_true, self.label_smoothing)
-                      * _probabilities(y_pred, self.from_logits), axis=-1)
-        return ce + self.epsilon * (1.0 - p_t)
+        dtype = y_pred.dtype
+        y_true = _smooth(ops.cast(y_true, dtype), self._h("label_smoothing", dtype))
+        ce = keras.losses.categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
+        p_t = ops.sum(y_true * _probabilities(y_pred, self.from_logits), axis=-1)
+        return ce + self._h("epsilon", dtype) * (1.0 - p_t)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -248,12 +278,14 @@ class SoftFBetaLoss(_Serializable):
     """
 
     _config_keys = ("beta", "from_logits")
+    _variable_keys = ("beta",)
 
     def __init__(self, beta: float = 1.0, from_logits: bool = False,
                  reduction="sum_over_batch_size", name="soft_fbeta", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         validate_params({"beta": beta, "from_logits": from_logits}, prefix="soft_fbeta.")
         self.beta, self.from_logits = float(beta), from_logits
+        self._init_hp(beta=self.beta)
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, y_pred.dtype)
@@ -263,25 +295,74 @@ class SoftFBetaLoss(_Serializable):
         tp = ops.sum(y_true * p, axis=0)
         fp = ops.sum((1.0 - y_true) * p, axis=0)
         fn = ops.sum(y_true * (1.0 - p), axis=0)
-        b2 = self.beta ** 2
+        b2 = ops.square(self._h("beta", y_pred.dtype))
         fbeta = (1.0 + b2) * tp / ((1.0 + b2) * tp + b2 * fn + fp + _EPS)
         return _per_sample(1.0 - ops.mean(fbeta), y_pred)
 
 
+# Keras's cross-entropy, focal and Huber losses, with their hyperparameters in variables
+# (see _Tunable). The arithmetic is Keras's own function; only where the numbers live differs.
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class Huber(keras.losses.Huber):
-    """keras.losses.Huber whose config keeps ``delta``.
+class CategoricalCrossentropy(_Tunable, keras.losses.CategoricalCrossentropy):
+    """``keras.losses.CategoricalCrossentropy`` with ``label_smoothing`` in a variable."""
+
+    _variable_keys = ("label_smoothing",)
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, **kwargs):
+        validate_params({"label_smoothing": label_smoothing}, prefix="cross_entropy.")
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, **kwargs)
+        self._init_hp(label_smoothing=float(label_smoothing))
+
+    def call(self, y_true, y_pred):
+        dtype = y_pred.dtype
+        y_true = _smooth(ops.cast(y_true, dtype), self._h("label_smoothing", dtype))
+        return keras.losses.categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits,
+                                                     axis=self.axis)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CategoricalFocalCrossentropy(_Tunable, keras.losses.CategoricalFocalCrossentropy):
+    """``keras.losses.CategoricalFocalCrossentropy`` with γ, α and smoothing in variables."""
+
+    _variable_keys = ("alpha", "gamma", "label_smoothing")
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
+                 label_smoothing: float = 0.0, **kwargs):
+        validate_params({"alpha": alpha, "gamma": gamma, "label_smoothing": label_smoothing},
+                        prefix="focal.")
+        super().__init__(alpha=alpha, gamma=gamma, from_logits=from_logits,
+                         label_smoothing=label_smoothing, **kwargs)
+        self._init_hp(alpha=float(alpha), gamma=float(gamma),
+                      label_smoothing=float(label_smoothing))
+
+    def call(self, y_true, y_pred):
+        dtype = y_pred.dtype
+        y_true = _smooth(ops.cast(y_true, dtype), self._h("label_smoothing", dtype))
+        return keras.losses.categorical_focal_crossentropy(
+            y_true, y_pred, alpha=self._h("alpha", dtype), gamma=self._h("gamma", dtype),
+            from_logits=self.from_logits, axis=self.axis)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Huber(_Tunable, keras.losses.Huber):
+    """keras.losses.Huber whose config keeps ``delta`` (and whose δ lives in a variable).
 
     Keras 3.15's ``Huber.get_config`` returns only name and reduction, so a saved model compiled
     with ``Huber(delta=2.5)`` reloads with δ = 1 (tests/test_losses.py shows it). Subclassing
     fixes the round trip without re-implementing the loss.
     """
 
+    _variable_keys = ("delta",)
+
     def __init__(self, delta: float = 1.0, reduction="sum_over_batch_size", name="huber_loss",
                  dtype=None):
         validate_params({"delta": delta}, prefix="huber.")
         super().__init__(delta=delta, reduction=reduction, name=name, dtype=dtype)
         self.delta = float(delta)
+        self._init_hp(delta=self.delta)
+
+    def call(self, y_true, y_pred):
+        return keras.losses.huber(y_true, y_pred, delta=self._h("delta", y_pred.dtype))
 
     def get_config(self):
         return {**super().get_config(), "delta": self.delta}
@@ -295,7 +376,8 @@ def make_base_loss(base: str, base_params: Mapping[str, Any] | None = None) -> k
     if base not in BASE_LOSSES:
         raise ValueError(f"base must be one of {', '.join(BASE_LOSSES)}, got {base!r}.")
     cls, allowed = BASE_LOSSES[base]
-    cls = cls or Huber
+    cls = cls or {"huber": Huber, "categorical_crossentropy": CategoricalCrossentropy,
+                  "categorical_focal_crossentropy": CategoricalFocalCrossentropy}[base]
     params = dict(base_params or {})
     unknown = sorted(set(params) - set(allowed))
     if unknown:
@@ -323,6 +405,9 @@ class DynamicLoss(_Serializable):
 
     _config_keys = ("base", "base_params", "w_standard", "w_progress", "w_balance",
                     "w_curriculum", "schedule", "epochs", "prior", "class_counts")
+    # base_params: the base loss's own variables (its compiled_key covers what must match).
+    _variable_keys = ("base_params", "w_standard", "w_progress", "w_balance", "w_curriculum",
+                      "schedule", "epochs", "class_counts")
 
     def __init__(self, base: str = "categorical_crossentropy",
                  base_params: Mapping[str, Any] | None = None, w_standard: float = 1.0,
@@ -356,6 +441,12 @@ class DynamicLoss(_Serializable):
         self.curriculum_factor = keras.Variable(
             self.schedule.value(0, epochs), trainable=False, dtype="float32",
             name="curriculum_factor")
+        counts = self.class_counts or [1.0, 1.0]
+        self._init_hp(w_standard=self.w_standard, w_progress=self.w_progress,
+                      w_balance=self.w_balance, w_curriculum=self.w_curriculum,
+                      prior=[c / sum(counts) for c in counts])
+        self._hp.update(epoch=self.epoch, progress=self.progress,
+                        curriculum_factor=self.curriculum_factor)
 
     # The callback calls this; tests and user loops may too.
     def set_epoch(self, epoch: int) -> None:
@@ -369,24 +460,25 @@ class DynamicLoss(_Serializable):
     def components(self, y_true, y_pred) -> dict[str, Any]:
         """Each weighted component, one value per sample; their sum is the loss."""
         dtype = y_pred.dtype
-        out = {"standard": self.w_standard * ops.cast(self._base.call(y_true, y_pred), dtype)}
-        out["progress"] = _per_sample(self.w_progress * ops.cast(self.progress, dtype), y_pred)
+        w = {name: self._h(name, dtype) for name in
+             ("w_standard", "w_progress", "w_balance", "w_curriculum")}
+        out = {"standard": w["w_standard"] * ops.cast(self._base.call(y_true, y_pred), dtype)}
+        out["progress"] = _per_sample(w["w_progress"] * self._h("progress", dtype), y_pred)
         if self.base in CLASSIFICATION_BASES:
             p = _probabilities(y_pred, self.from_logits)
-            out["balance"] = _per_sample(self.w_balance * self._balance(p), y_pred)
+            out["balance"] = _per_sample(w["w_balance"] * self._balance(p), y_pred)
         else:
             p = y_pred
             out["balance"] = ops.zeros_like(out["standard"])
-        factor = ops.cast(self.curriculum_factor, dtype)
-        out["curriculum"] = (self.w_curriculum * factor * 0.1
+        factor = self._h("curriculum_factor", dtype)
+        out["curriculum"] = (w["w_curriculum"] * factor * 0.1
                              * ops.sum(ops.abs(ops.sin(p)), axis=-1))
         return out
 
     def _balance(self, p):
         mean_p = ops.clip(ops.mean(p, axis=0), _EPS, 1.0)
         if self.prior == "train":
-            counts = ops.convert_to_tensor(self.class_counts, dtype=p.dtype)
-            prior = counts / ops.sum(counts)
+            prior = self._h("prior", p.dtype)
         else:
             prior = ops.ones_like(mean_p) / ops.cast(ops.shape(mean_p)[-1], p.dtype)
         prior_safe = ops.clip(prior, _EPS, 1.0)
@@ -488,10 +580,10 @@ def build_loss(description: Mapping[str, Any]) -> keras.losses.Loss:
     validate_params(params, prefix=f"{family}.")
     p = {**allowed, **params}
     if family == "cross_entropy":
-        return keras.losses.CategoricalCrossentropy(
+        return CategoricalCrossentropy(
             from_logits=from_logits, label_smoothing=p["label_smoothing"])
     if family == "focal":
-        return keras.losses.CategoricalFocalCrossentropy(
+        return CategoricalFocalCrossentropy(
             gamma=p["gamma"], alpha=p["alpha"], from_logits=from_logits,
             label_smoothing=p["label_smoothing"])
     if family == "class_balanced":
@@ -517,6 +609,8 @@ def describe_loss(loss: keras.losses.Loss) -> dict[str, Any]:
     drop = {"name", "reduction", "dtype", "axis"}
     params = {k: v for k, v in config.items() if k not in drop}
     by_class = {
+        CategoricalCrossentropy: "cross_entropy",
+        CategoricalFocalCrossentropy: "focal",
         keras.losses.CategoricalCrossentropy: "cross_entropy",
         keras.losses.CategoricalFocalCrossentropy: "focal",
         ClassBalancedCrossentropy: "class_balanced",
@@ -536,6 +630,42 @@ def describe_loss(loss: keras.losses.Loss) -> dict[str, Any]:
     if family == "cross_entropy":
         params.pop("ignore_class", None)
     return {"family": family, "params": params}
+
+
+def compiled_key(loss: keras.losses.Loss) -> str:
+    """Losses with equal keys differ only in values held in variables, so one traced train step
+    computes either of them once :func:`retune` has assigned the values."""
+
+    def key(obj: Any) -> list[Any]:
+        config = obj.get_config()
+        masked = set(getattr(type(obj), "_variable_keys", ()))
+        fixed = {k: (len(v) if isinstance(v, list) else "*") if k in masked else v
+                 for k, v in config.items()}
+        nested = {name: key(value) for name, value in sorted(vars(obj).items())
+                  if isinstance(value, keras.losses.Loss)}
+        return [type(obj).__module__, type(obj).__qualname__, fixed, nested]
+
+    return json.dumps(key(loss), sort_keys=True, default=str)
+
+
+def retune(target: keras.losses.Loss, source: keras.losses.Loss) -> None:
+    """Make ``target`` compute ``source`` in place: variables assigned, Python-side
+    hyperparameters (config, schedule, epochs) copied. Both must have the same
+    :func:`compiled_key`."""
+    if compiled_key(target) != compiled_key(source):
+        raise ValueError("retune needs two losses with the same compiled_key.")
+    _copy_hyperparameters(target, source)
+
+
+def _copy_hyperparameters(target: Any, source: Any) -> None:
+    for name, variable in getattr(source, "_hp", {}).items():
+        target._hp[name].assign(variable.value)
+    for name in getattr(type(source), "_variable_keys", ()):
+        if name in vars(source):
+            setattr(target, name, getattr(source, name))
+    for name, value in vars(source).items():
+        if isinstance(value, keras.losses.Loss):
+            _copy_hyperparameters(getattr(target, name), value)
 
 
 def describe_in_words(description: Mapping[str, Any]) -> str:

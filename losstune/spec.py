@@ -201,11 +201,24 @@ class TrainingSpec(BaseModel):
     # XLA compilation of the train step. Off by default: for the small models people tune
     # losses on, compiling costs more than it saves (benchmarks/run.py, figure 0).
     jit_compile: Union[bool, Literal["auto"]] = False
+    # Train steps run per call into the compiled function (TensorFlow, JAX): one Python round
+    # trip per N batches instead of per batch. "auto": 64, or 1 on torch (which needs 1).
+    steps_per_execution: Union[int, Literal["auto"]] = "auto"
+    # Reuse one compiled model per model shape and loss structure across a worker's trials,
+    # with fresh weights, optimizer state and loss hyperparameters (losstune/compiled.py).
+    reuse_compiled: bool = True
 
     @field_validator("epochs", "batch_size")
     @classmethod
     def _at_least_one(cls, v: Param, info) -> Param:
         return _check_param(info.field_name, v, 1, allowed="[1, inf)")
+
+    @field_validator("steps_per_execution")
+    @classmethod
+    def _steps_at_least_one(cls, v: Union[int, str]) -> Union[int, str]:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"steps_per_execution must be an int >= 1 or 'auto', got {v}")
+        return v
 
     @field_validator("learning_rate")
     @classmethod

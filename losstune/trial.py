@@ -193,7 +193,7 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
     import keras
     import optuna
 
-    from losstune import audit, losses, models
+    from losstune import audit, compiled, losses, models
 
     spec, splits = ctx.spec, ctx.splits
     training = suggest_training(trial, spec)
@@ -207,7 +207,8 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
     trial.set_user_attr("device", ctx.device)
     trial.set_user_attr("backend", ctx.backend)
 
-    keras.utils.set_random_seed((spec.seed * 100_003 + trial.number) % 2**31)
+    seed = (spec.seed * 100_003 + trial.number) % 2**31
+    keras.utils.set_random_seed(seed)
     if spec.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -225,11 +226,15 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
         if report.warnings:
             trial.set_user_attr("audit_warnings", list(report.warnings))
 
-        optimizer = keras.optimizers.get({"class_name": training["optimizer"],
-                                          "config": {"learning_rate": training["learning_rate"]}})
-        model.compile(optimizer=optimizer, loss=loss, metrics=losses.component_metrics(loss),
-                      jit_compile=spec.training.jit_compile)
+        model, loss, reused = compiled.CACHE.prepare(
+            model, loss, optimizer=training["optimizer"],
+            learning_rate=training["learning_rate"], jit_compile=spec.training.jit_compile,
+            steps=compiled.steps_per_execution(spec.training.steps_per_execution, ctx.backend),
+            sample=(splits.x_train[:2], y_train[:2]), reuse=spec.training.reuse_compiled)
+        trial.set_user_attr("compiled", "reused" if reused else "new")
         scorer = _epoch_scorer(trial, ctx, metric, report=not spec.multi_objective)
+        # Again: the same batches whatever building, auditing or compiling drew before.
+        keras.utils.set_random_seed(seed)
         start = time.perf_counter()
         # No validation_data: the scorer computes the objective on the validation split itself,
         # and a Keras validation pass would trace a second graph and compute a loss nobody reads.

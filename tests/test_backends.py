@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_loss_tests_pass_under_torch_backend():
     pytest.importorskip("torch")
     env = {**os.environ, "KERAS_BACKEND": "torch"}
-    files = ["tests/test_losses.py", "tests/test_schedules.py", "tests/test_audit.py"]
+    files = ["tests/test_losses.py", "tests/test_schedules.py", "tests/test_audit.py",
+             "tests/test_compiled.py"]
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files,
          "-k", "not torch_backend"],

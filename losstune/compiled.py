@@ -1,0 +1,134 @@
+"""One compiled model per model shape and loss structure, reused across a worker's trials.
+
+For the small models people tune losses on, a trial's time goes to framework overhead, not
+arithmetic: building and compiling the model and tracing its train step took about 0.3 s of a
+0.8 s five-epoch digits trial on TensorFlow (benchmarks/run.py, figure 0). Trials of one study
+mostly differ only in numbers: the loss's hyperparameters, the learning rate, the initial weights.
+So the first trial of each (model, loss structure, optimizer) compiles as usual and later trials
+reuse that model and its traced step, after
+
+* the weights (and dropout seed state) are copied from a freshly built, freshly seeded model:
+  the same initial weights a new model would have had;
+* the optimizer's variables are restored to their state before the first step, then given the
+  trial's learning rate;
+* the loss's hyperparameters are assigned with :func:`losstune.losses.retune` (they live in
+  variables, so the traced step reads the new values).
+
+A reused trial computes what a fresh one would: tests/test_compiled.py checks that a study gives
+the same objective values, trial by trial, with reuse on and off. Keras offers no public
+"reset this compiled model" call, so this is written here. ``training.reuse_compiled = false``
+turns it off.
+
+Not used on JAX: its train step is a pure function of the model's state, and a loss's own
+variables would be read as constants at trace time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from losstune import losses
+
+# Compiled models a worker keeps (least recently used is dropped). A study with a few loss
+# families and optimizers fits; each entry holds one small model and its traced functions.
+MAX_ENTRIES = 6
+
+
+@dataclass
+class _Entry:
+    model: keras.Model
+    loss: keras.losses.Loss
+    optimizer_start: list[np.ndarray]
+
+
+def steps_per_execution(setting: int | str, backend: str) -> int:
+    if setting != "auto":
+        return int(setting)
+    return 1 if backend == "torch" else 64
+
+
+def _model_key(model: keras.Model) -> str | None:
+    """The architecture without layer names (they count up between builds); None when the
+    model cannot describe itself (a subclassed model without get_config)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "name"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        return None
+    shapes = [(tuple(v.shape), str(v.dtype)) for v in model.variables]
+    return json.dumps([type(model).__qualname__, strip(config), shapes], sort_keys=True,
+                      default=str)
+
+
+class CompiledModels:
+    """The cache a worker process keeps (see the module docstring)."""
+
+    def __init__(self, size: int = MAX_ENTRIES) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def prepare(self, model: keras.Model, loss: keras.losses.Loss, *, optimizer: str,
+                learning_rate: float, jit_compile: bool | str, steps: int,
+                sample: tuple[Any, Any], reuse: bool = True
+                ) -> tuple[keras.Model, keras.losses.Loss, bool]:
+        """A compiled model that starts from ``model``'s weights and trains with ``loss``:
+        a cached one made to match (third value True) or ``model`` itself, compiled.
+        ``sample``: a small (x, y) batch to build a new model's loss and metrics on."""
+        key = None
+        if reuse and keras.backend.backend() != "jax":
+            model_key = _model_key(model)
+            if model_key is not None:
+                key = json.dumps([model_key, losses.compiled_key(loss), optimizer,
+                                  str(jit_compile), steps,
+                                  keras.mixed_precision.global_policy().name])
+        entry = self._entries.get(key) if key else None
+        if entry is not None and len(entry.model.variables) != len(model.variables):
+            entry = None  # cannot happen for one architecture; never copy misaligned weights
+        if entry is not None:
+            self._entries.move_to_end(key)
+            for target, source in zip(entry.model.variables, model.variables):
+                target.assign(source.value)
+            opt = entry.model.optimizer
+            for variable, value in zip(opt.variables, entry.optimizer_start):
+                variable.assign(value)
+            opt.learning_rate = learning_rate
+            losses.retune(entry.loss, loss)
+            return entry.model, entry.loss, True
+
+        opt = keras.optimizers.get({"class_name": optimizer,
+                                    "config": {"learning_rate": learning_rate}})
+        model.compile(optimizer=opt, loss=loss, metrics=losses.component_metrics(loss),
+                      jit_compile=jit_compile, steps_per_execution=steps)
+        # Build loss, metrics and optimizer now, as a reused model already is. Otherwise the
+        # first fit builds them, and on torch it draws a batch to do so, which moves the
+        # shuffling random stream: the same trial would then see other batches.
+        model.test_on_batch(*sample)
+        model.optimizer.build(model.trainable_variables)
+        if key:  # its state before the first step, restored when the model is reused
+            start = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+            self._entries[key] = _Entry(model, loss, start)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return model, loss, False
+
+
+CACHE = CompiledModels()

@@ -2,7 +2,8 @@
 
 For the small models people tune losses on, a trial's time goes to framework overhead, not
 arithmetic: building and compiling the model and tracing its train step took about 0.3 s of a
-0.8 s five-epoch digits trial on TensorFlow (benchmarks/run.py, figure 0). Trials of one study
+0.7 s five-epoch digits fit on TensorFlow (figure 0 of benchmarks/run.py measures the whole
+effect). Trials of one study
 mostly differ only in numbers: the loss's hyperparameters, the learning rate, the initial weights.
 So the first trial of each (model, loss structure, optimizer) compiles as usual and later trials
 reuse that model and its traced step, after
@@ -54,8 +55,9 @@ def steps_per_execution(setting: int | str, backend: str) -> int:
 
 
 def _model_key(model: keras.Model) -> str | None:
-    """The architecture without layer names (they count up between builds); None when the
-    model cannot describe itself (a subclassed model without get_config)."""
+    """The architecture without layer names (they count up between builds) plus every
+    variable's shape; None when the model cannot describe itself (a subclassed model or a
+    custom layer without get_config), and then it is never reused."""
 
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
@@ -66,7 +68,7 @@ def _model_key(model: keras.Model) -> str | None:
 
     try:
         config = model.get_config()
-    except NotImplementedError:
+    except Exception:  # noqa: BLE001 - Keras raises several kinds for undescribable models
         return None
     shapes = [(tuple(v.shape), str(v.dtype)) for v in model.variables]
     return json.dumps([type(model).__qualname__, strip(config), shapes], sort_keys=True,
@@ -82,9 +84,6 @@ class CompiledModels:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def clear(self) -> None:
-        self._entries.clear()
 
     def prepare(self, model: keras.Model, loss: keras.losses.Loss, *, optimizer: str,
                 learning_rate: float, jit_compile: bool | str, steps: int,

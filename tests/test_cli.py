@@ -154,6 +154,9 @@ def test_regression_and_multi_objective_studies(tmp_path):
     study = optuna.load_study(study_name="multi", storage=url)
     assert study.metric_names == ["macro_f1", "train_time"]
     assert all(len(t.values) == 2 and t.values[1] > 0 for t in study.trials)
+    for t in study.trials:  # training time without the first epoch's one-off compilation
+        assert t.values[1] == pytest.approx(t.user_attrs["epoch_time_s"] * EPOCHS, rel=1e-3)
+        assert t.values[1] < t.user_attrs["train_time_s"]
 
 
 def test_broken_model_factory_fails_trials_then_stops_with_summary(tmp_path):

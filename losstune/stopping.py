@@ -1,7 +1,8 @@
 """Stopping a search cleanly on Ctrl-C or SIGTERM.
 
-The first signal only sets :data:`STOP`: the running trial ends at its next batch (recorded as
-FAIL with the reason "interrupted"), no new trial starts, completed trials stay. Raising
+The first signal only sets :data:`STOP`: the running trial ends after its current group of
+batches (``training.steps_per_execution``, 64 by default) and is recorded as FAIL with the
+reason "interrupted"; no new trial starts, completed trials stay. Raising
 KeyboardInterrupt straight from the signal handler could land inside a storage transaction and
 leave the SQLite write lock held. A second signal raises KeyboardInterrupt at once.
 """

@@ -54,7 +54,7 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
     from losstune import runner, spec as spec_mod, stopping
     from losstune import trial as trial_mod
 
-    stopping.install()  # SIGTERM from the parent: finish at the next batch, start nothing new
+    stopping.install()  # SIGTERM from the parent: stop the trial, start nothing new
 
     try:
         spec = spec_mod.load(job.spec_path)

@@ -55,23 +55,29 @@ def steps_per_execution(setting: int | str, backend: str) -> int:
 
 
 def _model_key(model: keras.Model) -> str | None:
-    """The architecture without layer names (they count up between builds) plus every
-    variable's shape; None when the model cannot describe itself (a subclassed model or a
-    custom layer without get_config), and then it is never reused."""
-
-    def strip(value: Any) -> Any:
+    """The architecture plus every variable's shape, with layer names replaced by positions:
+    names count up between builds ("dense_7"), and a functional model's config refers to its
+    layers by name. None when the model cannot describe itself (a subclassed model or a custom
+    layer without get_config); such a model is never reused."""
+    def positional(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k != "name"}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
+            return {k: positional(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [positional(v) for v in value]
+        return names.get(value, value) if isinstance(value, str) else value
 
     try:
         config = model.get_config()
     except Exception:  # noqa: BLE001 - Keras raises several kinds for undescribable models
         return None
+    # The config's own layer list (a Sequential's input layer is not in model.layers).
+    names = {model.name: "<model>"}
+    for i, entry in enumerate(config.get("layers", [])):
+        name = entry.get("config", {}).get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str):
+            names[name] = f"<layer {i}>"
     shapes = [(tuple(v.shape), str(v.dtype)) for v in model.variables]
-    return json.dumps([type(model).__qualname__, strip(config), shapes], sort_keys=True,
+    return json.dumps([type(model).__qualname__, positional(config), shapes], sort_keys=True,
                       default=str)
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import keras
 from losstune import losses
 from losstune.cli import main
-from losstune.compiled import CompiledModels, steps_per_execution
+from losstune.compiled import CompiledModels, _model_key, steps_per_execution
 from tests.conftest import write_study
 
 COUNTS = [30, 20, 10]
@@ -132,6 +132,20 @@ def test_a_reused_model_starts_like_a_fresh_one_and_the_cache_is_bounded():
     assert len(cache) == 2
     assert not cache.prepare(_mlp(), loss_b, **kwargs)[2]  # the first entry was evicted
     assert not cache.prepare(_mlp(), loss_b, **kwargs, reuse=False)[2]
+
+
+def test_the_model_key_ignores_layer_names_and_sees_the_architecture():
+    def functional(width: int) -> keras.Model:  # refers to its layers by name in its config
+        inputs = keras.Input((5,))
+        x = keras.layers.BatchNormalization()(keras.layers.Dense(width)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+    a, b = functional(8), functional(8)
+    assert [layer.name for layer in a.layers] != [layer.name for layer in b.layers]
+    assert _model_key(a) is not None and _model_key(a) == _model_key(b)
+    assert _model_key(functional(9)) != _model_key(a)
+    assert _model_key(_mlp()) == _model_key(_mlp(seed=3))
+    assert _model_key(_mlp()) != _model_key(_mlp(units=4))
 
 
 @pytest.mark.slow

@@ -442,9 +442,11 @@ class DynamicLoss(_Serializable):
             self.schedule.value(0, epochs), trainable=False, dtype="float32",
             name="curriculum_factor")
         counts = self.class_counts or [1.0, 1.0]
+        prior = [c / sum(counts) for c in counts]
         self._init_hp(w_standard=self.w_standard, w_progress=self.w_progress,
-                      w_balance=self.w_balance, w_curriculum=self.w_curriculum,
-                      prior=[c / sum(counts) for c in counts])
+                      w_balance=self.w_balance, w_curriculum=self.w_curriculum, prior=prior,
+                      # Σ prior · log prior, the constant half of the KL balance term
+                      prior_log_prior=sum(q * math.log(max(q, _EPS)) for q in prior))
         self._hp.update(epoch=self.epoch, progress=self.progress,
                         curriculum_factor=self.curriculum_factor)
 
@@ -459,34 +461,51 @@ class DynamicLoss(_Serializable):
 
     def components(self, y_true, y_pred) -> dict[str, Any]:
         """Each weighted component, one value per sample; their sum is the loss."""
+        terms = self._terms(y_true, y_pred)
+        return {c: terms[c] if c in self._PER_SAMPLE else _per_sample(terms[c], y_pred)
+                for c in COMPONENTS}
+
+    # standard and curriculum vary per sample; progress and balance are one value per batch,
+    # kept scalar inside the train step (broadcast once, in call) to save ops on small models.
+    _PER_SAMPLE = ("standard", "curriculum")
+
+    def _terms(self, y_true, y_pred) -> dict[str, Any]:
         dtype = y_pred.dtype
-        w = {name: self._h(name, dtype) for name in
-             ("w_standard", "w_progress", "w_balance", "w_curriculum")}
-        out = {"standard": w["w_standard"] * ops.cast(self._base.call(y_true, y_pred), dtype)}
-        out["progress"] = _per_sample(w["w_progress"] * self._h("progress", dtype), y_pred)
+        out = {"standard": self._h("w_standard", dtype)
+               * ops.cast(self._base.call(y_true, y_pred), dtype),
+               "progress": self._h("w_progress", dtype) * self._h("progress", dtype)}
         if self.base in CLASSIFICATION_BASES:
             p = _probabilities(y_pred, self.from_logits)
-            out["balance"] = _per_sample(w["w_balance"] * self._balance(p), y_pred)
+            out["balance"] = self._h("w_balance", dtype) * self._balance(p)
         else:
             p = y_pred
-            out["balance"] = ops.zeros_like(out["standard"])
-        factor = self._h("curriculum_factor", dtype)
-        out["curriculum"] = (w["w_curriculum"] * factor * 0.1
-                             * ops.sum(ops.abs(ops.sin(p)), axis=-1))
+            out["balance"] = ops.zeros((), dtype=dtype)
+        scale = self._h("w_curriculum", dtype) * self._h("curriculum_factor", dtype) * 0.1
+        out["curriculum"] = scale * ops.sum(ops.abs(ops.sin(p)), axis=-1)
         return out
 
     def _balance(self, p):
-        mean_p = ops.clip(ops.mean(p, axis=0), _EPS, 1.0)
+        """KL(prior || mean prediction) = Σ prior·log prior − Σ prior·log mean."""
+        log_mean = ops.log(ops.maximum(ops.mean(p, axis=0), _EPS))
         if self.prior == "train":
-            prior = self._h("prior", p.dtype)
-        else:
-            prior = ops.ones_like(mean_p) / ops.cast(ops.shape(mean_p)[-1], p.dtype)
-        prior_safe = ops.clip(prior, _EPS, 1.0)
-        return ops.sum(prior * (ops.log(prior_safe) - ops.log(mean_p)))
+            return (self._h("prior_log_prior", p.dtype)
+                    - ops.sum(self._h("prior", p.dtype) * log_mean))
+        return -ops.mean(log_mean) - ops.log(ops.cast(ops.shape(log_mean)[-1], p.dtype))
 
     def call(self, y_true, y_pred):
-        parts = self.components(y_true, y_pred)
-        return parts["standard"] + parts["progress"] + parts["balance"] + parts["curriculum"]
+        terms = self._terms(y_true, y_pred)
+        # Kept for ComponentMeans, which Keras updates right after the loss in the same train
+        # step with the very same tensors; it then logs these instead of computing them again.
+        self._last_terms = (y_true, y_pred, terms)
+        return (terms["standard"] + terms["curriculum"]) + (terms["progress"] + terms["balance"])
+
+    def _terms_for(self, y_true, y_pred) -> dict[str, Any]:
+        """The terms of this exact (y_true, y_pred): those the loss just computed when it was
+        called with these tensor objects, else computed now."""
+        last, self._last_terms = getattr(self, "_last_terms", None), None
+        if last is not None and last[0] is y_true and last[1] is y_pred:
+            return last[2]
+        return self._terms(y_true, y_pred)
 
 
 class DynamicLossCallback(keras.callbacks.Callback):
@@ -507,28 +526,33 @@ class DynamicLossCallback(keras.callbacks.Callback):
 class ComponentMeans(keras.metrics.Metric):
     """Mean of every DynamicLoss component, logged as ``loss_<component>`` each epoch.
 
-    One metric computing all four components in a single call: four separate metrics would
-    trace the components four times into the train step. Metric state, not variables written by
-    the loss, because Keras carries metric state through the compiled step on every backend (the
-    JAX step is stateless and would drop a loss's own writes).
+    One metric for all four components: four separate metrics would trace the components four
+    times into the train step. In a train step it reuses the components the loss has just
+    computed from the same tensors (TensorFlow and torch pass the loss and the metrics the same
+    objects); otherwise (JAX, whose loss runs inside its gradient trace) it computes them again.
+    Metric state, not variables written by the loss, because Keras carries metric state through
+    the compiled step on every backend (the JAX step is stateless and would drop a loss's own
+    writes).
     """
 
     def __init__(self, loss: "DynamicLoss", name: str = "loss_components", **kwargs):
         super().__init__(name=name, **kwargs)
         self.loss = loss
-        self.sums = {c: self.add_variable((), initializer="zeros", name=f"sum_{c}")
-                     for c in COMPONENTS}
+        # Sums of the components over samples, in COMPONENTS order, and the sample count.
+        self.sums = self.add_variable((len(COMPONENTS),), initializer="zeros", name="sums")
         self.count = self.add_variable((), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        parts = self.loss.components(y_true, y_pred)
-        for c in COMPONENTS:
-            self.sums[c].assign_add(ops.cast(ops.sum(parts[c]), self.dtype))
-        self.count.assign_add(ops.cast(ops.shape(y_pred)[0], self.dtype))
+        terms = self.loss._terms_for(y_true, y_pred)
+        n = ops.cast(ops.shape(y_pred)[0], self.dtype)
+        sums = [ops.cast(ops.sum(terms[c]), self.dtype) * (1.0 if c in DynamicLoss._PER_SAMPLE
+                                                          else n) for c in COMPONENTS]
+        self.sums.assign_add(ops.stack(sums))
+        self.count.assign_add(n)
 
     def result(self):
-        count = ops.maximum(self.count, 1.0)
-        return {f"loss_{c}": self.sums[c] / count for c in COMPONENTS}
+        means = self.sums / ops.maximum(self.count, 1.0)
+        return {f"loss_{c}": means[i] for i, c in enumerate(COMPONENTS)}
 
 def component_metrics(loss: keras.losses.Loss) -> list[keras.metrics.Metric]:
     """The per-component metric of a DynamicLoss (none for other losses)."""

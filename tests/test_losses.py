@@ -124,6 +124,15 @@ def test_balance_prior_train_uses_class_frequencies():
     assert value(dyn, Y, uniform) > 0.1
 
 
+@pytest.mark.parametrize("prior", ["uniform", "train"])
+def test_balance_term_is_kl_from_the_prior_to_the_mean_prediction(prior):
+    counts = [40, 30, 20, 10]
+    dyn = L.DynamicLoss(w_standard=0.0, w_balance=1.0, prior=prior, class_counts=counts)
+    q = np.array(counts) / sum(counts) if prior == "train" else np.full(C, 1 / C)
+    mean = PROBS.mean(0)
+    assert value(dyn, Y, PROBS) == pytest.approx(float((q * np.log(q / mean)).sum()), rel=1e-4)
+
+
 def test_curriculum_term_is_factor_times_sum_abs_sin_per_sample():
     sched = {"name": "linear", "params": {"start": 0.0, "end": 2.0}}
     dyn = L.DynamicLoss(w_standard=0.0, w_curriculum=1.5, schedule=sched, epochs=5)
@@ -169,6 +178,30 @@ def test_epoch_variable_changes_loss_inside_compiled_fit():
     assert std[0] == pytest.approx(std[2], rel=1e-5)  # weights frozen: standard term constant
     curriculum = history["loss_curriculum"]
     assert curriculum[0] == pytest.approx(0.0, abs=1e-6) and curriculum[2] > curriculum[1] > 0
+    for epoch, value in enumerate(loss):  # the logged components add up to the loss
+        assert sum(history[f"loss_{c}"][epoch] for c in L.COMPONENTS) == pytest.approx(value,
+                                                                                       rel=1e-5)
+
+
+def test_component_metric_reuses_what_the_loss_computed(monkeypatch):
+    """In a train step the metric logs the components the loss has just computed from the same
+    tensors instead of computing them a second time."""
+    calls = []
+    components = L.DynamicLoss._terms
+    monkeypatch.setattr(L.DynamicLoss, "_terms",
+                        lambda self, *a: calls.append(1) or components(self, *a))
+    dyn = L.DynamicLoss(base_params={"from_logits": True}, w_balance=0.5, w_curriculum=0.5,
+                        epochs=2)
+    model = _frozen_model()
+    model.compile(optimizer="adam", loss=dyn, metrics=L.component_metrics(dyn), run_eagerly=True)
+    model.fit(LOGITS, Y, epochs=2, batch_size=N // 4, verbose=0, callbacks=L.loss_callbacks(dyn))
+    steps = 2 * 4
+    assert steps <= len(calls) <= steps + 2  # one per step (and up to two while building)
+    # Called on its own (no loss call just before on these tensors), it computes them.
+    metric = L.component_metrics(dyn)[0]
+    calls.clear()
+    metric.update_state(Y, LOGITS)
+    assert len(calls) == 1 and float(metric.result()["loss_balance"]) > 0
 
 
 def test_component_logs_present_after_fit():

@@ -15,8 +15,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, ValidationError,
+                      field_validator, model_validator)
 
 from losstune.errors import SpecError
 
@@ -73,7 +73,7 @@ class Range(BaseModel):
     model_config = _FROZEN
     low: float
     high: float
-    log: bool = False
+    log: StrictBool = False
     step: float | None = None
 
     @model_validator(mode="after")
@@ -146,7 +146,7 @@ class DatasetSpec(BaseModel):
     path: str | None = None
     features: tuple[str, ...] | None = None
     target: str | None = None
-    image: bool = False  # digits as 8x8x1 images (for the CNN) instead of 64 features
+    image: StrictBool = False  # digits as 8x8x1 images (for the CNN) instead of 64 features
     validation: float = Field(0.2, gt=0, lt=1)
     test: float = Field(0.2, ge=0, lt=1)
     long_tail: float = Field(1.0, ge=1, description="imbalance factor n_max / n_min")
@@ -197,27 +197,34 @@ class TrainingSpec(BaseModel):
     batch_size: Union[int, Range, Choices] = 64
     optimizer: Union[Literal["adam", "adamw", "sgd", "rmsprop"], Choices] = "adam"
     learning_rate: Union[float, Range, Choices] = 1e-3
-    mixed_precision: bool = False
+    mixed_precision: StrictBool = False
     # XLA compilation of the train step. Off by default: for the small models people tune
     # losses on, compiling costs more than it saves (benchmarks/run.py, figure 0).
-    jit_compile: Union[bool, Literal["auto"]] = False
+    jit_compile: Union[StrictBool, Literal["auto"]] = False
     # Train steps run per call into the compiled function (TensorFlow, JAX): one Python round
     # trip per N batches instead of per batch. "auto": 64, or 1 on torch (which needs 1).
     steps_per_execution: Union[int, Literal["auto"]] = "auto"
     # Reuse one compiled model per model shape and loss structure across a worker's trials,
     # with fresh weights, optimizer state and loss hyperparameters (losstune/compiled.py).
-    reuse_compiled: bool = True
+    reuse_compiled: StrictBool = True
 
     @field_validator("epochs", "batch_size")
     @classmethod
     def _at_least_one(cls, v: Param, info) -> Param:
         return _check_param(info.field_name, v, 1, allowed="[1, inf)")
 
-    @field_validator("steps_per_execution")
+    @field_validator("jit_compile", mode="before")
     @classmethod
-    def _steps_at_least_one(cls, v: Union[int, str]) -> Union[int, str]:
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"steps_per_execution must be an int >= 1 or 'auto', got {v}")
+    def _bool_or_auto(cls, v: Any) -> Any:
+        if not isinstance(v, bool) and v != "auto":
+            raise ValueError(f"jit_compile must be true, false or 'auto', got {v!r}")
+        return v
+
+    @field_validator("steps_per_execution", mode="before")
+    @classmethod
+    def _steps_at_least_one(cls, v: Any) -> Any:
+        if v != "auto" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"steps_per_execution must be an int >= 1 or 'auto', got {v!r}")
         return v
 
     @field_validator("learning_rate")
@@ -383,7 +390,7 @@ class StudySpec(BaseModel):
     sampler: SamplerSpec = SamplerSpec()
     pruner: PrunerSpec = PrunerSpec()
     search: SearchSpec = SearchSpec()
-    baselines: Union[bool, tuple[Baseline, ...]] = True
+    baselines: Union[StrictBool, tuple[Baseline, ...]] = True
     notes: str = ""
 
     @property

@@ -527,9 +527,9 @@ class ComponentMeans(keras.metrics.Metric):
     """Mean of every DynamicLoss component, logged as ``loss_<component>`` each epoch.
 
     One metric for all four components: four separate metrics would trace the components four
-    times into the train step. In a train step it reuses the components the loss has just
-    computed from the same tensors (TensorFlow and torch pass the loss and the metrics the same
-    objects); otherwise (JAX, whose loss runs inside its gradient trace) it computes them again.
+    times into the train step. In a train step it reuses the terms the loss has just computed
+    from the same tensors (TensorFlow and torch pass the loss and the metrics the same objects);
+    otherwise (JAX, whose loss runs inside its gradient trace) it computes them again.
     Metric state, not variables written by the loss, because Keras carries metric state through
     the compiled step on every backend (the JAX step is stateless and would drop a loss's own
     writes).

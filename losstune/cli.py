@@ -144,6 +144,7 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
 
     spec = spec_mod.load(study_file)
     runner.select_backend(backend)
+    runner.check_for_backend(spec, study_file)
     url = runner.resolve_storage_url(spec, storage)
     n_trials = n_trials or spec.n_trials
     timeout = timeout or spec.timeout

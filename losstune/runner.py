@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from losstune import __version__
-from losstune.errors import LosstuneError, StorageError
+from losstune.errors import LosstuneError, SpecError, StorageError
 from losstune.spec import StudySpec
 from losstune.storage import mask, normalise, open_storage, study_names
 
@@ -200,6 +200,17 @@ def select_backend(name: str | None) -> None:
             raise LosstuneError(f"--backend {name}: {name} is not installed "
                                 f"(pip install {name})") from None
     os.environ["KERAS_BACKEND"] = name
+
+
+def check_for_backend(spec: StudySpec, study_file: Path) -> None:
+    """Settings the chosen Keras backend cannot run, refused before anything is stored (the
+    backend is read from KERAS_BACKEND, as Keras will, without importing Keras)."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    steps = spec.training.steps_per_execution
+    if backend == "torch" and steps != "auto" and steps > 1:
+        raise SpecError(str(study_file), "training.steps_per_execution",
+                        f"the torch backend runs 1 step per execution; use 1 or 'auto', "
+                        f"got {steps}")
 
 
 def load_data(spec: StudySpec, base_dir: Path) -> Any:

@@ -36,6 +36,10 @@ CASES = [
     ("empty-choices", {"training": {"batch_size": {"choices": []}}}, "choices must not be empty"),
     ("steps-per-execution", {"training": {"steps_per_execution": 0}},
      "training.steps_per_execution: steps_per_execution must be an int >= 1 or 'auto', got 0"),
+    ("steps-per-execution-on-torch",
+     {"env": {"KERAS_BACKEND": "torch"}, "training": {"steps_per_execution": 8}},
+     "training.steps_per_execution: the torch backend runs 1 step per execution; use 1 or "
+     "'auto', got 8"),
     ("reuse-compiled-string", {"training": {"reuse_compiled": "yes"}},
      "training.reuse_compiled: must be a valid boolean, got 'yes'"),
     ("jit-compile-string", {"training": {"jit_compile": "yes"}},

@@ -64,7 +64,7 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int,
     """Run the missing confirmation runs; returns the companion study."""
     import optuna
 
-    from losstune import runner, trial as trial_mod
+    from losstune import runner
     from losstune.storage import open_storage
 
     runner.quiet_optuna()
@@ -107,7 +107,7 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int,
                 if name in source.user_attrs:
                     attrs[name] = source.user_attrs[name]
             companion.enqueue_trial(dict(source.params), user_attrs=attrs)
-            companion.optimize(lambda t: trial_mod.run(t, ctx), n_trials=1, catch=(Exception,))
+            runner.optimize(companion, ctx, n_trials=1, timeout=None)
             if on_run:
                 on_run(count, total)
     return companion

@@ -176,9 +176,6 @@ class FailureGuard:
         return self.successes == 0 and self.failures >= self.limit
 
 
-BACKENDS = ("tensorflow", "torch", "jax")
-
-
 def select_backend(name: str | None) -> None:
     """Use Keras backend ``name`` (None: KERAS_BACKEND, else TensorFlow). Must run before Keras
     is imported; worker processes inherit the choice through the environment."""
@@ -247,13 +244,14 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
 
 
 def optimize(study: "optuna.Study", ctx: Any, *, n_trials: int | None, timeout: float | None,
-             callbacks: list[Callable] = ()) -> FailureGuard:
-    """Run trials in this process. Failed trials are recorded and the study goes on."""
+             callbacks: list[Callable] = (), guard: FailureGuard | None = None) -> FailureGuard:
+    """Run trials in this process. Failed trials are recorded and the study goes on.
+    ``guard``: one kept across calls (a worker runs one trial per call)."""
     from losstune import trial as trial_mod
     from losstune.stopping import stop_study_callback
 
     quiet_optuna()
-    guard = FailureGuard()
+    guard = guard or FailureGuard()
     study.optimize(lambda t: trial_mod.run(t, ctx), n_trials=n_trials, timeout=timeout,
                    catch=(Exception,), callbacks=[*callbacks, guard, stop_study_callback])
     return guard

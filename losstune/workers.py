@@ -52,7 +52,6 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from losstune import runner, spec as spec_mod, stopping
-    from losstune import trial as trial_mod
 
     stopping.install()  # SIGTERM from the parent: stop the trial, start nothing new
 
@@ -67,8 +66,7 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
                and (job.deadline is None or time.time() < job.deadline)):
             if not _claim(counter):
                 break
-            study.optimize(lambda t: trial_mod.run(t, ctx), n_trials=1, catch=(Exception,),
-                           callbacks=[guard])
+            runner.optimize(study, ctx, n_trials=1, timeout=None, guard=guard)
         if guard.tripped:
             with counter.get_lock():  # the others stop too: this run is broken
                 counter.value = 0

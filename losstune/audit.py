@@ -6,6 +6,13 @@ component whose gradient is identically zero cannot change training whatever its
 seed's learning-progress offset is one): that is a warning. A component that is NaN or infinite
 (value or gradient) rejects the configuration, naming the component.
 
+A DynamicLoss changes with the epoch: a linear or cosine curriculum that starts at 0 has no
+gradient at epoch 0 yet shapes the rest of training. So its components are looked at where they
+are active — epoch 0, the epoch where the schedule factor is largest, the last planned epoch
+(largest learning progress) and the loss's current epoch — and a zero gradient is a warning only
+when it is zero at every one of them. The report keeps, per component, the point where it was
+most active.
+
 Keras has no backend-neutral gradient API, so :func:`_value_and_grad` dispatches to the active
 backend's own autodiff (a dozen lines; finite differences would be slower and less exact).
 """
@@ -32,6 +39,7 @@ class ComponentReport:
     name: str
     value: float
     grad_norm: float
+    epoch: float | None = None  # where a DynamicLoss was evaluated; None for other losses
 
     @property
     def finite(self) -> bool:
@@ -77,13 +85,27 @@ def _value_and_grad(fn: Callable, y_pred) -> tuple[float, float]:
     return value, float(np.sqrt(np.sum(grad ** 2))) if np.all(np.isfinite(grad)) else float("nan")
 
 
-def check(loss: keras.losses.Loss, y_true, y_pred, *, raise_on_nonfinite: bool = True) -> AuditReport:
+def _audit_epochs(loss: Any) -> list[float]:
+    """The epochs at which a DynamicLoss's components are active: see the module docstring."""
+    current = float(ops.convert_to_numpy(loss.epoch))
+    factors = [abs(loss.schedule.value(e, loss.epochs)) for e in range(loss.epochs)]
+    peak = int(np.argmax(factors))  # first epoch of the largest |factor|
+    return sorted({0.0, float(peak), float(loss.epochs - 1), current})
+
+
+def _epochs_text(epochs: list[Any]) -> str:
+    shown = ", ".join(f"{e:g}" for e in epochs)
+    return f"epoch {shown}" if len(epochs) == 1 else f"epochs {shown}"
+
+
+def check(loss: keras.losses.Loss, y_true, y_pred) -> AuditReport:
     """Audit ``loss`` on one batch. Raises :class:`LossAuditError` on NaN/inf components."""
     from losstune.losses import DynamicLoss
 
     y_true = ops.convert_to_tensor(np.asarray(y_true), dtype="float32")
     y_pred = np.asarray(y_pred, dtype="float32")
-    if isinstance(loss, DynamicLoss):
+    dynamic = isinstance(loss, DynamicLoss)
+    if dynamic:
         names = ("standard", "progress", "balance", "curriculum")
 
         def component(name: str) -> Callable:
@@ -92,19 +114,38 @@ def check(loss: keras.losses.Loss, y_true, y_pred, *, raise_on_nonfinite: bool =
         fns = {name: component(name) for name in names}
     else:
         fns = {"loss": lambda x: loss(y_true, x)}
+    epochs: list[float | None] = list(_audit_epochs(loss)) if dynamic else [None]
+
+    points: dict[str, list[ComponentReport]] = {name: [] for name in fns}
+    saved = float(ops.convert_to_numpy(loss.epoch)) if dynamic else None
+    try:
+        for epoch in epochs:
+            if epoch is not None:
+                loss.set_epoch(epoch)
+            for name, fn in fns.items():
+                value, grad_norm = _value_and_grad(fn, y_pred)
+                report = ComponentReport(name, value, grad_norm, epoch)
+                if not report.finite:
+                    where = "" if epoch is None else f" at epoch {epoch:g}"
+                    raise LossAuditError(
+                        f"loss component {name!r} is not finite on the audit batch{where} "
+                        f"(value={value}, gradient norm={grad_norm}); the configuration is "
+                        "rejected.")
+                points[name].append(report)
+    finally:
+        if saved is not None:
+            loss.set_epoch(saved)  # the audit must leave the loss as it found it
 
     reports, warnings = [], []
-    for name, fn in fns.items():
-        value, grad_norm = _value_and_grad(fn, y_pred)
-        report = ComponentReport(name, value, grad_norm)
-        if not report.finite and raise_on_nonfinite:
-            raise LossAuditError(
-                f"loss component {name!r} is not finite on the audit batch "
-                f"(value={value}, gradient norm={grad_norm}); the configuration is rejected.")
+    for name, found in points.items():
+        # Most active point: largest gradient, then largest value (progress has no gradient but
+        # grows with the epoch); max keeps the earliest epoch on ties.
+        reports.append(max(found, key=lambda r: (r.grad_norm, abs(r.value))))
         weight = getattr(loss, f"w_{name}", 1.0)
-        if report.finite and grad_norm == 0.0 and weight != 0.0:
+        if weight != 0.0 and all(r.grad_norm == 0.0 for r in found):
+            where = f" at {_epochs_text(epochs)}" if dynamic else ""
             warnings.append(
-                f"loss component {name!r} has zero gradient with respect to the predictions: "
-                f"its weight ({weight:g}) shifts the loss value but cannot change training.")
-        reports.append(report)
+                f"loss component {name!r} has zero gradient with respect to the predictions"
+                f"{where}: its weight ({weight:g}) shifts the loss value but cannot change "
+                "training.")
     return AuditReport(tuple(reports), tuple(warnings))

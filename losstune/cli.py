@@ -31,7 +31,12 @@ def _storage_url(storage: str | None) -> str:
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # Not a terminal (a pipe, a log file, CI): rich would assume 80 columns and squeeze the
+    # design names in tables to a few letters per line.
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=140)
+    return console
 
 
 def handle_errors(func: Callable) -> Callable:
@@ -70,14 +75,14 @@ def main(ctx: click.Context, debug: bool) -> None:
 def validate(study_file: Path) -> None:
     """Check a study file without training anything."""
     from losstune import spec as spec_mod
-    from losstune.space import families_to_choose
 
     spec = spec_mod.load(study_file)
-    budget = [f"{spec.n_trials} trials" if spec.n_trials else "",
+    budget = [f"{spec.n_trials} search trials" if spec.n_trials else "",
               f"{spec.timeout:g} s" if spec.timeout else ""]
     click.echo(f"{study_file}: OK — study {spec.name!r}, {spec.task} on {spec.dataset.name}, "
-               f"objective {', '.join(spec.objective.metrics)}, families "
-               f"{', '.join(families_to_choose(spec))}, {' / '.join(b for b in budget if b)}")
+               f"objective {', '.join(spec.objective.metrics)}, "
+               f"{' / '.join(b for b in budget if b)}")
+    click.echo(f"  {_plan_line(spec)}")
 
 
 # ------------------------------------------------------------------------------------ search
@@ -87,34 +92,59 @@ def _format_value(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
-def print_leaderboard(study: Any, top: int, console: Any) -> None:
+FORMAT_OPTION = click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]),
+                             default="table", show_default=True,
+                             help="Output format: a table, or JSON (README: Machine-readable "
+                                  "output).")
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def print_verdict(study: Any, verdict: Any, top: int, console: Any) -> None:
+    """The ranking of designs over seeds and the verdict sentence (the same as every output)."""
     from rich.table import Table
     from rich.text import Text
 
-    from losstune.runner import counts, leaderboard
+    from losstune.runner import counts
 
-    rows = leaderboard(study, top)
     c = counts(study)
-    metrics = study.user_attrs.get("objective") or ["objective"]
-    # Text objects, not markup: study names and designs are user data ("[baseline]" too).
-    table = Table(title=Text(f"{study.study_name}: {c['complete']} complete, "
-                             f"{c['pruned']} pruned, {c['fail']} failed"))
-    table.add_column("#", justify="right")
-    table.add_column("trial", justify="right")
-    table.add_column("loss design")
-    for metric in metrics:
-        table.add_column(metric, justify="right")
-    table.add_column("train s", justify="right")
-    for row in rows:
-        design = row["design"] + (" [baseline]" if row["baseline"] else "")
-        table.add_row(str(row["rank"]), str(row["trial"]), Text(design),
-                      *(_format_value(v) for v in row["values"]),
-                      _format_value(row["train_time_s"]))
+    rows = verdict.ranking[:top]
     if not rows:
         console.print(Text(f"{study.study_name}: no complete trial yet "
                            f"({c['pruned']} pruned, {c['fail']} failed, {c['running']} running)."))
         return
+    by_key = {cmp.baseline_key: cmp for cmp in verdict.comparisons}
+    # Text objects, not markup: study names and designs are user data ("[baseline]" too).
+    table = Table(title=Text(f"{study.study_name}: {c['complete']} complete, "
+                             f"{c['pruned']} pruned, {c['fail']} failed search trials"))
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("loss design", min_width=24, ratio=1)
+    for col in ("seeds", f"mean {verdict.metric}", "95% CI", "winner − this", "p_adj",
+                "trials"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for i, d in enumerate(rows, start=1):
+        cmp = by_key.get(d.key)
+        marks = (" [baseline]" if d.baseline else "") + (" ★" if i == 1 and verdict.significant
+                                                          else "")
+        table.add_row(str(i), Text(d.words + marks), str(d.n), f"{d.mean:.4f}",
+                      f"[{d.ci[0]:.4f}, {d.ci[1]:.4f}]" if d.ci else "—",
+                      f"{cmp.diff:+.4f}" if cmp else "", _p_adj(cmp),
+                      _trials(d.trials))
     console.print(table)
+    console.print(Text("Verdict: " + verdict.sentence + "."))
+
+
+def _p_adj(cmp: Any) -> str:
+    if cmp is None:
+        return ""
+    return "1 seed" if cmp.p_adjusted is None else f"{cmp.p_adjusted:.3g}"
+
+
+def _trials(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:3])
+    return shown + (f" +{len(numbers) - 3}" if len(numbers) > 3 else "") if numbers else "—"
 
 
 @main.command()
@@ -135,12 +165,16 @@ def print_leaderboard(study: Any, top: int, console: Any) -> None:
 def search(study_file: Path, storage: str | None, study_name: str | None, n_trials: int | None,
            timeout: float | None, workers: int, gpus: str | None, backend: str | None,
            top: int) -> None:
-    """Run (or resume) the study a STUDY_FILE describes."""
+    """Run (or resume) the study a STUDY_FILE describes.
+
+    --n-trials counts search trials: designs the sampler proposes, each trained once on the
+    study's seed. Racing (on by default) adds trainings of close designs on more seeds.
+    """
     from rich.text import Text
 
     from losstune import runner
     from losstune import spec as spec_mod
-    from losstune.storage import mask
+    from losstune.storage import mask, open_storage
 
     spec = spec_mod.load(study_file)
     runner.select_backend(backend)
@@ -157,37 +191,48 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     done = runner.counts(study)
     console.print(Text(f"study {study.study_name} in {mask(url)} ({done['complete']} "
                        f"complete, {done['pruned']} pruned, {done['fail']} failed so far)"))
+    console.print(Text(_plan_line(spec)))
     if workers > 4 and url.startswith("sqlite"):
         console.print(Text(f"note: {workers} workers on one SQLite file contend for its lock; "
                            "PostgreSQL (--storage postgresql://…) or journal:FILE scale better."))
     from losstune import stopping
 
+    storage_obj = open_storage(url)
     previous = stopping.install()
     interrupted = False
     try:
-        with _progress(console, n_trials, len(before)) as (progress, callback):
+        with _progress(console, n_trials, study, storage_obj) as progress:
             if workers == 1:
+                import time
+
+                progress.status("starting the backend and compiling the first model")
                 ctx = runner.load_context(spec, base_dir, splits)
                 console.print(Text(f"data: {splits.description}; backend {ctx.backend} on "
                                    f"{ctx.device}"))
-                runner.optimize(study, ctx, n_trials=n_trials, timeout=timeout,
-                                callbacks=[callback])
+                deadline = time.time() + timeout if timeout else None
+                runner.Search(study, ctx, storage_obj, deadline=deadline,
+                              on_run=progress.refresh).run(n_trials,
+                                                           callbacks=[progress.callback])
             else:
                 from losstune import workers as workers_mod
 
+                progress.status(f"starting {workers} worker processes")
                 console.print(Text(f"data: {splits.description}; {workers} worker processes"))
                 workers_mod.run(study_file, url, study.study_name, workers=workers,
                                 n_trials=n_trials, timeout=timeout, gpus=gpus,
-                                on_poll=lambda: callback(study, None))
+                                on_poll=progress.refresh)
     except KeyboardInterrupt:  # a second Ctrl-C
         interrupted = True
     finally:
         stopping.restore(previous)
     interrupted = interrupted or stopping.STOP.is_set()
-    print_leaderboard(study, top, console)
+    if len(study.directions) == 1:
+        print_verdict(study, runner.study_verdict(study, storage_obj), top, console)
+    else:
+        print_pareto(study, top, console)
     from losstune.report import save_to_dashboard
 
-    save_to_dashboard(study)
+    save_to_dashboard(study, storage_obj)
     if interrupted:
         console.print("[yellow]Interrupted.[/] Completed trials are kept; run the same command "
                       "to continue.")
@@ -200,50 +245,120 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
                             f"{failed[-1].user_attrs.get('error', 'unknown error')}")
 
 
+def _plan_line(spec: Any) -> str:
+    """What the search will do: searched families, baselines apart, and racing."""
+    from losstune.space import families_to_choose
+
+    searched = list(spec.families)
+    extra = [f for f in families_to_choose(spec) if f not in searched]
+    baselines = [b.family + (f" ({', '.join(f'{k}={v}' for k, v in b.params.items())})"
+                             if b.params else "") for b in spec.baseline_designs]
+    line = f"families searched: {', '.join(searched)}"
+    line += f"; baselines: {', '.join(baselines) if baselines else 'none'}"
+    if extra:
+        line += f" (baseline-only families: {', '.join(extra)})"
+    race = spec.race
+    if race:
+        line += f"; racing up to {race.max_seeds} seeds per design (p < {race.alpha:g})"
+    else:
+        line += "; single-seed search (racing off" + (
+            ", several objectives)" if spec.multi_objective else ")")
+    return line
+
+
+def print_pareto(study: Any, top: int, console: Any) -> None:
+    """Several objectives: the trials on the Pareto front (no verdict: it ranks by one)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    metrics = study.user_attrs.get("objective") or ["objective"]
+    table = Table(title=Text(f"{study.study_name}: Pareto front"))
+    for col in ("trial", "loss design", *metrics):
+        table.add_column(col)
+    for t in study.best_trials[:top]:
+        table.add_row(str(t.number), Text(t.user_attrs.get("loss_words", "?")),
+                      *(_format_value(v) for v in t.values))
+    console.print(table)
+
+
+def finished_any(trials: list[Any]) -> bool:
+    return any(t.state.name == "COMPLETE" for t in trials)
+
+
 class _progress:
-    """A rich progress bar over trials showing the best value so far."""
+    """A rich progress bar over search trials: done/total, ETA, best so far, pruned and failed
+    counts, and the trainings racing added (all read from the storage, so every worker's
+    trials count)."""
 
-    def __init__(self, console: Any, total: int | None, already: int = 0) -> None:
-        self.already = already  # trials finished before this run
+    def __init__(self, console: Any, total: int | None, study: Any, storage: Any) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
+                                   TimeElapsedColumn, TimeRemainingColumn)
 
-        self.progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[best]}", markup=False),
+        self.study, self.storage = study, storage
+        self.already = self._new_designs()
+        self.progress = Progress(TextColumn("new designs"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[info]}", markup=False),
                                  console=console, transient=False)
-        self.task = self.progress.add_task("search", total=total, best="")
+        self.task = self.progress.add_task("search", total=total, info="")
 
-    def __enter__(self):
+    def __enter__(self) -> "_progress":
         self.progress.start()
-        return self.progress, self._callback
+        return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.refresh()
         self.progress.stop()
 
-    def _callback(self, study: Any, trial: Any) -> None:
-        """Reads the storage, so it counts every worker's trials (Optuna callback signature)."""
-        finished = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
-        best = ""
-        try:
-            if len(study.directions) == 1:
-                b = study.best_trial
-                words = b.user_attrs.get("loss_words", "")
-                best = f"best {b.values[0]:.4f} ({words[:40]}{'…' if len(words) > 40 else ''})"
-        except ValueError:  # no complete trial yet
-            pass
-        self.progress.update(self.task, completed=finished - self.already, best=best)
+    def status(self, text: str) -> None:
+        self.progress.update(self.task, info=f"({text}…)")
+
+    def callback(self, study: Any, trial: Any) -> None:  # Optuna callback signature
+        self.refresh()
+
+    def refresh(self) -> None:
+        from losstune import results, runner
+
+        trials = self.study.get_trials(deepcopy=False)
+        pruned = sum(1 for t in trials if t.state.name == "PRUNED")
+        failed = sum(1 for t in trials if t.state.name == "FAIL")
+        companion = runner.runs_study(self.study, self.storage, create=False)
+        replicates = (sum(1 for t in companion.get_trials(deepcopy=False)
+                          if t.state.is_finished()) if companion else 0)
+        repeats = sum(1 for t in trials if results.DUPLICATE_OF in t.user_attrs)
+        info = f"{pruned} pruned, {failed} failed"
+        if repeats:
+            info += f", {repeats} repeats"
+        info += f"; {len(trials) - repeats + replicates} trainings"
+        if len(self.study.directions) == 1 and finished_any(trials):
+            verdict = runner.study_verdict(self.study, self.storage)
+            w = verdict.winner
+            if w is not None:
+                words = w.words[:30] + ("…" if len(w.words) > 30 else "")
+                info += f" · best {w.mean:.4f}/{w.n} seed{'s' if w.n != 1 else ''} ({words})"
+        self.progress.update(self.task, completed=self._new_designs() - self.already, info=info)
+
+    def _new_designs(self) -> int:
+        """Finished search trials that tried a design for the first time (what --n-trials
+        counts)."""
+        from losstune import results
+
+        return sum(1 for t in self.study.get_trials(deepcopy=False)
+                   if t.state.is_finished() and results.DUPLICATE_OF not in t.user_attrs)
 
 
 # ------------------------------------------------------------------------------------ studies
 @main.command()
 @click.option("--storage", default=None, help="Storage URL (default: sqlite:///losstune.db).")
+@FORMAT_OPTION
 @handle_errors
-def studies(storage: str | None) -> None:
+def studies(storage: str | None, fmt: str) -> None:
     """List the studies in a storage."""
     import optuna
     from rich.table import Table
     from rich.text import Text
 
+    from losstune.results import RUNS_SUFFIX
     from losstune.runner import check_exists
     from losstune.storage import mask, open_storage
 
@@ -251,50 +366,97 @@ def studies(storage: str | None) -> None:
     check_exists(url)
     # Through open_storage like every other command: journal files and masked errors included.
     summaries = optuna.get_all_study_summaries(storage=open_storage(url, heartbeat=False))
-    table = Table(title=Text(f"studies in {mask(url)}"))
-    for col in ("study", "task", "objective", "trials", "best"):
-        table.add_column(col)
+    rows = []
     for s in summaries:
-        best = s.best_trial.values[0] if s.best_trial and len(s.directions) == 1 else None
-        table.add_row(Text(s.study_name), str(s.user_attrs.get("task", "")),
-                      ", ".join(s.user_attrs.get("objective", [])), str(s.n_trials),
-                      _format_value(best))
+        single = len(s.directions) == 1
+        rows.append({"study": s.study_name, "task": s.user_attrs.get("task"),
+                     "objective": s.user_attrs.get("objective", []),
+                     "directions": [d.name.lower() for d in s.directions],
+                     "trials": s.n_trials,
+                     "kind": "replicate runs" if s.study_name.endswith(RUNS_SUFFIX) else "search",
+                     "best_single_run": (s.best_trial.values[0]
+                                         if single and s.best_trial else None)})
+    if fmt == "json":
+        _echo_json({"storage": mask(url), "studies": rows})
+        return
+    table = Table(title=Text(f"studies in {mask(url)}"))
+    for col in ("study", "kind", "task", "objective", "trials", "best single run"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(Text(r["study"]), r["kind"], str(r["task"] or ""),
+                      ", ".join(r["objective"]), str(r["trials"]),
+                      _format_value(r["best_single_run"]))
     _console().print(table)
+    click.echo("Verdicts (means over seeds, paired tests): losstune show STUDY")
 
 
 @main.command()
 @click.argument("study")
 @click.option("--storage", default=None, help="Storage URL (default: sqlite:///losstune.db).")
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Designs to list.")
+@FORMAT_OPTION
 @handle_errors
-def show(study: str, storage: str | None, top: int) -> None:
-    """Print the leaderboard of STUDY."""
-    from losstune.runner import load_existing
+def show(study: str, storage: str | None, top: int, fmt: str) -> None:
+    """Print the ranking of STUDY's designs over seeds and its verdict."""
+    from losstune import runner
 
-    loaded = load_existing(_storage_url(storage), study)
-    print_leaderboard(loaded, top, _console())
+    url = _storage_url(storage)
+    loaded = runner.load_existing(url, study)
+    if len(loaded.directions) > 1:
+        if fmt == "json":
+            _echo_json({"study": study, "metrics": loaded.user_attrs.get("objective"),
+                        "pareto_front": [{"trial": t.number, "values": t.values,
+                                          "design": t.user_attrs.get("loss_words")}
+                                         for t in loaded.best_trials]})
+        else:
+            print_pareto(loaded, top, _console())
+        return
+    verdict = runner.study_verdict(loaded, _reader(url))
+    if fmt == "json":
+        _echo_json(verdict.to_dict(top))
+    else:
+        print_verdict(loaded, verdict, top, _console())
+
+
+def _reader(url: str) -> Any:
+    from losstune.storage import open_storage
+
+    return open_storage(url, heartbeat=False)
 
 
 @main.command()
 @click.argument("study")
 @click.option("--storage", default=None, help="Storage URL (default: sqlite:///losstune.db).")
 @click.option("--trial", "trial_number", type=int, default=None,
-              help="Trial number to export (default: the best).")
+              help="Trial number to export (default: the verdict's winner).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("best_loss.json"), show_default=True)
 @handle_errors
 def export(study: str, storage: str | None, trial_number: int | None, output: Path) -> None:
-    """Write a trial's loss description; losstune.losses.load_loss(PATH) rebuilds the loss."""
+    """Write the verdict's winning loss design; losstune.losses.load_loss(PATH) rebuilds it."""
     import optuna
 
-    from losstune.runner import leaderboard, load_existing
+    from losstune import runner
 
-    loaded = load_existing(_storage_url(storage), study)
+    url = _storage_url(storage)
+    loaded = runner.load_existing(url, study)
     if trial_number is None:
-        rows = leaderboard(loaded, 1)
-        if not rows:
+        if len(loaded.directions) > 1:
+            raise LosstuneError(f"study {study!r} has several objectives: pick a trial of its "
+                                "Pareto front with --trial N (losstune show)")
+        verdict = runner.study_verdict(loaded, _reader(url))
+        if verdict.winner is None:
             raise LosstuneError(f"study {study!r} has no complete trial to export")
-        chosen = loaded.trials[rows[0]["trial"]]
+        w = verdict.winner
+        payload = {"study": loaded.study_name, "trial": w.trials[0] if w.trials else None,
+                   "metrics": loaded.user_attrs.get("objective"), "description": w.words,
+                   "mean": w.mean, "ci": list(w.ci) if w.ci else None, "seeds": w.n,
+                   "verdict": {"significant": verdict.significant,
+                               "sentence": verdict.sentence},
+                   "loss": w.description}
+        click.echo(f"wrote {output}: {w.words} (mean over {w.n} seed"
+                   f"{'s' if w.n != 1 else ''}; verdict: {verdict.sentence})")
     else:
         matches = [t for t in loaded.trials if t.number == trial_number]
         if not matches:
@@ -304,28 +466,29 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
         if chosen.state != optuna.trial.TrialState.COMPLETE:
             raise LosstuneError(f"trial {trial_number} of {study!r} is "
                                 f"{chosen.state.name.lower()}, not complete")
-    payload = {"study": loaded.study_name, "trial": chosen.number,
-               "values": chosen.values, "metrics": loaded.user_attrs.get("objective"),
-               "description": chosen.user_attrs.get("loss_words"),
-               "loss": json.loads(chosen.user_attrs["loss"])}
+        payload = {"study": loaded.study_name, "trial": chosen.number,
+                   "values": chosen.values, "metrics": loaded.user_attrs.get("objective"),
+                   "description": chosen.user_attrs.get("loss_words"),
+                   "loss": json.loads(chosen.user_attrs["loss"])}
+        click.echo(f"wrote {output}: trial {chosen.number}, {payload['description']}")
     output.write_text(json.dumps(payload, indent=2) + "\n")
-    click.echo(f"wrote {output}: trial {chosen.number}, {payload['description']}")
 
 
 @main.command()
 @click.argument("study")
 @click.option("--storage", default=None, help="Storage URL (default: sqlite:///losstune.db).")
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Distinct top designs to re-train (the baselines are added).")
+              help="Distinct top designs to give more seeds (the baselines are added).")
 @click.option("--seeds", type=click.IntRange(min=2), default=5, show_default=True,
-              help="Seeds per design (new data split and initialisation each).")
+              help="Seeds per design in all, the search's own seed included (a new data split "
+                   "and initialisation each).")
 @handle_errors
 def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
-    """Re-train the top designs and the baselines with several seeds (for a ranking with CIs)."""
+    """Give the top designs and the baselines more seeds, then print the verdict."""
     from rich.progress import Progress
 
     from losstune import confirm as confirm_mod
-    from losstune.report import _info
+    from losstune import runner
 
     url = _storage_url(storage)
     with Progress(console=_console()) as progress:
@@ -334,22 +497,8 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
         def on_run(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        companion = confirm_mod.run(url, study, top=top, seeds=seeds, on_run=on_run)
-    maximize = companion.directions[0].name == "MAXIMIZE"
-    metric = (companion.user_attrs.get("objective") or ["objective"])[0]
-    rows = _info.confirm_info(companion.get_trials(deepcopy=False), maximize, metric)
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=Text(f"{study}: confirmed with {seeds} seeds ({companion.study_name})"))
-    for col in ("#", "loss design", "mean", "95% CI", "p vs baseline", ""):
-        table.add_column(col)
-    for i, r in enumerate(rows, start=1):
-        table.add_row(str(i), Text(r.design + (" [baseline]" if r.baseline else "")),
-                      f"{r.mean:.4f}", f"[{r.ci_low:.4f}, {r.ci_high:.4f}]",
-                      "—" if r.p_value is None else f"{r.p_value:.3f}",
-                      "beats baseline" if r.beats_baseline else "")
-    _console().print(table)
+        verdict = confirm_mod.run(url, study, top=top, seeds=seeds, on_run=on_run)
+    print_verdict(runner.load_existing(url, study), verdict, top + 4, _console())
 
 
 @main.command()

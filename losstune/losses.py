@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -692,14 +693,31 @@ def _copy_hyperparameters(target: Any, source: Any) -> None:
             _copy_hyperparameters(getattr(target, name), value)
 
 
+def format_number(v: Any) -> str:
+    """A parameter as shown to people: 3 significant digits, but never hiding how close to 1 it is.
+
+    β = 0.9999 at 3 significant digits reads "1", which is invalid for a class-balanced β and
+    indistinguishable from 0.9995; so within 0.01 of ±1 the distance to 1 keeps 2 significant
+    digits (0.9999, 0.99951, 1.0002). Ints, bools and non-numbers are shown with ``str``.
+    """
+    if not isinstance(v, numbers.Real) or isinstance(v, numbers.Integral):
+        return str(v)
+    v = float(v)
+    distance = abs(abs(v) - 1.0)
+    if math.isfinite(v) and 0 < distance < 0.01:
+        decimals = math.ceil(-math.log10(distance)) + 1
+        return f"{v:.{decimals}f}".rstrip("0").rstrip(".")
+    return f"{v:.3g}"
+
+
 def describe_in_words(description: Mapping[str, Any]) -> str:
     """'focal loss, γ = 2, α = 0.25' — for reports, the dashboard and the terminal."""
     family = description.get("family", "?")
     p = dict(description.get("params", {}))
     greek = {"gamma": "γ", "alpha": "α", "beta": "β", "delta": "δ", "epsilon": "ε"}
-
-    def fmt(v: Any) -> str:
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
+    fmt = format_number
+    # Huber's δ acts on targets losstune scaled by their robust sd (losstune.data), not raw units.
+    unit = {"delta": " robust sd"}
 
     names = {"cross_entropy": "cross-entropy", "focal": "focal loss",
              "class_balanced": "class-balanced cross-entropy", "poly1": "Poly-1 cross-entropy",
@@ -707,7 +725,12 @@ def describe_in_words(description: Mapping[str, Any]) -> str:
              "mae": "MAE", "huber": "Huber loss", "log_cosh": "LogCosh"}
     parts = []
     if family == "dynamic":
-        parts.append(f"base {p.get('base', 'categorical_crossentropy')}")
+        base = p.get("base", "categorical_crossentropy")
+        if base == "huber":
+            delta = (p.get("base_params") or {}).get("delta", 1.0)  # Huber's own default
+            parts.append(f"base huber (δ = {fmt(delta)}{unit['delta']})")
+        else:
+            parts.append(f"base {base}")
         defaults = FAMILIES["dynamic"][1]
         for key in ("w_standard", "w_progress", "w_balance", "w_curriculum"):
             if key in p and p[key] != defaults[key]:
@@ -723,7 +746,8 @@ def describe_in_words(description: Mapping[str, Any]) -> str:
                 continue
             if key == "gamma" and family == "class_balanced" and not value:
                 continue
-            parts.append(f"{greek.get(key, key.replace('_', ' '))} = {fmt(value)}")
+            parts.append(f"{greek.get(key, key.replace('_', ' '))} = {fmt(value)}"
+                         f"{unit.get(key, '') if family == 'huber' else ''}")
     return ", ".join([names.get(family, family)] + parts)
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from losstune import __version__
+from losstune import __version__, results
 from losstune.errors import LosstuneError, SpecError, StorageError
 from losstune.spec import StudySpec
+from losstune.stopping import INTERRUPTED
 from losstune.storage import mask, normalise, open_storage, study_names
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,7 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
 # Stop a run whose first trials all fail: a broken model factory or data file would otherwise
 # burn the whole budget.
 MAX_FAILURES_WITHOUT_SUCCESS = 3
-INTERRUPTED = "interrupted by the user"
+# A search whose sampler proposes only designs it has tried, this many times in a row, has
+# exhausted its space (a grid, or a few families without parameters).
+MAX_REPEATS = 25
 
 
 def quiet_optuna() -> None:
@@ -143,14 +145,6 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
     return study
 
 
-@dataclass
-class RunSummary:
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    stopped_early: str | None = None
-
-
 class FailureGuard:
     """Optuna callback: stop the run when its first trials all fail, keeping the reason."""
 
@@ -239,42 +233,167 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
         study.set_user_attr("data", splits.description)
         study.set_user_attr("class_names", list(splits.class_names))
         if splits.task == "regression":
-            y = splits.y_val[:MAX_STORED_PREDICTIONS] * splits.y_std + splits.y_mean
+            y = splits.y_val[:MAX_STORED_PREDICTIONS] * splits.y_scale + splits.y_center
             study.set_user_attr("val_targets", [float(f"{v:.5g}") for v in y.tolist()])
 
 
 def optimize(study: "optuna.Study", ctx: Any, *, n_trials: int | None, timeout: float | None,
              callbacks: list[Callable] = (), guard: FailureGuard | None = None) -> FailureGuard:
     """Run trials in this process. Failed trials are recorded and the study goes on.
-    ``guard``: one kept across calls (a worker runs one trial per call)."""
+    ``guard``: one kept across calls (a worker runs one trial per call). ``ctx``: a Context,
+    or a :class:`Contexts` for replicate runs (each run's seed index picks its context)."""
     from losstune import trial as trial_mod
     from losstune.stopping import stop_study_callback
 
     quiet_optuna()
     guard = guard or FailureGuard()
-    study.optimize(lambda t: trial_mod.run(t, ctx), n_trials=n_trials, timeout=timeout,
+    if isinstance(ctx, Contexts):
+        def objective(t: Any) -> Any:
+            return trial_mod.run(t, ctx.get(int(t.user_attrs.get(results.SEED_INDEX, 0))))
+    else:
+        def objective(t: Any) -> Any:
+            return trial_mod.run(t, ctx)
+    study.optimize(objective, n_trials=n_trials, timeout=timeout,
                    catch=(Exception,), callbacks=[*callbacks, guard, stop_study_callback])
     return guard
 
 
+# ------------------------------------------------------------------------------ racing
+class Contexts:
+    """A worker's context per seed index: seed ``i`` has its own split (and initialisation)."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self._by_seed: dict[int, Any] = {0: base}
+
+    def get(self, index: int) -> Any:
+        if index not in self._by_seed:
+            from losstune.racing import seed_for
+
+            spec = self.base.spec.model_copy(update={"seed": seed_for(self.base.spec.seed,
+                                                                       index)})
+            splits = load_data(spec, self.base.base_dir)
+            self._by_seed[index] = type(self.base)(spec=spec, splits=splits,
+                                                   base_dir=self.base.base_dir,
+                                                   device=self.base.device,
+                                                   backend=self.base.backend)
+        return self._by_seed[index]
+
+
+def runs_study(study: "optuna.Study", storage: Any, *, create: bool) -> "optuna.Study | None":
+    """The companion study holding a study's replicate runs (None if absent and not created)."""
+    import optuna
+
+    name = study.study_name + results.RUNS_SUFFIX
+    if not create:
+        if name not in study_names(storage):
+            return None
+        return optuna.load_study(study_name=name, storage=storage)
+    companion = optuna.create_study(
+        study_name=name, storage=storage, directions=[d.name.lower() for d in study.directions],
+        sampler=optuna.samplers.RandomSampler(), pruner=optuna.pruners.NopPruner(),
+        load_if_exists=True)
+    if companion.user_attrs.get(results.PARENT) != study.study_name:
+        companion.set_user_attr(results.PARENT, study.study_name)
+        for key in ("objective", "task", "dataset"):
+            if key in study.user_attrs:
+                companion.set_user_attr(key, study.user_attrs[key])
+        if study.metric_names:
+            companion.set_metric_names(study.metric_names)
+    return companion
+
+
+def run_records(study: "optuna.Study", companion: "optuna.Study | None") -> list[Any]:
+    return results.records(study.get_trials(deepcopy=False),
+                           companion.get_trials(deepcopy=False) if companion else ())
+
+
+def study_verdict(study: "optuna.Study", storage: Any = None) -> results.Verdict:
+    """The verdict of a stored study, from its search trials and its replicate runs."""
+    companion = runs_study(study, storage, create=False) if storage is not None else None
+    metric = (study.user_attrs.get("objective") or ["objective"])[0]
+    return results.verdict(study.study_name, metric, study.directions[0].name == "MAXIMIZE",
+                           run_records(study, companion))
+
+
+class Search:
+    """One process's share of a search: search trials, each followed by its race.
+
+    ``n_trials`` counts search trials: designs the sampler proposes, each trained once on seed
+    0 (a design proposed again is not trained again on a seed it has). Racing adds replicate
+    runs on other seeds, counted separately as trainings.
+    """
+
+    def __init__(self, study: "optuna.Study", ctx: Any, storage: Any, *,
+                 deadline: float | None = None, on_run: Callable[[], None] | None = None,
+                 race: Any = None) -> None:
+        from losstune.racing import Racer
+
+        self.study, self.ctx, self.deadline, self.on_run = study, ctx, deadline, on_run
+        self.guard = FailureGuard()
+        self.exhausted = False
+        race = race or ctx.spec.race  # ``race``: settings that override the study's (confirm)
+        self.companion = runs_study(study, storage, create=race is not None)
+        self.racer = None
+        if race is not None:
+            self.contexts = Contexts(ctx)
+            self.racer = Racer(load=lambda: run_records(self.study, self.companion),
+                               execute=self._execute,
+                               maximize=study.directions[0].name == "MAXIMIZE",
+                               max_seeds=race.max_seeds, alpha=race.alpha)
+
+    def _execute(self, runs: list[Any]) -> None:
+        """Train replicate runs one at a time (population training can take a list)."""
+        import time
+
+        from losstune.stopping import STOP
+
+        for run in runs:
+            if STOP.is_set() or (self.deadline is not None and time.time() > self.deadline):
+                return
+            self.companion.enqueue_trial(run.params, user_attrs=run.user_attrs)
+            optimize(self.companion, self.contexts, n_trials=1, timeout=None)
+            if self.on_run:
+                self.on_run()
+
+    def step(self, callbacks: list[Callable] = ()) -> bool:
+        """One search trial, then (racing) its race against the incumbent. Returns False when
+        the sampler proposed a design it had already (nothing trained on seed 0)."""
+        from losstune.stopping import STOP
+
+        finished: list[Any] = []
+        optimize(self.study, self.ctx, n_trials=1, timeout=None, guard=self.guard,
+                 callbacks=[*callbacks, lambda s, t: finished.append(t)])
+        new = not (finished and results.DUPLICATE_OF in finished[0].user_attrs)
+        if self.racer is None or not finished or STOP.is_set():
+            return new
+        if finished[0].state.name == "COMPLETE":
+            self.racer.race(finished[0].user_attrs.get(results.DESIGN_KEY))
+            if self.on_run:
+                self.on_run()
+        return new
+
+    def run(self, n_trials: int | None, callbacks: list[Callable] = ()) -> FailureGuard:
+        """Search until ``n_trials`` new designs were tried (or the deadline, a stop, or the
+        failure guard). A proposal of a known design trains nothing new on seed 0 and does not
+        count; after MAX_REPEATS of them in a row the space is taken as exhausted."""
+        import time
+
+        from losstune.stopping import STOP
+
+        done = repeats = 0
+        while ((n_trials is None or done < n_trials) and not self.guard.tripped
+               and not STOP.is_set() and repeats < MAX_REPEATS
+               and (self.deadline is None or time.time() < self.deadline)):
+            if self.step(callbacks):
+                done, repeats = done + 1, 0
+            else:
+                repeats += 1
+        self.exhausted = repeats >= MAX_REPEATS
+        return self.guard
+
+
 # ------------------------------------------------------------------------------ reading results
-def leaderboard(study: "optuna.Study", top: int | None = None) -> list[dict[str, Any]]:
-    """Completed trials ranked by the first objective, best first, baselines marked."""
-    from losstune.report._info import ranked
-
-    maximize = study.directions[0].name == "MAXIMIZE"
-    trials = ranked(study.get_trials(deepcopy=False), maximize)
-    rows = []
-    for rank, t in enumerate(trials[:top] if top else trials, start=1):
-        rows.append({"rank": rank, "trial": t.number, "family": t.user_attrs.get("family", "?"),
-                     "design": t.user_attrs.get("loss_words", t.params.get("loss", "?")),
-                     "value": t.values[0], "values": list(t.values),
-                     "baseline": t.user_attrs.get("baseline"),
-                     "train_time_s": t.user_attrs.get("train_time_s"),
-                     "user_attrs": dict(t.user_attrs), "params": dict(t.params)})
-    return rows
-
-
 def counts(study: "optuna.Study") -> dict[str, int]:
     import optuna
 

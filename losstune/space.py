@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from losstune.spec import SCHEDULE_PARAMS, Choices, Param, Range, StudySpec, design_key
+from losstune.spec import SCHEDULE_PARAMS, Choices, Param, Range, StudySpec, baseline_label
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -137,7 +137,7 @@ def baseline_params(spec: StudySpec) -> list[tuple[dict[str, Any], str, dict[str
             if isinstance(value, (Range, Choices)):
                 default = value.low if isinstance(value, Range) else value.choices[0]
                 params[f"{baseline.family}.{name}"] = baseline.params.get(name, default)
-        out.append((params, design_key(baseline.family, dict(baseline.params)),
+        out.append((params, baseline_label(baseline.family, dict(baseline.params)),
                     dict(baseline.params)))
     return out
 

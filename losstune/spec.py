@@ -367,6 +367,14 @@ class SearchSpec(BaseModel):
         return space
 
 
+class RacingSpec(BaseModel):
+    """Racing over seeds inside the search (losstune/racing.py)."""
+
+    model_config = _FROZEN
+    max_seeds: int = Field(5, ge=1, le=100)
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+
 class Baseline(BaseModel):
     model_config = _FROZEN
     family: str
@@ -391,7 +399,16 @@ class StudySpec(BaseModel):
     pruner: PrunerSpec = PrunerSpec()
     search: SearchSpec = SearchSpec()
     baselines: Union[StrictBool, tuple[Baseline, ...]] = True
+    racing: Union[StrictBool, RacingSpec] = True
     notes: str = ""
+
+    @property
+    def race(self) -> RacingSpec | None:
+        """The racing settings, or None: ``racing = false``, or several objectives (a paired
+        test ranks by one)."""
+        if self.racing is False or self.multi_objective:
+            return None
+        return RacingSpec() if self.racing is True else self.racing
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -657,12 +674,12 @@ def load(path: str | Path) -> StudySpec:
     return parse(data, path)
 
 
-def design_key(family: str, params: dict[str, Any]) -> str:
-    """A short stable text key of a design, used to group trials of the same design."""
+def baseline_label(family: str, params: dict[str, Any]) -> str:
+    """A short readable label of a baseline design (its ``baseline`` user attribute)."""
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in sorted(params.items()))
     return f"{family}({shown})"
 
 
 __all__ = ["StudySpec", "Range", "Choices", "load", "parse", "METRICS", "FAMILY_TASKS",
-           "design_key"]
+           "baseline_label"]

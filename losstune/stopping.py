@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 STOP = threading.Event()
+INTERRUPTED = "interrupted by the user"  # the ``error`` of a trial the user stopped
 
 
 class TrialInterrupted(Exception):

@@ -19,8 +19,9 @@ import numpy as np
 from losstune.data import Splits
 from losstune.errors import LosstuneError
 from losstune.space import LossDesign, suggest_design, suggest_training
-from losstune.spec import METRICS, StudySpec
-from losstune.stopping import STOP, TrialInterrupted
+from losstune.spec import StudySpec
+from losstune import results
+from losstune.stopping import INTERRUPTED, STOP, TrialInterrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -131,7 +132,7 @@ def score(model: "keras.Model", splits: Splits, x: np.ndarray, y: np.ndarray,
 
     out = _predict(model, x) if out is None else out
     if splits.task == "regression":
-        scale = lambda a: np.asarray(a, "float64").reshape(-1) * splits.y_std + splits.y_mean  # noqa: E731
+        scale = lambda a: np.asarray(a, "float64").reshape(-1) * splits.y_scale + splits.y_center  # noqa: E731
         return metrics.regression(scale(y), scale(out))
     result: dict[str, Any] = metrics.classification(y, out, splits.num_classes, only=only)
     if only:
@@ -235,13 +236,27 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
     description = design.description(epochs=training["epochs"], class_counts=splits.class_counts,
                                       from_logits=spec.task != "regression")
     metric = spec.objective.metrics[0]
-    trial.set_user_attr("family", design.family)
-    trial.set_user_attr("loss", json.dumps(description, sort_keys=True))
-    trial.set_user_attr("loss_words", losses.describe_in_words(description))
+    trial.set_user_attr(results.FAMILY, design.family)
+    trial.set_user_attr(results.LOSS, json.dumps(description, sort_keys=True))
+    trial.set_user_attr(results.WORDS, losses.describe_in_words(description))
     trial.set_user_attr("device", ctx.device)
     trial.set_user_attr("backend", ctx.backend)
+    key = results.design_key(description, results.training_params(trial.params))
+    if results.SEED_INDEX not in trial.user_attrs:  # a search trial: seed 0 of its design
+        trial.set_user_attr(results.DESIGN_KEY, key)
+        trial.set_user_attr(results.SEED_INDEX, 0)
+        earlier = _earlier_run(trial, key)
+        if earlier is not None:
+            # The same design on the same seed trains to the same result: never again. The
+            # sampler is told the earlier value; racing may give the design its next seed.
+            trial.set_user_attr(results.DUPLICATE_OF, earlier.number)
+            if earlier.state == optuna.trial.TrialState.PRUNED:
+                raise optuna.TrialPruned(f"the same design as trial {earlier.number}, pruned")
+            return tuple(earlier.values) if spec.multi_objective else earlier.values[0]
 
-    seed = (spec.seed * 100_003 + trial.number) % 2**31
+    # Seed index i fixes the initialisation (and, below, the batch order) of every design, so
+    # designs compare seed by seed; it does not depend on the trial number.
+    seed = (spec.seed * 100_003) % 2**31
     keras.utils.set_random_seed(seed)
     reused = False
     if spec.training.mixed_precision:
@@ -290,8 +305,6 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
                 trial.set_user_attr(f"curve.{key}", compact([float(v) for v in logs[key]]))
 
         if scorer.interrupted or STOP.is_set():
-            from losstune.runner import INTERRUPTED
-
             trial.set_user_attr("error", INTERRUPTED)
             raise TrialInterrupted(INTERRUPTED)
         if scorer.diverged:
@@ -305,7 +318,7 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
         val = score(model, splits, splits.x_val, splits.y_val, out=val_out)
         if splits.task == "regression":  # for the report's residual plot
             pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1)
-            trial.set_user_attr("val.pred", compact((pred * splits.y_std + splits.y_mean).tolist()))
+            trial.set_user_attr("val.pred", compact((pred * splits.y_scale + splits.y_center).tolist()))
         for name, value in val.items():
             trial.set_user_attr(f"val.{name}", _round(value))
         if len(splits.y_test):
@@ -345,6 +358,18 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
             keras.utils.clear_session(free_memory=True)
 
 
+def _earlier_run(trial: "optuna.Trial", key: str) -> Any:
+    """The first finished search trial of the same design that trained (not itself a repeat)."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for t in trial.study.get_trials(deepcopy=False, states=states):
+        if (t.number != trial.number and t.user_attrs.get(results.DESIGN_KEY) == key
+                and results.DUPLICATE_OF not in t.user_attrs):
+            return t
+    return None
+
+
 def _save_note(trial: "optuna.Trial", description: dict[str, Any], val: dict[str, Any],
                metric: str, train_time: float, warnings: tuple[str, ...]) -> None:
     """A markdown note optuna-dashboard shows on the trial page: the loss in words and figures."""
@@ -373,6 +398,3 @@ def _round(value: Any) -> Any:
         return float(f"{value:.6g}") if math.isfinite(value) else None
     return value
 
-
-def direction_of(metric: str) -> str:
-    return METRICS[metric][0]

@@ -44,6 +44,12 @@ def _claim(counter: Any) -> bool:
         return True
 
 
+def _release(counter: Any) -> None:
+    with counter.get_lock():
+        if counter.value >= 0:
+            counter.value += 1
+
+
 def _worker_main(job: WorkerJob, counter: Any) -> None:
     """Entry point of a worker process (spawned: a fresh interpreter, so CUDA_VISIBLE_DEVICES
     set here is seen by TensorFlow/PyTorch when they initialise)."""
@@ -52,6 +58,7 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from losstune import runner, spec as spec_mod, stopping
+    from losstune.storage import open_storage
 
     stopping.install()  # SIGTERM from the parent: stop the trial, start nothing new
 
@@ -61,12 +68,19 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
         study = runner.create_or_load(spec, job.storage_url, study_name=job.study_name,
                                       worker=job.worker, base_dir=base_dir)
         ctx = runner.load_context(spec, base_dir, threads=job.threads)
-        guard = runner.FailureGuard()
+        search = runner.Search(study, ctx, open_storage(job.storage_url),
+                               deadline=job.deadline)
+        guard, repeats = search.guard, 0
         while (not guard.tripped and not stopping.STOP.is_set()
+               and repeats < runner.MAX_REPEATS
                and (job.deadline is None or time.time() < job.deadline)):
             if not _claim(counter):
                 break
-            runner.optimize(study, ctx, n_trials=1, timeout=None, guard=guard)
+            if search.step():  # one search trial and its race
+                repeats = 0
+            else:  # a design tried before: it does not use up the budget
+                repeats += 1
+                _release(counter)
         if guard.tripped:
             with counter.get_lock():  # the others stop too: this run is broken
                 counter.value = 0

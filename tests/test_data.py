@@ -53,16 +53,31 @@ def test_label_noise_flips_the_asked_fraction_of_training_labels():
     assert np.array_equal(clean.y_val, noisy.y_val)
 
 
-def test_outliers_move_training_targets_only_and_targets_are_standardised():
+def test_outliers_move_training_targets_only_and_targets_are_scaled():
     clean = load("regression", name="diabetes", seed=1)
     dirty = load("regression", name="diabetes", seed=1, outliers=0.1, outlier_scale=6.0)
-    raw_train_clean = clean.y_train * clean.y_std + clean.y_mean
-    raw_train_dirty = dirty.y_train * dirty.y_std + dirty.y_mean
+    raw_train_clean = clean.y_train * clean.y_scale + clean.y_center
+    raw_train_dirty = dirty.y_train * dirty.y_scale + dirty.y_center
     moved = np.abs(raw_train_dirty - raw_train_clean) > 1
     assert moved.mean() == pytest.approx(0.1, abs=0.01)
-    assert np.allclose(clean.y_val * clean.y_std + clean.y_mean,
-                       dirty.y_val * dirty.y_std + dirty.y_mean, atol=1e-3)
-    assert dirty.y_train.mean() == pytest.approx(0, abs=1e-5)
+    assert np.allclose(clean.y_val * clean.y_scale + clean.y_center,
+                       dirty.y_val * dirty.y_scale + dirty.y_center, atol=1e-3)
+    assert np.median(dirty.y_train) == pytest.approx(0, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_target_scale_is_robust_to_injected_outliers(seed):
+    # Huber's δ is in units of y_scale: 15 % of training targets moved by ±10 sd must not
+    # stretch that unit (the plain std grows ~4× here, making δ = 1 nearly MSE; the plain IQR
+    # still grows ~1.2×).
+    from losstune.data import robust_scale
+
+    clean = load("regression", name="diabetes", seed=seed)
+    dirty = load("regression", name="diabetes", seed=seed, outliers=0.15, outlier_scale=10.0)
+    # Same seed, same split: the clean run's training targets are the dirty run's before outliers.
+    raw_clean = clean.y_train.astype("float64") * clean.y_scale + clean.y_center
+    assert dirty.y_scale == pytest.approx(robust_scale(raw_clean), rel=0.10)
+    assert clean.y_scale == pytest.approx(robust_scale(raw_clean), rel=1e-4)
 
 
 def test_digits_as_images():

@@ -300,6 +300,30 @@ def test_describe_in_words():
     assert "cosine" in words
 
 
+@pytest.mark.parametrize("number, text", [
+    (0.9999, "0.9999"), (0.999, "0.999"), (0.99, "0.99"), (0.99999, "0.99999"),
+    (0.9995, "0.9995"), (1.0002, "1.0002"), (1.4234, "1.42"), (0.25, "0.25"), (2.0, "2"),
+    (1.0, "1"), (1e-4, "0.0001"), (1.5e-5, "1.5e-05"), (3, "3"), ("linear", "linear"),
+])
+def test_format_number_keeps_the_digits_that_matter(number, text):
+    assert L.format_number(number) == text
+
+
+def test_describe_in_words_never_rounds_beta_to_one():
+    words = L.describe_in_words({"family": "class_balanced",
+                                 "params": {"beta": 0.9999, "gamma": 0.0, "class_counts": [9, 1]}})
+    assert words == "class-balanced cross-entropy, β = 0.9999"
+    assert "β = 1" not in words
+
+
+def test_describe_in_words_gives_huber_delta_its_unit():
+    assert L.describe_in_words({"family": "huber", "params": {"delta": 1.35}}) == (
+        "Huber loss, δ = 1.35 robust sd")
+    words = L.describe_in_words({"family": "dynamic", "params": {
+        "base": "huber", "base_params": {"delta": 0.7}, "w_curriculum": 0.5}})
+    assert words.startswith("DynamicLoss, base huber (δ = 0.7 robust sd), w_curriculum = 0.5")
+
+
 # ---------------------------------------------------------------- bad arguments
 @pytest.mark.parametrize("make, fragment", [
     (lambda: L.build_loss({"family": "focal", "params": {"gamma": -1.0}}),

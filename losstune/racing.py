@@ -1,0 +1,190 @@
+"""Racing over seeds: which (design, seed) runs come next.
+
+The idea is SMAC3's intensification and irace's racing, for a noisy objective:
+
+* a *run* is (design, seed index). Seed index ``i`` fixes the data split, the initialisation and
+  the batch order for every design (:func:`seed_for`), so designs compare seed by seed;
+* a new design runs on seed 0 (its search trial);
+* the incumbent is the design with the most seeds and, among those, the best mean
+  (:func:`losstune.results.rank`); it gets a second seed first, so that the seed noise is known;
+* a challenger that comes within the seed noise of the incumbent, or beats it, runs on the
+  incumbent's seeds in the same order, until a paired t-test separates the two (p < alpha) or
+  both reach ``max_seeds``; the incumbent gains seeds one at a time while they stay tied.
+  A challenger clearly worse than the noise allows is rejected after one seed;
+* baselines are raced as challengers too, and afterwards follow the incumbent's seeds, so that
+  every verdict has paired runs against every baseline.
+
+:class:`Racer` decides; whatever trains the runs is handed a list of :class:`Run` (one at a time
+today, a population of runs in one compiled step later) and the racer reads the results back from
+the storage, so any executor that records runs the way a trial does can take over.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from losstune import results
+
+SEED_STRIDE = 1000
+
+
+def seed_for(study_seed: int, index: int) -> int:
+    """The seed of seed index ``index``: 0 is the study's own seed (the search trials)."""
+    return study_seed + SEED_STRIDE * index
+
+
+@dataclass(frozen=True)
+class Run:
+    """A request to train ``design_key`` on ``seed_index``: the Optuna params to enqueue and the
+    user attributes the run starts with."""
+
+    design_key: str
+    seed_index: int
+    params: dict[str, Any]
+    user_attrs: dict[str, Any]
+    why: str = ""
+
+
+def run_of(design: results.Design, seed_index: int, why: str) -> Run:
+    attrs = {results.DESIGN_KEY: design.key, results.SEED_INDEX: seed_index,
+             results.SOURCE_TRIAL: design.trials[0] if design.trials else None, **design.run_attrs}
+    return Run(design.key, seed_index, dict(design.params), attrs, why)
+
+
+@dataclass(frozen=True)
+class Step:
+    """The next thing a race needs: train the challenger or the incumbent on a seed, or stop."""
+
+    kind: str  # challenger | incumbent | accept | reject
+    seed_index: int | None = None
+    reason: str = ""
+
+
+def next_seed(by_seed: dict[int, float]) -> int:
+    return next(i for i in range(len(by_seed) + 1) if i not in by_seed)
+
+
+def noise_sd(found: Sequence[results.Design]) -> float | None:
+    """The seed-to-seed standard deviation of one run, pooled over designs with ≥ 2 seeds."""
+    ss, dof = 0.0, 0
+    for d in found:
+        if d.n >= 2:
+            values = list(d.by_seed.values())
+            mean = math.fsum(values) / len(values)
+            ss += math.fsum((v - mean) ** 2 for v in values)
+            dof += len(values) - 1
+    return math.sqrt(ss / dof) if dof else None
+
+
+def decide(challenger: dict[int, float], incumbent: dict[int, float], *, maximize: bool,
+           max_seeds: int, alpha: float, noise: float | None) -> Step:
+    """One decision of a race between two designs (their values by seed index)."""
+    from scipy import stats
+
+    if len(incumbent) < min(2, max_seeds):
+        return Step("incumbent", next_seed(incumbent), "a second seed measures the noise")
+    missing = [s for s in sorted(incumbent) if s not in challenger]
+    common = sorted(set(challenger) & set(incumbent))
+    if not common:
+        return Step("challenger", missing[0], "no common seed yet")
+    sign = 1.0 if maximize else -1.0
+    diffs = [sign * (challenger[s] - incumbent[s]) for s in common]
+    diff = math.fsum(diffs) / len(diffs)  # > 0: the challenger is better
+    if len(common) >= 2 and not all(d == diffs[0] for d in diffs):
+        p = float(stats.ttest_rel([challenger[s] for s in common],
+                                  [incumbent[s] for s in common]).pvalue)
+        if p < alpha and diff < 0:
+            return Step("reject", reason=f"worse on {len(common)} seeds (p = {p:.3g})")
+        if p < alpha:
+            if missing:
+                return Step("challenger", missing[0], f"better (p = {p:.3g}); completing the "
+                                                      "incumbent's seeds")
+            return Step("accept", reason=f"better on {len(common)} seeds (p = {p:.3g})")
+    # Within the noise: two standard errors of a paired difference of n-seed means.
+    band = 0.0 if noise is None else 2.0 * noise * math.sqrt(2.0 / len(common))
+    if diff < -band:
+        return Step("reject", reason=f"worse by {-diff:.3g}, beyond the seed noise ({band:.3g})")
+    if missing:
+        return Step("challenger", missing[0], "within the seed noise: the incumbent's next seed")
+    if len(incumbent) < max_seeds:
+        return Step("incumbent", next_seed(incumbent), "tied: both get another seed")
+    return Step("accept" if diff > 0 else "reject", reason=f"seed cap ({max_seeds}) reached")
+
+
+@dataclass
+class Racer:
+    """Drives races against the stored runs.
+
+    ``load`` returns the current run records (search trials and replicate runs); ``execute``
+    trains a list of runs and stores them; both hide Optuna and Keras from the decisions.
+    """
+
+    load: Callable[[], list[results.RunRecord]]
+    execute: Callable[[list[Run]], None]
+    maximize: bool
+    max_seeds: int = 5
+    alpha: float = results.ALPHA
+    log: list[str] = field(default_factory=list)
+    _tried: set[tuple[str, int]] = field(default_factory=set)
+
+    def designs(self) -> dict[str, results.Design]:
+        return results.designs(self.load())
+
+    def _train(self, design: results.Design, seed: int, why: str) -> bool:
+        """Train one run; False if it was tried before and is still missing (it failed)."""
+        if (design.key, seed) in self._tried:
+            return False
+        self._tried.add((design.key, seed))
+        self.execute([run_of(design, seed, why)])
+        return True
+
+    def race(self, key: str) -> str:
+        """Race design ``key`` against the incumbent until decided; returns the outcome."""
+        outcome = "incumbent"
+        for _ in range(4 * self.max_seeds):  # each step trains a run or stops
+            found = self.designs()
+            challenger = found.get(key)
+            if challenger is None:
+                return "no run"
+            others = [d for d in results.rank(found.values(), self.maximize) if d.key != key]
+            if not others:
+                break
+            incumbent = others[0]
+            step = decide(challenger.by_seed, incumbent.by_seed, maximize=self.maximize,
+                          max_seeds=self.max_seeds, alpha=self.alpha,
+                          noise=noise_sd(list(found.values())))
+            if step.kind in ("accept", "reject"):
+                outcome = step.kind
+                self.log.append(f"{challenger.words}: {step.kind}ed, {step.reason}")
+                break
+            target = challenger if step.kind == "challenger" else incumbent
+            if not self._train(target, step.seed_index, step.reason):
+                outcome = "failed"
+                break
+        self.follow_baselines()
+        return outcome
+
+    def follow_baselines(self) -> None:
+        """Every baseline gets the incumbent's seeds: the verdict needs paired runs."""
+        for _ in range(self.max_seeds * 4):
+            ranking = results.rank(self.designs().values(), self.maximize)
+            if not ranking:
+                return
+            incumbent = ranking[0]
+            todo = [(b, s) for b in ranking if b.baseline is not None and b.key != incumbent.key
+                    for s in incumbent.seeds if s not in b.by_seed and (b.key, s) not in self._tried]
+            if not todo:
+                return
+            design, seed = todo[0]
+            self._train(design, seed, "a baseline follows the incumbent's seeds")
+
+    def extend(self, chosen: Sequence[results.Design], seeds: int) -> int:
+        """Give every chosen design seeds 0..seeds-1 (``losstune confirm``); returns runs made."""
+        made = 0
+        for seed in range(seeds):
+            for design in chosen:
+                if seed not in design.by_seed and self._train(design, seed, "confirmation"):
+                    made += 1
+        return made

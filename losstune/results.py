@@ -1,0 +1,386 @@
+"""Trial records, designs over seeds, the ranking and the verdict.
+
+This is the one module that reads what trials store. A *run* is one training of one design on
+one seed; a search trial is the run of its design on seed 0, and replicate runs (racing,
+``losstune confirm``) live in the companion study ``<study>:runs``. Runs of the same design are
+grouped by ``design_key``; runs of different designs on the same seed index share the data
+split, the initialisation and the batch order, so designs compare seed by seed (paired).
+
+The verdict is computed here once and shown everywhere (terminal, ``show -f json``, the HTML
+report, the dashboard note, ``export``). It compares the winner with **each** baseline: a paired
+t-test across common seeds (``scipy.stats.ttest_rel``), Holm's adjustment across those
+comparisons, and the direction of the metric. A single-seed difference is never called better.
+
+No Keras, no Optuna import: records are built from any object with Optuna's ``FrozenTrial``
+attributes (``number``, ``state``, ``values``, ``params``, ``user_attrs``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+RUNS_SUFFIX = ":runs"  # the companion study that holds replicate runs
+ALPHA = 0.05
+
+# ---------------------------------------------------------------- stored-record keys (user attrs)
+FAMILY = "family"
+LOSS = "loss"                  # the loss description, JSON
+WORDS = "loss_words"
+BASELINE = "baseline"          # a baseline's label; absent for searched designs
+BASELINE_PARAMS = "baseline_params"
+DESIGN_KEY = "design_key"
+SEED_INDEX = "seed_index"
+SOURCE_TRIAL = "source_trial"  # the search trial a replicate run repeats
+DUPLICATE_OF = "duplicate_of"  # a re-sampled design: not trained again on a seed it has
+ERROR = "error"
+TRAIN_TIME = "train_time_s"
+PARENT = "parent"              # on the companion study: the search study's name
+
+# Parameters of a loss description fitted to the study's data, not part of the design.
+FITTED = ("from_logits", "class_counts", "epochs")
+
+
+def design_key(description: dict[str, Any], training: dict[str, Any] | None = None) -> str:
+    """The identity of a design: its family and parameters (exact values), plus the searched
+    training settings. Built from the loss description, so a sampled design equal to a baseline
+    (say plain cross-entropy) is recognised as the same design."""
+    params = {k: v for k, v in description.get("params", {}).items() if k not in FITTED}
+    if isinstance(params.get("base_params"), dict):
+        params["base_params"] = dict(params["base_params"])
+    params.update({f"training.{k}": v for k, v in (training or {}).items()})
+    return description.get("family", "?") + json.dumps(params, sort_keys=True,
+                                                       separators=(",", ":"))
+
+
+def training_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("training.")}
+
+
+# ------------------------------------------------------------------------------------ records
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished training of a design on a seed, as stored."""
+
+    number: int
+    replicate: bool  # True: a run in the companion study; False: a search trial
+    state: str       # complete | pruned | fail | running | waiting
+    values: tuple[float, ...]
+    design_key: str
+    seed_index: int
+    family: str
+    words: str
+    description: dict[str, Any]
+    params: dict[str, Any]
+    baseline: str | None
+    duplicate_of: int | None
+    train_time_s: float | None
+    user_attrs: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def value(self) -> float | None:
+        return self.values[0] if self.values else None
+
+    @property
+    def trained(self) -> bool:
+        return self.state == "complete" and self.duplicate_of is None and bool(self.values)
+
+    @classmethod
+    def from_trial(cls, trial: Any, *, replicate: bool = False) -> "RunRecord":
+        a = trial.user_attrs
+        description = json.loads(a[LOSS]) if a.get(LOSS) else {
+            "family": trial.params.get("loss", "?"), "params": {}}
+        key = a.get(DESIGN_KEY) or design_key(description, training_params(trial.params))
+        return cls(number=trial.number, replicate=replicate, state=trial.state.name.lower(),
+                   values=tuple(trial.values or ()), design_key=key,
+                   seed_index=int(a.get(SEED_INDEX, 0)),
+                   family=a.get(FAMILY, description.get("family", "?")),
+                   words=a.get(WORDS) or trial.params.get("loss", "?"),
+                   description=description, params=dict(trial.params),
+                   baseline=a.get(BASELINE), duplicate_of=a.get(DUPLICATE_OF),
+                   train_time_s=a.get(TRAIN_TIME), user_attrs=dict(a))
+
+
+def records(search_trials: Iterable[Any], replicate_trials: Iterable[Any] = ()) -> list[RunRecord]:
+    return ([RunRecord.from_trial(t) for t in search_trials]
+            + [RunRecord.from_trial(t, replicate=True) for t in replicate_trials])
+
+
+def exported_design(description: dict[str, Any]) -> dict[str, Any]:
+    """A loss description without what was fitted to the study's data (``export`` writes the
+    design; ``load_loss`` takes the data-fitted values separately)."""
+    return {"family": description.get("family"),
+            "params": {k: v for k, v in description.get("params", {}).items()}}
+
+
+# ------------------------------------------------------------------------------------ designs
+def mean_ci(values: Sequence[float]) -> tuple[float, tuple[float, float] | None]:
+    """Mean and 95 % Student-t interval (None with one value: there is no interval)."""
+    from scipy import stats
+
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None
+    sem = stats.sem(values)
+    if sem == 0:
+        return mean, (mean, mean)
+    low, high = stats.t.interval(0.95, n - 1, loc=mean, scale=sem)
+    return mean, (float(low), float(high))
+
+
+@dataclass
+class Design:
+    """A design and its runs over seeds."""
+
+    key: str
+    family: str
+    words: str
+    description: dict[str, Any]
+    params: dict[str, Any]          # Optuna params of one of its runs (to enqueue more runs)
+    baseline: str | None
+    by_seed: dict[int, float]
+    trials: list[int]               # search trials that proposed it
+    test: dict[int, float] = field(default_factory=dict)
+    run_attrs: dict[str, Any] = field(default_factory=dict)  # what a new run of it starts with
+
+    @property
+    def n(self) -> int:
+        return len(self.by_seed)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.by_seed)
+
+    @property
+    def mean(self) -> float:
+        return mean_ci(list(self.by_seed.values()))[0]
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        return mean_ci([self.by_seed[s] for s in self.seeds])[1]
+
+    @property
+    def test_mean(self) -> float | None:
+        return math.fsum(self.test.values()) / len(self.test) if self.test else None
+
+
+def designs(runs: Iterable[RunRecord], metric: str | None = None) -> dict[str, Design]:
+    """Group trained runs by design. A seed trained twice (a retried run) counts once, first."""
+    out: dict[str, Design] = {}
+    for r in sorted(runs, key=lambda r: (r.replicate, r.number)):
+        if r.state == "complete" and r.values and not r.replicate:
+            d = out.setdefault(r.design_key, _design(r))
+            if r.number not in d.trials:
+                d.trials.append(r.number)
+            d.baseline = d.baseline or r.baseline
+        if not r.trained:
+            continue
+        d = out.setdefault(r.design_key, _design(r))
+        d.baseline = d.baseline or r.baseline
+        if r.seed_index not in d.by_seed:
+            d.by_seed[r.seed_index] = r.value
+            test = r.user_attrs.get(f"test.{metric}") if metric else None
+            if test is not None:
+                d.test[r.seed_index] = test
+    return {k: d for k, d in out.items() if d.by_seed}
+
+
+def _design(r: RunRecord) -> Design:
+    attrs = {k: r.user_attrs[k] for k in (BASELINE, BASELINE_PARAMS) if k in r.user_attrs}
+    return Design(key=r.design_key, family=r.family, words=r.words, description=r.description,
+                  params=dict(r.params), baseline=r.baseline, by_seed={}, trials=[],
+                  run_attrs=attrs)
+
+
+def rank(found: Iterable[Design], maximize: bool) -> list[Design]:
+    """Designs with more seeds first, then by mean (in the metric's direction).
+
+    Racing gives more seeds only to designs that stay close to the best, so "more seeds, then
+    the better mean" is SMAC's incumbent rule; a lucky single-seed design never outranks a
+    design that held its place over several seeds.
+    """
+    sign = -1 if maximize else 1
+    return sorted(found, key=lambda d: (-d.n, sign * d.mean, d.key))
+
+
+# ------------------------------------------------------------------------------------ statistics
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the input order.
+
+    Written here because scipy.stats has no Holm step-down (only Benjamini–Hochberg, which
+    controls another error rate) and statsmodels would be a large dependency for ten lines.
+    Sort ascending, multiply the i-th smallest by (m − i), enforce monotonicity, cap at 1.
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank_i, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank_i) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+@dataclass
+class Comparison:
+    """The winner against one baseline, on the seeds both have."""
+
+    baseline: str                      # the baseline's words
+    baseline_key: str
+    baseline_design: dict[str, Any]
+    seeds: int                         # paired seeds
+    diff: float                        # winner − baseline, in the metric's units
+    ci: tuple[float, float] | None     # 95 % paired-t interval of diff
+    p: float | None                    # two-sided paired t-test; None with < 2 pairs
+    p_adjusted: float | None = None    # Holm across the comparisons made
+    significant: bool = False          # p_adjusted < alpha
+    better: bool = False               # diff in the metric's better direction
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "baseline_design": self.baseline_design,
+                "seeds": self.seeds, "diff": self.diff,
+                "ci": list(self.ci) if self.ci else None, "p": self.p,
+                "p_adjusted": self.p_adjusted, "significant": self.significant,
+                "direction": "better" if self.better else ("worse" if self.diff else "equal")}
+
+
+def compare(winner: Design, baseline: Design, maximize: bool) -> Comparison:
+    """Paired comparison on common seeds: ``scipy.stats.ttest_rel`` and its interval."""
+    from scipy import stats
+
+    common = sorted(set(winner.by_seed) & set(baseline.by_seed))
+    a = [winner.by_seed[s] for s in common]
+    b = [baseline.by_seed[s] for s in common]
+    diffs = [x - y for x, y in zip(a, b)]
+    diff = math.fsum(diffs) / len(diffs) if diffs else float("nan")
+    p, ci = None, None
+    if len(common) >= 2:
+        if all(d == diffs[0] for d in diffs):
+            # Zero variance: the t statistic is infinite (or undefined when all are 0).
+            p, ci = (1.0 if diffs[0] == 0 else 0.0), (diff, diff)
+        else:
+            res = stats.ttest_rel(a, b)
+            p = float(res.pvalue)
+            low, high = res.confidence_interval(0.95)
+            ci = (float(low), float(high))
+    better = (diff > 0) if maximize else (diff < 0)
+    return Comparison(baseline=baseline.words, baseline_key=baseline.key,
+                      baseline_design=exported_design(baseline.description),
+                      seeds=len(common), diff=diff, ci=ci, p=p, better=bool(diffs) and better)
+
+
+# ------------------------------------------------------------------------------------ verdict
+@dataclass
+class Verdict:
+    """What a careful reader may conclude from a study, in one place."""
+
+    study: str
+    metric: str
+    maximize: bool
+    winner: Design | None
+    comparisons: list[Comparison]
+    ranking: list[Design]
+    alpha: float = ALPHA
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.maximize else "minimize"
+
+    @property
+    def significant(self) -> bool:
+        """The winner beats at least one baseline significantly (Holm-adjusted)."""
+        return any(c.significant and c.better for c in self.comparisons)
+
+    @property
+    def sentence(self) -> str:
+        return _sentence(self)
+
+    def to_dict(self, top: int | None = None) -> dict[str, Any]:
+        """The documented JSON form (README: "Machine-readable output")."""
+        w = self.winner
+        winner = None if w is None else {
+            "words": w.words, "design": exported_design(w.description), "key": w.key,
+            "mean": w.mean, "ci": list(w.ci) if w.ci else None, "seeds": w.n,
+            "baseline": w.baseline is not None, "trials": w.trials}
+        return {"study": self.study, "metric": self.metric, "direction": self.direction,
+                "verdict": {"significant": self.significant, "sentence": self.sentence,
+                            "alpha": self.alpha, "correction": "holm",
+                            "test": "paired t-test across seeds (scipy.stats.ttest_rel)",
+                            "winner": winner,
+                            "comparisons": [c.to_dict() for c in self.comparisons]},
+                "leaderboard": [design_row(d, i, self) for i, d in
+                                enumerate(self.ranking[:top] if top else self.ranking, 1)]}
+
+
+def design_row(d: Design, rank_: int, verdict: Verdict) -> dict[str, Any]:
+    return {"rank": rank_, "design": d.words, "family": d.family, "key": d.key,
+            "baseline": d.baseline is not None, "seeds": d.n, "mean": d.mean,
+            "ci": list(d.ci) if d.ci else None, "test_mean": d.test_mean,
+            "trials": d.trials, "winner": verdict.winner is not None and d.key == verdict.winner.key,
+            "loss": exported_design(d.description)}
+
+
+def verdict(study_name: str, metric: str, maximize: bool, runs: Iterable[RunRecord],
+            alpha: float = ALPHA) -> Verdict:
+    """Rank the designs and test the winner against each baseline (Holm across them)."""
+    found = designs(runs, metric)
+    ranking = rank(found.values(), maximize)
+    winner = ranking[0] if ranking else None
+    comparisons: list[Comparison] = []
+    if winner is not None:
+        baselines = [d for d in ranking if d.baseline is not None and d.key != winner.key]
+        comparisons = [compare(winner, b, maximize) for b in baselines]
+        tested = [c for c in comparisons if c.p is not None]
+        for c, p_adj in zip(tested, holm([c.p for c in tested])):
+            c.p_adjusted = p_adj
+            c.significant = p_adj < alpha
+    return Verdict(study_name, metric, maximize, winner, comparisons, ranking, alpha)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
+
+
+def _p(c: Comparison) -> str:
+    return "not tested, 1 seed" if c.p_adjusted is None else f"p_adj = {c.p_adjusted:.3g}"
+
+
+def _sentence(v: Verdict) -> str:
+    w = v.winner
+    if w is None:
+        return "no complete run yet: nothing to conclude"
+    m = v.metric
+    if not v.comparisons:
+        return (f"{w.words} has the best mean {m} ({fmt(w.mean, 4)}, {w.n} seed"
+                f"{'s' if w.n != 1 else ''}); there is no baseline to compare it with")
+    wins = [c for c in v.comparisons if c.significant and c.better]
+    if not wins:
+        best = min(v.comparisons, key=lambda c: (c.p_adjusted is None, c.p_adjusted or 1.0,
+                                                 -abs(c.diff)))
+        if w.baseline is not None:
+            head = (f"no searched design is significantly better than the baselines; the best "
+                    f"is the baseline {w.words} ({m} {fmt(w.mean, 4)}, {w.n} seed"
+                    f"{'s' if w.n != 1 else ''})")
+        else:
+            head = (f"no design is significantly better than the baselines (best: {w.words}, "
+                    f"{best.diff:+.3f} {m} vs {best.baseline}, {_p(best)}, {best.seeds} seed"
+                    f"{'s' if best.seeds != 1 else ''})")
+        if w.n < 2:
+            head += "; single-seed: add seeds with racing or `losstune confirm`"
+        return head
+    parts = [f"{w.words} is better than {c.baseline} by {c.diff:+.3f} {m} "
+             f"[{fmt(c.ci[0])}, {fmt(c.ci[1])}] ({_p(c)}, {c.seeds} seeds)" for c in wins]
+    worse = [c for c in v.comparisons if c.significant and not c.better]
+    if worse:
+        parts.append("worse than " + ", ".join(f"{c.baseline} by {c.diff:+.3f} {m} ({_p(c)})"
+                                                for c in worse))
+    others = [c for c in v.comparisons if not c.significant]
+    if others:
+        parts.append("not significantly different from " + ", ".join(
+            f"{c.baseline} ({_p(c)})" for c in others))
+    return "; ".join(parts)

@@ -149,8 +149,8 @@ class Racer:
             if challenger is None:
                 return "no run"
             others = [d for d in results.rank(found.values(), self.maximize) if d.key != key]
-            if not others:
-                break
+            if not others or challenger.n > others[0].n:
+                break  # the challenger is the incumbent: it has more seeds than any other
             incumbent = others[0]
             step = decide(challenger.by_seed, incumbent.by_seed, maximize=self.maximize,
                           max_seeds=self.max_seeds, alpha=self.alpha,

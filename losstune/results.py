@@ -355,9 +355,13 @@ def _sentence(v: Verdict) -> str:
     if w is None:
         return "no complete run yet: nothing to conclude"
     m = v.metric
+    seeds = f"{w.n} seed{'s' if w.n != 1 else ''}"
+    if not v.comparisons and w.baseline is not None:
+        return (f"no searched design is significantly better than the baselines; the best is "
+                f"the baseline {w.words} ({m} {fmt(w.mean, 4)}, {seeds})")
     if not v.comparisons:
-        return (f"{w.words} has the best mean {m} ({fmt(w.mean, 4)}, {w.n} seed"
-                f"{'s' if w.n != 1 else ''}); there is no baseline to compare it with")
+        return (f"{w.words} has the best mean {m} ({fmt(w.mean, 4)}, {seeds}); there is no "
+                "baseline to compare it with")
     wins = [c for c in v.comparisons if c.significant and c.better]
     if not wins:
         best = min(v.comparisons, key=lambda c: (c.p_adjusted is None, c.p_adjusted or 1.0,

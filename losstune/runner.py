@@ -139,9 +139,13 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
         study.set_user_attr("losstune_version", __version__)
         if base_dir is not None:  # relative data paths in the spec are relative to this
             study.set_user_attr("base_dir", str(base_dir))
+        # Not Optuna's skip_if_exists: it compares params only, and two baselines may differ
+        # only in a parameter the study holds fixed (cross-entropy with and without smoothing).
+        queued = {t.user_attrs.get(results.BASELINE) for t in study.get_trials(deepcopy=False)}
         for params, label, own in baseline_params(spec):
-            study.enqueue_trial(params, user_attrs={"baseline": label, "baseline_params": own},
-                                skip_if_exists=True)
+            if label not in queued:
+                study.enqueue_trial(params, user_attrs={results.BASELINE: label,
+                                                        results.BASELINE_PARAMS: own})
     return study
 
 

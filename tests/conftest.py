@@ -28,7 +28,10 @@ TINY: dict[str, Any] = {
     "objective": {"metric": "macro_f1"},
     "sampler": {"name": "tpe", "n_startup_trials": 2},
     "pruner": {"name": "none"},
+    # Most tests look at single runs: racing over seeds has its own tests (test_racing.py).
+    "racing": False,
     "search": {"families": ["cross_entropy", "focal", "dynamic"],
+               "cross_entropy": {"label_smoothing": {"low": 0.0, "high": 0.2}},
                "focal": {"gamma": {"low": 0.5, "high": 3.0}}},
 }
 

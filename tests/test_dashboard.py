@@ -52,6 +52,8 @@ def test_dashboard_shows_objective_names_attrs_notes_and_plots(dashboard):
     study = next(s for s in summaries if s["study_name"] == "tiny")
     detail = get(f"{dashboard}/api/studies/{study['study_id']}")
     assert detail["objective_names"] == ["macro_f1"]
+    # The study's note is the verdict, the same sentence every other output shows.
+    assert detail["note"]["body"].startswith("### Verdict")
     trials = detail["trials"]
     assert len(trials) == 4
     for t in trials:

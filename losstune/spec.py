@@ -263,6 +263,9 @@ class PrunerSpec(BaseModel):
     name: Literal["median", "hyperband", "none"] = "median"
     n_startup_trials: int = Field(5, ge=0)
     n_warmup_steps: int = Field(1, ge=0)
+    # "family": the median rule compares a trial only with trials of its own loss family, so a
+    # family that learns slowly and ends well is not pruned for its early epochs (runner.py).
+    scope: Literal["family", "study"] = "family"
 
 
 # Default search space per family; a study's [search.<family>] table overrides it key by key.

@@ -10,7 +10,6 @@ Passwords never reach the terminal or an error message (:func:`mask`).
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,17 +26,92 @@ GRACE_PERIOD_S = 30
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+# Query parameters that carry a secret (libpq's `password`, and the usual spellings).
+_SECRET_KEYS = {"password", "passwd", "pwd", "pass", "sslpassword", "secret", "token"}
+
+
+def _split_credentials(url: str) -> tuple[str, str | None, str | None, str]:
+    """``scheme://user:password@rest`` → (scheme, user, password, rest).
+
+    Credentials end at the *last* "@": a password typed as-is may hold "/", ":", "?" or "@".
+    SQLAlchemy's parser ends the password at the first "@" (``u:a@b@host`` gives the host
+    ``b@host``), which would print the rest of such a password; every other part is parsed by
+    SQLAlchemy below.
+    """
+    scheme, _, rest = url.partition("://")
+    at = rest.rfind("@")
+    if at < 0:
+        return scheme, None, None, rest
+    creds, rest = rest[:at], rest[at + 1:]
+    user, colon, password = creds.partition(":")
+    return scheme, user, password if colon else None, rest
+
+
 def mask(url: str) -> str:
-    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
-    return re.sub(r"(//[^:/@]+:)[^/]*@", r"\1***@", url)  # up to the last @ of the authority
+    """A storage URL safe to print or store: ``postgresql://user:***@host/db``, with secret
+    query parameters (``?password=…``) masked too. A URL SQLAlchemy cannot parse keeps only its
+    scheme: the whole credentials part and the query are masked."""
+    from sqlalchemy.engine import make_url
+
+    if "://" not in url:
+        return url  # journal:FILE, a bare path: no credentials
+    scheme, user, password, rest = _split_credentials(url)
+    who = "" if user is None else (f"{user}:***@" if password is not None else f"{user}@")
+    try:
+        parsed = make_url(f"{scheme}://{rest}")
+        if any(k.lower() in _SECRET_KEYS for k in parsed.query):
+            parsed = parsed.set(query={k: ("***" if k.lower() in _SECRET_KEYS else v)
+                                       for k, v in parsed.query.items()})
+        shown = parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    except Exception:  # noqa: BLE001 - any parse failure: show nothing that might be secret
+        return f"{scheme}://***" + ("@…" if user is not None else "")
+    return shown.replace("://", "://" + who, 1)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (say a driver's error message) without the URL's secrets, in any spelling."""
+    from urllib.parse import unquote
+
+    from sqlalchemy.engine import make_url
+
+    secrets = set()
+    if "://" in url:
+        _, _, password, rest = _split_credentials(url)
+        if password:
+            secrets |= {password, unquote(password)}
+        try:
+            secrets |= {v for k, v in make_url(url.split("://")[0] + "://" + rest).query.items()
+                        if k.lower() in _SECRET_KEYS and isinstance(v, str)}
+        except Exception:  # noqa: BLE001
+            pass
+    text = text.replace(url, mask(url))
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 2:
+            text = text.replace(secret, "***")
+    return text
 
 
 def normalise(url: str) -> str:
-    """Accept the common short forms: a bare ``*.db`` path, ``postgresql://`` (psycopg 3)."""
+    """Accept the common short forms: a bare ``*.db`` path, ``postgresql://`` (psycopg 3); a
+    password typed with "@", "/", ":" or "?" in it is percent-encoded, as drivers expect."""
     if "://" not in url and not url.startswith("journal:"):
         return f"sqlite:///{url}"
     if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if "://" in url:
+        from urllib.parse import unquote
+
+        from sqlalchemy.engine import make_url
+
+        scheme, user, password, rest = _split_credentials(url)
+        if user is not None:
+            try:
+                parsed = make_url(f"{scheme}://{rest}").set(
+                    username=unquote(user),
+                    password=None if password is None else unquote(password))
+                return parsed.render_as_string(hide_password=False)
+            except Exception:  # noqa: BLE001 - left as given; opening it reports the error
+                return url
     return url
 
 
@@ -121,7 +195,7 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> "optuna.s
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
-        raise StorageError(f"storage {shown}: cannot connect ({mask(reason)})") from None
+        raise StorageError(f"storage {shown}: cannot connect ({scrub(reason, url)})") from None
     if path is not None:
         _serialise_sqlite_transactions(storage.engine)
     return storage

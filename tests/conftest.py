@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,21 @@ def confirmed_report(finished, tmp_path_factory):
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return url, out
+
+
+@pytest.fixture
+def postgres_url():
+    try:
+        import psycopg
+
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True,
+                                connect_timeout=5)
+    except Exception as err:  # noqa: BLE001
+        require_service(False, f"PostgreSQL on 127.0.0.1:5432 is not reachable ({err})")
+    name = f"losstune_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()

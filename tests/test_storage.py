@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import pytest
 from click.testing import CliRunner
@@ -53,3 +55,56 @@ def test_journal_storage_end_to_end(tmp_path):
     assert shown.exit_code == 0 and "3 complete" in shown.output
     listed = CliRunner().invoke(main, ["studies", "--storage", f"journal:{journal}"])
     assert listed.exit_code == 0 and "tiny" in listed.output
+
+
+# ------------------------------------------------------------------------------ secrets
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://u:se/cret@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("postgresql://u:p@ss@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("postgresql://u:a:b@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("postgresql://u:a%2Fb@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("postgresql://u@h/db?password=s3cret", "postgresql+psycopg://u@h/db?password=***"),
+    ("postgresql://u:p?x@h/db", "postgresql+psycopg://u:***@h/db"),
+])
+def test_every_password_form_is_masked_after_normalising(url, shown):
+    normal = storage.normalise(url)
+    assert storage.mask(normal) == shown and storage.mask(url).endswith(shown.split("://")[1])
+
+
+SECRETS = {"se/cr3t": ["se/cr3t", "se%2Fcr3t"], "p@ss:w0rd": ["p@ss:w0rd", "p%40ss"],
+           "ab%2Fcd": ["ab%2Fcd", "ab/cd"]}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("password", list(SECRETS))
+def test_no_secret_in_output_study_report_export_or_note(tmp_path, postgres_url, password):
+    """A password (with "/", "@", ":" or "%2F") on the command line and another one in the study
+    file's URL (``?password=``) appear nowhere: not in what any command prints, not in the
+    study's or trials' attributes, the report, the export or the dashboard note. (The local
+    server trusts every connection, so any password connects.)"""
+    from optuna_dashboard import get_note
+
+    url = postgres_url.replace("postgres@", f"postgres:{password}@")
+    in_file = postgres_url + "?password=fi1e-s3cret"
+    path = write_study(tmp_path, {"n_trials": 2, "storage": in_file})
+    runner = CliRunner()
+    outputs = [runner.invoke(main, ["search", str(path), "--storage", url],
+                             catch_exceptions=False)]
+    assert outputs[0].exit_code == 0, outputs[0].output
+    report, export = tmp_path / "r.html", tmp_path / "b.json"
+    for args in (["show", "tiny"], ["show", "tiny", "-f", "json"], ["studies"],
+                 ["report", "tiny", "-o", str(report)], ["export", "tiny", "-o", str(export)],
+                 ["show", "nope"]):
+        outputs.append(runner.invoke(main, [*args, "--storage", url]))
+    bad_port = url.replace(":5432/", ":1/")
+    outputs.append(runner.invoke(main, ["show", "tiny", "--storage", bad_port]))
+    assert outputs[-1].exit_code == 2 and "cannot connect" in outputs[-1].output
+    assert "postgres:***@" in outputs[0].output and "postgres:***@" in outputs[-1].output
+    study = optuna.load_study(study_name="tiny", storage=storage.normalise(url))
+    stored = json.dumps([study.user_attrs, [t.user_attrs for t in study.trials]])
+    assert "fi1e-s3cret" not in stored and "password=***" in stored  # the file's URL, masked
+    texts = [o.output for o in outputs] + [stored, report.read_text(), export.read_text(),
+                                           get_note(study)]
+    for secret in [*SECRETS[password], "fi1e-s3cret"]:
+        for text in texts:
+            assert secret not in text

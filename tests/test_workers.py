@@ -7,14 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-from tests.conftest import require_service, write_study
+from tests.conftest import write_study
 
 EXE = str(Path(sys.executable).parent / "losstune")
 FAST = {"n_trials": 40, "model": {"hidden": [8]},
@@ -56,24 +55,6 @@ def test_four_workers_on_sqlite_lose_nothing(tmp_path):
     trials = optuna.load_study(study_name="tiny", storage=url).trials
     assert len({t.number for t in trials}) == 40
     assert sum(1 for t in trials if t.user_attrs.get("baseline")) == 2  # each run exactly once
-
-
-@pytest.fixture
-def postgres_url():
-    try:
-        import psycopg
-
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True,
-                                connect_timeout=5)
-    except Exception as err:  # noqa: BLE001
-        require_service(False, f"PostgreSQL on 127.0.0.1:5432 is not reachable ({err})")
-    name = f"losstune_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.mark.slow

@@ -62,8 +62,10 @@ def test_dashboard_shows_objective_names_attrs_notes_and_plots(dashboard):
             assert key in attrs
         assert len(t["intermediate_values"]) == 3  # one per epoch
         assert attrs["loss_words"] in t["note"]["body"] and "| **macro_f1** |" in t["note"]["body"]
-    union = {a["key"] for a in detail["union_user_attrs"]}
-    assert {"family", "val.macro_f1", "train_time_s"} <= union  # sortable columns
+    union = {a["key"]: a["sortable"] for a in detail["union_user_attrs"]}
+    # What the README says: numeric attributes are sortable columns, text ones are not.
+    assert union["val.macro_f1"] and union["train_time_s"]
+    assert union["family"] is False and union["device"] is False
     ids = {g["id"] for g in detail["plotly_graph_objects"]}
     assert {"losstune-history", "losstune-families", "losstune-recall"} <= ids
     figure = json.loads(next(g for g in detail["plotly_graph_objects"]

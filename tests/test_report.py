@@ -35,16 +35,14 @@ TRIALS = [trial(0.80, "cross_entropy", baseline="ce"), trial(0.85, gamma=2.0, ba
           trial(None, state=TrialState.FAIL)]
 
 
-def test_summary_names_best_design_and_lift_over_best_baseline():
+def test_summary_counts_and_budget():
     s = _info.summary_info("s", {"task": "multiclass", "objective": ["macro_f1"],
                                  "spec": {"n_trials": 6, "training": {"epochs": 3}}},
                            TRIALS, maximize=True)
-    assert s.best_design == "focal γ=1.0" and s.best_value == 0.90
-    assert s.baseline_value == 0.85 and s.lift == pytest.approx(0.05)
     assert s.counts == {"complete": 4, "pruned": 1, "fail": 1, "running": 0}
-    assert s.budget == "6 trials, 3 epochs per trial"
-    low = _info.summary_info("s", {}, TRIALS, maximize=False)  # for a loss-like metric
-    assert low.best_value == 0.70 and low.lift == pytest.approx(0.80 - 0.70)
+    assert s.budget == "6 search trials, 3 epochs per trial, racing up to 5 seeds per design"
+    off = _info.summary_info("s", {"spec": {"n_trials": 6, "racing": False}}, TRIALS, True)
+    assert off.budget == "6 search trials"
 
 
 def test_leaderboard_ranks_marks_baselines_and_limits_test_figures():
@@ -65,33 +63,6 @@ def test_schedule_info_draws_weighted_factor_per_epoch():
     t = trial(0.9, "cross_entropy", loss=json.dumps(desc))
     info = _info.schedules_info([t], True)
     assert info[0]["values"] == pytest.approx([0.0, 0.25, 0.5])
-
-
-def confirm_trial(key, seed, value, baseline=None):
-    return trial(value, "focal", baseline=baseline, design_key=key, seed_index=seed,
-                 **{"test.macro_f1": value - 0.01})
-
-
-def test_confirmation_ci_and_paired_test():
-    better = [0.80, 0.84, 0.78, 0.82, 0.86]
-    base = [v - 0.05 + d for v, d in zip(better, [0.0, 0.01, -0.01, 0.005, 0.0])]
-    same = [v + d for v, d in zip(base, [0.02, -0.02, 0.01, -0.01, 0.0])]
-    trials = ([confirm_trial("A", i, v) for i, v in enumerate(better)]
-              + [confirm_trial("B", i, v, baseline="b") for i, v in enumerate(base)]
-              + [confirm_trial("C", i, v) for i, v in enumerate(same)])
-    rows = _info.confirm_info(trials, True, "macro_f1")
-    assert [r.design for r in rows][0] == "focal γ=1.0" and rows[0].n == 5
-    a = rows[0]
-    assert a.mean == pytest.approx(sum(better) / 5)
-    assert a.ci_low < a.mean < a.ci_high
-    from scipy import stats
-
-    sd = stats.tstd(better)
-    assert a.ci_high - a.mean == pytest.approx(stats.t.ppf(0.975, 4) * sd / 5 ** 0.5)
-    assert a.beats_baseline and a.p_value < 0.001
-    c = next(r for r in rows if r.mean == pytest.approx(sum(same) / 5))
-    assert not c.beats_baseline and c.p_value > 0.05  # within noise of the baseline
-    assert a.test_mean == pytest.approx(a.mean - 0.01)
 
 
 def _study(name, trials, direction="maximize"):
@@ -128,20 +99,21 @@ def test_report_of_missing_study_lists_existing(finished):
 
 def test_confirm_stores_linked_runs_and_report_ranks_them(confirmed_report):
     url, out = confirmed_report
-    companion = optuna.load_study(study_name="tiny:confirm", storage=url)
+    companion = optuna.load_study(study_name="tiny:runs", storage=url)
     assert companion.user_attrs["parent"] == "tiny"
     runs = companion.trials
     designs = {t.user_attrs["design_key"] for t in runs}
-    assert len(designs) == 3  # 2 baselines + the best other design
-    assert len(runs) == 6 and {t.user_attrs["seed_index"] for t in runs} == {0, 1}
-    assert sum(1 for t in runs if t.user_attrs.get("baseline")) == 4
+    assert len(designs) == 3  # 2 baselines + the best other design, each on seed 1
+    assert len(runs) == 3 and {t.user_attrs["seed_index"] for t in runs} == {1}
+    assert all(isinstance(t.user_attrs["source_trial"], int) for t in runs)
+    assert sum(1 for t in runs if t.user_attrs.get("baseline")) == 2
     page = out.read_text()
-    assert "Confirmed ranking (2 seeds)" in page and "single-seed" not in page
-    assert "paired t-test" in page
+    assert "Designs over seeds" in page and "single-seed" not in page
+    assert "Paired t-test" in page and "Holm" in page
     # Running it again adds nothing: every run is there already.
     CliRunner().invoke(main, ["confirm", "tiny", "--storage", url, "--top", "1", "--seeds", "2"],
                        catch_exceptions=False)
-    assert len(optuna.load_study(study_name="tiny:confirm", storage=url).trials) == 6
+    assert len(optuna.load_study(study_name="tiny:runs", storage=url).trials) == 3
 
 
 def test_single_seed_report_says_so_and_is_self_contained(finished, tmp_path):
@@ -155,3 +127,100 @@ def test_single_seed_report_says_so_and_is_self_contained(finished, tmp_path):
     assert page.count('class="plot"') >= 6
     study = optuna.load_study(study_name="tiny", storage=url)
     assert study.best_trial.user_attrs["loss_words"] in page.replace("&#x27;", "'")
+
+
+# ------------------------------------------------------------------------------ report figures
+FOCAL_DIST = {"focal.gamma": FloatDistribution(0.0, 5.0),
+              "focal.alpha": FloatDistribution(0.1, 1.0)}
+FAMILIES = CategoricalDistribution(["cross_entropy", "focal", "class_balanced", "dynamic"])
+
+
+def searched(value, family, **params):
+    """A complete trial of ``family`` with the given searched parameters (dots as ``__``)."""
+    params = {k.replace("__", "."): v for k, v in params.items()}
+    dists = {"loss": FAMILIES}
+    for name, v in params.items():
+        dists[name] = (FOCAL_DIST.get(name) or (CategoricalDistribution(["a", "b"])
+                       if isinstance(v, str) else FloatDistribution(0.0, 1.0)))
+    return create_trial(value=value, params={"loss": family, **params}, distributions=dists,
+                        user_attrs={"family": family, "loss_words": family})
+
+
+def test_family_params_info_keeps_each_family_to_its_own_parameters():
+    trials = ([searched(0.7 + i / 100, "focal", focal__gamma=0.1 * i, focal__alpha=0.5)
+               for i in range(3)]
+              + [searched(0.8 + i / 100, "dynamic", dynamic__w_balance=0.2 * i,
+                          dynamic__base="a" if i else "b", schedule="a", training__lr=0.1,
+                          **({"dynamic__gamma": 0.3} if i == 1 else {})) for i in range(4)]
+              + [searched(0.6, "cross_entropy") for _ in range(4)]  # nothing searched
+              + [searched(0.9, "class_balanced", class_balanced__beta=0.5) for _ in range(2)]
+              + [trial(None, state=TrialState.FAIL)])
+    info = {f["family"]: f for f in _info.family_params_info(trials, maximize=True)}
+    # No entry for a family without searched parameters, nor for one with too few trials.
+    assert set(info) == {"dynamic", "focal"}
+    focal = info["focal"]
+    assert focal["params"] == ["focal.gamma", "focal.alpha"]
+    assert focal["names"] == ["gamma", "alpha"] and len(focal["trials"]) == 3
+    assert focal["objective"] == pytest.approx([0.72, 0.71, 0.70])  # best first
+    assert focal["rows"] == [pytest.approx([0.2, 0.5]), pytest.approx([0.1, 0.5]), [0.0, 0.5]]
+    assert all(len(row) == 2 for row in focal["rows"])  # a focal row holds focal values only
+    dynamic = info["dynamic"]
+    # dynamic.gamma was searched by one trial only: left out, not drawn at a made-up value.
+    assert dynamic["params"] == ["dynamic.w_balance", "dynamic.base"]
+    assert dynamic["left_out"] == ["gamma"] and dynamic["kinds"] == ["linear", "categorical"]
+    assert all(p.startswith("dynamic.") for p in dynamic["params"])  # no schedule, training.*
+    lows = _info.family_params_info(trials, maximize=False, min_trials=2)
+    assert [f["family"] for f in lows] == ["class_balanced", "dynamic", "focal"]
+    assert lows[2]["objective"] == pytest.approx([0.70, 0.71, 0.72])  # minimising: lowest first
+
+
+def test_family_params_figure_draws_only_the_familys_axes():
+    from losstune.report import _plots
+
+    trials = [searched(0.7 + i / 100, "focal", focal__gamma=0.1 * i, focal__alpha=0.5 + i / 10)
+              for i in range(3)]
+    [focal] = _info.family_params_info(trials, maximize=True)
+    fig = _plots.family_params(focal, "macro_f1")
+    assert [d.label for d in fig.data[0].dimensions] == ["γ", "α", "macro_f1"]
+    one = dict(focal, params=["focal.gamma"], names=["gamma"], kinds=["linear"],
+               rows=[r[:1] for r in focal["rows"]])
+    scatter = _plots.family_params(one, "macro_f1").data[0]
+    assert scatter.type == "scatter" and list(scatter.x) == pytest.approx([0.2, 0.1, 0.0])
+
+
+def test_confirmation_plot_shows_every_design_label_whole():
+    from types import SimpleNamespace
+
+    from losstune.report import _plots
+
+    long = ("DynamicLoss, base categorical_crossentropy, w_balance = 0.922, w_curriculum = "
+            "0.163, schedule cosine(start=0, end=0.338, warmup=0)")
+    rows = [SimpleNamespace(design=long, mean=0.86, ci_low=0.83, ci_high=0.89, baseline=False,
+                            significant=True),
+            SimpleNamespace(design="cross-entropy", mean=0.81, ci_low=0.70, ci_high=0.92,
+                            baseline=True, beats_baseline=False)]
+    fig = _plots.confirmation(rows, "macro_f1")
+    ticks = [t.replace("<br>", " ") for t in fig.layout.yaxis.ticktext]
+    assert ticks[0].startswith(f"1. {long}") and "★" in ticks[0]
+    assert ticks[1].startswith("2. cross-entropy") and "★" not in ticks[1]
+    assert long in fig.data[0].hovertext[0].replace("<br>", " ")
+    assert max(len(line) for t in fig.layout.yaxis.ticktext for line in t.split("<br>")) < 60
+    assert fig.layout.yaxis.tickvals[0] > fig.layout.yaxis.tickvals[1]  # the best on top
+
+
+def test_curriculum_figure_names_and_shows_every_line():
+    from losstune.report import _figures
+
+    desc = {"family": "dynamic", "params": {"w_curriculum": 0.5, "epochs": 3,
+                                            "schedule": {"name": "linear", "params": {}}}}
+    study = _study("curriculum", [trial(0.8, "cross_entropy", baseline="ce"),
+                                  trial(0.9, "cross_entropy", loss=json.dumps(desc))])
+    figures = {title: fig for title, _, fig in _figures(study, study.trials, True, "macro_f1")}
+    fig = figures["Curriculum schedules of the top designs"]
+    assert len(fig.data) == 1  # a single line: plotly would hide its legend by default
+    assert all(t.name and t.name.strip() for t in fig.data)
+    assert fig.layout.showlegend is True
+    from losstune.report import _plots
+
+    unnamed = _plots.lines([{"values": [1, 2]}, {"values": [2, 3], "label": ""}], "t", "y")
+    assert all(t.name for t in unnamed.data) and len({t.name for t in unnamed.data}) == 2

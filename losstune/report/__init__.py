@@ -17,7 +17,6 @@ from typing import Any
 from losstune import __version__
 from losstune.report import _info
 
-CONFIRM_SUFFIX = ":confirm"
 
 
 def esc(value: Any) -> str:
@@ -57,20 +56,32 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
         "(Optuna's default evaluator).",
         _plots.optuna_plot("importance", study, target_name=metric) if len(trials) >= 4 else None,
         "needs at least 4 complete trials with varying parameters")
-    add("Parallel coordinates", "Every complete trial across the searched parameters.",
-        _plots.optuna_plot("parallel", study, target_name=metric), "no complete trial")
-    if _info.params_present(trials, ["focal.gamma", "focal.alpha"]) >= 3:
-        add("Focal loss: γ × α", "Objective over focal γ and α (focal trials only).",
-            _plots.optuna_plot("contour", study, params=["focal.gamma", "focal.alpha"],
-                               target_name=metric), "")
-    if _info.params_present(trials, ["huber.delta"]) >= 2:
-        add("Huber δ", "Objective against Huber's δ (in standard deviations of the target).",
-            _plots.optuna_plot("slice", study, params=["huber.delta"], target_name=metric), "")
+    # One view per loss family over its own parameters (a study-wide parallel-coordinate plot
+    # piles every other family's parameters up at "None").
+    for fam in _info.family_params_info(trials, maximize):
+        name = _plots.family_name(fam["family"])
+        axes = " × ".join(_plots.param_label(n) for n in fam["names"])
+        fig = None
+        if sorted(fam["params"]) == ["focal.alpha", "focal.gamma"]:
+            fig = _plots.optuna_plot("contour", study, params=["focal.gamma", "focal.alpha"],
+                                     target_name=metric)
+        caption = (f"Objective over {axes}, the family's own searched parameters; its "
+                   f"{len(fam['trials'])} complete trials only.")
+        if fam["family"] == "huber":
+            caption += " δ is in robust standard deviations of the training targets."
+        if fam["left_out"]:
+            caption += (" Left out, as only some of its trials searched them: "
+                        + ", ".join(_plots.param_label(n) for n in fam["left_out"]) + ".")
+        add(f"{name}: {axes}", caption,
+            fig if fig is not None else _plots.family_params(fam, metric, maximize), "")
     schedules = _info.schedules_info(trials, maximize)
     if schedules:
         add("Curriculum schedules of the top designs", "w_curriculum × schedule(epoch).",
             _plots.lines(schedules, "Curriculum weight over epochs", "weight × factor"), "")
     curves = _info.curves_info(trials, maximize, metric)
+    numbers = {t.number: t for t in trials}
+    for s in curves["val"]:  # the whole design (wrapped by _plots.lines), not its first 40 chars
+        s["label"] = f"#{s['trial']} {_info.design_label(numbers[s['trial']])}"
     if curves["val"]:
         add("Validation curves of the top designs", f"{metric} on the validation split after "
             "every epoch.", _plots.lines(curves["val"], f"Validation {metric} per epoch", metric), "")
@@ -89,9 +100,11 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
     return out
 
 
-def build(study: Any, confirm_study: Any | None = None) -> str:
-    """The report's HTML for a loaded Optuna study (and its confirmation study, if any)."""
+def build(study: Any, runs: Any | None = None) -> str:
+    """The report's HTML for a loaded Optuna study (and its replicate-runs study, if any)."""
     import plotly.offline
+
+    from losstune import results
 
     trials = study.get_trials(deepcopy=False)
     maximize = study.directions[0].name == "MAXIMIZE"
@@ -105,23 +118,17 @@ def build(study: Any, confirm_study: Any | None = None) -> str:
                      "complete trial yet, so there is nothing to rank. Run <code>losstune search"
                      "</code> (again) and build the report afterwards.</p></section>")
     else:
-        confirmed = None
-        if confirm_study is not None:
-            confirmed = _info.confirm_info(confirm_study.get_trials(deepcopy=False), maximize,
-                                           metric)
-        if confirmed:
-            parts.append(_confirm_html(confirmed, metric, confirm_study))
+        verdict = results.verdict(study.study_name, metric, maximize, results.records(
+            trials, runs.get_trials(deepcopy=False) if runs is not None else ()))
+        parts.append(_verdict_html(verdict))
+        parts.append(_ranking_html(verdict, runs))
+        if any(d.n > 1 for d in verdict.ranking):
             from losstune.report import _plots
 
-            figures.append(("Confirmed ranking", "Mean and 95% confidence interval across seeds; "
-                            "★ beats the best baseline significantly.",
-                            _plots.confirmation(confirmed, metric)))
-        else:
-            parts.append('<p class="warning">This ranking is <strong>single-seed</strong>: each '
-                         "design was trained once, on one data split. Differences of a few "
-                         "hundredths are often noise. Run <code>losstune confirm "
-                         f"{esc(study.study_name)}</code> to re-train the top designs with several "
-                         "seeds and rank them with confidence intervals.</p>")
+            figures.append(("Ranking over seeds", "Mean and 95% confidence interval across "
+                            "seeds, designs with the most seeds first; ★ the verdict's winner "
+                            "when it beats a baseline significantly.",
+                            _plots.confirmation(_ranking_rows(verdict), metric)))
         parts.append(_leaderboard_html(_info.leaderboard_info(trials, maximize, summary.task),
                                        metric, summary.task))
         figures.extend(_figures(study, trials, maximize, metric))
@@ -136,18 +143,23 @@ def build(study: Any, confirm_study: Any | None = None) -> str:
                       f"{__version__}"))
 
 
+def _ranking_rows(verdict: Any) -> list[Any]:
+    """Rows for the ranking figure (design, mean, CI, baseline, significant)."""
+    from types import SimpleNamespace
+
+    rows = []
+    for i, d in enumerate(verdict.ranking[:12]):
+        low, high = d.ci if d.ci else (d.mean, d.mean)
+        rows.append(SimpleNamespace(design=f"{d.words} ({d.n} seed{'s' if d.n != 1 else ''})",
+                                    mean=d.mean, ci_low=low, ci_high=high,
+                                    baseline=d.baseline is not None,
+                                    significant=i == 0 and verdict.significant))
+    return rows
+
+
 def _summary_html(s: _info.Summary) -> str:
     c = s.counts
-    lift = ""
-    if s.lift is not None:
-        better = "better" if s.lift > 0 else ("worse" if s.lift < 0 else "no different")
-        lift = (f"<p>Best design vs the best baseline (<em>{esc(s.baseline_design)}</em>, "
-                f"{_fmt(s.baseline_value)}): <strong>{s.lift:+.4f}</strong> {esc(s.metric)} "
-                f"({better}).</p>")
-    best = (f"<p class=\"best\">Best design: <strong>{esc(s.best_design)}</strong> — "
-            f"{esc(s.metric)} {_fmt(s.best_value)} (trial {s.best_trial})</p>"
-            if s.best_design else "")
-    direction = "higher is better" if s.maximize else "lower is better"
+    direction = "maximised" if s.maximize else "minimised"
     return f"""<section class="summary">
 <h1>{esc(s.study)}</h1>
 <dl>
@@ -155,11 +167,74 @@ def _summary_html(s: _info.Summary) -> str:
 <dt>Data</dt><dd>{esc(s.dataset)}</dd>
 <dt>Objective</dt><dd>{esc(s.metric)} on the validation split ({direction})</dd>
 <dt>Budget</dt><dd>{esc(s.budget)}</dd>
-<dt>Trials</dt><dd>{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed</dd>
+<dt>Search trials</dt><dd>{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed</dd>
 </dl>
-{best}
-{lift}
 </section>"""
+
+
+def _verdict_html(v: Any) -> str:
+    """The verdict: one sentence, the winner, and its comparison with every baseline."""
+    w = v.winner
+    cls = "verdict significant" if v.significant else "verdict"
+    winner = ""
+    if w is not None:
+        ci = f", 95% CI [{w.ci[0]:.4f}, {w.ci[1]:.4f}]" if w.ci else ""
+        winner = (f"<p>Winner: <strong>{esc(w.words)}</strong> — mean {esc(v.metric)} "
+                  f"{w.mean:.4f}{ci} over {w.n} seed{'s' if w.n != 1 else ''}"
+                  f"{' (a baseline)' if w.baseline else ''}. <code>losstune export</code> "
+                  "writes this design.</p>")
+    warning = ""
+    if w is not None and w.n < 2:
+        warning = ('<p class="warning">This ranking is <strong>single-seed</strong>: each '
+                   "design was trained once, on one data split, and differences of a few "
+                   "hundredths are often noise. Racing (on by default) or <code>losstune confirm"
+                   f" {esc(v.study)}</code> adds seeds, so that designs can be compared with a "
+                   "paired test.</p>")
+    rows = []
+    for c in v.comparisons:
+        ci = f"[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]" if c.ci else "—"
+        p = "—" if c.p is None else f"{c.p:.3g}"
+        p_adj = "—" if c.p_adjusted is None else f"{c.p_adjusted:.3g}"
+        outcome = ("significant" if c.significant else "not significant") \
+            if c.p is not None else "not tested (fewer than 2 paired seeds)"
+        rows.append(f"<tr><td>{esc(c.baseline)}</td><td>{c.seeds}</td><td>{c.diff:+.4f}</td>"
+                    f"<td>{ci}</td><td>{p}</td><td>{p_adj}</td><td>{outcome}</td></tr>")
+    table = ""
+    if rows:
+        table = f"""<table id="comparisons"><thead><tr><th>baseline</th>
+<th>paired seeds</th><th>winner − baseline ({esc(v.metric)})</th><th>95% CI</th><th>p</th>
+<th>p (Holm)</th><th>outcome</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
+<p class="caption">Paired t-test across the seeds both designs have (seed <em>i</em> is the same
+data split, initialisation and batch order for every design), two-sided; p-values adjusted with
+Holm's method across the comparisons with the baselines; significant at p (Holm) &lt; {v.alpha:g}.
+The {esc(v.metric)} is {'maximised' if v.maximize else 'minimised'}. A verdict holds for this data,
+this model and this budget; the winner was chosen on the same seeds it is tested on, so add fresh
+seeds (<code>losstune confirm --seeds N</code>) before a claim that must generalise.</p>"""
+    return f"""<section class="{cls}" id="verdict"><h2>Verdict</h2>
+<p class="sentence">{esc(v.sentence)}.</p>
+{winner}{warning}{table}</section>"""
+
+
+def _ranking_html(v: Any, runs: Any | None) -> str:
+    body = []
+    for i, d in enumerate(v.ranking, start=1):
+        badge = ' <span class="badge">baseline</span>' if d.baseline else ""
+        star = ' <span class="star" title="the verdict\'s winner, significant">★</span>' \
+            if i == 1 and v.significant else ""
+        ci = f"[{d.ci[0]:.4f}, {d.ci[1]:.4f}]" if d.ci else "—"
+        body.append(f"<tr><td>{i}</td><td>{esc(d.words)}{badge}{star}</td><td>{d.n}</td>"
+                    f"<td>{d.mean:.4f}</td><td>{ci}</td><td>{_fmt(d.test_mean)}</td>"
+                    f"<td>{esc(', '.join(str(n) for n in d.trials[:5]))}</td></tr>")
+    where = (f" Runs on seeds other than the search's are in the companion study "
+             f"<code>{esc(runs.study_name)}</code>.") if runs is not None else ""
+    return f"""<section><h2>Designs over seeds</h2>
+<p class="caption">Every distinct design, those with the most seeds first, then by mean
+validation {esc(v.metric)}. Racing gives more seeds only to designs that stay within the seed noise
+of the best; a design sampled again is not trained again on a seed it has. 95% confidence
+interval from Student's t.{where}</p>
+<table class="sortable" id="ranking"><thead><tr><th>#</th><th>loss design</th>
+<th>seeds</th><th>mean {esc(v.metric)} (val)</th><th>95% CI</th><th>mean {esc(v.metric)} (test)</th>
+<th>search trials</th></tr></thead><tbody>{''.join(body)}</tbody></table></section>"""
 
 
 def _leaderboard_html(rows: list[dict[str, Any]], metric: str, task: str) -> str:
@@ -177,33 +252,13 @@ def _leaderboard_html(rows: list[dict[str, Any]], metric: str, task: str) -> str
         body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     th = "".join(f'<th data-col="{i}" title="click to sort">{esc(h)}</th>'
                  for i, h in enumerate(head))
-    return f"""<section><h2>Leaderboard</h2>
-<p class="caption">Every complete trial, best first. Test-split figures are shown for the top five
-designs only; the search never saw them.</p>
+    return f"""<section><h2>Search trials</h2>
+<p class="caption">Every complete search trial (one run each, on the study's own seed), best
+first: the sampler's view. Single runs rank noise as often as signal; the verdict above uses the
+designs' means over seeds. Test-split figures are shown for the top five only; the search never
+saw them.</p>
 <table id="leaderboard" class="sortable"><thead><tr>{th}</tr></thead>
 <tbody>{''.join(body)}</tbody></table></section>"""
-
-
-def _confirm_html(rows: list[_info.Confirmed], metric: str, confirm_study: Any) -> str:
-    seeds = max((r.n for r in rows), default=0)
-    body = []
-    for i, r in enumerate(rows, start=1):
-        badge = ' <span class="badge">baseline</span>' if r.baseline else ""
-        star = ' <span class="star" title="beats the best baseline, p &lt; 0.05">★</span>' \
-            if r.beats_baseline else ""
-        p = "—" if r.p_value is None else f"{r.p_value:.3f}"
-        body.append(f"<tr><td>{i}</td><td>{esc(r.design)}{badge}{star}</td><td>{r.n}</td>"
-                    f"<td>{r.mean:.4f}</td><td>[{r.ci_low:.4f}, {r.ci_high:.4f}]</td>"
-                    f"<td>{_fmt(r.test_mean)}</td><td>{p}</td></tr>")
-    return f"""<section><h2>Confirmed ranking ({seeds} seeds)</h2>
-<p class="caption">The top designs and the baselines re-trained with {seeds} seeds each (new data
-split and initialisation per seed; stored in the companion study
-<code>{esc(confirm_study.study_name)}</code>). Ranked by mean validation {esc(metric)}; 95%
-confidence interval from Student's t. <em>p</em>: paired t-test across seeds against the best
-baseline; ★ marks a design that beats it at p &lt; 0.05.</p>
-<table class="sortable" id="confirmed"><thead><tr><th>#</th><th>loss design</th><th>seeds</th>
-<th>mean {esc(metric)} (val)</th><th>95% CI</th><th>mean {esc(metric)} (test)</th><th>p vs baseline</th>
-</tr></thead><tbody>{''.join(body)}</tbody></table></section>"""
 
 
 def _figures_html(figures: list[tuple[str, str, Any]]) -> tuple[str, str]:
@@ -232,13 +287,17 @@ DASHBOARD_FIGURES = {"Optimisation history": "losstune-history",
                      "Validation curves of the top designs": "losstune-curves"}
 
 
-def save_to_dashboard(study: Any) -> list[str]:
-    """Save the report's key figures with ``optuna_dashboard.save_plotly_graph_object``."""
-    from optuna_dashboard import save_plotly_graph_object
+def save_to_dashboard(study: Any, storage: Any = None) -> list[str]:
+    """Save the report's key figures with ``optuna_dashboard.save_plotly_graph_object``, and
+    the verdict as the study's note (``save_note``), the same sentence every output shows."""
+    from optuna_dashboard import save_note, save_plotly_graph_object
 
     trials = study.get_trials(deepcopy=False)
     if len(study.directions) > 1 or not any(t.state.name == "COMPLETE" for t in trials):
         return []
+    from losstune.runner import study_verdict
+
+    save_note(study, verdict_markdown(study_verdict(study, storage)))
     maximize = study.directions[0].name == "MAXIMIZE"
     metric = (study.user_attrs.get("objective") or ["objective"])[0]
     saved = []
@@ -250,24 +309,34 @@ def save_to_dashboard(study: Any) -> list[str]:
     return saved
 
 
-def write(study_name: str, storage_url: str, output: Path | None = None) -> Path:
-    """Build the report of a stored study (with its confirmation, if any) and write it."""
-    import optuna
+def verdict_markdown(v: Any) -> str:
+    """The verdict as the dashboard's study note."""
+    lines = ["### Verdict", "", v.sentence + ".", ""]
+    if v.comparisons:
+        lines += ["| baseline | paired seeds | winner − baseline | 95% CI | p | p (Holm) |",
+                  "|---|---|---|---|---|---|"]
+        for c in v.comparisons:
+            ci = f"[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]" if c.ci else "—"
+            lines.append(f"| {c.baseline} | {c.seeds} | {c.diff:+.4f} | {ci} | "
+                         f"{'—' if c.p is None else f'{c.p:.3g}'} | "
+                         f"{'—' if c.p_adjusted is None else f'{c.p_adjusted:.3g}'} |")
+    lines += ["", "Paired t-test across seeds, Holm-adjusted; `losstune show STUDY -f json` has "
+              "the same figures."]
+    return "\n".join(lines)
 
-    from losstune.runner import load_existing, quiet_optuna
-    from losstune.storage import open_storage, study_names
+
+def write(study_name: str, storage_url: str, output: Path | None = None) -> Path:
+    """Build the report of a stored study (with its replicate runs, if any) and write it."""
+    from losstune.runner import load_existing, quiet_optuna, runs_study
+    from losstune.storage import open_storage
 
     quiet_optuna()
     study = load_existing(storage_url, study_name)
-    confirm = None
-    name = study_name + CONFIRM_SUFFIX
-    if name in study_names(open_storage(storage_url, heartbeat=False)):
-        confirm = optuna.load_study(study_name=name,
-                                    storage=open_storage(storage_url, heartbeat=False))
+    storage = open_storage(storage_url, heartbeat=False, create=False)
     output = Path(output or Path("reports") / f"{_safe(study_name)}.html")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(build(study, confirm), encoding="utf-8")
-    save_to_dashboard(study)
+    output.write_text(build(study, runs_study(study, storage, create=False)), encoding="utf-8")
+    save_to_dashboard(study, storage)
     return output
 
 

@@ -7,7 +7,6 @@ is tested directly; ``_plots`` turns that data into plotly figures.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -40,13 +39,6 @@ class Summary:
     maximize: bool
     budget: str
     counts: dict[str, int]
-    best_design: str | None = None
-    best_value: float | None = None
-    best_trial: int | None = None
-    baseline_design: str | None = None
-    baseline_value: float | None = None
-    lift: float | None = None  # best - best baseline, signed so that > 0 is better
-    confirmed: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -60,27 +52,21 @@ def summary_info(study_name: str, user_attrs: dict[str, Any], trials: Sequence[A
             counts[key] += 1
     budget = []
     if spec.get("n_trials"):
-        budget.append(f"{spec['n_trials']} trials")
+        budget.append(f"{spec['n_trials']} search trials")
     if spec.get("timeout"):
         budget.append(f"{spec['timeout']:g} s")
     training = spec.get("training", {})
     if isinstance(training.get("epochs"), int):
         budget.append(f"{training['epochs']} epochs per trial")
+    racing = spec.get("racing", True)
+    if racing is not False and len(user_attrs.get("objective") or [1]) == 1:
+        seeds = racing.get("max_seeds", 5) if isinstance(racing, dict) else 5
+        budget.append(f"racing up to {seeds} seeds per design")
     metric = (user_attrs.get("objective") or ["objective"])[0]
-    out = Summary(study=study_name, task=user_attrs.get("task", "?"),
+    return Summary(study=study_name, task=user_attrs.get("task", "?"),
                   dataset=user_attrs.get("data") or user_attrs.get("dataset", "?"),
                   metric=metric, maximize=maximize, budget=", ".join(budget) or "—",
                   counts=counts)
-    order = ranked(trials, maximize)
-    if order:
-        best = order[0]
-        out.best_design, out.best_value, out.best_trial = design_label(best), best.values[0], best.number
-        baselines = [t for t in order if t.user_attrs.get("baseline")]
-        if baselines:
-            b = baselines[0]
-            out.baseline_design, out.baseline_value = design_label(b), b.values[0]
-            out.lift = (best.values[0] - b.values[0]) * (1 if maximize else -1)
-    return out
 
 
 # ------------------------------------------------------------------------------ leaderboard
@@ -183,82 +169,49 @@ def residuals_info(trials: Sequence[Any], maximize: bool,
             "label": design_label(order[0])}
 
 
-# ------------------------------------------------------------------------------ confirmation
-@dataclass
-class Confirmed:
-    design: str
-    family: str
-    baseline: bool
-    n: int
-    mean: float
-    ci_low: float
-    ci_high: float
-    values: list[float]
-    test_mean: float | None
-    by_seed: dict[int, float] = field(default_factory=dict, repr=False)
-    p_value: float | None = None
-    beats_baseline: bool = False
+# ------------------------------------------------------------------------------ per-family designs
+def _param_kind(trial: Any, name: str) -> str:
+    """"categorical", "log" or "linear": how a parameter's axis should be drawn."""
+    dist = trial.distributions.get(name)
+    if type(dist).__name__ == "CategoricalDistribution" or isinstance(trial.params.get(name), str):
+        return "categorical"
+    return "log" if getattr(dist, "log", False) else "linear"
 
 
-def _mean_ci(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95 % confidence interval (Student's t), NaN-free for n = 1."""
-    from scipy import stats
+def family_params_info(trials: Sequence[Any], maximize: bool,
+                       min_trials: int = 3) -> list[dict[str, Any]]:
+    """The objective over each loss family's own searched parameters, one entry per family.
 
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, mean, mean
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
-def confirm_info(trials: Sequence[Any], maximize: bool, metric: str,
-                 alpha: float = 0.05) -> list[Confirmed]:
-    """Group confirmation runs by design, rank by mean, and test each against the best baseline.
-
-    The test is a paired t-test across seeds: the design and the baseline were trained on the
-    same data split and with the same seed index, so each seed is one pair.
+    A family's parameters are the ``<family>.*`` parameters that every one of its complete trials
+    has (a parameter only some of them searched, such as a DynamicLoss base argument that depends
+    on the base, is left out rather than drawn at a made-up value). Families with fewer than
+    ``min_trials`` complete trials, or with no searched parameter, get no entry. Rows are best
+    first. Each entry: ``family``, ``params`` (full names), ``names`` (without the family
+    prefix), ``left_out`` (names searched by only some of its trials), ``kinds`` ("categorical", "log" or "linear"), ``rows`` (one list of values per
+    trial, in ``params`` order), ``objective`` and ``trials`` (trial numbers), aligned with rows.
     """
-    from scipy import stats
-
-    groups: dict[str, dict[str, Any]] = {}
-    for t in _complete(trials):
-        key = t.user_attrs.get("design_key")
-        if key is None:
+    groups: dict[str, list[Any]] = {}
+    for t in ranked(trials, maximize):
+        family = t.user_attrs.get("family", t.params.get("loss"))
+        if family:
+            groups.setdefault(str(family), []).append(t)
+    out = []
+    for family in sorted(groups):
+        members = groups[family]
+        if len(members) < min_trials:
             continue
-        g = groups.setdefault(key, {"design": design_label(t), "family": t.user_attrs.get("family"),
-                                    "baseline": bool(t.user_attrs.get("baseline")),
-                                    "by_seed": {}, "test": []})
-        g["by_seed"][t.user_attrs.get("seed_index")] = t.values[0]
-        test = t.user_attrs.get(f"test.{metric}")
-        if test is not None:
-            g["test"].append(test)
-    rows = []
-    for g in groups.values():
-        values = [g["by_seed"][k] for k in sorted(g["by_seed"])]
-        mean, lo, hi = _mean_ci(values)
-        rows.append(Confirmed(design=g["design"], family=g["family"], baseline=g["baseline"],
-                              n=len(values), mean=mean, ci_low=lo, ci_high=hi, values=values,
-                              test_mean=sum(g["test"]) / len(g["test"]) if g["test"] else None,
-                              by_seed=g["by_seed"]))
-    rows.sort(key=lambda r: r.mean, reverse=maximize)
-    baselines = [r for r in rows if r.baseline]
-    if baselines:
-        ref = baselines[0]  # the best baseline (rows are sorted)
-        for r in rows:
-            if r is ref:
-                continue
-            seeds = sorted(set(r.by_seed) & set(ref.by_seed))
-            if len(seeds) < 2:
-                continue
-            a = [r.by_seed[s] for s in seeds]
-            b = [ref.by_seed[s] for s in seeds]
-            diffs = [x - y for x, y in zip(a, b)]
-            if all(d == diffs[0] for d in diffs):  # zero variance: the t-test is undefined
-                r.p_value = 0.0 if diffs[0] != 0 else 1.0
-            else:
-                r.p_value = float(stats.ttest_rel(a, b).pvalue)
-            better = (r.mean > ref.mean) if maximize else (r.mean < ref.mean)
-            r.beats_baseline = better and r.p_value < alpha
-    return rows
+        prefix = family + "."
+        names: list[str] = []
+        for t in members:
+            names.extend(n for n in t.params if n.startswith(prefix) and n not in names)
+        params = [n for n in names if all(n in t.params for t in members)]
+        if not params:
+            continue
+        out.append({"family": family, "params": params,
+                    "names": [n[len(prefix):] for n in params],
+                    "left_out": [n[len(prefix):] for n in names if n not in params],
+                    "kinds": [_param_kind(members[0], n) for n in params],
+                    "rows": [[t.params[n] for n in params] for t in members],
+                    "objective": [t.values[0] for t in members],
+                    "trials": [t.number for t in members]})
+    return out

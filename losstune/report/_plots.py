@@ -7,11 +7,10 @@ a study named ``<b>x</b>`` must show as typed.
 from __future__ import annotations
 
 import html
+import math
 from typing import Any, Sequence
 
 import plotly.graph_objects as go
-
-from losstune.report import _info
 
 PALETTE = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477",
            "#66aa00", "#b82e2e", "#316395"]
@@ -22,6 +21,49 @@ LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=20, t=30,
 
 def esc(text: Any) -> str:
     return html.escape(str(text), quote=False)
+
+
+def wrap(text: Any, width: int = 40) -> str:
+    """``text`` escaped and broken at spaces into lines of about ``width`` characters.
+
+    The lines are joined by ``<br>`` (a word longer than ``width`` keeps its own line whole), so
+    ``wrap(t).replace("<br>", " ") == esc(t)``: nothing is cut.
+    """
+    lines: list[str] = []
+    for word in str(text).split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(esc(line) for line in lines)
+
+
+FAMILY_NAMES = {"cross_entropy": "Cross-entropy", "focal": "Focal loss",
+                "class_balanced": "Class-balanced cross-entropy", "dynamic": "DynamicLoss",
+                "huber": "Huber loss", "mse": "Mean squared error", "mae": "Mean absolute error"}
+GREEK = {"gamma": "γ", "alpha": "α", "beta": "β", "delta": "δ"}
+
+
+def family_name(family: str) -> str:
+    return FAMILY_NAMES.get(family, family)
+
+
+def param_label(name: str) -> str:
+    """A parameter's short name as the report writes it: ``gamma`` → γ, ``label_smoothing`` →
+    label smoothing, ``w_balance`` as is."""
+    if name in GREEK:
+        return GREEK[name]
+    return name if name.startswith("w_") else name.replace("_", " ")
+
+
+def _category_order(values: Sequence[Any]) -> list[str]:
+    """Distinct values as strings, numbers in numeric order, then the rest alphabetically."""
+    def key(v: str) -> tuple[int, float, str]:
+        try:
+            return (0, float(v), v)
+        except ValueError:
+            return (1, 0.0, v)
+    return sorted({str(v) for v in values}, key=key)
 
 
 def _style(fig: go.Figure, title: str, **kw: Any) -> go.Figure:
@@ -41,24 +83,31 @@ def by_family(values: dict[str, list[float]], metric: str) -> go.Figure:
 
 def lines(series: Sequence[dict[str, Any]], title: str, y_title: str,
           x_title: str = "epoch") -> go.Figure:
+    # showlegend: plotly hides the legend of a single-trace figure, which left a lone curve (one
+    # curriculum schedule) unnamed; every trace is named, long names wrapped rather than cut.
     fig = go.Figure()
+    rows = 0
     for i, s in enumerate(series):
-        fig.add_trace(go.Scatter(y=s["values"], x=list(range(len(s["values"]))), mode="lines+markers",
-                                 name=esc(s["label"]), line=dict(color=PALETTE[i % len(PALETTE)])))
-    return _style(fig, title, xaxis_title=x_title, yaxis_title=esc(y_title),
-                  legend=dict(orientation="h", y=-0.25))
+        name = wrap(s.get("label") or f"series {i + 1}", 50)
+        rows += name.count("<br>") + 1
+        fig.add_trace(go.Scatter(y=s["values"], x=list(range(len(s["values"]))),
+                                 mode="lines+markers", name=name, showlegend=True,
+                                 line=dict(color=PALETTE[i % len(PALETTE)])))
+    return _style(fig, title, xaxis_title=x_title, yaxis_title=esc(y_title), showlegend=True,
+                  height=max(LAYOUT["height"], 290 + 21 * rows),
+                  legend=dict(orientation="h", x=0, y=-0.18, yanchor="top"))
 
 
 def recall(info: dict[str, Any]) -> go.Figure:
     classes = [esc(c) for c in info["classes"]]
-    fig = go.Figure(go.Bar(x=classes, y=info["best"], name=esc(info["best_label"])[:60],
+    fig = go.Figure(go.Bar(x=classes, y=info["best"], name=wrap(info["best_label"], 50),
                            marker_color=PALETTE[0]))
     if info.get("baseline"):
-        fig.add_trace(go.Bar(x=classes, y=info["baseline"], name=esc(info["baseline_label"])[:60],
+        fig.add_trace(go.Bar(x=classes, y=info["baseline"], name=wrap(info["baseline_label"], 50),
                              marker_color="#999999"))
     return _style(fig, "Per-class recall (validation): best design vs baseline", barmode="group",
                   yaxis=dict(range=[0, 1.05], title="recall"), xaxis_title="class",
-                  legend=dict(orientation="h", y=-0.25))
+                  showlegend=True, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top"))
 
 
 def residuals(info: dict[str, Any]) -> go.Figure:
@@ -69,19 +118,90 @@ def residuals(info: dict[str, Any]) -> go.Figure:
                   xaxis_title="target", yaxis_title="prediction − target")
 
 
-def confirmation(rows: Sequence[_info.Confirmed], metric: str) -> go.Figure:
-    labels = [f"{i}. {esc(r.design)[:50]}" + (" ★" if r.beats_baseline else "")
-              for i, r in enumerate(rows, start=1)][::-1]
-    means = [r.mean for r in rows][::-1]
+def confirmation(rows: Sequence[Any], metric: str) -> go.Figure:
+    """Mean and CI per confirmed design, best on top; every label whole (wrapped, never cut)."""
+    stars = [bool(getattr(r, "significant", getattr(r, "beats_baseline", False))) for r in rows]
+    labels, hover = [], []
+    for i, (r, star) in enumerate(zip(rows, stars), start=1):
+        note = (" ★" if star else "") + (' <span style="color:#888">(baseline)</span>'
+                                         if r.baseline else "")
+        labels.append(wrap(f"{i}. {r.design}", 44) + note)
+        hover.append(wrap(r.design, 70) + f"<br>mean {r.mean:.4f}, 95% CI [{r.ci_low:.4f}, "
+                     f"{r.ci_high:.4f}]" + ("<br>★ significant" if star else "")
+                     + ("<br>baseline" if r.baseline else ""))
+    # Numeric positions, first row on top: each row gets as much room as its label has lines
+    # (plus one line of gap), and two designs with the same words still get a row each.
+    y, used = [], 0.0
+    for label in labels:
+        room = label.count("<br>") + 2
+        y.append(-(used + room / 2))
+        used += room
     fig = go.Figure(go.Scatter(
-        x=means, y=labels, mode="markers",
-        error_x=dict(type="data", symmetric=False,
-                     array=[r.ci_high - r.mean for r in rows][::-1],
-                     arrayminus=[r.mean - r.ci_low for r in rows][::-1]),
-        marker=dict(size=10, color=["#999999" if r.baseline else PALETTE[0] for r in rows][::-1])))
+        x=[r.mean for r in rows], y=y, mode="markers", hovertext=hover,
+        hovertemplate="%{hovertext}<extra></extra>",
+        error_x=dict(type="data", symmetric=False, array=[r.ci_high - r.mean for r in rows],
+                     arrayminus=[r.mean - r.ci_low for r in rows]),
+        marker=dict(size=10, color=["#999999" if r.baseline else PALETTE[0] for r in rows])))
     return _style(fig, f"Confirmed ranking: mean {metric} with 95% CI across seeds",
-                  height=max(300, 60 + 40 * len(rows)), xaxis_title=esc(metric),
-                  margin=dict(l=320, r=20, t=30, b=50))
+                  height=max(260, 90 + 17 * used), xaxis_title=esc(metric),
+                  yaxis=dict(tickmode="array", tickvals=y, ticktext=labels, automargin=True,
+                             range=[-used, 0], showgrid=True, zeroline=False, fixedrange=True),
+                  margin=dict(l=10, r=20, t=30, b=50), hoverlabel=dict(align="left"))
+
+
+def family_params(info: dict[str, Any], metric: str, maximize: bool = True) -> go.Figure:
+    """One loss family's objective over its own searched parameters (``_info.family_params_info``).
+
+    One parameter: a scatter of the objective against it. Several: parallel coordinates, one
+    line per trial coloured by the objective. No other family's parameters appear, so nothing
+    piles up at "None".
+    """
+    name, objective = family_name(info["family"]), info["objective"]
+    labels = [param_label(n) for n in info["names"]]
+    title = f"{name}: {metric} over " + ", ".join(labels)
+    if len(info["params"]) == 1:
+        values = [row[0] for row in info["rows"]]
+        kind = info["kinds"][0]
+        xaxis: dict[str, Any] = dict(title=esc(labels[0]))
+        if kind == "categorical":
+            values = [str(v) for v in values]
+            xaxis.update(type="category", categoryorder="array",
+                         categoryarray=_category_order(values))
+        elif kind == "log":
+            xaxis.update(type="log")
+        fig = go.Figure(go.Scatter(
+            x=values, y=objective, mode="markers", customdata=info["trials"],
+            marker=dict(size=10, color=PALETTE[0], opacity=0.75, line=dict(width=1, color="#fff")),
+            hovertemplate=f"trial %{{customdata}}<br>{esc(labels[0])} = %{{x}}<br>"
+                          f"{esc(metric)} = %{{y:.4f}}<extra></extra>"))
+        return _style(fig, title, xaxis=xaxis, yaxis_title=esc(metric), showlegend=False)
+    dims = []
+    for j, (label, kind) in enumerate(zip(labels, info["kinds"])):
+        values = [row[j] for row in info["rows"]]
+        if kind == "categorical":
+            cats = _category_order(values)
+            dims.append(dict(label=esc(label), values=[cats.index(str(v)) for v in values],
+                             tickvals=list(range(len(cats))), ticktext=[esc(c) for c in cats],
+                             range=[-0.2, max(len(cats) - 1, 0) + 0.2]))
+        elif kind == "log":
+            logs = [math.log10(v) for v in values]
+            lo, hi = min(logs), max(logs)
+            ticks = [lo, hi] if hi - lo < 1 else list(range(math.ceil(lo), math.floor(hi) + 1))
+            dims.append(dict(label=esc(label) + " (log)", values=logs, tickvals=ticks,
+                             ticktext=[f"{10 ** t:.3g}" for t in ticks]))
+        else:
+            dims.append(dict(label=esc(label), values=values))
+    dims.append(dict(label=esc(metric), values=objective))
+    # The first axis's tick labels sit left of the plot: room for the longest (a category name).
+    first = dims[0].get("ticktext") or []
+    left = min(240, max(60, 16 + 7 * max((len(t) for t in first), default=0)))
+    fig = go.Figure(go.Parcoords(
+        dimensions=dims, labelangle=0, labelside="top",
+        line=dict(color=objective, colorscale="Blues", reversescale=not maximize, showscale=True,
+                  colorbar=dict(title=dict(text=esc(metric)), thickness=12))))
+    # meta.wide: the report gives a plot of many axes a card across the whole grid.
+    return _style(fig, title, margin=dict(l=left, r=40, t=70, b=30),
+                  meta=dict(wide=len(dims) >= 4))
 
 
 def optuna_plot(kind: str, study: Any, **kwargs: Any) -> go.Figure | None:

@@ -38,6 +38,7 @@ DUPLICATE_OF = "duplicate_of"  # a re-sampled design: not trained again on a see
 ERROR = "error"
 TRAIN_TIME = "train_time_s"
 PARENT = "parent"              # on the companion study: the search study's name
+PID = "pid"                    # the process that ran the trial (local workers' fault recovery)
 
 # Parameters of a loss description fitted to the study's data, not part of the design.
 FITTED = ("from_logits", "class_counts", "epochs")
@@ -371,9 +372,9 @@ def _sentence(v: Verdict) -> str:
                     f"is the baseline {w.words} ({m} {fmt(w.mean, 4)}, {w.n} seed"
                     f"{'s' if w.n != 1 else ''})")
         else:
+            tested = "" if best.p_adjusted is None else f", {best.seeds} seeds"
             head = (f"no design is significantly better than the baselines (best: {w.words}, "
-                    f"{best.diff:+.3f} {m} vs {best.baseline}, {_p(best)}, {best.seeds} seed"
-                    f"{'s' if best.seeds != 1 else ''})")
+                    f"{best.diff:+.3f} {m} vs {best.baseline}, {_p(best)}{tested})")
         if w.n < 2:
             head += "; single-seed: add seeds with racing or `losstune confirm`"
         return head

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +241,7 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
     trial.set_user_attr(results.LOSS, json.dumps(description, sort_keys=True))
     trial.set_user_attr(results.WORDS, losses.describe_in_words(description))
     trial.set_user_attr("device", ctx.device)
+    trial.set_user_attr(results.PID, os.getpid())  # lets the parent fail it if this process dies
     trial.set_user_attr("backend", ctx.backend)
     key = results.design_key(description, results.training_params(trial.params))
     if results.SEED_INDEX not in trial.user_attrs:  # a search trial: seed 0 of its design
@@ -269,8 +271,9 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
         y_train = _targets(splits, splits.y_train)
 
         batch = min(len(y_train), 256)
-        report = audit.check(loss, y_train[:batch],
-                             keras.ops.convert_to_numpy(model(splits.x_train[:batch])))
+        outputs = keras.ops.convert_to_numpy(model(splits.x_train[:batch]))
+        _check_outputs(spec, outputs, y_train[:batch])
+        report = audit.check(loss, y_train[:batch], outputs)
         trial.set_user_attr("audit", {k: {n: float(f"{v:.4g}") for n, v in d.items()}
                                       for k, d in report.as_dict().items()})
         if report.warnings:
@@ -346,6 +349,12 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
     except Exception as err:  # noqa: BLE001 - recorded on the trial, then Optuna marks FAIL
         trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
         raise
+    except SystemExit as err:
+        # A model factory (the user's code) called sys.exit(): Optuna would let it end the
+        # process with the trial left RUNNING. It is a failure of this trial, like any other.
+        message = f"the trial's code called sys.exit({err.code!r})"
+        trial.set_user_attr("error", message)
+        raise RuntimeError(message) from None
     finally:
         if spec.training.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
@@ -356,6 +365,20 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
         # by 0.7 %). benchmarks/run.py (figure 7) checks that memory stays flat.
         if not reused and trial.number % GC_EVERY == 0:
             keras.utils.clear_session(free_memory=True)
+
+
+def _check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) -> None:
+    """The model's outputs must match the targets (a user's factory may return anything):
+    say what was expected instead of a backend's shape error deep inside the loss."""
+    want, got = tuple(targets.shape[1:]), tuple(outputs.shape[1:])
+    if got != want:
+        source = (f"model.factory {spec.model.factory!r}" if spec.model.kind == "factory"
+                  else f"model.kind {spec.model.kind!r}")
+        raise LosstuneError(f"{source} returned outputs of shape (batch, "
+                            f"{', '.join(map(str, got))}); a {spec.task} task here needs "
+                            f"(batch, {', '.join(map(str, want))}): one unit per "
+                            f"{'target' if spec.task == 'regression' else 'class'}, logits "
+                            "without an activation")
 
 
 def _earlier_run(trial: "optuna.Trial", key: str) -> Any:

@@ -198,6 +198,9 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     from losstune import stopping
 
     storage_obj = open_storage(url)
+    from losstune import workers as workers_mod
+
+    faults: list[Any] = []
     previous = stopping.install()
     interrupted = False
     try:
@@ -214,18 +217,18 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
                               on_run=progress.refresh).run(n_trials,
                                                            callbacks=[progress.callback])
             else:
-                from losstune import workers as workers_mod
-
                 progress.status(f"starting {workers} worker processes")
                 console.print(Text(f"data: {splits.description}; {workers} worker processes"))
-                workers_mod.run(study_file, url, study.study_name, workers=workers,
-                                n_trials=n_trials, timeout=timeout, gpus=gpus,
-                                on_poll=progress.refresh)
+                faults = workers_mod.run(study_file, url, study.study_name, workers=workers,
+                                         n_trials=n_trials, timeout=timeout, gpus=gpus,
+                                         on_poll=progress.refresh)
     except KeyboardInterrupt:  # a second Ctrl-C
         interrupted = True
     finally:
         stopping.restore(previous)
     interrupted = interrupted or stopping.STOP.is_set()
+    for fault in faults:
+        console.print(Text(f"warning: {fault.describe()}"))
     if len(study.directions) == 1:
         print_verdict(study, runner.study_verdict(study, storage_obj), top, console)
     else:
@@ -240,6 +243,12 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     new = [t for t in study.get_trials(deepcopy=False)
            if t.number not in before and t.state.is_finished()]
     failed = [t for t in new if t.state.name == "FAIL"]
+    designs = [t for t in new if "duplicate_of" not in t.user_attrs and t.state.name != "FAIL"]
+    if faults and n_trials and len(designs) < n_trials and not timeout:
+        raise workers_mod.BudgetNotMet(
+            f"the run tried {len(designs)} of {n_trials} new designs: {len(faults)} worker"
+            f"{'s' if len(faults) > 1 else ''} died (see the warnings above); run the same "
+            "command to continue")
     if new and len(failed) == len(new) and len(failed) >= runner.MAX_FAILURES_WITHOUT_SUCCESS:
         raise LosstuneError(f"stopped: the first {len(failed)} trials all failed; last error: "
                             f"{failed[-1].user_attrs.get('error', 'unknown error')}")
@@ -365,7 +374,8 @@ def studies(storage: str | None, fmt: str) -> None:
     url = _storage_url(storage)
     check_exists(url)
     # Through open_storage like every other command: journal files and masked errors included.
-    summaries = optuna.get_all_study_summaries(storage=open_storage(url, heartbeat=False))
+    reader = open_storage(url, heartbeat=False, create=False)
+    summaries = optuna.get_all_study_summaries(storage=reader)
     rows = []
     for s in summaries:
         single = len(s.directions) == 1
@@ -422,7 +432,7 @@ def show(study: str, storage: str | None, top: int, fmt: str) -> None:
 def _reader(url: str) -> Any:
     from losstune.storage import open_storage
 
-    return open_storage(url, heartbeat=False)
+    return open_storage(url, heartbeat=False, create=False)
 
 
 @main.command()

@@ -166,6 +166,13 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
                 f"study {name!r} in {mask(storage_url)} optimises {stored or stored_dirs}, "
                 f"the file asks for {metrics} ({', '.join(directions)}); use another study "
                 "name (--study-name) or storage")
+        changed = incomparable_changes(existing.user_attrs.get("spec"), spec)
+        if changed:
+            raise StorageError(
+                f"study {name!r} in {mask(storage_url)} was made with other settings; "
+                f"changed: {', '.join(changed[:6])}{' …' if len(changed) > 6 else ''}. Its "
+                "trials would not compare with new ones: restore the file, or start a new "
+                "study with --study-name")
     study = optuna.create_study(
         study_name=name, storage=storage, sampler=make_sampler(spec, worker),
         pruner=make_pruner(spec), directions=directions, load_if_exists=True)
@@ -189,6 +196,32 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
                 study.enqueue_trial(params, user_attrs={results.BASELINE: label,
                                                         results.BASELINE_PARAMS: own})
     return study
+
+
+# What may change when a study is resumed: the budget, and how it is searched. Anything else
+# (data, task, seed, model, training, objective, search space, baselines) changes what a trial
+# measures, so old and new trials would not compare.
+RESUMABLE = ("name", "n_trials", "timeout", "storage", "sampler", "pruner", "racing", "notes")
+
+
+def incomparable_changes(stored: dict[str, Any] | None, spec: StudySpec) -> list[str]:
+    """Dotted keys whose value differs between a stored spec and ``spec`` (resumable keys
+    excepted)."""
+    if stored is None:
+        return []
+    try:
+        old = json.loads(StudySpec.model_validate(stored).model_dump_json())
+    except Exception:  # noqa: BLE001 - a spec stored by another version: compare it as stored
+        old = stored
+    new = json.loads(spec.model_dump_json())
+
+    def diff(a: Any, b: Any, prefix: str) -> list[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return [k for key in sorted(set(a) | set(b))
+                    for k in diff(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)]
+        return [] if a == b else [prefix]
+
+    return [k for k in diff(old, new, "") if k.split(".")[0] not in RESUMABLE]
 
 
 class FailureGuard:
@@ -275,7 +308,7 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
     """What the report needs about the data, stored once with the study."""
     from losstune.trial import MAX_STORED_PREDICTIONS
 
-    if study.user_attrs.get("data") != splits.description:
+    if "data" not in study.user_attrs:  # a resumed study keeps what it was made with
         study.set_user_attr("data", splits.description)
         study.set_user_attr("class_names", list(splits.class_names))
         if splits.task == "regression":
@@ -464,7 +497,7 @@ def load_existing(storage_url: str, name: str) -> "optuna.Study":
     import optuna
 
     check_exists(storage_url)
-    storage = open_storage(storage_url, heartbeat=False)
+    storage = open_storage(storage_url, heartbeat=False, create=False)
     names = study_names(storage)
     if name not in names:
         listed = ", ".join(sorted(names)) or "none"

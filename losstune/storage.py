@@ -122,15 +122,23 @@ def sqlite_path(url: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
-def _prepare_sqlite(path: Path, url: str) -> None:
+def _prepare_sqlite(path: Path, url: str, create: bool) -> None:
     if path.exists():
         if path.is_dir():
             raise StorageError(f"storage {url}: {path} is a directory, not a SQLite database")
-        with path.open("rb") as fh:
-            head = fh.read(16)
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(16)
+        except OSError as err:
+            raise StorageError(f"storage {url}: cannot read {path} ({err.strerror})") from None
         if head and head != SQLITE_MAGIC:
             raise StorageError(f"storage {url}: {path} is not a SQLite database; "
                                "give another file name")
+        if head:
+            _check_optuna_tables(path, url)
+        elif not create:
+            raise StorageError(f"storage {url}: {path} is empty: no study there yet; run "
+                               "`losstune search STUDY_FILE` first")
     elif not path.parent.exists():
         raise StorageError(f"storage {url}: folder {path.parent} does not exist")
     # WAL lets readers (the dashboard, `losstune show`) work while workers write, and makes
@@ -140,6 +148,23 @@ def _prepare_sqlite(path: Path, url: str) -> None:
             conn.execute("PRAGMA journal_mode=WAL")
     except sqlite3.DatabaseError as err:
         raise StorageError(f"storage {url}: {path} cannot be opened as SQLite ({err})") from None
+
+
+def _check_optuna_tables(path: Path, url: str) -> None:
+    """Optuna creates its tables in any database it opens. In a SQLite file of another
+    application that would change someone else's data, so only a new or empty file, or one
+    that already holds Optuna's tables, is used."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_S) as conn:
+            tables = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as err:
+        raise StorageError(f"storage {url}: {path} cannot be opened as SQLite ({err})") from None
+    if tables and not {"studies", "trials", "version_info"} <= tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise StorageError(f"storage {url}: {path} is a SQLite database of something else "
+                           f"(tables: {shown}); losstune will not add its tables to it: give "
+                           "another file name")
 
 
 def heartbeat_settings() -> tuple[int, int]:
@@ -161,8 +186,11 @@ def heartbeat_settings() -> tuple[int, int]:
     return interval, max(read("LOSSTUNE_GRACE_PERIOD", GRACE_PERIOD_S), interval + 1)
 
 
-def open_storage(url: str | None = None, *, heartbeat: bool = True) -> "optuna.storages.BaseStorage":
-    """An Optuna storage for ``url``; errors are one line, password masked."""
+def open_storage(url: str | None = None, *, heartbeat: bool = True,
+                 create: bool = True) -> "optuna.storages.BaseStorage":
+    """An Optuna storage for ``url``; errors are one line, password masked.
+
+    ``create=False`` (reading commands): never create a database or Optuna's tables."""
     import optuna
     import sqlalchemy.exc
 
@@ -172,13 +200,23 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> "optuna.s
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = Path(url[len("journal:"):])
+        if path.is_dir():
+            raise StorageError(f"storage {shown}: {path} is a directory; a journal is a file")
         if not path.parent.exists():
             raise StorageError(f"storage {shown}: folder {path.parent} does not exist")
-        return JournalStorage(JournalFileBackend(str(path)))
+        if not create and not path.exists():
+            raise StorageError(f"storage {shown}: no journal file at {path}")
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except (OSError, ValueError) as err:
+            raise StorageError(f"storage {shown}: cannot use {path} ({err})") from None
+    if url.split("?")[0] in ("sqlite://", "sqlite:///:memory:", "sqlite:///"):
+        raise StorageError(f"storage {shown}: an in-memory SQLite database keeps nothing; "
+                           "give a file: sqlite:///FILE.db")
     path = sqlite_path(url)
     engine_kwargs: dict = {}
     if path is not None:
-        _prepare_sqlite(path, shown)
+        _prepare_sqlite(path, shown, create)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     elif url.startswith("postgresql"):
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
@@ -196,6 +234,9 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True) -> "optuna.s
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise StorageError(f"storage {shown}: cannot connect ({scrub(reason, url)})") from None
+    except RuntimeError as err:  # Optuna: a schema made by another Optuna version
+        reason = str(err).strip().splitlines()[0].replace("$STORAGE_URL", shown)
+        raise StorageError(f"storage {shown}: {scrub(reason, url)}") from None
     if path is not None:
         _serialise_sqlite_transactions(storage.engine)
     return storage

@@ -10,6 +10,7 @@ Passwords never reach the terminal or an error message (:func:`mask`).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -139,8 +140,16 @@ def _prepare_sqlite(path: Path, url: str, create: bool) -> None:
         elif not create:
             raise StorageError(f"storage {url}: {path} is empty: no study there yet; run "
                                "`losstune search STUDY_FILE` first")
+        if create and not os.access(path, os.W_OK):
+            raise StorageError(f"storage {url}: {path} is read-only; a search writes its "
+                               "trials there: give a writable file (show and report can read it)")
     elif not path.parent.exists():
         raise StorageError(f"storage {url}: folder {path.parent} does not exist")
+    if create and not os.access(path.parent, os.W_OK):
+        raise StorageError(f"storage {url}: folder {path.parent} is read-only; SQLite writes "
+                           "its journal beside the database: give a writable folder")
+    if not create:
+        return  # readers change nothing, not even the journal mode
     # WAL lets readers (the dashboard, `losstune show`) work while workers write, and makes
     # concurrent writers wait less; the mode is stored in the file, so setting it once suffices.
     try:

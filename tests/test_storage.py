@@ -108,3 +108,107 @@ def test_no_secret_in_output_study_report_export_or_note(tmp_path, postgres_url,
     for secret in [*SECRETS[password], "fi1e-s3cret"]:
         for text in texts:
             assert secret not in text
+
+
+# ------------------------------------------------------------------------------ refused storages
+def _fingerprint(path) -> tuple[int, str]:
+    """The file's size and a hash of its whole content as SQL (nothing changed, nothing added)."""
+    import hashlib
+    import sqlite3
+
+    if not path.exists():
+        return -1, ""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        dump = "\n".join(conn.iterdump())
+    return path.stat().st_size, hashlib.sha256(dump.encode()).hexdigest()
+
+
+def _refused(args, *, contains: str) -> None:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert contains in lines[0], lines[0]
+
+
+def test_in_memory_sqlite_is_refused(study_file):
+    _refused(["search", study_file, "--storage", "sqlite://"], contains="in-memory")
+    _refused(["search", study_file, "--storage", "sqlite:///:memory:"], contains="in-memory")
+
+
+def test_a_foreign_sqlite_file_gets_no_optuna_tables(tmp_path, study_file):
+    import sqlite3
+
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+        conn.execute("INSERT INTO users VALUES ('ada')")
+    before = _fingerprint(db)
+    url = f"sqlite:///{db}"
+    _refused(["search", study_file, "--storage", url], contains="tables: users")
+    _refused(["show", "tiny", "--storage", url], contains="tables: users")
+    _refused(["studies", "--storage", url], contains="tables: users")
+    assert _fingerprint(db) == before
+
+
+def test_readers_never_create_tables_in_an_empty_file(tmp_path):
+    db = tmp_path / "empty.db"
+    db.touch()
+    for args in (["show", "tiny"], ["studies"], ["report", "tiny"], ["export", "tiny"]):
+        _refused([*args, "--storage", f"sqlite:///{db}"], contains="is empty")
+    assert db.stat().st_size == 0
+
+
+def test_journal_path_that_is_a_folder(tmp_path, study_file):
+    _refused(["search", study_file, "--storage", f"journal:{tmp_path}"], contains="directory")
+
+
+def test_read_only_database_is_refused_for_search_and_read_by_show(finished, tmp_path):
+    import subprocess
+
+    from tests.conftest import copy_db
+
+    url = copy_db(finished[1], tmp_path)
+    db = tmp_path / "copy.db"
+    if subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode != 0:
+        pytest.fail("chattr +i is needed to make a file read-only for root")
+    try:
+        before = _fingerprint(db)
+        _refused(["search", finished[0], "--storage", url], contains="read-only")
+        shown = CliRunner().invoke(main, ["show", "tiny", "--storage", url])
+        assert shown.exit_code == 0 and "Verdict" in shown.output, shown.output
+        assert _fingerprint(db) == before
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+
+
+def test_another_optuna_schema_is_one_line(finished, tmp_path):
+    import sqlite3
+
+    from tests.conftest import copy_db
+
+    url = copy_db(finished[1], tmp_path)
+    with sqlite3.connect(tmp_path / "copy.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'v0.9.0.a'")
+    _refused(["show", "tiny", "--storage", url], contains="optuna storage upgrade")
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"search": {"focal": {"gamma": {"low": 0.1, "high": 4.0}}}}, "search.focal.gamma"),
+    ({"dataset": {"name": "wine", "label_noise": 0.2}}, "dataset.label_noise"),
+    ({"training": {"epochs": 4}}, "training.epochs"),
+    ({"seed": 4}, "seed"),
+])
+def test_resuming_with_incomparable_settings_is_refused(finished, tmp_path, change, key):
+    from tests.conftest import copy_db
+
+    url = copy_db(finished[1], tmp_path)
+    before = _fingerprint(tmp_path / "copy.db")
+    changed = write_study(tmp_path, change, name="changed.toml")
+    _refused(["search", changed, "--storage", url], contains=key)
+    assert _fingerprint(tmp_path / "copy.db") == before
+    # What may change: the budget and how the space is searched.
+    fine = write_study(tmp_path, {"n_trials": 1, "sampler": {"name": "random"}},
+                       name="fine.toml")
+    result = CliRunner().invoke(main, ["search", str(fine), "--storage", url])
+    assert result.exit_code == 0, result.output

@@ -18,6 +18,8 @@ import click
 from losstune import __version__
 from losstune.errors import LosstuneError
 
+# An upper bound on a run's budget: far beyond any search, and a number every counter holds.
+MAX_TRIALS = 1_000_000
 STORAGE_HELP = "Storage URL (default: the study file's, else sqlite:///losstune.db)."
 
 
@@ -74,9 +76,11 @@ def main(ctx: click.Context, debug: bool) -> None:
 @handle_errors
 def validate(study_file: Path) -> None:
     """Check a study file without training anything."""
+    from losstune import data
     from losstune import spec as spec_mod
 
     spec = spec_mod.load(study_file)
+    data.check_columns(spec.dataset, study_file.parent)  # a csv's header, an npz's array names
     budget = [f"{spec.n_trials} search trials" if spec.n_trials else "",
               f"{spec.timeout:g} s" if spec.timeout else ""]
     click.echo(f"{study_file}: OK — study {spec.name!r}, {spec.task} on {spec.dataset.name}, "
@@ -147,16 +151,36 @@ def _trials(numbers: list[int]) -> str:
     return shown + (f" +{len(numbers) - 3}" if len(numbers) > 3 else "") if numbers else "—"
 
 
+class _OneLineError(click.BadParameter):
+    """A bad option value said in one line (click's usage text would add three)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def _gpu_ids(value: str | None) -> str | None:
+    """--gpus: a comma-separated list of GPU ids (integers >= 0, spaces allowed) -> "0,1"."""
+    if value is None:
+        return None
+    ids = [part.strip() for part in value.split(",")]
+    if not all(part.isascii() and part.isdigit() for part in ids):
+        raise _OneLineError(f"{value!r} is not a list of GPU ids; give integers >= 0 "
+                            "separated by commas, e.g. 0,1", param_hint="'--gpus'")
+    return ",".join(str(int(part)) for part in ids)
+
+
 @main.command()
 @click.argument("study_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--storage", help=STORAGE_HELP)
 @click.option("--study-name", help="Study name (default: the file's name).")
-@click.option("--n-trials", type=click.IntRange(min=1), help="Trials to run now (default: the file's).")
+@click.option("--n-trials", type=click.IntRange(min=1, max=MAX_TRIALS),
+              help="New designs to try now (default: the file's n_trials).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
               help="Stop starting trials after this many seconds.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes on this machine, all on the same study.")
-@click.option("--gpus", default=None, help="GPU ids to pin workers to, round-robin (e.g. 0,1).")
+@click.option("--gpus", default=None, callback=lambda ctx, param, value: _gpu_ids(value),
+              help="GPU ids to pin workers to, round-robin (e.g. 0,1).")
 @click.option("--backend", type=click.Choice(["tensorflow", "torch", "jax"]), default=None,
               help="Keras backend (default: $KERAS_BACKEND, else tensorflow).")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
@@ -167,8 +191,9 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
            top: int) -> None:
     """Run (or resume) the study a STUDY_FILE describes.
 
-    --n-trials counts search trials: designs the sampler proposes, each trained once on the
-    study's seed. Racing (on by default) adds trainings of close designs on more seeds.
+    --n-trials counts new designs: each is trained once on the study's seed, and a design the
+    sampler proposes again is not trained again. Racing (on by default) adds trainings of the
+    designs that stay close to the best on more seeds.
     """
     from rich.text import Text
 
@@ -440,7 +465,7 @@ def _reader(url: str) -> Any:
 @click.option("--storage", default=None, help="Storage URL (default: sqlite:///losstune.db).")
 @click.option("--trial", "trial_number", type=int, default=None,
               help="Trial number to export (default: the verdict's winner).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--output", type=click.Path(path_type=Path),
               default=Path("best_loss.json"), show_default=True)
 @handle_errors
 def export(study: str, storage: str | None, trial_number: int | None, output: Path) -> None:
@@ -448,7 +473,9 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
     import optuna
 
     from losstune import runner
+    from losstune.paths import check_output_path, write_output
 
+    check_output_path(output)  # before any work: no folder, a symbolic link...
     url = _storage_url(storage)
     loaded = runner.load_existing(url, study)
     if trial_number is None:
@@ -465,8 +492,8 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
                    "verdict": {"significant": verdict.significant,
                                "sentence": verdict.sentence},
                    "loss": w.description}
-        click.echo(f"wrote {output}: {w.words} (mean over {w.n} seed"
-                   f"{'s' if w.n != 1 else ''}; verdict: {verdict.sentence})")
+        said = (f"wrote {output}: {w.words} (mean over {w.n} seed"
+                f"{'s' if w.n != 1 else ''}; verdict: {verdict.sentence})")
     else:
         matches = [t for t in loaded.trials if t.number == trial_number]
         if not matches:
@@ -480,8 +507,9 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
                    "values": chosen.values, "metrics": loaded.user_attrs.get("objective"),
                    "description": chosen.user_attrs.get("loss_words"),
                    "loss": json.loads(chosen.user_attrs["loss"])}
-        click.echo(f"wrote {output}: trial {chosen.number}, {payload['description']}")
-    output.write_text(json.dumps(payload, indent=2) + "\n")
+        said = f"wrote {output}: trial {chosen.number}, {payload['description']}"
+    write_output(output, json.dumps(payload, indent=2) + "\n")
+    click.echo(said)
 
 
 @main.command()

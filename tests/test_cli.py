@@ -200,6 +200,37 @@ def test_user_model_factory_is_used(tmp_path):
     assert invoke("search", path, "--storage", url).exit_code == 0
     study = optuna.load_study(study_name="mine", storage=url)
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # The factory gone: every confirmation run fails, and confirm says so instead of printing
+    # an empty success.
+    (tmp_path / "mymodels.py").unlink()
+    import sys
+
+    sys.modules.pop("mymodels", None)
+    result = CliRunner().invoke(main, ["confirm", "mine", "--storage", url, "--seeds", "2"])
+    assert result.exit_code == 2, result.output
+    assert "confirmation runs failed" in result.output and "mymodels" in result.output
+
+
+def test_a_factory_that_exits_or_returns_the_wrong_outputs_fails_its_trials(tmp_path):
+    (tmp_path / "badmodels.py").write_text(
+        "import sys\n"
+        "import keras\n"
+        "def leaves(input_shape, output_units):\n"
+        "    sys.exit(3)\n"
+        "def wrong(input_shape, output_units):\n"
+        "    return keras.Sequential([keras.Input(input_shape), "
+        "keras.layers.Dense(output_units + 2)])\n")
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    for name, words in (("leaves", "sys.exit(3)"), ("wrong", "returned outputs of shape")):
+        path = write_study(tmp_path, {"name": name, "n_trials": 3,
+                                      "model": {"kind": "factory", "factory": f"badmodels:{name}"}},
+                           name=f"{name}.toml")
+        result = CliRunner().invoke(main, ["search", str(path), "--storage", url])
+        assert result.exit_code == 2, result.output
+        assert words in result.output.strip().splitlines()[-1]
+        study = optuna.load_study(study_name=name, storage=url)
+        assert {t.state.name for t in study.trials} == {"FAIL"}  # none left RUNNING
+        assert all(words in t.user_attrs["error"] for t in study.trials)
 
 
 def test_installed_entry_point_is_fast_and_errors_cleanly(tmp_path):

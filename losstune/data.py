@@ -12,8 +12,14 @@ standard deviations of the training targets — and metrics are computed back in
 from __future__ import annotations
 
 import csv
+import math
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,53 +57,197 @@ class Splits:
         return tuple(self.x_train.shape[1:])
 
 
-def _read_csv(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        rows = list(reader)
+def data_file(spec: DatasetSpec, base_dir: Path | str = ".") -> Path:
+    """The csv/npz file a dataset names (relative paths from the study file's folder)."""
+    path = Path(spec.path)
+    path = path if path.is_absolute() else Path(base_dir) / path
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a {spec.name} file (dataset.path)")
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    return path
+
+
+def check_columns(spec: DatasetSpec, base_dir: Path | str = ".") -> None:
+    """Cheap, for ``losstune validate``: the CSV's header line, or the NPZ archive's list of
+    arrays, has the target and the features the study names. Nothing else is read."""
+    if spec.name not in ("csv", "npz"):
+        return
+    path = data_file(spec, base_dir)
+    if spec.name == "csv":
+        with _csv_errors(path), path.open(newline="", encoding="utf-8-sig") as fh:
+            _csv_needed(path, spec, next(csv.reader(fh), None))
+    else:
+        with _open_npz(path) as archive:
+            _npz_needed(path, spec, list(archive.files))
+
+
+@contextmanager
+def _csv_errors(path: Path) -> Iterator[None]:
+    """Reading a CSV file: every way it can fail becomes one DataError naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not a UTF-8 text CSV file ({err.reason})") from None
+    except csv.Error as err:
+        raise DataError(f"{path}: not a valid CSV file ({err})") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the data file ({err.strerror or err})") from None
+
+
+def _csv_needed(path: Path, spec: DatasetSpec, header: list[str] | None) -> list[str]:
+    """The feature columns to read; the header must have them and the target, once each."""
+    if not header or not any(c.strip() for c in header):
+        raise DataError(f"{path}: no header line (the first line names the columns)")
+    columns = [c.strip() for c in header]
     needed = list(spec.features or [c for c in columns if c != spec.target])
-    for column in [spec.target, *needed]:
+    keys = [("dataset.target", spec.target)]
+    keys += [(f"dataset.features[{i}]", c) for i, c in enumerate(spec.features or ())]
+    for key, column in keys:
         if column not in columns:
-            raise DataError(f"{path}: column {column!r} not found; columns: {', '.join(columns)}")
+            raise DataError(f"{path}: {key}: column {column!r} not found; columns: "
+                            f"{', '.join(columns)}")
+    for column in [spec.target, *needed]:
+        if columns.count(column) > 1:
+            raise DataError(f"{path}: column {column!r} appears {columns.count(column)} times "
+                            "in the header; column names must be unique")
+    if not needed:
+        raise DataError(f"{path}: no feature columns besides the target {spec.target!r}")
+    return needed
+
+
+def _read_csv(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    with _csv_errors(path), path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        needed = _csv_needed(path, spec, header)
+        columns = [c.strip() for c in header or []]
+        where = [columns.index(c) for c in needed]
+        target = columns.index(spec.target)
+        rows: list[list[float]] = []
+        labels: list[str] = []
+        try:
+            for row in reader:
+                if not row:  # a blank line
+                    continue
+                line = reader.line_num
+                if len(row) != len(columns):
+                    raise DataError(f"{path}: row {line} has {len(row)} fields, the header has "
+                                    f"{len(columns)}")
+                values = []
+                for j, column in zip(where, needed):
+                    text = row[j].strip()
+                    try:
+                        value = float(text) if text else math.nan
+                    except ValueError:
+                        raise DataError(f"{path}: feature column {column!r} is not numeric "
+                                        f"(row {line}: {text!r})") from None
+                    if math.isinf(value):
+                        raise DataError(f"{path}: feature column {column!r} is not finite "
+                                        f"(row {line}: {text!r}); clean it first")
+                    values.append(value)
+                label = row[target].strip()
+                if not label:
+                    raise DataError(f"{path}: target column {spec.target!r} is empty "
+                                    f"(row {line})")
+                rows.append(values)
+                labels.append(label)
+        except csv.Error as err:
+            raise DataError(f"{path}: not a valid CSV file (line {reader.line_num}): "
+                            f"{err}") from None
     if not rows:
         raise DataError(f"{path}: no data rows")
-    x = np.empty((len(rows), len(needed)), dtype="float64")
-    for i, row in enumerate(rows):
-        for j, column in enumerate(needed):
-            text = row[column].strip()
-            try:
-                x[i, j] = float(text) if text else np.nan
-            except ValueError:
-                raise DataError(f"{path}: feature column {column!r} is not numeric "
-                                f"(row {i + 2}: {text!r})") from None
-    y = np.array([row[spec.target].strip() for row in rows], dtype=object)
-    return x, y
+    return np.array(rows, dtype="float64"), np.array(labels, dtype=object)
+
+
+@contextmanager
+def _open_npz(path: Path) -> Iterator[Any]:
+    """An NPZ archive opened without pickle (no code runs); one DataError for anything else."""
+    try:
+        fh = path.open("rb")  # ours to close, whatever np.load makes of it
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the data file ({err.strerror or err})") from None
+    with fh:
+        try:
+            archive = np.load(fh, allow_pickle=False)
+        except OSError as err:
+            raise DataError(f"{path}: cannot read the data file ({err.strerror or err})") from None
+        except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            # NumPy's own message for unknown content suggests allow_pickle: never here.
+            reason = "neither an NPZ archive nor a NumPy array" if "pickle" in str(err) else err
+            raise DataError(f"{path}: not a readable NPZ file ({reason})") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: a single NumPy array (.npy), not an NPZ archive of named "
+                            "arrays (np.savez(path, x=features, y=target))")
+        with archive:
+            yield archive
+
+
+def _npz_needed(path: Path, spec: DatasetSpec, names: list[str]) -> list[str]:
+    features = list(spec.features or ("x",))
+    keys = [("dataset.target", spec.target),
+            *((f"dataset.features[{i}]" if spec.features else "dataset.features", f)
+              for i, f in enumerate(features))]
+    for key, name in keys:
+        if name not in names:
+            default = "" if spec.features or key == "dataset.target" else (
+                " (the features array when features is not set)")
+            raise DataError(f"{path}: {key}: array {name!r} not found{default}; arrays: "
+                            f"{', '.join(names) or 'none'}")
+    return features
+
+
+def _npz_array(path: Path, archive: Any, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(archive[name])
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise DataError(f"{path}: array {name!r} holds Python objects (dtype=object); save "
+                            "numbers or strings (pickled data is not loaded)") from None
+        raise DataError(f"{path}: array {name!r} cannot be read ({err})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(f"{path}: array {name!r} cannot be read ({err})") from None
+    if array.ndim == 0:
+        raise DataError(f"{path}: array {name!r} is a single value (shape ()); it needs one "
+                        "entry per sample")
+    return array
 
 
 def _read_npz(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable NPZ file ({err})") from None
-    names = list(archive.files)
-    features = spec.features or ("x",)
-    for column in [spec.target, *features]:
-        if column not in names:
-            raise DataError(f"{path}: array {column!r} not found; arrays: {', '.join(names)}")
-    parts = [np.asarray(archive[f]) for f in features]
-    if any(not np.issubdtype(p.dtype, np.number) for p in parts):
-        raise DataError(f"{path}: feature arrays must be numeric")
+    with _open_npz(path) as archive:
+        features = _npz_needed(path, spec, list(archive.files))
+        y = _npz_array(path, archive, spec.target)
+        parts = [_npz_array(path, archive, f) for f in features]
+    if y.ndim > 1 and y.shape[1:] != (1,) * (y.ndim - 1):
+        raise DataError(f"{path}: target {spec.target!r} must hold one value per sample, got "
+                        f"shape {y.shape}")
+    y = y.reshape(len(y))
+    if y.dtype.kind not in "biufUS":
+        raise DataError(f"{path}: target {spec.target!r} must be numbers or strings, got "
+                        f"dtype {y.dtype}")
+    if not len(y):
+        raise DataError(f"{path}: no data rows")
+    for name, p in zip(features, parts):
+        if p.dtype.kind not in "iuf":
+            raise DataError(f"{path}: feature array {name!r} must be numeric (integers or "
+                            f"floats), got dtype {p.dtype}")
+        if len(p) != len(y):
+            raise DataError(f"{path}: feature array {name!r} has {len(p)} rows, target "
+                            f"{spec.target!r} has {len(y)}")
+        if p.size == 0 and len(p):
+            raise DataError(f"{path}: feature array {name!r} has no values (shape {p.shape})")
+        infinite = np.isinf(p.reshape(len(p), -1)).any(axis=1)
+        if infinite.any():
+            raise DataError(f"{path}: feature array {name!r} has infinite values in "
+                            f"{int(infinite.sum())} row(s) (first: index "
+                            f"{int(np.argmax(infinite))}); clean them first")
     parts = [p.reshape(len(p), -1) for p in parts]
-    return np.concatenate(parts, axis=1).astype("float64"), np.asarray(archive[spec.target])
+    return np.concatenate(parts, axis=1).astype("float64"), y
 
 
 def _load_raw(spec: DatasetSpec, base_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if spec.name in ("csv", "npz"):
-        path = Path(spec.path)
-        path = path if path.is_absolute() else base_dir / path
-        if not path.is_file():
-            raise DataError(f"{path}: data file not found")
+        path = data_file(spec, base_dir)
         x, y = (_read_csv if spec.name == "csv" else _read_npz)(path, spec)
         if np.isnan(x).any():
             bad = int(np.isnan(x).any(axis=1).sum())
@@ -162,16 +312,20 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    where = spec.path or spec.name
+    where = data_file(spec, base_dir) if spec.name in ("csv", "npz") else spec.name
     x, y, names = _load_raw(spec, Path(base_dir))
     if task == "regression":
         try:
             y = y.astype("float64")
         except ValueError:
             raise DataError(f"{where}: regression target {spec.target!r} is not numeric") from None
-        if np.isnan(y).any():
-            raise DataError(f"{where}: the target has NaN values")
+        if not np.isfinite(y).all():
+            raise DataError(f"{where}: the target has NaN or infinite values in "
+                            f"{int((~np.isfinite(y)).sum())} row(s); clean them first")
     else:
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise DataError(f"{where}: the target has NaN or infinite values in "
+                            f"{int((~np.isfinite(y)).sum())} row(s); clean them first")
         y, names = _encode_labels(np.asarray(y), names, where)
         if task == "binary" and len(names) != 2:
             raise DataError(f"{where}: task 'binary' needs exactly 2 classes, found {len(names)}")
@@ -212,19 +366,28 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
         notes.append(f"{spec.outliers:.0%} of training targets moved by "
                      f"±{spec.outlier_scale:g} SD")
 
-    scaler = StandardScaler().fit(x_train)
-    x_train, x_val, x_test = (scaler.transform(a).astype("float32")
-                              for a in (x_train, x_val, x_test))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaler = StandardScaler().fit(x_train)
+        x_train, x_val, x_test = (scaler.transform(a).astype("float32")
+                                  for a in (x_train, x_val, x_test))
+    if not all(np.isfinite(a).all() for a in (x_train, x_val, x_test)):
+        raise DataError(f"{where}: features too large to scale (largest |value| "
+                        f"{np.abs(x).max():g}); rescale them first")
     if spec.image:
         x_train, x_val, x_test = (a.reshape(-1, 8, 8, 1) for a in (x_train, x_val, x_test))
     splits = Splits(x_train, y_train, x_val, y_val, x_test, y_test, task,
                     num_classes=num_classes, class_names=names, description="; ".join(notes))
     if task == "regression":
-        splits.y_center, scale = float(np.median(y_train)), robust_scale(y_train)
-        splits.y_scale = scale
-        for name in ("y_train", "y_val", "y_test"):
-            setattr(splits, name, ((getattr(splits, name) - splits.y_center)
-                                   / splits.y_scale).astype("float32"))
+        with np.errstate(over="ignore", invalid="ignore"):
+            splits.y_center, scale = float(np.median(y_train)), robust_scale(y_train)
+            splits.y_scale = scale
+            for name in ("y_train", "y_val", "y_test"):
+                setattr(splits, name, ((getattr(splits, name) - splits.y_center)
+                                       / splits.y_scale).astype("float32"))
+        if not (math.isfinite(splits.y_scale) and all(
+                np.isfinite(getattr(splits, n)).all() for n in ("y_train", "y_val", "y_test"))):
+            raise DataError(f"{where}: target values too large to scale (largest |value| "
+                            f"{np.abs(y).max():g}); rescale them first")
     return splits
 
 

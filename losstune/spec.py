@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, ValidationError,
                       field_validator, model_validator)
@@ -63,7 +63,27 @@ SCHEDULE_PARAMS: dict[str, tuple[str, ...]] = {
     "sigmoid": ("start", "end", "steepness", "midpoint", "warmup"),
 }
 
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
+# allow_inf_nan=False: every float a study file gives (TOML has nan and inf literals) must be
+# finite, in every section, range, choice and baseline parameter: the one place that says so.
+_FROZEN = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+# Racing trains seed index i on seed + 1000 * i (racing.SEED_STRIDE) for up to 100 indices
+# (RacingSpec.max_seeds), and every seed derived from the study's must stay a valid 32-bit seed
+# (NumPy, scikit-learn, Keras): seed + 100_000 < 2**31.
+MAX_SEED = 2**31 - 1 - 100 * 1000
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+# An upper bound on a study's budget: far beyond any search, and a number every counter holds.
+MAX_TRIALS = 1_000_000
+
+
+def _check_seed(v: Any) -> Any:
+    """A study or sampler seed: a whole number (not a boolean or a string) in [0, MAX_SEED]."""
+    if v is None:
+        return v
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_SEED:
+        raise ValueError(f"seed must be a whole number in [0, {MAX_SEED}] (racing adds "
+                         f"1000 per extra seed and seeds are 32-bit), got {v!r}")
+    return v
 
 
 # ------------------------------------------------------------------------------- ranges
@@ -129,13 +149,38 @@ def param_bounds(value: Param) -> tuple[float, float]:
     return float(value), float(value)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_numeric(name: str, value: Param, *, whole: bool = False) -> Param:
+    """A number, a range or numeric choices: a string or a boolean (fixed, or among the
+    choices) is refused here, not at run time. ``whole``: integers only (epochs...)."""
+    members = value.choices if isinstance(value, Choices) else (
+        (value.low, value.high, *(() if value.step is None else (value.step,)))
+        if isinstance(value, Range) else (value,))
+    for member in members:
+        if not _is_number(member):
+            raise ValueError(f"{name} must be a number, a range table or {{choices = [...]}} "
+                             f"of numbers, got {member!r}")
+        if whole and not float(member).is_integer():
+            raise ValueError(f"{name} must be a whole number, got {member!r}")
+    if whole and isinstance(value, Range) and value.log:
+        raise ValueError(f"{name} is a whole number: use step, not log")
+    return value
+
+
 def _check_param(name: str, value: Param, low: float | None = None, high: float | None = None,
-                 *, high_open: bool = False, allowed: str = "") -> Param:
+                 *, high_open: bool = False, allowed: str = "", low_open: bool = False,
+                 whole: bool = False) -> Param:
+    _check_numeric(name, value, whole=whole)
     lo, hi = param_bounds(value)
     bad = ((low is not None and lo < low) or (high is not None and hi > high)
-           or (high_open and high is not None and hi >= high))
+           or (high_open and high is not None and hi >= high)
+           or (low_open and low is not None and lo <= low))
     if bad:
-        raise ValueError(f"{name} must lie in {allowed}, got {lo:g}..{hi:g}")
+        got = f"{lo:g}" if lo == hi else f"{lo:g}..{hi:g}"
+        raise ValueError(f"{name} must lie in {allowed}, got {got}")
     return value
 
 
@@ -162,8 +207,6 @@ class DatasetSpec(BaseModel):
                 raise ValueError(f"dataset {self.name!r} needs path = 'file.{self.name}'")
             if not self.target:
                 raise ValueError(f"dataset {self.name!r} needs target = 'column'")
-        elif self.path is not None:
-            raise ValueError("path is only for the csv and npz datasets")
         if self.validation + self.test >= 0.9:
             raise ValueError("validation + test must leave at least 10% for training")
         return self
@@ -195,7 +238,7 @@ class TrainingSpec(BaseModel):
     model_config = _FROZEN
     epochs: Union[int, Range, Choices] = 10
     batch_size: Union[int, Range, Choices] = 64
-    optimizer: Union[Literal["adam", "adamw", "sgd", "rmsprop"], Choices] = "adam"
+    optimizer: Union[Literal[OPTIMIZERS], Choices] = "adam"
     learning_rate: Union[float, Range, Choices] = 1e-3
     mixed_precision: StrictBool = False
     # XLA compilation of the train step. Off by default: for the small models people tune
@@ -211,7 +254,17 @@ class TrainingSpec(BaseModel):
     @field_validator("epochs", "batch_size")
     @classmethod
     def _at_least_one(cls, v: Param, info) -> Param:
-        return _check_param(info.field_name, v, 1, allowed="[1, inf)")
+        return _check_param(info.field_name, v, 1, allowed="[1, inf)", whole=True)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizers(cls, v: Any) -> Any:
+        # A fixed name is checked by its Literal; the members of {choices = [...]} the same way.
+        for member in v.choices if isinstance(v, Choices) else ():
+            if member not in OPTIMIZERS:
+                raise ValueError(f"optimizer choices must be among "
+                                 f"{', '.join(map(repr, OPTIMIZERS))}, got {member!r}")
+        return v
 
     @field_validator("jit_compile", mode="before")
     @classmethod
@@ -230,6 +283,7 @@ class TrainingSpec(BaseModel):
     @field_validator("learning_rate")
     @classmethod
     def _positive_lr(cls, v: Param) -> Param:
+        _check_numeric("learning_rate", v)
         if param_bounds(v)[0] <= 0:
             raise ValueError(f"learning_rate must be > 0, got {param_bounds(v)[0]:g}")
         return v
@@ -257,6 +311,11 @@ class SamplerSpec(BaseModel):
     seed: int | None = None
     n_startup_trials: int = Field(10, ge=0)
 
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed(cls, v: Any) -> Any:
+        return _check_seed(v)
+
 
 class PrunerSpec(BaseModel):
     model_config = _FROZEN
@@ -283,7 +342,9 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-# Allowed parameter names per family, with their valid numeric interval for the range check.
+# Allowed parameter names per family, with their valid numeric interval for the range check:
+# (low, high, high end open, the interval as printed; "(" there makes the low end open too).
+# Searched parameters and baselines' parameters are checked against the same table.
 _FAMILY_PARAMS: dict[str, dict[str, tuple[float | None, float | None, bool, str]]] = {
     "cross_entropy": {"label_smoothing": (0, 1, False, "[0, 1]")},
     "focal": {"gamma": (0, None, False, "[0, inf)"), "alpha": (0, 1, False, "[0, 1]"),
@@ -333,15 +394,45 @@ class ScheduleSpace(BaseModel):
             raise ValueError("names must list at least one schedule")
         return v
 
-    @model_validator(mode="after")
-    def _ranges(self) -> "ScheduleSpace":
-        _check_param("warmup", self.warmup, 0, allowed="[0, inf)")
-        _check_param("midpoint", self.midpoint, 0, 1, allowed="[0, 1]")
-        for key in ("rate", "steepness"):
-            if param_bounds(getattr(self, key))[0] <= 0:
-                raise ValueError(f"{key} must be > 0")
-        _check_param("gamma", self.gamma, 0, allowed="[0, inf)")
-        return self
+    @field_validator("value", "start", "end")
+    @classmethod
+    def _numbers(cls, v: Param, info) -> Param:
+        return _check_numeric(info.field_name, v)
+
+    # Bounds that keep every schedule computable (losstune/schedules.py): a sigmoid steeper
+    # than 500 overflows math.exp, and a rate or steepness below 1e-6 makes the normalised
+    # ramp divide by zero (the ramp is linear long before that anyway).
+    @field_validator("warmup")
+    @classmethod
+    def _warmup(cls, v: Param) -> Param:
+        return _check_param("warmup", v, 0, allowed="[0, inf)", whole=True)
+
+    @field_validator("midpoint")
+    @classmethod
+    def _midpoint(cls, v: Param) -> Param:
+        return _check_param("midpoint", v, 0, 1, allowed="[0, 1]")
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: Param) -> Param:
+        return _check_param("rate", v, 1e-6, allowed="[1e-6, inf)")
+
+    @field_validator("steepness")
+    @classmethod
+    def _steepness(cls, v: Param) -> Param:
+        return _check_param("steepness", v, 1e-6, 500, allowed="[1e-6, 500]")
+
+    @field_validator("gamma")
+    @classmethod
+    def _gamma(cls, v: Param) -> Param:
+        return _check_param("gamma", v, 0, allowed="[0, inf)")
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(m < 0 for m in v):
+            raise ValueError(f"milestones must be epochs >= 0, got {list(v)}")
+        return v
 
 
 class SearchSpec(BaseModel):
@@ -391,7 +482,8 @@ class StudySpec(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     task: Literal["multiclass", "binary", "regression"]
     seed: int = 0
-    n_trials: int | None = Field(None, ge=1)
+    # The same bound as `losstune search --n-trials` (cli.MAX_TRIALS).
+    n_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)
     timeout: float | None = Field(None, gt=0)
     storage: str | None = None
     dataset: DatasetSpec
@@ -404,6 +496,20 @@ class StudySpec(BaseModel):
     baselines: Union[StrictBool, tuple[Baseline, ...]] = True
     racing: Union[StrictBool, RacingSpec] = True
     notes: str = ""
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed(cls, v: Any) -> Any:
+        return _check_seed(v)
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str) -> str:
+        # The name is printed in one-line messages, tables and file names.
+        if not v.isprintable():
+            raise ValueError(f"name must be printable text (no line breaks or control "
+                             f"characters), got {v!r}")
+        return v
 
     @property
     def race(self) -> RacingSpec | None:
@@ -466,8 +572,26 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         data_path = Path(spec.dataset.path)
         if not data_path.is_absolute():
             data_path = Path(path).parent / data_path
+        if data_path.is_dir():
+            fail("dataset.path", f"{data_path} is a folder; give the {spec.dataset.name} file")
         if not data_path.is_file():
             fail("dataset.path", f"file not found: {data_path}")
+        features = spec.dataset.features
+        if features is not None:
+            if not features:
+                fail("dataset.features", "list at least one column (or leave features out: "
+                                         "every column but the target)")
+            for i, column in enumerate(features):
+                if column == spec.dataset.target:
+                    fail(f"dataset.features[{i}]", f"{column!r} is the target; a feature "
+                                                   "cannot be the target")
+                if column in features[:i]:
+                    fail(f"dataset.features[{i}]", f"{column!r} is listed twice")
+    else:
+        for key in ("path", "target", "features"):
+            if getattr(spec.dataset, key) is not None:
+                fail(f"dataset.{key}", f"only for the csv and npz datasets; {spec.dataset.name!r} "
+                                       "is built in (remove it)")
 
     metrics = spec.objective.metrics
     if not metrics:
@@ -495,31 +619,9 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
             fail(f"search.families[{i}]", f"family {family!r} is not valid for a {spec.task} "
                                           f"task; allowed: {', '.join(valid_families)}")
 
-    for family, allowed in _FAMILY_PARAMS.items():
+    for family in _FAMILY_PARAMS:
         for name, value in spec.search.family_space(family, spec.task).items():
-            key = f"search.{family}.{name}"
-            if name not in allowed:
-                fail(key, f"family {family!r} has no parameter {name!r}; allowed: "
-                          f"{', '.join(allowed) or 'none'}")
-            low, high, high_open, interval = allowed[name]
-            if name == "base":
-                bases = DYNAMIC_BASES[spec.task]
-                choices = value.choices if isinstance(value, Choices) else (value,)
-                for b in choices:
-                    if b not in bases:
-                        fail(key, f"base {b!r} is not valid for a {spec.task} task; allowed: "
-                                  f"{', '.join(bases)}")
-                continue
-            if name == "prior":
-                if value not in ("uniform", "train"):
-                    fail(key, f"prior must be 'uniform' or 'train', got {value!r}")
-                continue
-            if isinstance(value, (str, bool)):
-                fail(key, f"must be a number, a range table or {{choices = [...]}}, got {value!r}")
-            try:
-                _check_param(name, value, low, high, high_open=high_open, allowed=interval)
-            except ValueError as err:
-                fail(key, str(err))
+            _check_family_param(family, name, value, spec.task, f"search.{family}.{name}", fail)
     if spec.task == "regression":
         balance = spec.search.family_space("dynamic", spec.task).get("w_balance", 0.0)
         if param_bounds(balance)[1] > 0 and "dynamic" in spec.families:
@@ -532,11 +634,10 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
                 fail(f"baselines[{i}].family", f"family {base.family!r} is not valid for a "
                                                f"{spec.task} task; allowed: "
                                                f"{', '.join(valid_families)}")
-            for name in base.params:
-                if name not in _FAMILY_PARAMS[base.family]:
-                    fail(f"baselines[{i}].params.{name}",
-                         f"family {base.family!r} has no parameter {name!r}; allowed: "
-                         f"{', '.join(_FAMILY_PARAMS[base.family]) or 'none'}")
+            # The same names, intervals and types as the search space: a baseline trains too.
+            for name, value in base.params.items():
+                _check_family_param(base.family, name, value, spec.task,
+                                    f"baselines[{i}].params.{name}", fail)
 
     if spec.sampler.name == "grid":
         _check_grid(spec, fail)
@@ -545,6 +646,32 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
                              "for several metrics")
     if spec.n_trials is None and spec.timeout is None:
         fail("n_trials", "give n_trials, timeout or both")
+
+
+def _check_family_param(family: str, name: str, value: Param, task: str, key: str,
+                        fail: Callable[[str, str], None]) -> None:
+    """One loss parameter (searched or a baseline's): a known name, a value of the right kind
+    (every member of ``{choices = [...]}`` too) inside the family's interval."""
+    allowed = _FAMILY_PARAMS[family]
+    if name not in allowed:
+        fail(key, f"family {family!r} has no parameter {name!r}; allowed: "
+                  f"{', '.join(allowed) or 'none'}")
+    low, high, high_open, interval = allowed[name]
+    names = {"base": DYNAMIC_BASES[task], "prior": ("uniform", "train")}.get(name)
+    if names is not None:  # a name out of a fixed set, fixed or among the choices
+        if isinstance(value, Range):
+            fail(key, f"must be one of {', '.join(map(repr, names))} (or {{choices = [...]}} "
+                      "of them), not a range")
+        for member in value.choices if isinstance(value, Choices) else (value,):
+            if member not in names or not isinstance(member, str):
+                where = f" for a {task} task" if name == "base" else ""
+                fail(key, f"{name} {member!r} is not valid{where}; allowed: {', '.join(names)}")
+        return
+    try:
+        _check_param(name, value, low, high, high_open=high_open, allowed=interval,
+                     low_open=interval.startswith("("))
+    except ValueError as err:
+        fail(key, str(err))
 
 
 def _check_grid(spec: StudySpec, fail) -> None:
@@ -571,12 +698,20 @@ def _is_type_tag(item: Any) -> bool:
         or item.startswith(("function-", "literal[", "tuple[", "constrained-")))
 
 
+def _model_names() -> set[str]:
+    return {cls.__name__ for cls in globals().values()
+            if isinstance(cls, type) and issubclass(cls, BaseModel) and cls is not BaseModel}
+
+
 def _key_path(loc: tuple) -> str:
     parts: list[str] = []
-    for item in loc:
+    models = _model_names()
+    for n, item in enumerate(loc):
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif not _is_type_tag(item):
+        # A section's model name (racing = {..} tried as RacingSpec) is a union member too;
+        # the last item is kept: it may be the user's own unknown key.
+        elif not _is_type_tag(item) and not (item in models and n < len(loc) - 1):
             parts.append(str(item))
     return ".".join(parts)
 
@@ -589,11 +724,64 @@ def _friendly(error: dict[str, Any]) -> str:
         return "required key is missing"
     if kind == "literal_error":
         return msg.replace("Input should be", "must be")
+    if kind == "finite_number":
+        return f"must be a finite number, got {error.get('input')!r}"
     msg = msg.replace("Value error, ", "").replace("Input should be", "must be")
     got = error.get("input")
     if kind.endswith("_type") or kind.endswith("_parsing"):
         msg += f", got {got!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        interval = _interval(error["loc"])
+        msg = (f"must lie in {interval}" if interval else msg) + f", got {got!r}"
     return msg
+
+
+def _model_in(annotation: Any) -> Any:
+    """The section model inside a field's annotation (``Union[bool, tuple[Baseline, ...]]``
+    gives Baseline), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _field_at(loc: tuple) -> tuple[Any, Any]:
+    """(the model holding the last key of ``loc``, that key's FieldInfo or None), skipping list
+    indices and union member tags; (None, None) where ``loc`` leaves the models."""
+    model: Any = StudySpec
+    info = None
+    models = _model_names()
+    items = [i for n, i in enumerate(loc) if not isinstance(i, int) and not _is_type_tag(i)
+             and not (i in models and n < len(loc) - 1)]
+    for n, item in enumerate(items):
+        fields = getattr(model, "model_fields", None) if model is not None else None
+        if not fields or item not in fields:
+            return (model, None) if n == len(items) - 1 else (None, None)
+        info = fields[item]
+        if n < len(items) - 1:
+            model = _model_in(info.annotation)
+    return model, info
+
+
+def _number(v: Any) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
+def _interval(loc: tuple) -> str:
+    """The interval a number field allows (``[0, 1)``), read from its Field constraints."""
+    info = _field_at(loc)[1]
+    bounds = {kind: getattr(m, kind) for m in getattr(info, "metadata", ())
+              if (kind := type(m).__name__.lower()) in ("gt", "ge", "lt", "le")}
+    if not bounds:
+        return ""
+    low = (f"({_number(bounds['gt'])}" if "gt" in bounds
+           else f"[{_number(bounds['ge'])}" if "ge" in bounds else "(-inf")
+    high = (f"{_number(bounds['lt'])})" if "lt" in bounds
+            else f"{_number(bounds['le'])}]" if "le" in bounds else "inf)")
+    return f"{low}, {high}"
 
 
 def _union_member(loc: tuple) -> str | None:
@@ -618,8 +806,9 @@ def _best_error(err: ValidationError) -> dict[str, Any]:
     candidates = [e for e in errors if _union_member(e["loc"]) in (None, intended)]
     members = [e for e in candidates if _union_member(e["loc"])]
     candidates = members or candidates or errors
-    for preferred in ("value_error", "extra_forbidden", "missing", "literal_error",
-                      "greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+    for preferred in ("value_error", "finite_number", "extra_forbidden", "missing",
+                      "literal_error", "greater_than", "greater_than_equal", "less_than",
+                      "less_than_equal"):
         for e in candidates:
             if e["type"] == preferred:
                 return e
@@ -631,15 +820,7 @@ def _allowed_keys(error: dict[str, Any]) -> str:
     member = _union_member(error["loc"])
     if member:
         return "; allowed: " + ", ".join((Range if member == "Range" else Choices).model_fields)
-    model: Any = StudySpec
-    for item in error["loc"][:-1]:
-        fields = getattr(model, "model_fields", None)
-        if not fields or item not in fields:
-            return ""
-        annotation = fields[item].annotation
-        model = next((a for a in getattr(annotation, "__args__", (annotation,))
-                      if hasattr(a, "model_fields")), annotation)
-    fields = getattr(model, "model_fields", None)
+    fields = getattr(_field_at(error["loc"])[0], "model_fields", None)
     return f"; allowed: {', '.join(fields)}" if fields else ""
 
 

@@ -1,10 +1,18 @@
-"""Bad input, table-driven: one clear line, exit status 2, no traceback, the database untouched."""
+"""Bad input, table-driven: one line on stderr, exit status 2, no traceback, nothing changed.
+
+Every case runs through ``losstune search`` against a copy of a finished study's database (and,
+where ``validate`` can see the problem, through ``losstune validate`` first, with the same line):
+the database must keep the same trials and the same dump, byte for byte.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -12,117 +20,375 @@ from losstune.cli import main
 from tests.conftest import copy_db, write_study
 
 CSV_OK_HEADER = "f1,f2,label\n"
+GOOD_CSV = CSV_OK_HEADER + "".join(f"{i % 7},{i % 5},{'ab'[i % 2]}\n" for i in range(40))
+NAN, INF = float("nan"), float("inf")
+# Which commands see a case: validate (the study file, a csv header, an npz's array names) and
+# search, or search only (data rows, storage, backend, options).
+BOTH, SEARCH = ("validate", "search"), ("search",)
 
 
-def dump(url: str) -> list[str]:
+def db_state(url: str) -> tuple[int, str]:
+    """The trial count and a hash of the whole dump of a SQLite study database."""
     with sqlite3.connect(url[len("sqlite:///"):]) as conn:
-        return list(conn.iterdump())
+        trials = conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        digest = hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+    return trials, digest
 
 
-def _csv(folder: Path, text: str) -> dict:
-    (folder / "data.csv").write_text(text)
-    return {"dataset": {"name": "csv", "path": "data.csv", "target": "label"},
+def _csv(folder: Path, text: str | bytes, **dataset) -> dict:
+    path = folder / "data.csv"
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    return {"dataset": {"name": "csv", "path": "data.csv", "target": "label", **dataset},
             "task": "binary"}
 
 
-# (id, how to make the study file or the command, fragment of the one-line message)
+def _npz(folder: Path, **arrays) -> dict:
+    np.savez(folder / "data.npz", **arrays)
+    return {"dataset": {"name": "npz", "path": "data.npz", "target": "y"}, "task": "binary"}
+
+
+def _unreadable_csv(folder: Path) -> dict:
+    """A data file whose reading fails. chmod 000 does not stop root (the tests may run as
+    root): there, /proc/self/mem, a regular file whose first bytes no process can read (EIO)."""
+    path = folder / "data.csv"
+    path.write_text(GOOD_CSV)
+    path.chmod(0)
+    if os.access(path, os.R_OK):
+        path = Path("/proc/self/mem")
+        if not path.is_file():
+            pytest.skip("running as root and no /proc/self/mem: no file root cannot read")
+    return {"dataset": {"name": "csv", "path": str(path), "target": "label"}, "task": "binary"}
+
+
+def _fresh_storage(folder: Path, changes: dict) -> dict:
+    """The case's changes with a storage that does not exist yet: it must not be created."""
+    db = folder / "fresh.db"
+
+    def after() -> None:
+        assert not db.exists() and not list(folder.glob("fresh.db*"))
+
+    return {**changes, "storage": f"sqlite:///{db}", "after": after}
+
+
+def _symlink(folder: Path, dangling: bool) -> dict:
+    target = folder / "elsewhere.json"
+    if not dangling:
+        target.write_text("keep me\n")
+    (folder / "link.json").symlink_to(target)
+
+    def after() -> None:  # the link's target neither created nor changed
+        assert (target.read_text() == "keep me\n") if not dangling else not target.exists()
+
+    return {"command": ["export", "tiny", "-o", str(folder / "link.json")], "after": after}
+
+
+# (id, changes to the tiny study or how to make the case, fragment of the one-line message,
+#  the commands that must refuse it; "export" cases give their command line in "command").
+#  A callable gets the test's folder and returns the changes
+#  (None: it wrote s.toml itself). Keys besides the study's: "env" (environment variables),
+#  "args" (more search options), "command" (another command, run with --storage), "after" (a
+#  check once the commands ran); storage "EXISTING" is the finished study's database copy.
 CASES = [
-    ("toml-syntax", lambda d: (d / "s.toml").write_text("name = 'x\n") and None, "TOML syntax error"),
-    ("unknown-key", {"epochz": 3}, "epochz: unknown key; allowed: name, task"),
+    ("toml-syntax", lambda d: (d / "s.toml").write_text("name = 'x\n") and None,
+     "TOML syntax error", BOTH),
+    ("unknown-key", {"epochz": 3}, "epochz: unknown key; allowed: name, task", BOTH),
     ("unknown-nested-key", {"training": {"epoch": 3}},
-     "training.epoch: unknown key; allowed: epochs, batch_size"),
-    ("wrong-type-int", {"n_trials": "ten"}, "n_trials: must be a valid integer"),
-    ("wrong-type-float", {"training": {"learning_rate": "fast"}}, "training.learning_rate"),
-    ("empty-choices", {"training": {"batch_size": {"choices": []}}}, "choices must not be empty"),
+     "training.epoch: unknown key; allowed: epochs, batch_size", BOTH),
+    ("unknown-key-in-racing", {"racing": {"seeds": 3}},
+     "racing.seeds: unknown key; allowed: max_seeds, alpha", BOTH),
+    ("wrong-type-int", {"n_trials": "ten"}, "n_trials: must be a valid integer", BOTH),
+    ("wrong-type-float", {"training": {"learning_rate": "fast"}}, "training.learning_rate", BOTH),
+    ("empty-choices", {"training": {"batch_size": {"choices": []}}}, "choices must not be empty",
+     BOTH),
     ("steps-per-execution", {"training": {"steps_per_execution": 0}},
-     "training.steps_per_execution: steps_per_execution must be an int >= 1 or 'auto', got 0"),
+     "training.steps_per_execution: steps_per_execution must be an int >= 1 or 'auto', got 0",
+     BOTH),
     ("steps-per-execution-on-torch",
      {"env": {"KERAS_BACKEND": "torch"}, "training": {"steps_per_execution": 8}},
      "training.steps_per_execution: the torch backend runs 1 step per execution; use 1 or "
-     "'auto', got 8"),
+     "'auto', got 8", SEARCH),
     ("reuse-compiled-string", {"training": {"reuse_compiled": "yes"}},
-     "training.reuse_compiled: must be a valid boolean, got 'yes'"),
+     "training.reuse_compiled: must be a valid boolean, got 'yes'", BOTH),
     ("jit-compile-string", {"training": {"jit_compile": "yes"}},
-     "training.jit_compile: jit_compile must be true, false or 'auto', got 'yes'"),
+     "training.jit_compile: jit_compile must be true, false or 'auto', got 'yes'", BOTH),
     ("inverted-range", {"search": {"focal": {"gamma": {"low": 3.0, "high": 1.0}}}},
-     "search.focal.gamma: low must be <= high, got low=3.0, high=1.0 (inverted range)"),
+     "search.focal.gamma: low must be <= high, got low=3.0, high=1.0 (inverted range)", BOTH),
     ("log-range-at-zero", {"training": {"learning_rate": {"low": 0.0, "high": 0.1, "log": True}}},
-     "a log range needs low > 0"),
+     "a log range needs low > 0", BOTH),
     ("unknown-family", {"search": {"families": ["hinge"]}},
-     "search.families[0]: unknown loss family 'hinge'; allowed: cross_entropy, focal"),
+     "search.families[0]: unknown loss family 'hinge'; allowed: cross_entropy, focal", BOTH),
     ("family-wrong-task", {"search": {"families": ["huber"]}},
-     "family 'huber' is not valid for a multiclass task"),
+     "family 'huber' is not valid for a multiclass task", BOTH),
     ("unknown-metric", {"objective": {"metric": "f1"}},
-     "objective.metric: unknown metric 'f1' for a multiclass task; allowed: macro_f1"),
-    ("metric-wrong-task", {"objective": {"metric": "rmse"}}, "unknown metric 'rmse'"),
-    ("zero-epochs", {"training": {"epochs": 0}}, "training.epochs: epochs must lie in [1, inf)"),
-    ("negative-epochs", {"training": {"epochs": -3}}, "training.epochs"),
+     "objective.metric: unknown metric 'f1' for a multiclass task; allowed: macro_f1", BOTH),
+    ("metric-wrong-task", {"objective": {"metric": "rmse"}}, "unknown metric 'rmse'", BOTH),
+    ("zero-epochs", {"training": {"epochs": 0}}, "training.epochs: epochs must lie in [1, inf)",
+     BOTH),
+    ("negative-epochs", {"training": {"epochs": -3}}, "training.epochs", BOTH),
+    ("fractional-epochs-choice", {"training": {"epochs": {"choices": [2, 2.5]}}},
+     "training.epochs: epochs must be a whole number, got 2.5", BOTH),
     ("negative-gamma", {"search": {"focal": {"gamma": {"low": -1.0, "high": 1.0}}}},
-     "gamma must lie in [0, inf)"),
+     "gamma must lie in [0, inf)", BOTH),
+    ("zero-huber-delta", {"task": "regression", "dataset": {"name": "diabetes"},
+                          "objective": {"metric": "mae"},
+                          "search": {"families": ["huber"], "huber": {"delta": 0.0}}},
+     "search.huber.delta: delta must lie in (0, inf), got 0", BOTH),
+    # Seeds: racing trains seed + 1000 * i for up to 100 seed indices, all 32-bit seeds.
+    ("negative-seed", {"seed": -1}, "seed: seed must be a whole number in [0, 2147383647]", BOTH),
+    ("seed-without-room-for-racing", {"seed": 2**31 - 100_000},
+     "seed: seed must be a whole number in [0, 2147383647]", BOTH),
+    ("negative-sampler-seed", {"sampler": {"seed": -1}},
+     "sampler.seed: seed must be a whole number in [0, 2147383647]", BOTH),
+    ("boolean-seed", {"seed": True}, "seed: seed must be a whole number", BOTH),
+    ("too-many-trials", {"n_trials": 10**9}, "n_trials: must lie in [1, 1000000], got "
+     "1000000000", BOTH),
+    ("control-character-in-name", {"name": "tiny\nnext"},
+     "name: name must be printable text (no line breaks", BOTH),
+    # nan and inf (TOML literals) wherever a number is read.
+    ("nan-learning-rate", {"training": {"learning_rate": NAN}},
+     "training.learning_rate: must be a finite number, got nan", BOTH),
+    ("inf-learning-rate-range", {"training": {"learning_rate": {"low": 1e-3, "high": INF}}},
+     "training.learning_rate.high: must be a finite number, got inf", BOTH),
+    ("nan-among-choices", {"training": {"batch_size": {"choices": [16, NAN]}}},
+     "training.batch_size.choices[1]: must be a finite number, got nan", BOTH),
+    ("nan-fixed-family-param", {"search": {"focal": {"gamma": NAN}}},
+     "search.focal.gamma: must be a finite number, got nan", BOTH),
+    ("inf-long-tail", {"dataset": {"long_tail": INF}},
+     "dataset.long_tail: must be a finite number, got inf", BOTH),
+    ("nan-validation-fraction", {"dataset": {"validation": NAN}},
+     "dataset.validation: must be a finite number, got nan", BOTH),
+    ("inf-outlier-scale", {"task": "regression", "objective": {"metric": "mae"}, "search": None,
+                           "dataset": {"name": "diabetes", "outliers": 0.1,
+                                       "outlier_scale": INF}},
+     "dataset.outlier_scale: must be a finite number, got inf", BOTH),
+    ("inf-timeout", {"timeout": INF}, "timeout: must be a finite number, got inf", BOTH),
+    ("nan-racing-alpha", {"racing": {"alpha": NAN}},
+     "racing.alpha: must be a finite number, got nan", BOTH),
+    ("nan-schedule-end", {"search": {"schedule": {"end": NAN}}},
+     "search.schedule.end: must be a finite number, got nan", BOTH),
+    ("nan-baseline-param", {"baselines": [{"family": "focal", "params": {"gamma": NAN}}]},
+     "baselines[0].params.gamma: must be a finite number, got nan", BOTH),
+    # Baselines: the search space's intervals and types.
+    ("negative-baseline-gamma", {"baselines": [{"family": "focal", "params": {"gamma": -1.0}}]},
+     "baselines[0].params.gamma: gamma must lie in [0, inf), got -1", BOTH),
+    ("string-baseline-gamma", {"baselines": [{"family": "focal", "params": {"gamma": "big"}}]},
+     "baselines[0].params.gamma: gamma must be a number", BOTH),
+    ("baseline-alpha-above-1", {"baselines": [{"family": "focal", "params": {"alpha": 1.5}}]},
+     "baselines[0].params.alpha: alpha must lie in [0, 1], got 1.5", BOTH),
+    ("baseline-unknown-base", {"baselines": [{"family": "dynamic", "params": {"base": "huber"}}]},
+     "baselines[0].params.base: base 'huber' is not valid for a multiclass task", BOTH),
+    # Choices: every member checked like a fixed value.
+    ("unknown-optimizer", {"training": {"optimizer": "lion"}},
+     "training.optimizer: must be 'adam', 'adamw', 'sgd' or 'rmsprop'", BOTH),
+    ("unknown-optimizer-among-choices", {"training": {"optimizer": {"choices": ["adam", "lion"]}}},
+     "training.optimizer: optimizer choices must be among 'adam', 'adamw', 'sgd', 'rmsprop', "
+     "got 'lion'", BOTH),
+    ("string-among-numeric-choices", {"training": {"learning_rate": {"choices": [1e-3, "fast"]}}},
+     "training.learning_rate: learning_rate must be a number", BOTH),
+    ("boolean-among-family-choices", {"search": {"focal": {"alpha": {"choices": [0.5, True]}}}},
+     "search.focal.alpha: alpha must be a number, a range table or {choices = [...]} of numbers, "
+     "got True", BOTH),
+    ("unknown-base-among-choices",
+     {"search": {"dynamic": {"base": {"choices": ["categorical_crossentropy", "dice"]}}}},
+     "search.dynamic.base: base 'dice' is not valid for a multiclass task", BOTH),
+    ("unknown-prior-among-choices", {"search": {"dynamic": {"prior": {"choices": ["uniform",
+                                                                                 "flat"]}}}},
+     "search.dynamic.prior: prior 'flat' is not valid; allowed: uniform, train", BOTH),
+    ("unknown-schedule", {"search": {"schedule": {"names": ["linear", "zigzag"]}}},
+     "unknown schedule 'zigzag'", BOTH),
+    ("string-schedule-start", {"search": {"schedule": {"start": "low"}}},
+     "search.schedule.start: start must be a number", BOTH),
+    ("negative-milestone", {"search": {"schedule": {"milestones": [2, -1]}}},
+     "search.schedule.milestones: milestones must be epochs >= 0", BOTH),
+    ("overflowing-sigmoid", {"search": {"schedule": {"steepness": 1000.0}}},
+     "search.schedule.steepness: steepness must lie in [1e-6, 500], got 1000", BOTH),
     ("dataset-task-mismatch", {"dataset": {"name": "diabetes"}},
-     "task: dataset 'diabetes' is a regression task"),
+     "task: dataset 'diabetes' is a regression task", BOTH),
+    # Data: built-in datasets take no columns; user files are checked.
+    ("features-on-builtin-dataset", {"dataset": {"features": ["alcohol"]}},
+     "dataset.features: only for the csv and npz datasets; 'wine' is built in", BOTH),
+    ("target-on-builtin-dataset", {"dataset": {"target": "class"}},
+     "dataset.target: only for the csv and npz datasets", BOTH),
     ("missing-data-file", {"dataset": {"name": "csv", "path": "nope.csv", "target": "y"},
-                           "task": "binary"}, "dataset.path: file not found"),
+                           "task": "binary"}, "dataset.path: file not found", BOTH),
+    ("data-path-is-a-folder", lambda d: (d / "data.csv").mkdir() or
+     {"dataset": {"name": "csv", "path": "data.csv", "target": "label"}, "task": "binary"},
+     "data.csv is a folder; give the csv file", BOTH),
+    ("unreadable-data-file", _unreadable_csv, "cannot read the data file", BOTH),
     ("csv-missing-target", lambda d: _csv(d, "f1,f2,y\n1,2,a\n3,4,b\n"),
-     "column 'label' not found; columns: f1, f2, y"),
+     "dataset.target: column 'label' not found; columns: f1, f2, y", BOTH),
+    ("csv-missing-feature", lambda d: _csv(d, GOOD_CSV, features=["f1", "f3"]),
+     "dataset.features[1]: column 'f3' not found; columns: f1, f2, label", BOTH),
+    ("csv-target-as-feature", lambda d: _csv(d, GOOD_CSV, features=["f1", "label"]),
+     "dataset.features[1]: 'label' is the target", BOTH),
+    ("csv-empty-features", lambda d: _csv(d, GOOD_CSV, features=[]),
+     "dataset.features: list at least one column", BOTH),
+    ("csv-feature-listed-twice", lambda d: _csv(d, GOOD_CSV, features=["f1", "f2", "f1"]),
+     "dataset.features[2]: 'f1' is listed twice", BOTH),
+    ("csv-random-bytes", lambda d: _csv(d, b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4),
+     "data.csv: not a UTF-8 text CSV file", BOTH),
+    ("csv-ragged-row", lambda d: _csv(d, GOOD_CSV + "1,2\n"),
+     "data.csv: row 42 has 2 fields, the header has 3", SEARCH),
+    ("csv-inf-feature", lambda d: _csv(d, CSV_OK_HEADER + "1,2,a\ninf,4,b\n"),
+     "feature column 'f1' is not finite (row 3: 'inf')", SEARCH),
     ("csv-non-numeric", lambda d: _csv(d, CSV_OK_HEADER + "1,2,a\nx,4,b\n"),
-     "feature column 'f1' is not numeric (row 3: 'x')"),
+     "feature column 'f1' is not numeric (row 3: 'x')", SEARCH),
     ("csv-nan", lambda d: _csv(d, CSV_OK_HEADER + "1,2,a\nnan,4,b\n"),
-     "1 row(s) have missing or NaN features"),
+     "1 row(s) have missing or NaN features", SEARCH),
     ("csv-single-class", lambda d: _csv(d, CSV_OK_HEADER + "1,2,a\n3,4,a\n5,6,a\n"),
-     "the target has a single class ('a')"),
+     "the target has a single class ('a')", SEARCH),
+    ("csv-bad-row-into-a-new-storage",
+     lambda d: _fresh_storage(d, _csv(d, GOOD_CSV + "1,2,a,extra\n")),
+     "data.csv: row 42 has 4 fields, the header has 3", SEARCH),
+    ("nan-into-a-new-storage",
+     lambda d: _fresh_storage(d, {"training": {"learning_rate": NAN}}),
+     "training.learning_rate: must be a finite number, got nan", BOTH),
+    ("npz-missing-target", lambda d: _npz(d, x=np.ones((40, 2)), label=np.arange(40) % 2),
+     "data.npz: dataset.target: array 'y' not found; arrays: x, label", BOTH),
+    ("npz-missing-features", lambda d: _npz(d, features=np.ones((40, 2)), y=np.arange(40) % 2),
+     "dataset.features: array 'x' not found (the features array when features is not set)",
+     BOTH),
+    ("npz-object-array", lambda d: _npz(d, x=np.array([{"a": 1}, None] * 20, dtype=object),
+                                        y=np.arange(40) % 2),
+     "data.npz: array 'x' holds Python objects (dtype=object)", SEARCH),
+    ("npz-scalar-features", lambda d: _npz(d, x=np.float64(3.0), y=np.arange(40) % 2),
+     "data.npz: array 'x' is a single value (shape ())", SEARCH),
+    ("npz-random-bytes", lambda d: (d / "data.npz").write_bytes(bytes(range(256)) * 4) and
+     {"dataset": {"name": "npz", "path": "data.npz", "target": "y"}, "task": "binary"},
+     "data.npz: not a readable NPZ file", BOTH),
     ("factory-without-function", {"model": {"kind": "factory", "factory": "mymodels"}},
-     "model: kind = 'factory' needs factory = 'package.module:function'"),
+     "model: kind = 'factory' needs factory = 'package.module:function'", BOTH),
     ("cmaes-multi-objective", {"objective": {"metric": ["macro_f1", "train_time"]},
-                               "sampler": {"name": "cmaes"}}, "'cmaes' is single-objective"),
-    ("no-budget", {"n_trials": None}, "n_trials: give n_trials, timeout or both"),
+                               "sampler": {"name": "cmaes"}}, "'cmaes' is single-objective",
+     BOTH),
+    ("no-budget", {"n_trials": None}, "n_trials: give n_trials, timeout or both", BOTH),
     ("unreachable-postgres", {"storage": "postgresql://postgres:s3cret@127.0.0.1:1/none"},
-     "storage postgresql+psycopg://postgres:***@127.0.0.1:1/none: cannot connect"),
+     "storage postgresql+psycopg://postgres:***@127.0.0.1:1/none: cannot connect", SEARCH),
     ("not-a-sqlite-file", lambda d: (d / "notes.db").write_text("hello\n" * 10) and
-     {"storage": f"sqlite:///{d / 'notes.db'}"}, "notes.db is not a SQLite database"),
+     {"storage": f"sqlite:///{d / 'notes.db'}"}, "notes.db is not a SQLite database", SEARCH),
     ("sqlite-folder-missing", lambda d: {"storage": f"sqlite:///{d / 'no' / 'x.db'}"},
-     "does not exist"),
-    ("unsupported-scheme", {"storage": "redis://127.0.0.1:6379/0"}, "unsupported URL"),
-    ("existing-study-other-direction", {"objective": {"metric": "log_loss"}, "storage": "EXISTING"},
-     "study 'tiny' in sqlite:///"),
+     "does not exist", SEARCH),
+    ("unsupported-scheme", {"storage": "redis://127.0.0.1:6379/0"}, "unsupported URL", SEARCH),
+    ("existing-study-other-direction", {"objective": {"metric": "log_loss"},
+                                        "storage": "EXISTING"}, "study 'tiny' in sqlite:///",
+     SEARCH),
     ("existing-study-other-objective", {"objective": {"metric": "balanced_accuracy"},
-                                        "storage": "EXISTING"}, "the file asks for"),
+                                        "storage": "EXISTING"}, "the file asks for", SEARCH),
     ("bad-heartbeat-setting", {"storage": "EXISTING", "env": {"LOSSTUNE_GRACE_PERIOD": "soon"}},
-     "LOSSTUNE_GRACE_PERIOD must be a whole number of seconds, got 'soon'"),
+     "LOSSTUNE_GRACE_PERIOD must be a whole number of seconds, got 'soon'", SEARCH),
+    # Options.
+    ("gpus-not-a-list", {"args": ["--gpus", "x;rm,,"]},
+     "Invalid value for '--gpus': 'x;rm,,' is not a list of GPU ids; give integers >= 0", SEARCH),
+    ("gpus-negative", {"args": ["--workers", "2", "--gpus", "0,-1"]},
+     "Invalid value for '--gpus': '0,-1' is not a list of GPU ids", SEARCH),
+    ("gpus-empty-entry", {"args": ["--gpus", "0,,1"]}, "'0,,1' is not a list of GPU ids", SEARCH),
+    # Output files: export writes no file through a symbolic link, nor into a missing folder.
+    ("export-into-missing-folder", lambda d: {"command": ["export", "tiny", "-o",
+                                                          str(d / "no" / "such" / "b.json")]},
+     os.path.join("no", "such") + " does not exist; create it first", ("export",)),
+    ("export-through-symlink", lambda d: _symlink(d, dangling=False),
+     "link.json: is a symbolic link; refusing to write through it", ("export",)),
+    ("export-through-dangling-symlink", lambda d: _symlink(d, dangling=True),
+     "link.json: is a symbolic link; refusing to write through it", ("export",)),
+    ("export-onto-a-folder", lambda d: (d / "out").mkdir() or {"command": ["export", "tiny",
+                                                                           "-o", str(d / "out")]},
+     "out: is a folder; give a file name", ("export",)),
 ]
 
 
-@pytest.mark.parametrize("case_id, make, fragment", CASES, ids=[c[0] for c in CASES])
-def test_bad_input(finished, tmp_path, monkeypatch, case_id, make, fragment):
+def _check_one_line(result, fragment: str) -> str:
+    """Exit status 2, exactly one line on stderr (nothing on stdout), no traceback."""
+    stderr = result.stderr.strip()
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output and result.stdout == "", result.output
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith("Error: ") and fragment in stderr, stderr
+    assert "s3cret" not in result.output
+    return stderr
+
+
+@pytest.mark.parametrize("case_id, make, fragment, commands", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(finished, tmp_path, monkeypatch, case_id, make, fragment, commands):
     existing = copy_db(finished[1], tmp_path)
-    before = dump(existing)
-    changes = make(tmp_path) if callable(make) else dict(make)
-    env = {}
-    if changes is not None:
-        changes = dict(changes)
-        env = changes.pop("env", {})
-        if changes.get("storage") == "EXISTING":
-            changes.pop("storage")
-        study = write_study(tmp_path, changes, name="s.toml")
-    else:
-        study = tmp_path / "s.toml"
-    storage = changes.get("storage") if changes else None
+    before = db_state(existing)
+    made = make(tmp_path) if callable(make) else make
+    changes = dict(made) if made is not None else {}
+    env, args = changes.pop("env", {}), changes.pop("args", [])
+    command, after = changes.pop("command", None), changes.pop("after", None)
+    if changes.get("storage") == "EXISTING":
+        changes.pop("storage")
+    # None: the case wrote s.toml itself
+    study = tmp_path / "s.toml" if made is None else write_study(tmp_path, changes, name="s.toml")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    result = CliRunner().invoke(main, ["search", str(study),
-                                       "--storage", storage or existing])
-    output = result.output.strip()
-    assert result.exit_code == 2, output
-    assert "Traceback" not in output and len(output.splitlines()) == 1, output
-    assert output.startswith("Error: ") and fragment in output, output
-    assert "s3cret" not in output
-    assert dump(existing) == before  # nothing stored was changed
+    runs = [[*command, "--storage", existing]] if command else []
+    if "validate" in commands:
+        runs.append(["validate", str(study)])
+    if "search" in commands:
+        runs.append(["search", str(study), "--storage", changes.get("storage") or existing,
+                     *args])
+    lines = {_check_one_line(CliRunner().invoke(main, argv), fragment) for argv in runs}
+    assert len(lines) == 1, lines  # validate and search say the same
+    assert db_state(existing) == before  # nothing stored was changed
+    if after:
+        after()
 
 
-def test_there_are_at_least_25_cases():
-    assert len(CASES) >= 25
+def test_the_unchanged_study_and_data_pass_the_same_checks(tmp_path):
+    """Each case above fails for its own change: the tiny study, and the same study on a good
+    CSV file, validate (exit 0, nothing on stderr)."""
+    for changes in ({}, _csv(tmp_path, GOOD_CSV, features=["f1", "f2"]),
+                    _npz(tmp_path, x=np.ones((40, 2)), y=np.arange(40) % 2)):
+        result = CliRunner().invoke(main, ["validate", str(write_study(tmp_path, changes))])
+        assert result.exit_code == 0 and result.stderr == "", result.output
+        assert ": OK — study 'tiny'" in result.stdout
+
+
+def test_debug_shows_the_error_itself(tmp_path):
+    study = write_study(tmp_path, {"seed": -1})
+    result = CliRunner().invoke(main, ["--debug", "validate", str(study)])
+    from losstune.errors import SpecError
+
+    assert isinstance(result.exception, SpecError) and result.exception.key == "seed"
 
 
 def test_usage_errors_also_exit_2(study_file):
     result = CliRunner().invoke(main, ["search", str(study_file), "--n-trials", "0"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_gpu_ids_are_normalised():
+    from losstune.cli import _gpu_ids
+
+    assert _gpu_ids(" 0, 1 ,00") == "0,1,0" and _gpu_ids("3") == "3" and _gpu_ids(None) is None
+
+
+def test_output_path_helpers(tmp_path, monkeypatch):
+    """The helpers export uses and report should use (losstune/paths.py)."""
+    from losstune import paths
+    from losstune.errors import LosstuneError
+    from losstune.paths import (check_output_path, default_report_path, visible_name,
+                                write_output)
+
+    target = tmp_path / "real.html"
+    target.write_text("keep")
+    (tmp_path / "link.html").symlink_to(target)
+    for bad, message in [(tmp_path / "link.html", "is a symbolic link"),
+                         (tmp_path, "is a folder"),
+                         (tmp_path / "no" / "r.html", "does not exist")]:
+        with pytest.raises(LosstuneError, match=message):
+            check_output_path(bad)
+        with pytest.raises(LosstuneError, match=message):
+            write_output(bad, "x")
+    assert target.read_text() == "keep"
+    # A link made after the check (a race): the open itself does not follow it.
+    monkeypatch.setattr(paths, "check_output_path", lambda path, **kw: Path(path))
+    with pytest.raises(LosstuneError, match="is a symbolic link"):
+        write_output(tmp_path / "link.html", "x")
+    assert target.read_text() == "keep"
+    monkeypatch.undo()
+    out = write_output(tmp_path / "new" / "r.html", "made", create_folder=True)
+    assert out.read_text(encoding="utf-8") == "made"
+    assert default_report_path(".hidden") == Path("reports") / "hidden.html"
+    assert default_report_path("..") == Path("reports") / "study.html"
+    assert visible_name("a b/c") == "a_b_c" and visible_name("tiny") == "tiny"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -87,7 +90,7 @@ def test_digits_as_images():
 
 def _csv(tmp_path, text, **kw):
     path = tmp_path / "d.csv"
-    path.write_text(text)
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
     return DatasetSpec(name="csv", path=str(path), **kw)
 
 
@@ -104,11 +107,71 @@ def test_csv_user_data(tmp_path):
     ("a,y\n1,0\n,1\n", "y", "binary", "1 row(s) have missing or NaN features"),
     ("a,y\n1,0\n2,0\n3,0\n", "y", "binary", "the target has a single class ('0')"),
     ("a,y\n1,x\n2,y\n", "y", "regression", "regression target 'y' is not numeric"),
+    ("a,b,y\n1,2,0\n3,1\n", "y", "binary", "row 3 has 2 fields, the header has 3"),
+    ("a,b,y\n1,2,0\n3,1,1,9\n", "y", "binary", "row 3 has 4 fields, the header has 3"),
+    ("a,y\n1,0\ninf,1\n", "y", "binary", "feature column 'a' is not finite (row 3: 'inf')"),
+    ("a,y\n1,0\n-1e999,1\n", "y", "binary", "feature column 'a' is not finite"),
+    ("a,y\n1,0\n2,inf\n3,1\n", "y", "regression", "the target has NaN or infinite values in 1"),
+    ("a,y\n1,0\n2,\n", "y", "binary", "target column 'y' is empty (row 3)"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "y", "binary", "not a UTF-8 text CSV file"),
+    ("", "y", "binary", "no header line"),
+    ("a,y\n", "y", "binary", "no data rows"),
+    ("a,a,y\n1,2,0\n", "y", "binary", "column 'a' appears 2 times in the header"),
+    ("y\n0\n1\n", "y", "binary", "no feature columns besides the target 'y'"),
+    ("a,y\n1,0\n" + "1" * 200_000 + ",1\n", "y", "binary",
+     "not a valid CSV file (line 3): field larger than field limit"),
+    ("a,y\n" + "".join(f"{1e300 if i == 3 else i},{i % 2}\n" for i in range(40)), "y", "binary",
+     "features too large to scale"),
 ])
 def test_csv_errors(tmp_path, text, target, task, fragment):
+    spec = _csv(tmp_path, text, target=target)
     with pytest.raises(DataError) as info:
-        data.load(_csv(tmp_path, text, target=target), task, seed=0)
-    assert fragment in str(info.value)
+        data.load(spec, task, seed=0)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith(str(tmp_path / "d.csv"))  # names the file
+
+
+def test_csv_header_check_reads_only_the_header(tmp_path):
+    """validate's check: the target and features named in the header; the rows unread."""
+    spec = _csv(tmp_path, "a,b,y\n1,2\nnot,even,csv,rows\n", target="y", features=("a", "b"))
+    data.check_columns(spec)  # the ragged rows are search's to find
+    with pytest.raises(DataError, match="row 2 has 2 fields, the header has 3"):
+        data.load(spec, "binary", seed=0)
+    bad = _csv(tmp_path, "a,b,y\n1,2,0\n", target="y", features=("a", "c"))
+    with pytest.raises(DataError, match=r"d.csv: dataset.features\[1\]: column 'c' not found; "
+                                        "columns: a, b, y"):
+        data.check_columns(bad)
+    data.check_columns(DatasetSpec(name="digits"))  # built in: nothing to read
+
+
+def test_csv_with_byte_order_mark_and_spaces_in_the_header(tmp_path):
+    rows = "".join(f"{i % 7}, {i % 3},{'ab'[i % 2]}\n" for i in range(40))
+    spec = _csv(tmp_path, "\ufeffa, b ,y\n" + rows, target="y", features=("a", "b"))
+    data.check_columns(spec)
+    assert data.load(spec, "binary", seed=0).input_shape == (2,)
+
+
+def test_unreadable_data_file_is_a_data_error(tmp_path):
+    """chmod 000 where it stops the reader; as root (which it does not stop), /proc/self/mem,
+    a regular file no process can read from its start (EIO)."""
+    path = tmp_path / "d.csv"
+    path.write_text("a,y\n1,0\n")
+    path.chmod(0)
+    if os.access(path, os.R_OK):
+        path = Path("/proc/self/mem")
+        if not path.is_file():
+            pytest.skip("running as root and no /proc/self/mem: no file root cannot read")
+    for name in ("csv", "npz"):
+        spec = DatasetSpec(name=name, path=str(path), target="y")
+        for check in (data.check_columns, lambda s: data.load(s, "binary", seed=0)):
+            with pytest.raises(DataError, match=f"^{path}: cannot read the data file"):
+                check(spec)
+
+
+def test_a_folder_is_not_a_data_file(tmp_path):
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(DataError, match="d.csv: a folder, not a csv file"):
+        data.check_columns(DatasetSpec(name="csv", path=str(tmp_path / "d.csv"), target="y"))
 
 
 def test_npz_user_data(tmp_path):
@@ -119,3 +182,75 @@ def test_npz_user_data(tmp_path):
     assert s.num_classes == 3
     with pytest.raises(DataError, match="array 'label' not found; arrays: x, y"):
         data.load(DatasetSpec(name="npz", path=str(path), target="label"), "multiclass", seed=0)
+
+
+def _npz(tmp_path, **arrays):
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+X, Y = np.ones((40, 2)), np.arange(40) % 2
+
+
+@pytest.mark.parametrize("arrays, features, fragment", [
+    ({"x": np.array([{"a": 1}, None] * 20, dtype=object), "y": Y}, None,
+     "array 'x' holds Python objects (dtype=object)"),
+    ({"x": X, "y": np.array(["a", None] * 20, dtype=object)}, None,
+     "array 'y' holds Python objects"),
+    ({"x": np.float64(3.0), "y": Y}, None, "array 'x' is a single value (shape ())"),
+    ({"x": X, "y": np.int64(1)}, None, "array 'y' is a single value"),
+    ({"x": X[:30], "y": Y}, None, "feature array 'x' has 30 rows, target 'y' has 40"),
+    ({"x": np.where(np.arange(80).reshape(40, 2) == 5, np.inf, 1.0), "y": Y}, None,
+     "feature array 'x' has infinite values in 1 row(s) (first: index 2)"),
+    ({"x": X + 1j, "y": Y}, None, "feature array 'x' must be numeric"),
+    ({"x": X.astype(str), "y": Y}, None, "feature array 'x' must be numeric"),
+    ({"x": X, "y": np.ones((40, 3))}, None, "target 'y' must hold one value per sample"),
+    ({"x": X, "y": np.where(Y == 1, np.nan, 0.0)}, None,
+     "the target has NaN or infinite values in 20 row(s)"),
+    ({"x": X, "y": Y}, ("x", "z"), "dataset.features[1]: array 'z' not found; arrays: x, y"),
+    ({"features": X, "y": Y}, None, "dataset.features: array 'x' not found (the features array "
+                                    "when features is not set); arrays: features, y"),
+    ({"x": X, "label": Y}, None, "dataset.target: array 'y' not found; arrays: x, label"),
+    ({"x": np.ones((40, 0)), "y": Y}, None, "feature array 'x' has no values (shape (40, 0))"),
+    ({"x": np.ones((0, 2)), "y": Y[:0]}, None, "no data rows"),
+])
+def test_npz_errors(tmp_path, arrays, features, fragment):
+    path = _npz(tmp_path, **arrays)
+    spec = DatasetSpec(name="npz", path=str(path), target="y", features=features)
+    with pytest.raises(DataError) as info:
+        data.load(spec, "binary", seed=0)
+    assert str(info.value).startswith(f"{path}: ") and fragment in str(info.value), info.value
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (bytes(range(256)) * 4, "not a readable NPZ file (neither an NPZ archive nor a NumPy array)"),
+    (b"PK\x03\x04" + bytes(100), "not a readable NPZ file"),
+    (None, "a single NumPy array (.npy), not an NPZ archive"),
+])
+def test_npz_files_that_are_not_archives(tmp_path, content, fragment):
+    path = tmp_path / "d.npz"
+    if content is None:
+        with path.open("wb") as fh:
+            np.save(fh, X)
+    else:
+        path.write_bytes(content)
+    spec = DatasetSpec(name="npz", path=str(path), target="y")
+    for check in (data.check_columns, lambda s: data.load(s, "binary", seed=0)):
+        with pytest.raises(DataError) as info:
+            check(spec)
+        assert str(info.value).startswith(f"{path}: ") and fragment in str(info.value)
+        assert "allow_pickle" not in str(info.value)  # never advise loading pickles
+
+
+def test_npz_check_lists_names_without_loading_arrays(tmp_path):
+    """validate's check reads the archive's names only: an object array passes it (loading it
+    would need pickle) and fails the full load."""
+    path = _npz(tmp_path, x=np.array([{"a": 1}] * 40, dtype=object), y=Y)
+    spec = DatasetSpec(name="npz", path=str(path), target="y")
+    data.check_columns(spec)
+    with pytest.raises(DataError, match="holds Python objects"):
+        data.load(spec, "binary", seed=0)
+    with pytest.raises(DataError, match="array 'label' not found"):
+        data.check_columns(DatasetSpec(name="npz", path=str(path), target="label"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import pytest
+from pydantic import ValidationError
 
 from losstune import spec as spec_mod
 from losstune.errors import SpecError
@@ -33,8 +34,10 @@ def test_defaults_and_derived_values(study_file):
     space = spec.search.family_space("focal")
     assert space["gamma"] == spec_mod.Range(low=0.5, high=3.0)
     assert space["alpha"] == spec_mod.Range(low=0.05, high=1.0)  # default kept
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="Instance is frozen") as info:
         spec.seed = 4  # frozen
+    assert info.value.errors()[0]["type"] == "frozen_instance"
+    assert spec.seed == 3
 
 
 def test_regression_defaults(tmp_path):
@@ -57,7 +60,7 @@ BAD = [
     ({"tasks": "x"}, "tasks", "unknown key; allowed: name, task"),
     ({"task": "ranking"}, "task", "must be 'multiclass', 'binary' or 'regression'"),
     ({"n_trials": "ten"}, "n_trials", "valid integer"),
-    ({"n_trials": 0}, "n_trials", "greater than or equal to 1"),
+    ({"n_trials": 0}, "n_trials", "must lie in [1, 1000000], got 0"),
     ({"training": {"epochs": 0}}, "training.epochs", "must lie in [1, inf)"),
     ({"training": {"learning_rate": {"low": 0.1, "high": 0.01}}}, "training.learning_rate",
      "inverted range"),
@@ -67,7 +70,7 @@ BAD = [
      "choices must not be empty"),
     ({"training": {"optimizer": "adagrad"}}, "training.optimizer", "'adam', 'adamw'"),
     ({"dataset": {"name": "mnist"}}, "dataset.name", "must be 'digits', 'wine'"),
-    ({"dataset": {"long_tail": 0.5}}, "dataset.long_tail", "greater than or equal to 1"),
+    ({"dataset": {"long_tail": 0.5}}, "dataset.long_tail", "must lie in [1, inf), got 0.5"),
     ({"dataset": {"name": "csv", "path": "missing.csv", "target": "y"}}, "dataset.path",
      "file not found"),
     ({"dataset": {"name": "diabetes"}}, "task", "dataset 'diabetes' is a regression task"),
@@ -97,10 +100,76 @@ BAD = [
     ({"model": {"kind": "cnn"}}, "model.kind", "needs image data"),
     ({"model": {"hidden": [0]}}, "model.hidden", "layer sizes must be >= 1"),
     ({"sampler": {"name": "annealing"}}, "sampler.name", "'tpe', 'random', 'grid'"),
-    ({"sampler": {"name": "grid"}}, "search.focal.gamma", "grid sampler needs a step"),
+    ({"sampler": {"name": "grid"}}, "search.cross_entropy.label_smoothing",
+     "grid sampler needs a step"),
     ({"baselines": [{"family": "huber"}]}, "baselines[0].family",
      "family 'huber' is not valid for a multiclass task"),
     ({"n_trials": None}, "n_trials", "give n_trials, timeout or both"),
+    # Seeds leave room for racing's seed + 1000 * i (i < 100) inside 32 bits.
+    ({"seed": -1}, "seed", "seed must be a whole number in [0, 2147383647]"),
+    ({"seed": spec_mod.MAX_SEED + 1}, "seed", f"got {spec_mod.MAX_SEED + 1}"),
+    ({"sampler": {"seed": 2**31}}, "sampler.seed", "seed must be a whole number in [0, "),
+    ({"seed": "7"}, "seed", "got '7'"),
+    # Every number finite (TOML has nan and inf), with the key path to it.
+    ({"training": {"learning_rate": float("nan")}}, "training.learning_rate",
+     "must be a finite number, got nan"),
+    ({"training": {"learning_rate": {"choices": [0.01, float("inf")]}}},
+     "training.learning_rate.choices[1]", "must be a finite number, got inf"),
+    ({"search": {"focal": {"gamma": {"low": 0.0, "high": float("inf")}}}},
+     "search.focal.gamma.high", "must be a finite number, got inf"),
+    ({"search": {"class_balanced": {"beta": {"choices": [0.9, float("nan")]}}}},
+     "search.class_balanced.beta.choices[1]", "must be a finite number, got nan"),
+    ({"dataset": {"label_noise": float("nan")}}, "dataset.label_noise", "finite number"),
+    ({"search": {"schedule": {"rate": float("inf")}}}, "search.schedule.rate", "finite number"),
+    ({"racing": {"alpha": float("inf")}}, "racing.alpha", "must be a finite number, got inf"),
+    ({"baselines": [{"family": "focal", "params": {"alpha": float("-inf")}}]},
+     "baselines[0].params.alpha", "must be a finite number, got -inf"),
+    # Baseline parameters: the search space's names, intervals and types.
+    ({"baselines": [{"family": "focal", "params": {"gamma": -1.0}}]},
+     "baselines[0].params.gamma", "gamma must lie in [0, inf), got -1"),
+    ({"baselines": [{"family": "cross_entropy", "params": {"label_smoothing": "some"}}]},
+     "baselines[0].params.label_smoothing", "must be a number, a range table or"),
+    ({"baselines": [{"family": "class_balanced", "params": {"beta": 1.0}}]},
+     "baselines[0].params.beta", "beta must lie in [0, 1), got 1"),
+    ({"baselines": [{"family": "focal", "params": {"delta": 1.0}}]},
+     "baselines[0].params.delta", "family 'focal' has no parameter 'delta'"),
+    ({"baselines": [{"family": "dynamic", "params": {"prior": "flat"}}]},
+     "baselines[0].params.prior", "prior 'flat' is not valid; allowed: uniform, train"),
+    # Choices: members checked like fixed values.
+    ({"training": {"optimizer": {"choices": ["sgd", "lion"]}}}, "training.optimizer",
+     "got 'lion'"),
+    ({"training": {"batch_size": {"choices": [32, "big"]}}}, "training.batch_size",
+     "batch_size must be a number"),
+    ({"training": {"epochs": {"low": 1.0, "high": 4.5}}}, "training.epochs",
+     "epochs must be a whole number, got 4.5"),
+    ({"search": {"class_balanced": {"gamma": {"choices": [1.0, -2.0]}}}},
+     "search.class_balanced.gamma", "gamma must lie in [0, inf), got -2..1"),
+    ({"search": {"dynamic": {"base": {"choices": ["huber"]}}}}, "search.dynamic.base",
+     "base 'huber' is not valid for a multiclass task"),
+    ({"search": {"dynamic": {"base": {"low": 0.0, "high": 1.0}}}}, "search.dynamic.base",
+     "not a range"),
+    ({"search": {"schedule": {"end": {"choices": [0.5, "max"]}}}}, "search.schedule.end",
+     "end must be a number"),
+    ({"search": {"schedule": {"warmup": 1.5}}}, "search.schedule.warmup",
+     "warmup must be a whole number, got 1.5"),
+    ({"search": {"schedule": {"rate": 0.0}}}, "search.schedule.rate",
+     "rate must lie in [1e-6, inf), got 0"),
+    ({"search": {"schedule": {"steepness": {"low": 2.0, "high": 900.0}}}},
+     "search.schedule.steepness", "steepness must lie in [1e-6, 500], got 2..900"),
+    ({"search": {"schedule": {"milestones": [-2]}}}, "search.schedule.milestones",
+     "milestones must be epochs >= 0"),
+    ({"search": {"soft_fbeta": {"beta": 0.0}}}, "search.soft_fbeta.beta",
+     "beta must lie in (0, inf), got 0"),
+    # Built-in datasets take no file columns.
+    ({"dataset": {"features": ["a"]}}, "dataset.features",
+     "only for the csv and npz datasets; 'wine' is built in"),
+    ({"dataset": {"target": "a"}}, "dataset.target", "only for the csv and npz datasets"),
+    ({"dataset": {"path": "a.csv"}}, "dataset.path", "only for the csv and npz datasets"),
+    # Other sections.
+    ({"racing": {"max_seeds": 101}}, "racing.max_seeds", "must lie in [1, 100], got 101"),
+    ({"racing": {"seeds": 3}}, "racing.seeds", "unknown key; allowed: max_seeds, alpha"),
+    ({"n_trials": spec_mod.MAX_TRIALS + 1}, "n_trials", "must lie in [1, 1000000]"),
+    ({"name": "two\nlines"}, "name", "name must be printable text"),
 ]
 
 
@@ -126,6 +195,43 @@ def test_toml_syntax_error_names_file_and_line(tmp_path):
 def test_missing_study_file(tmp_path):
     with pytest.raises(SpecError, match="study file not found"):
         spec_mod.load(tmp_path / "nope.toml")
+
+
+def test_max_seed_leaves_room_for_racing():
+    from losstune import racing
+
+    most = spec_mod.RacingSpec.model_fields["max_seeds"].metadata
+    assert max(m.le for m in most if hasattr(m, "le")) == 100
+    assert racing.seed_for(spec_mod.MAX_SEED, 100) < 2**31
+    assert racing.seed_for(spec_mod.MAX_SEED + 1, 100) >= 2**31
+
+
+def test_the_file_and_the_command_line_bound_the_budget_alike():
+    from losstune import cli
+
+    assert spec_mod.MAX_TRIALS == cli.MAX_TRIALS
+
+
+def test_largest_seed_and_literal_nan_in_the_file(tmp_path):
+    spec = spec_mod.load(write_study(tmp_path, {"seed": spec_mod.MAX_SEED,
+                                                "sampler": {"seed": spec_mod.MAX_SEED}}))
+    assert spec.seed == spec.sampler_seed == spec_mod.MAX_SEED
+    path = tmp_path / "literal.toml"
+    text = write_study(tmp_path).read_text()
+    path.write_text(text.replace("learning_rate = 0.01", "learning_rate = nan"))
+    assert "learning_rate = nan" in path.read_text()
+    with pytest.raises(SpecError, match="training.learning_rate: must be a finite number"):
+        spec_mod.load(path)
+
+
+def test_choices_of_names_and_numbers_that_are_valid_still_load(tmp_path):
+    spec = spec_mod.load(write_study(tmp_path, {
+        "training": {"optimizer": {"choices": ["adam", "sgd"]}, "epochs": {"choices": [2, 3]}},
+        "search": {"dynamic": {"prior": {"choices": ["uniform", "train"]}},
+                   "focal": {"alpha": {"choices": [0, 0.5]}}},
+        "baselines": [{"family": "focal", "params": {"gamma": 0, "alpha": 1}}]}))
+    assert spec.training.optimizer.choices == ("adam", "sgd")
+    assert spec.baseline_designs[0].params == {"gamma": 0, "alpha": 1}
 
 
 def test_merge_helper_deletes_keys():

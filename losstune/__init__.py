@@ -1,9 +1,17 @@
 """losstune: hyperparameter search for loss design.
 
-The package import is light on purpose: Keras, TensorFlow, Optuna and plotly are imported
-by the modules that need them, so ``losstune --help`` answers at once.
+    import losstune
+    study = losstune.search(build_model, x_train, y_train, validation_data=(x_val, y_val))
+    study.verdict.sentence        # the answer, with its paired tests
+    loss = study.best_loss()      # a ready keras.losses.Loss
+
+The package import is light on purpose: Keras, TensorFlow, Optuna, pandas and plotly are
+imported by the functions that need them, so ``import losstune`` and ``losstune --help`` answer
+at once.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["__version__"]
+from losstune.api import Study, load_study, search  # noqa: E402 - after the version
+
+__all__ = ["Study", "__version__", "load_study", "search"]

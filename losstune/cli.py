@@ -197,86 +197,51 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     """
     from rich.text import Text
 
-    from losstune import runner
-    from losstune import spec as spec_mod
-    from losstune.storage import mask, open_storage
+    from losstune import api, runner
+    from losstune.storage import mask
 
-    spec = spec_mod.load(study_file)
+    study = api.Study.from_file(study_file, storage=storage, study_name=study_name)
     runner.select_backend(backend)
-    runner.check_for_backend(spec, study_file)
-    url = runner.resolve_storage_url(spec, storage)
+    spec = study.spec
     n_trials = n_trials or spec.n_trials
-    timeout = timeout or spec.timeout
-    base_dir = study_file.parent.resolve()
     console = _console()
-    splits = runner.load_data(spec, base_dir)  # bad data fails before the storage is touched
-    study = runner.create_or_load(spec, url, study_name=study_name, base_dir=base_dir)
-    runner.record_data(study, splits)
-    before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    done = runner.counts(study)
-    console.print(Text(f"study {study.study_name} in {mask(url)} ({done['complete']} "
-                       f"complete, {done['pruned']} pruned, {done['fail']} failed so far)"))
-    console.print(Text(_plan_line(spec)))
-    if workers > 4 and url.startswith("sqlite"):
-        console.print(Text(f"note: {workers} workers on one SQLite file contend for its lock; "
-                           "PostgreSQL (--storage postgresql://…) or journal:FILE scale better."))
-    from losstune import stopping
+    bar: list[_progress] = []
 
-    storage_obj = open_storage(url)
-    from losstune import workers as workers_mod
+    def started(optuna_study: Any, storage_obj: Any) -> None:
+        done = runner.counts(optuna_study)
+        console.print(Text(f"study {optuna_study.study_name} in {mask(study.storage)} "
+                           f"({done['complete']} complete, {done['pruned']} pruned, "
+                           f"{done['fail']} failed so far)"))
+        console.print(Text(_plan_line(spec)))
+        if workers > 4 and study.storage.startswith("sqlite"):
+            console.print(Text(f"note: {workers} workers on one SQLite file contend for its "
+                               "lock; PostgreSQL (--storage postgresql://…) or journal:FILE "
+                               "scale better."))
+        bar.append(_progress(console, n_trials, optuna_study, storage_obj).__enter__())
 
-    faults: list[Any] = []
-    previous = stopping.install()
-    interrupted = False
+    hooks = api.SearchHooks(started=started,
+                            status=lambda text: bar and bar[0].status(text),
+                            refresh=lambda: bar and bar[0].refresh(),
+                            message=lambda text: console.print(Text(text)))
     try:
-        with _progress(console, n_trials, study, storage_obj) as progress:
-            if workers == 1:
-                import time
-
-                progress.status("starting the backend and compiling the first model")
-                ctx = runner.load_context(spec, base_dir, splits)
-                console.print(Text(f"data: {splits.description}; backend {ctx.backend} on "
-                                   f"{ctx.device}"))
-                deadline = time.time() + timeout if timeout else None
-                runner.Search(study, ctx, storage_obj, deadline=deadline,
-                              on_run=progress.refresh).run(n_trials,
-                                                           callbacks=[progress.callback])
-            else:
-                progress.status(f"starting {workers} worker processes")
-                console.print(Text(f"data: {splits.description}; {workers} worker processes"))
-                faults = workers_mod.run(study_file, url, study.study_name, workers=workers,
-                                         n_trials=n_trials, timeout=timeout, gpus=gpus,
-                                         on_poll=progress.refresh)
-    except KeyboardInterrupt:  # a second Ctrl-C
-        interrupted = True
+        result = study.run_search(n_trials=n_trials, timeout=timeout, workers=workers,
+                                  gpus=gpus, hooks=hooks)
     finally:
-        stopping.restore(previous)
-    interrupted = interrupted or stopping.STOP.is_set()
-    for fault in faults:
+        if bar:
+            bar[0].__exit__(None, None, None)
+    for fault in result.faults:
         console.print(Text(f"warning: {fault.describe()}"))
-    if len(study.directions) == 1:
-        print_verdict(study, runner.study_verdict(study, storage_obj), top, console)
+    loaded = study.optuna_study
+    if len(loaded.directions) == 1:
+        print_verdict(loaded, study.verdict, top, console)
     else:
-        print_pareto(study, top, console)
-    from losstune.report import save_to_dashboard
-
-    save_to_dashboard(study, storage_obj)
-    if interrupted:
+        print_pareto(loaded, top, console)
+    if result.interrupted:
         console.print("[yellow]Interrupted.[/] Completed trials are kept; run the same command "
                       "to continue.")
         sys.exit(130)
-    new = [t for t in study.get_trials(deepcopy=False)
-           if t.number not in before and t.state.is_finished()]
-    failed = [t for t in new if t.state.name == "FAIL"]
-    designs = [t for t in new if "duplicate_of" not in t.user_attrs and t.state.name != "FAIL"]
-    if faults and n_trials and len(designs) < n_trials and not timeout:
-        raise workers_mod.BudgetNotMet(
-            f"the run tried {len(designs)} of {n_trials} new designs: {len(faults)} worker"
-            f"{'s' if len(faults) > 1 else ''} died (see the warnings above); run the same "
-            "command to continue")
-    if new and len(failed) == len(new) and len(failed) >= runner.MAX_FAILURES_WITHOUT_SUCCESS:
-        raise LosstuneError(f"stopped: the first {len(failed)} trials all failed; last error: "
-                            f"{failed[-1].user_attrs.get('error', 'unknown error')}")
+    if result.error is not None:
+        raise result.error
 
 
 def _plan_line(spec: Any) -> str:
@@ -434,24 +399,24 @@ def studies(storage: str | None, fmt: str) -> None:
 @handle_errors
 def show(study: str, storage: str | None, top: int, fmt: str) -> None:
     """Print the ranking of STUDY's designs over seeds and its verdict."""
-    from losstune import runner
+    from losstune import api
 
-    url = _storage_url(storage)
-    loaded = runner.load_existing(url, study)
-    if len(loaded.directions) > 1:
+    loaded = api.load_study(study, storage=_storage_url(storage))
+    optuna_study = loaded.optuna_study
+    if len(optuna_study.directions) > 1:
         if fmt == "json":
-            _echo_json({"study": study, "metrics": loaded.user_attrs.get("objective"),
+            _echo_json({"study": study, "metrics": optuna_study.user_attrs.get("objective"),
                         "pareto_front": [{"trial": t.number, "values": t.values,
                                           "design": t.user_attrs.get("loss_words")}
-                                         for t in loaded.best_trials]})
+                                         for t in optuna_study.best_trials]})
         else:
-            print_pareto(loaded, top, _console())
+            print_pareto(optuna_study, top, _console())
         return
-    verdict = runner.study_verdict(loaded, _reader(url))
+    verdict = loaded.verdict
     if fmt == "json":
         _echo_json(verdict.to_dict(top))
     else:
-        print_verdict(loaded, verdict, top, _console())
+        print_verdict(optuna_study, verdict, top, _console())
 
 
 def _reader(url: str) -> Any:
@@ -470,46 +435,18 @@ def _reader(url: str) -> Any:
 @handle_errors
 def export(study: str, storage: str | None, trial_number: int | None, output: Path) -> None:
     """Write the verdict's winning loss design; losstune.losses.load_loss(PATH) rebuilds it."""
-    import optuna
-
-    from losstune import runner
-    from losstune.paths import check_output_path, write_output
+    from losstune import api
+    from losstune.paths import check_output_path
 
     check_output_path(output)  # before any work: no folder, a symbolic link...
-    url = _storage_url(storage)
-    loaded = runner.load_existing(url, study)
+    path = api.load_study(study, storage=_storage_url(storage)).export(output, trial=trial_number)
+    payload = json.loads(path.read_text())
     if trial_number is None:
-        if len(loaded.directions) > 1:
-            raise LosstuneError(f"study {study!r} has several objectives: pick a trial of its "
-                                "Pareto front with --trial N (losstune show)")
-        verdict = runner.study_verdict(loaded, _reader(url))
-        if verdict.winner is None:
-            raise LosstuneError(f"study {study!r} has no complete trial to export")
-        w = verdict.winner
-        payload = {"study": loaded.study_name, "trial": w.trials[0] if w.trials else None,
-                   "metrics": loaded.user_attrs.get("objective"), "description": w.words,
-                   "mean": w.mean, "ci": list(w.ci) if w.ci else None, "seeds": w.n,
-                   "verdict": {"significant": verdict.significant,
-                               "sentence": verdict.sentence},
-                   "loss": w.description}
-        said = (f"wrote {output}: {w.words} (mean over {w.n} seed"
-                f"{'s' if w.n != 1 else ''}; verdict: {verdict.sentence})")
+        click.echo(f"wrote {output}: {payload['description']} (mean over {payload['seeds']} "
+                   f"seed{'s' if payload['seeds'] != 1 else ''}; verdict: "
+                   f"{payload['verdict']['sentence']})")
     else:
-        matches = [t for t in loaded.trials if t.number == trial_number]
-        if not matches:
-            raise LosstuneError(f"study {study!r} has no trial {trial_number}; "
-                                f"trials are 0..{len(loaded.trials) - 1}")
-        chosen = matches[0]
-        if chosen.state != optuna.trial.TrialState.COMPLETE:
-            raise LosstuneError(f"trial {trial_number} of {study!r} is "
-                                f"{chosen.state.name.lower()}, not complete")
-        payload = {"study": loaded.study_name, "trial": chosen.number,
-                   "values": chosen.values, "metrics": loaded.user_attrs.get("objective"),
-                   "description": chosen.user_attrs.get("loss_words"),
-                   "loss": json.loads(chosen.user_attrs["loss"])}
-        said = f"wrote {output}: trial {chosen.number}, {payload['description']}"
-    write_output(output, json.dumps(payload, indent=2) + "\n")
-    click.echo(said)
+        click.echo(f"wrote {output}: trial {payload['trial']}, {payload['description']}")
 
 
 @main.command()
@@ -525,18 +462,18 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
     """Give the top designs and the baselines more seeds, then print the verdict."""
     from rich.progress import Progress
 
-    from losstune import confirm as confirm_mod
-    from losstune import runner
+    from losstune import api
 
-    url = _storage_url(storage)
+    loaded = api.load_study(study, storage=_storage_url(storage))
+    loaded.check_trainable("confirm")  # before the progress bar: one line if it cannot
     with Progress(console=_console()) as progress:
         task = progress.add_task("confirmation runs", total=None)
 
         def on_run(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        verdict = confirm_mod.run(url, study, top=top, seeds=seeds, on_run=on_run)
-    print_verdict(runner.load_existing(url, study), verdict, top + 4, _console())
+        verdict = loaded.confirm(seeds, top=top, on_run=on_run)
+    print_verdict(loaded.optuna_study, verdict, top + 4, _console())
 
 
 @main.command()
@@ -547,9 +484,9 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
 @handle_errors
 def report(study: str, storage: str | None, output: Path | None) -> None:
     """Write a self-contained HTML report ranking the loss designs of STUDY."""
-    from losstune import report as report_mod
+    from losstune import api
 
-    path = report_mod.write(study, _storage_url(storage), output)
+    path = api.load_study(study, storage=_storage_url(storage)).report(output)
     size = path.stat().st_size / 1e6
     click.echo(f"wrote {path} ({size:.1f} MB, self-contained: opens offline)")
 

@@ -25,9 +25,11 @@ def choose(verdict: results.Verdict, top: int) -> list[results.Design]:
 
 
 def run(storage_url: str, study_name: str, *, top: int, seeds: int,
-        on_run: Callable[[int, int], None] | None = None) -> results.Verdict:
+        on_run: Callable[[int, int], None] | None = None,
+        memory: dict[str, Any] | None = None) -> results.Verdict:
     """Add the missing runs (seed indices 0..seeds-1 of the chosen designs); returns the
-    verdict afterwards."""
+    verdict afterwards. ``memory``: the model function and data of a study made from Python
+    (``load_context``'s ``model_fn`` and ``reload``)."""
     from losstune import runner
     from losstune.storage import open_storage
 
@@ -38,6 +40,10 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int,
     if len(parent.directions) > 1:
         raise LosstuneError("confirm ranks by one objective; this study has several")
     spec = StudySpec.model_validate(parent.user_attrs["spec"])
+    from losstune.api import IN_MEMORY, needs_python
+
+    if spec.dataset.name == IN_MEMORY and not memory:
+        raise needs_python(study_name, "confirm")
     base_dir = Path(parent.user_attrs.get("base_dir", "."))
     storage = open_storage(storage_url)
     chosen = choose(runner.study_verdict(parent, storage), top)
@@ -51,7 +57,12 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int,
         if on_run:
             on_run(progress["done"], len(todo))
 
-    search = runner.Search(parent, runner.load_context(spec, base_dir), storage, on_run=tick,
+    if memory:
+        splits = memory["reload"](spec.seed)
+        ctx = runner.load_context(spec, base_dir, splits, **memory)
+    else:
+        ctx = runner.load_context(spec, base_dir)
+    search = runner.Search(parent, ctx, storage, on_run=tick,
                            race=RacingSpec(max_seeds=max(seeds, 1)))
     search.racer.extend(chosen, seeds)
     verdict = runner.study_verdict(parent, storage)

@@ -412,3 +412,123 @@ def robust_scale(y: np.ndarray, reject: float = 3.5) -> float:
         # (and to 1 for a constant target) rather than divide by zero.
         scale = float(y.std()) or 1.0
     return float(scale)
+
+
+# ------------------------------------------------------------------------------ in-memory data
+def as_array(data: Any, what: str) -> np.ndarray:
+    """NumPy from NumPy, pandas, a tf.data.Dataset of (x, y) or x batches, or a PyDataset."""
+    if data is None:
+        raise DataError(f"{what}: no data given")
+    if hasattr(data, "to_numpy"):  # pandas DataFrame / Series
+        return np.asarray(data.to_numpy())
+    return np.asarray(data)
+
+
+def from_datasets(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) from a ``tf.data.Dataset`` or ``keras.utils.PyDataset`` yielding (x, y) batches.
+
+    Trials reshuffle, re-split and re-batch the data themselves (per seed), so it is read into
+    memory once: loss design is tuned on data that fits in memory.
+    """
+    xs, ys = [], []
+    if hasattr(data, "as_numpy_iterator"):  # tf.data
+        batches = data.as_numpy_iterator()
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):  # PyDataset, Sequence
+        batches = (data[i] for i in range(len(data)))
+    else:
+        raise DataError(f"cannot read data of type {type(data).__name__}: give arrays, a pandas "
+                        "frame, a tf.data.Dataset or a keras.utils.PyDataset of (x, y) batches")
+    for batch in batches:
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise DataError("a dataset must yield (x, y) batches")
+        xs.append(np.asarray(batch[0]))
+        ys.append(np.asarray(batch[1]))
+    if not xs:
+        raise DataError("the dataset yielded no batch")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def infer_task(y: np.ndarray) -> str:
+    """The task ``y`` implies: one-hot rows, integer, string or boolean labels are classes
+    (binary for two); floating-point numbers are a regression target (whole-number floats
+    too: diabetes progression is one). Pass ``task=`` to say otherwise."""
+    if y.ndim == 2 and y.shape[1] > 1:
+        return "multiclass" if y.shape[1] > 2 else "binary"
+    flat = y.reshape(-1)
+    if flat.dtype.kind == "f":
+        if not np.all(np.isfinite(flat)):
+            raise DataError("y has NaN or infinite values")
+        return "regression"
+    return "binary" if len(np.unique(flat)) == 2 else "multiclass"
+
+
+def labels_to_indices(y: np.ndarray, names: list[str] | None,
+                      where: str) -> tuple[np.ndarray, list[str]]:
+    """Integer, string or one-hot labels → class indices 0..C−1 and the class names."""
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot (or probabilities): the arg-max class
+        names = names or [str(i) for i in range(y.shape[1])]
+        return y.argmax(axis=1).astype("int64"), names
+    flat = y.reshape(-1)
+    values = [str(v) for v in flat.tolist()]
+    if names is None:
+        unique = np.unique(flat)
+        names = [str(v) for v in unique.tolist()]
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({v for v in values if v not in index})
+    if unknown:
+        raise DataError(f"{where}: labels {', '.join(unknown[:5])} are not among the training "
+                        f"labels ({', '.join(names[:10])})")
+    return np.asarray([index[v] for v in values], dtype="int64"), names
+
+
+def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
+                validation_split: float | None = 0.2, seed: int = 0) -> Splits:
+    """Splits from in-memory data (the Python API). The features are used as given (no
+    scaling: a notebook's data is usually prepared already); regression targets are scaled
+    robustly, as for every study, so that Huber's δ means the same everywhere. Without
+    ``validation_data``, a stratified ``validation_split`` of the training data is held out,
+    drawn anew for every seed."""
+    from sklearn.model_selection import train_test_split
+
+    if y is None:
+        x, y = from_datasets(x)
+    x, y = as_array(x, "x").astype("float32"), as_array(y, "y")
+    if len(x) != len(y):
+        raise DataError(f"x has {len(x)} rows but y has {len(y)}")
+    if not np.all(np.isfinite(x)):
+        raise DataError("x has NaN or infinite values")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise DataError("validation_data must be a pair (x_val, y_val)")
+        x_val = as_array(validation_data[0], "x_val").astype("float32")
+        y_val = as_array(validation_data[1], "y_val")
+        x_train, y_train = x, y
+    else:
+        if not validation_split or not 0 < validation_split < 1:
+            raise DataError(f"validation_split must lie in (0, 1), got {validation_split}")
+        stratify = None
+        if task != "regression":
+            stratify = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
+        try:
+            x_train, x_val, y_train, y_val = train_test_split(
+                x, y, test_size=validation_split, random_state=seed, stratify=stratify)
+        except ValueError as err:  # a class too small to stratify, a split with no rows
+            raise DataError(f"validation_split={validation_split}: {err}") from None
+    empty = np.empty((0, *x_train.shape[1:]), dtype="float32")
+    if task == "regression":
+        y_train = y_train.astype("float64").reshape(-1)
+        y_val = y_val.astype("float64").reshape(-1)
+        center, scale = float(np.median(y_train)), robust_scale(y_train)
+        splits = Splits(x_train, ((y_train - center) / scale).astype("float32"), x_val,
+                        ((y_val - center) / scale).astype("float32"), empty,
+                        np.empty(0, "float32"), task, y_center=center, y_scale=scale)
+    else:
+        y_train, names = labels_to_indices(y_train, None, "y")
+        y_val, _ = labels_to_indices(y_val, names, "y_val")
+        if len(names) < 2:
+            raise DataError(f"y has a single class ({names[0]}); a classifier needs two or more")
+        splits = Splits(x_train, y_train, x_val, y_val, empty, np.empty(0, "int64"), task,
+                        num_classes=len(names), class_names=names)
+    splits.description = (f"in-memory data: {len(splits.y_train)} train / {len(splits.y_val)} "
+                          f"validation")
+    return splits

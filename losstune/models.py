@@ -11,6 +11,7 @@ import importlib
 import inspect
 import sys
 from pathlib import Path
+from typing import Any
 
 from losstune.errors import LosstuneError
 from losstune.spec import ModelSpec
@@ -37,12 +38,16 @@ def load_factory(reference: str, base_dir: Path | str = "."):
 
 
 def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
-          base_dir: Path | str = "."):
-    """A fresh, uncompiled ``keras.Model``."""
+          base_dir: Path | str = ".", builder: Any = None):
+    """A fresh, uncompiled ``keras.Model``. ``builder``: the model function of a study made
+    from Python (``model.kind = "python"``)."""
     import keras
 
-    if spec.kind == "factory":
-        func = load_factory(spec.factory, base_dir)
+    if spec.kind == "python" and builder is None:
+        raise LosstuneError("this study's model is a Python function: give it again "
+                            "(losstune.load_study(...).attach(build_model, x, y))")
+    if spec.kind in ("factory", "python"):
+        func = builder if spec.kind == "python" else load_factory(spec.factory, base_dir)
         kwargs = {"input_shape": input_shape, "output_units": units}
         accepted = inspect.signature(func).parameters
         model = func(**{k: v for k, v in kwargs.items() if k in accepted})

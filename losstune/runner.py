@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -291,8 +292,10 @@ def load_data(spec: StudySpec, base_dir: Path) -> Any:
 
 
 def load_context(spec: StudySpec, base_dir: Path, splits: Any = None,
-                 threads: int | None = None) -> "Any":
-    """Import Keras, configure the backend, load the data once per worker."""
+                 threads: int | None = None, model_fn: Callable | None = None,
+                 reload: Callable[[int], Any] | None = None) -> "Any":
+    """Import Keras, configure the backend, load the data once per worker. ``model_fn`` and
+    ``reload`` (the data of another seed): for studies made from Python (losstune.api)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -301,7 +304,7 @@ def load_context(spec: StudySpec, base_dir: Path, splits: Any = None,
     configure_backend(threads)
     splits = splits if splits is not None else load_data(spec, base_dir)
     return Context(spec=spec, splits=splits, base_dir=base_dir, device=describe_device(),
-                   backend=keras.backend.backend())
+                   backend=keras.backend.backend(), model_fn=model_fn, reload=reload)
 
 
 def record_data(study: "optuna.Study", splits: Any) -> None:
@@ -349,13 +352,11 @@ class Contexts:
         if index not in self._by_seed:
             from losstune.racing import seed_for
 
-            spec = self.base.spec.model_copy(update={"seed": seed_for(self.base.spec.seed,
-                                                                       index)})
-            splits = load_data(spec, self.base.base_dir)
-            self._by_seed[index] = type(self.base)(spec=spec, splits=splits,
-                                                   base_dir=self.base.base_dir,
-                                                   device=self.base.device,
-                                                   backend=self.base.backend)
+            base = self.base
+            spec = base.spec.model_copy(update={"seed": seed_for(base.spec.seed, index)})
+            splits = (base.reload(spec.seed) if base.reload is not None
+                      else load_data(spec, base.base_dir))
+            self._by_seed[index] = replace(base, spec=spec, splits=splits)
         return self._by_seed[index]
 
 

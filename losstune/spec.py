@@ -23,7 +23,6 @@ from losstune.errors import SpecError
 TASKS = ("multiclass", "binary", "regression")
 BUILTIN_DATASETS = {"digits": "multiclass", "wine": "multiclass",
                     "breast_cancer": "binary", "diabetes": "regression"}
-DATASETS = (*BUILTIN_DATASETS, "csv", "npz")
 
 # metric -> (direction, tasks it applies to)
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -187,7 +186,8 @@ def _check_param(name: str, value: Param, low: float | None = None, high: float 
 # ------------------------------------------------------------------------------- sections
 class DatasetSpec(BaseModel):
     model_config = _FROZEN
-    name: Literal["digits", "wine", "breast_cancer", "diabetes", "csv", "npz"]
+    # "arrays": in-memory data given to losstune.search() in Python (not in a study file).
+    name: Literal["digits", "wine", "breast_cancer", "diabetes", "csv", "npz", "arrays"]
     path: str | None = None
     features: tuple[str, ...] | None = None
     target: str | None = None
@@ -214,7 +214,8 @@ class DatasetSpec(BaseModel):
 
 class ModelSpec(BaseModel):
     model_config = _FROZEN
-    kind: Literal["mlp", "cnn", "factory"] = "mlp"
+    # "python": a model function given to losstune.search() in Python (not in a study file).
+    kind: Literal["mlp", "cnn", "factory", "python"] = "mlp"
     hidden: tuple[int, ...] = (64,)
     filters: tuple[int, ...] = (16, 32)
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -855,7 +856,17 @@ def load(path: str | Path) -> StudySpec:
         raise SpecError(str(path), "", "not a UTF-8 text file") from None
     except tomllib.TOMLDecodeError as err:
         raise SpecError(str(path), "", f"TOML syntax error: {err}") from None
-    return parse(data, path)
+    spec = parse(data, path)
+    # These two exist only for studies made from Python, with the objects themselves.
+    if spec.dataset.name == "arrays":
+        raise SpecError(str(path), "dataset.name", "'arrays' is for in-memory data given to "
+                        "losstune.search() in Python; a study file uses digits, wine, "
+                        "breast_cancer, diabetes, csv or npz")
+    if spec.model.kind == "python":
+        raise SpecError(str(path), "model.kind", "'python' is for a model function given to "
+                        "losstune.search() in Python; a study file uses mlp, cnn or factory "
+                        "(factory = 'module:function')")
+    return spec
 
 
 def baseline_label(family: str, params: dict[str, Any]) -> str:

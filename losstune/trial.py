@@ -47,6 +47,8 @@ class Context:
     base_dir: Path
     device: str
     backend: str
+    model_fn: Any = None  # a model function given in Python (losstune.api), not imported
+    reload: Any = None    # seed -> Splits, for in-memory data (replicate runs)
 
 
 def compact(values: list[float]) -> list[float]:
@@ -267,7 +269,7 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
         loss = losses.build_loss(description)
         model = models.build(spec.model, input_shape=splits.input_shape,
                              units=models.output_units(spec.task, splits.num_classes),
-                             base_dir=ctx.base_dir)
+                             base_dir=ctx.base_dir, builder=ctx.model_fn)
         y_train = _targets(splits, splits.y_train)
 
         batch = min(len(y_train), 256)

@@ -326,19 +326,24 @@ def verdict_markdown(v: Any) -> str:
 
 
 def write(study_name: str, storage_url: str, output: Path | None = None) -> Path:
-    """Build the report of a stored study (with its replicate runs, if any) and write it."""
+    """Build the report of a stored study (with its replicate runs, if any) and write it; the
+    path is checked first (no symbolic link is written through, the default name is visible)."""
+    from losstune.paths import check_output_path, default_report_path, write_output
     from losstune.runner import load_existing, quiet_optuna, runs_study
     from losstune.storage import open_storage
 
     quiet_optuna()
+    default = output is None
+    output = Path(output) if output is not None else default_report_path(study_name)
+    check_output_path(output, create_folder=default)
     study = load_existing(storage_url, study_name)
     storage = open_storage(storage_url, heartbeat=False, create=False)
-    output = Path(output or Path("reports") / f"{_safe(study_name)}.html")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(build(study, runs_study(study, storage, create=False)), encoding="utf-8")
-    save_to_dashboard(study, storage)
+    write_output(output, build(study, runs_study(study, storage, create=False)),
+                 create_folder=default)
+    import sqlalchemy.exc
+
+    try:
+        save_to_dashboard(study, storage)
+    except sqlalchemy.exc.OperationalError:  # a read-only database: the report is what counts
+        pass
     return output
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "study"

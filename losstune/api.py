@@ -1,0 +1,462 @@
+"""The Python API: search loss designs from a notebook, and read any stored study.
+
+``losstune.search(build_model, x, y, ...)`` works like KerasTuner's ``tuner.search``: your model
+function and your arrays, no files. :class:`Study` wraps a stored study — made from Python or by
+``losstune search`` — and holds its verdict, leaderboard and best loss. The command line is a thin
+layer over this module: both run the same code.
+
+Heavy libraries (TensorFlow, Keras, Optuna, pandas) are imported inside the methods that need
+them, so ``import losstune`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from losstune.errors import LosstuneError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+    import optuna
+    import pandas
+
+    from losstune.results import Verdict
+    from losstune.spec import StudySpec
+
+IN_MEMORY = "arrays"  # dataset.name of a study made from Python with in-memory data
+
+
+@dataclass
+class InMemory:
+    """What a study made from Python needs to train again: the model and the data."""
+
+    build_model: Any  # (input_shape, output_units) -> keras.Model, or a keras.Model to clone
+    x: Any
+    y: Any = None
+    validation_data: Any = None
+    validation_split: float | None = 0.2
+    _cache: dict[int, Any] = field(default_factory=dict, repr=False)
+
+    def splits(self, task: str, seed: int) -> Any:
+        """The splits for a seed: the same validation data for every seed when it was given,
+        else a new stratified hold-out per seed."""
+        from losstune import data
+
+        key = 0 if self.validation_data is not None else seed
+        if key not in self._cache:
+            self._cache[key] = data.from_arrays(
+                self.x, self.y, task=task, validation_data=self.validation_data,
+                validation_split=self.validation_split, seed=seed)
+        return self._cache[key]
+
+    def model_fn(self) -> Callable[..., Any]:
+        """A function that builds a fresh model for every trial."""
+        import keras
+
+        source = self.build_model
+        if isinstance(source, keras.Model):
+            return lambda input_shape, output_units: keras.models.clone_model(source)
+        if not callable(source):
+            raise LosstuneError("build_model must be a function (input_shape, output_units) "
+                                f"-> keras.Model, or a keras.Model; got {type(source).__name__}")
+        return source
+
+
+@dataclass
+class SearchHooks:
+    """What a search reports while it runs (the CLI draws a progress bar with these)."""
+
+    started: Callable[[Any, Any], None] = lambda study, storage: None  # Optuna study, storage
+    status: Callable[[str], None] = lambda text: None
+    refresh: Callable[[], None] = lambda: None
+    message: Callable[[str], None] = lambda text: None
+
+
+@dataclass
+class SearchResult:
+    """What one call to :meth:`Study.search` did."""
+
+    new_designs: int
+    failed: int
+    interrupted: bool
+    faults: list[Any]
+    last_error: str | None = None
+    error: LosstuneError | None = None  # the run did not do what was asked (raised by search)
+
+
+class Study:
+    """A loss-design study in a storage: its verdict, its leaderboard, its best loss.
+
+    Get one from :func:`losstune.search` (in-memory data), :meth:`Study.from_file` (a study
+    file) or :func:`losstune.load_study` (any stored study, made by either).
+    """
+
+    def __init__(self, name: str, storage: str | None = None, *, spec: "StudySpec | None" = None,
+                 source: InMemory | None = None, study_file: Path | None = None) -> None:
+        from losstune.storage import DEFAULT_URL, normalise
+
+        self.name = name
+        self.storage = normalise(storage or DEFAULT_URL)
+        self._spec, self._source, self._study_file = spec, source, study_file
+
+    def __repr__(self) -> str:
+        from losstune.storage import mask
+
+        return f"Study({self.name!r}, storage={mask(self.storage)!r})"
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_file(cls, path: str | Path, *, storage: str | None = None,
+                  study_name: str | None = None) -> "Study":
+        """A study described by a TOML study file (validated now; nothing is written until
+        :meth:`search`)."""
+        from losstune import runner
+        from losstune import spec as spec_mod
+
+        path = Path(path)
+        spec = spec_mod.load(path)
+        url = runner.resolve_storage_url(spec, storage)
+        return cls(study_name or spec.name, url, spec=spec, study_file=path)
+
+    def attach(self, build_model: Any, x: Any, y: Any = None, *, validation_data: Any = None,
+               validation_split: float | None = 0.2) -> "Study":
+        """Give a study made from Python its model and data again (after
+        :func:`load_study`), so that it can search further or be confirmed."""
+        self._source = InMemory(build_model, x, y, validation_data, validation_split)
+        return self
+
+    # ------------------------------------------------------------------ reading
+    def _reader(self) -> Any:
+        from losstune.storage import open_storage
+
+        return open_storage(self.storage, heartbeat=False, create=False)
+
+    @property
+    def optuna_study(self) -> "optuna.Study":
+        """The Optuna study (search trials; replicate runs are in ``<name>:runs``)."""
+        from losstune import runner
+
+        return runner.load_existing(self.storage, self.name)
+
+    @property
+    def spec(self) -> "StudySpec":
+        from losstune.spec import StudySpec
+
+        if self._spec is None:
+            stored = self.optuna_study.user_attrs.get("spec")
+            if stored is None:
+                raise LosstuneError(f"study {self.name!r} was not made by losstune")
+            self._spec = StudySpec.model_validate(stored)
+        return self._spec
+
+    @property
+    def verdict(self) -> "Verdict":
+        """The verdict: the winner over seeds and its paired test against every baseline."""
+        from losstune import runner
+
+        study = self.optuna_study
+        if len(study.directions) > 1:
+            raise LosstuneError(f"study {self.name!r} has several objectives: a verdict ranks "
+                                "by one (see optuna_study.best_trials for the Pareto front)")
+        return runner.study_verdict(study, self._reader())
+
+    def leaderboard(self, top: int | None = None) -> "pandas.DataFrame":
+        """The designs over seeds, ranked as the verdict ranks them, as a pandas DataFrame."""
+        import pandas
+
+        rows = self.verdict.to_dict(top)["leaderboard"]
+        frame = pandas.DataFrame(rows)
+        return frame.set_index("rank") if len(frame) else frame
+
+    @property
+    def best_design(self) -> dict[str, Any]:
+        """The winner's loss design: ``{"family", "params"}`` without data-fitted values."""
+        from losstune import results
+
+        winner = self.verdict.winner
+        if winner is None:
+            raise LosstuneError(f"study {self.name!r} has no complete trial yet")
+        return results.exported_design(winner.description)
+
+    def best_loss(self, *, class_counts: Sequence[int] | None = None,
+                  epochs: int | None = None) -> "keras.losses.Loss":
+        """The winner as a ready ``keras.losses.Loss`` (integer or one-hot labels).
+
+        ``class_counts`` / ``epochs``: your own, where the design uses them (class-balanced
+        weights, DynamicLoss's prior and schedules); by default the study's.
+        """
+        from losstune.losses import build_loss
+
+        winner = self.verdict.winner
+        if winner is None:
+            raise LosstuneError(f"study {self.name!r} has no complete trial yet")
+        return build_loss(_with_fitted(winner.description, class_counts, epochs))
+
+    # ------------------------------------------------------------------ running
+    def search(self, n_trials: int | None = None, *, timeout: float | None = None,
+               workers: int = 1, gpus: str | None = None,
+               hooks: SearchHooks | None = None) -> "Study":
+        """Run (or resume) the search: ``n_trials`` new designs (default: the study's)."""
+        result = self.run_search(n_trials=n_trials, timeout=timeout, workers=workers, gpus=gpus,
+                                 hooks=hooks)
+        if result.error is not None:
+            raise result.error
+        return self
+
+    def run_search(self, *, n_trials: int | None = None, timeout: float | None = None,
+                   workers: int = 1, gpus: str | None = None,
+                   hooks: SearchHooks | None = None) -> SearchResult:
+        """:meth:`search`, returning what the run did (the CLI reports it)."""
+        from losstune import runner, stopping
+        from losstune import workers as workers_mod
+        from losstune.storage import open_storage
+
+        hooks = hooks or SearchHooks()
+        spec = self._spec if self._spec is not None else self.spec
+        in_memory = spec.dataset.name == IN_MEMORY
+        self.check_trainable("search")
+        if in_memory and workers > 1:
+            raise LosstuneError("workers > 1 need a study file: worker processes cannot share "
+                                "a model function and in-memory data")
+        runner.check_for_backend(spec, self._study_file or Path("<python>"))
+        n_trials = n_trials or spec.n_trials
+        timeout = timeout or spec.timeout
+        base_dir = self._base_dir()
+        # Bad data fails before the storage is touched.
+        splits = (self._source.splits(spec.task, spec.seed) if in_memory
+                  else runner.load_data(spec, base_dir))
+        study = runner.create_or_load(spec, self.storage, study_name=self.name,
+                                      base_dir=base_dir)
+        runner.record_data(study, splits)
+        before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+        storage = open_storage(self.storage)
+        hooks.started(study, storage)
+        faults: list[Any] = []
+        previous = stopping.install()
+        interrupted = False
+        try:
+            if workers == 1:
+                hooks.status("starting the backend and compiling the first model")
+                ctx = runner.load_context(spec, base_dir, splits, **self._memory(spec))
+                hooks.message(f"data: {splits.description}; backend {ctx.backend} on "
+                              f"{ctx.device}")
+                deadline = time.time() + timeout if timeout else None
+                runner.Search(study, ctx, storage, deadline=deadline,
+                              on_run=hooks.refresh).run(
+                    n_trials, callbacks=[lambda s, t: hooks.refresh()])
+            else:
+                hooks.status(f"starting {workers} worker processes")
+                hooks.message(f"data: {splits.description}; {workers} worker processes")
+                faults = workers_mod.run(self._study_file, self.storage, self.name,
+                                         workers=workers, n_trials=n_trials, timeout=timeout,
+                                         gpus=gpus, on_poll=hooks.refresh)
+        except KeyboardInterrupt:  # a second Ctrl-C
+            interrupted = True
+        finally:
+            stopping.restore(previous)
+        from losstune.report import save_to_dashboard
+
+        save_to_dashboard(study, storage)
+        new = [t for t in study.get_trials(deepcopy=False)
+               if t.number not in before and t.state.is_finished()]
+        failed = [t for t in new if t.state.name == "FAIL"]
+        result = SearchResult(
+            new_designs=sum(1 for t in new if "duplicate_of" not in t.user_attrs
+                            and t.state.name != "FAIL"),
+            failed=len(failed), interrupted=interrupted or stopping.STOP.is_set(),
+            faults=faults, last_error=failed[-1].user_attrs.get("error") if failed else None)
+        if result.interrupted:
+            return result
+        if faults and n_trials and result.new_designs < n_trials and not timeout:
+            result.error = workers_mod.BudgetNotMet(
+                f"the run tried {result.new_designs} of {n_trials} new designs: {len(faults)} "
+                f"worker{'s' if len(faults) > 1 else ''} died; run the same command to continue")
+        elif new and len(failed) == len(new) and len(failed) >= runner.MAX_FAILURES_WITHOUT_SUCCESS:
+            result.error = LosstuneError(f"stopped: the first {len(failed)} trials all failed; "
+                                         f"last error: {result.last_error or 'unknown error'}")
+        return result
+
+    def confirm(self, seeds: int = 5, *, top: int = 3,
+                on_run: Callable[[int, int], None] | None = None) -> "Verdict":
+        """Give the baselines and the ``top`` best other designs seeds 0..seeds−1 (racing's
+        machinery), then return the verdict."""
+        from losstune import confirm as confirm_mod
+
+        spec = self.spec
+        self.check_trainable("confirm")
+        memory = self._memory(spec) if spec.dataset.name == IN_MEMORY else None
+        return confirm_mod.run(self.storage, self.name, top=top, seeds=seeds, on_run=on_run,
+                               memory=memory)
+
+    def report(self, path: str | Path | None = None) -> Path:
+        """Write the self-contained HTML report (default ``reports/<name>.html``)."""
+        from losstune import report
+
+        return report.write(self.name, self.storage, Path(path) if path else None)
+
+    def export(self, path: str | Path = "best_loss.json", *, trial: int | None = None) -> Path:
+        """Write the verdict's winner (or one search trial's design) as JSON for
+        :func:`losstune.losses.load_loss`."""
+        from losstune.paths import check_output_path
+
+        path = Path(path)
+        check_output_path(path)
+        payload = self.export_payload(trial)
+        path.write_text(json.dumps(payload, indent=2) + "\n")
+        return path
+
+    def export_payload(self, trial: int | None = None) -> dict[str, Any]:
+        """The exported JSON: ``design`` (family, params), ``fitted`` (what was fitted to this
+        study's data: class counts, planned epochs), ``loss`` (both together, ready for
+        ``build_loss``), and the verdict it won."""
+        from losstune import results
+
+        study = self.optuna_study
+        if trial is None:
+            if len(study.directions) > 1:
+                raise LosstuneError(f"study {self.name!r} has several objectives: pick a trial "
+                                    "of its Pareto front with --trial N (losstune show)")
+            verdict = self.verdict
+            w = verdict.winner
+            if w is None:
+                raise LosstuneError(f"study {self.name!r} has no complete trial to export")
+            description, words = w.description, w.words
+            extra = {"trial": w.trials[0] if w.trials else None, "mean": w.mean,
+                     "ci": list(w.ci) if w.ci else None, "seeds": w.n,
+                     "verdict": {"significant": verdict.significant,
+                                 "sentence": verdict.sentence}}
+        else:
+            matches = [t for t in study.get_trials(deepcopy=False) if t.number == trial]
+            if not matches:
+                raise LosstuneError(f"study {self.name!r} has no trial {trial}; trials are "
+                                    f"0..{len(study.trials) - 1}")
+            chosen = matches[0]
+            if chosen.state.name != "COMPLETE" or results.DUPLICATE_OF in chosen.user_attrs:
+                state = ("a repeat of trial " + str(chosen.user_attrs[results.DUPLICATE_OF])
+                         if results.DUPLICATE_OF in chosen.user_attrs
+                         else chosen.state.name.lower())
+                raise LosstuneError(f"trial {trial} of {self.name!r} is {state}, not a "
+                                    "complete training")
+            record = results.RunRecord.from_trial(chosen)
+            description, words = record.description, record.words
+            extra = {"trial": chosen.number, "values": chosen.values}
+        fitted = {k: v for k, v in description.get("params", {}).items()
+                  if k in ("class_counts", "epochs")}
+        return {"study": self.name, "metrics": study.user_attrs.get("objective"),
+                "description": words, **extra,
+                "design": results.exported_design(description), "fitted": fitted,
+                "loss": description}
+
+    def check_trainable(self, action: str) -> None:
+        """Raise (one line) if training this study needs Python objects it has not been given:
+        a study made from Python needs its model function and data again (:meth:`attach`)."""
+        if self.spec.dataset.name == IN_MEMORY and self._source is None:
+            raise needs_python(self.name, action)
+
+    # ------------------------------------------------------------------ helpers
+    def _base_dir(self) -> Path:
+        if self._study_file is not None:
+            return self._study_file.parent.resolve()
+        return Path.cwd()
+
+    def _memory(self, spec: "StudySpec") -> dict[str, Any]:
+        """Context arguments for in-memory studies: the model function and the data per seed."""
+        if spec.dataset.name != IN_MEMORY:
+            return {}
+        source = self._source
+        return {"model_fn": source.model_fn(),
+                "reload": lambda seed: source.splits(spec.task, seed)}
+
+
+def _with_fitted(description: dict[str, Any], class_counts: Sequence[int] | None,
+                 epochs: int | None) -> dict[str, Any]:
+    params = dict(description.get("params", {}))
+    if class_counts is not None and "class_counts" in params:
+        params["class_counts"] = [int(c) for c in class_counts]
+    if epochs is not None and "epochs" in params:
+        params["epochs"] = int(epochs)
+    return {**description, "params": params}
+
+
+def needs_python(name: str, action: str) -> LosstuneError:
+    return LosstuneError(
+        f"study {name!r} was made from Python with in-memory data and a model function; to "
+        f"{action} it, give them again: losstune.load_study({name!r}, storage=...)"
+        f".attach(build_model, x, y).{action}(...) (show, report and export work as they are)")
+
+
+# ------------------------------------------------------------------------------ functions
+def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = None,
+           validation_split: float | None = 0.2, task: str | None = None,
+           metric: str | None = None, families: Sequence[str] | None = None,
+           n_trials: int = 30, epochs: int = 10, batch_size: int = 32,
+           learning_rate: float = 1e-3, optimizer: str = "adam", seed: int = 0,
+           baselines: Any = True, racing: Any = True, pruner: str = "median",
+           sampler: str = "tpe", space: dict[str, dict[str, Any]] | None = None,
+           timeout: float | None = None, storage: str | None = None,
+           study_name: str = "losstune") -> Study:
+    """Search loss designs for your model and your data, in this process.
+
+    Args:
+        build_model: ``(input_shape, output_units) -> keras.Model`` ending in a Dense layer of
+            ``output_units`` without activation (logits), or a ``keras.Model`` to clone.
+        x: features (NumPy, pandas), or a ``tf.data.Dataset`` / ``keras.utils.PyDataset`` of
+            ``(x, y)`` batches (then leave ``y`` out).
+        y: integer, string or one-hot labels; numbers for regression.
+        validation_data: ``(x_val, y_val)``; else ``validation_split`` of the training data is
+            held out (stratified, drawn anew for every seed).
+        task: ``multiclass``, ``binary`` or ``regression`` (default: inferred from ``y``).
+        metric: the objective (default ``macro_f1``, or ``mae`` for regression).
+        families: loss families to search (default: the task's).
+        n_trials: new designs to try; racing adds seeds to the close ones.
+        space: per-family search space overrides, as in a study file's ``[search.FAMILY]``,
+            e.g. ``{"focal": {"gamma": {"low": 0, "high": 3}}}``.
+        storage: an Optuna storage URL (default ``sqlite:///losstune.db``).
+        study_name: the study's name; the same name again resumes it.
+
+    Returns:
+        The :class:`Study`, searched.
+    """
+    from losstune import data, spec as spec_mod
+
+    source = InMemory(build_model, x, y, validation_data, validation_split)
+    if task is None:
+        task = data.infer_task(data.as_array(y, "y") if y is not None
+                               else data.from_datasets(x)[1])
+    document: dict[str, Any] = {
+        "name": study_name, "task": task, "seed": seed, "n_trials": n_trials,
+        "dataset": {"name": IN_MEMORY},
+        "model": {"kind": "python", "factory": _reference(build_model)},
+        "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                     "optimizer": optimizer},
+        "objective": {"metric": metric or ("mae" if task == "regression" else "macro_f1")},
+        "sampler": {"name": sampler}, "pruner": {"name": pruner},
+        "baselines": baselines, "racing": racing,
+        "search": {**({"families": list(families)} if families else {}), **(space or {})},
+    }
+    if timeout:
+        document["timeout"] = timeout
+    spec = spec_mod.parse(document, "losstune.search()")
+    study = Study(study_name, storage, spec=spec, source=source)
+    study.search()
+    return study
+
+
+def load_study(name: str, *, storage: str | None = None) -> Study:
+    """A stored study (made from Python or by ``losstune search``), ready to read."""
+    study = Study(name, storage)
+    study.optuna_study  # fails now, in one line, if it is not there  # noqa: B018
+    return study
+
+
+def _reference(build_model: Any) -> str:
+    """Where the model came from, for the record (it is not imported back)."""
+    target = build_model if callable(build_model) and not hasattr(build_model, "layers") \
+        else type(build_model)
+    module = getattr(target, "__module__", "?")
+    return f"{module}:{getattr(target, '__qualname__', type(target).__name__)}"
+

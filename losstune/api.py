@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from losstune import results
 from losstune.errors import LosstuneError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -147,7 +148,7 @@ class Study:
         from losstune.spec import StudySpec
 
         if self._spec is None:
-            stored = self.optuna_study.user_attrs.get("spec")
+            stored = self.optuna_study.user_attrs.get(results.SPEC)
             if stored is None:
                 raise LosstuneError(f"study {self.name!r} was not made by losstune")
             self._spec = StudySpec.model_validate(stored)
@@ -175,7 +176,6 @@ class Study:
     @property
     def best_design(self) -> dict[str, Any]:
         """The winner's loss design: ``{"family", "params"}`` without data-fitted values."""
-        from losstune import results
 
         winner = self.verdict.winner
         if winner is None:
@@ -265,10 +265,10 @@ class Study:
                if t.number not in before and t.state.is_finished()]
         failed = [t for t in new if t.state.name == "FAIL"]
         result = SearchResult(
-            new_designs=sum(1 for t in new if "duplicate_of" not in t.user_attrs
+            new_designs=sum(1 for t in new if not results.is_repeat(t)
                             and t.state.name != "FAIL"),
             failed=len(failed), interrupted=interrupted or stopping.STOP.is_set(),
-            faults=faults, last_error=failed[-1].user_attrs.get("error") if failed else None)
+            faults=faults, last_error=failed[-1].user_attrs.get(results.ERROR) if failed else None)
         if result.interrupted:
             return result
         if faults and n_trials and result.new_designs < n_trials and not timeout:
@@ -313,7 +313,6 @@ class Study:
         """The exported JSON: ``design`` (family, params), ``fitted`` (what was fitted to this
         study's data: class counts, planned epochs), ``loss`` (both together, ready for
         ``build_loss``), and the verdict it won."""
-        from losstune import results
 
         study = self.optuna_study
         if trial is None:
@@ -346,7 +345,7 @@ class Study:
             extra = {"trial": chosen.number, "values": chosen.values}
         fitted = {k: v for k, v in description.get("params", {}).items()
                   if k in ("class_counts", "epochs")}
-        return {"study": self.name, "metrics": study.user_attrs.get("objective"),
+        return {"study": self.name, "metrics": results.metrics_of(study.user_attrs),
                 "description": words, **extra,
                 "design": results.exported_design(description), "fitted": fitted,
                 "loss": description}

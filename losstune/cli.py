@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import click
 
-from losstune import __version__
+from losstune import __version__, results
 from losstune.errors import LosstuneError
 
 # An upper bound on a run's budget: far beyond any search, and a number every counter holds.
@@ -270,12 +270,12 @@ def print_pareto(study: Any, top: int, console: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    metrics = study.user_attrs.get("objective") or ["objective"]
+    metrics = results.metrics_of(study.user_attrs)
     table = Table(title=Text(f"{study.study_name}: Pareto front"))
     for col in ("trial", "loss design", *metrics):
         table.add_column(col)
     for t in study.best_trials[:top]:
-        table.add_row(str(t.number), Text(t.user_attrs.get("loss_words", "?")),
+        table.add_row(str(t.number), Text(results.words_of(t)),
                       *(_format_value(v) for v in t.values))
     console.print(table)
 
@@ -316,7 +316,7 @@ class _progress:
         self.refresh()
 
     def refresh(self) -> None:
-        from losstune import results, runner
+        from losstune import runner
 
         trials = self.study.get_trials(deepcopy=False)
         pruned = sum(1 for t in trials if t.state.name == "PRUNED")
@@ -324,7 +324,7 @@ class _progress:
         companion = runner.runs_study(self.study, self.storage, create=False)
         replicates = (sum(1 for t in companion.get_trials(deepcopy=False)
                           if t.state.is_finished()) if companion else 0)
-        repeats = sum(1 for t in trials if results.DUPLICATE_OF in t.user_attrs)
+        repeats = sum(1 for t in trials if results.is_repeat(t))
         info = f"{pruned} pruned, {failed} failed"
         if repeats:
             info += f", {repeats} repeats"
@@ -340,10 +340,9 @@ class _progress:
     def _new_designs(self) -> int:
         """Finished search trials that tried a design for the first time (what --n-trials
         counts)."""
-        from losstune import results
 
         return sum(1 for t in self.study.get_trials(deepcopy=False)
-                   if t.state.is_finished() and results.DUPLICATE_OF not in t.user_attrs)
+                   if t.state.is_finished() and not results.is_repeat(t))
 
 
 # ------------------------------------------------------------------------------------ studies
@@ -369,8 +368,8 @@ def studies(storage: str | None, fmt: str) -> None:
     rows = []
     for s in summaries:
         single = len(s.directions) == 1
-        rows.append({"study": s.study_name, "task": s.user_attrs.get("task"),
-                     "objective": s.user_attrs.get("objective", []),
+        rows.append({"study": s.study_name, "task": s.user_attrs.get(results.TASK),
+                     "objective": s.user_attrs.get(results.OBJECTIVE, []),
                      "directions": [d.name.lower() for d in s.directions],
                      "trials": s.n_trials,
                      "kind": "replicate runs" if s.study_name.endswith(RUNS_SUFFIX) else "search",
@@ -405,9 +404,9 @@ def show(study: str, storage: str | None, top: int, fmt: str) -> None:
     optuna_study = loaded.optuna_study
     if len(optuna_study.directions) > 1:
         if fmt == "json":
-            _echo_json({"study": study, "metrics": optuna_study.user_attrs.get("objective"),
+            _echo_json({"study": study, "metrics": results.metrics_of(optuna_study.user_attrs),
                         "pareto_front": [{"trial": t.number, "values": t.values,
-                                          "design": t.user_attrs.get("loss_words")}
+                                          "design": results.words_of(t)}
                                          for t in optuna_study.best_trials]})
         else:
             print_pareto(optuna_study, top, _console())

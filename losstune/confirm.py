@@ -35,16 +35,16 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int,
 
     runner.quiet_optuna()
     parent = runner.load_existing(storage_url, study_name)
-    if parent.user_attrs.get("spec") is None:
+    if parent.user_attrs.get(results.SPEC) is None:
         raise LosstuneError(f"study {study_name!r} was not created by losstune search")
     if len(parent.directions) > 1:
         raise LosstuneError("confirm ranks by one objective; this study has several")
-    spec = StudySpec.model_validate(parent.user_attrs["spec"])
+    spec = StudySpec.model_validate(parent.user_attrs[results.SPEC])
     from losstune.api import IN_MEMORY, needs_python
 
     if spec.dataset.name == IN_MEMORY and not memory:
         raise needs_python(study_name, "confirm")
-    base_dir = Path(parent.user_attrs.get("base_dir", "."))
+    base_dir = Path(parent.user_attrs.get(results.BASE_DIR, "."))
     storage = open_storage(storage_url)
     chosen = choose(runner.study_verdict(parent, storage), top)
     if not chosen:

@@ -40,6 +40,51 @@ TRAIN_TIME = "train_time_s"
 PARENT = "parent"              # on the companion study: the search study's name
 PID = "pid"                    # the process that ran the trial (local workers' fault recovery)
 
+DEVICE = "device"
+BACKEND = "backend"
+COMPILED = "compiled"            # "new", or "reused": a compiled model kept from a trial before
+AUDIT = "audit"
+AUDIT_WARNINGS = "audit_warnings"
+EPOCH_TIME = "epoch_time_s"
+EPOCHS_TRAINED = "epochs_trained"
+PRUNED_AT = "pruned_at_epoch"
+VAL = "val."                     # + metric: the validation split's figures
+TEST = "test."                   # + metric: the test split's (reported, never searched on)
+CURVE = "curve."                 # + "val_<metric>", "loss", "loss_<component>": per epoch
+RECALL = "val.recall_per_class"
+PREDICTIONS = "val.pred"         # regression: validation predictions, for residual plots
+
+# Study-level user attributes.
+OBJECTIVE = "objective"          # the metric names
+TASK = "task"
+DATASET = "dataset"
+SPEC = "spec"                    # the study file, validated (storage URL masked)
+BASE_DIR = "base_dir"            # where relative data paths and factories are found
+DATA = "data"                    # the data in words
+CLASS_NAMES = "class_names"
+VAL_TARGETS = "val_targets"      # regression: validation targets, for residual plots
+VERSION = "losstune_version"
+
+
+def metrics_of(study_attrs: dict[str, Any]) -> list[str]:
+    """The study's objective names (``objective`` when unknown)."""
+    return list(study_attrs.get(OBJECTIVE) or ["objective"])
+
+
+def words_of(trial: Any) -> str:
+    """A trial's design in words."""
+    return trial.user_attrs.get(WORDS) or trial.params.get("loss", "?")
+
+
+def family_of(trial: Any) -> str:
+    return trial.user_attrs.get(FAMILY) or trial.params.get("loss", "?")
+
+
+def is_repeat(trial: Any) -> bool:
+    """A proposal of a design already trained on its seed: nothing was trained."""
+    return DUPLICATE_OF in trial.user_attrs
+
+
 # Parameters of a loss description fitted to the study's data, not part of the design.
 FITTED = ("from_logits", "class_counts", "epochs")
 

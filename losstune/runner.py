@@ -101,7 +101,7 @@ class _FamilyView:
     def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[Any]:
         return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states)
                 if t.params.get("loss") == self._family
-                and results.DUPLICATE_OF not in t.user_attrs]
+                and not results.is_repeat(t)]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
@@ -160,14 +160,14 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
     exists = name in study_names(storage)
     if exists:
         existing = optuna.load_study(study_name=name, storage=storage)
-        stored = existing.user_attrs.get("objective")
+        stored = existing.user_attrs.get(results.OBJECTIVE)
         stored_dirs = [d.name.lower() for d in existing.directions]
         if stored_dirs != directions or (stored is not None and stored != metrics):
             raise StorageError(
                 f"study {name!r} in {mask(storage_url)} optimises {stored or stored_dirs}, "
                 f"the file asks for {metrics} ({', '.join(directions)}); use another study "
                 "name (--study-name) or storage")
-        changed = incomparable_changes(existing.user_attrs.get("spec"), spec)
+        changed = incomparable_changes(existing.user_attrs.get(results.SPEC), spec)
         if changed:
             raise StorageError(
                 f"study {name!r} in {mask(storage_url)} was made with other settings; "
@@ -179,16 +179,16 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
         pruner=make_pruner(spec), directions=directions, load_if_exists=True)
     if not exists:
         study.set_metric_names(metrics)
-        study.set_user_attr("objective", metrics)
-        study.set_user_attr("task", spec.task)
-        study.set_user_attr("dataset", spec.dataset.name)
+        study.set_user_attr(results.OBJECTIVE, metrics)
+        study.set_user_attr(results.TASK, spec.task)
+        study.set_user_attr(results.DATASET, spec.dataset.name)
         stored = json.loads(spec.model_dump_json())
         if stored.get("storage"):  # a password in the file's URL never goes into the study
             stored["storage"] = mask(stored["storage"])
-        study.set_user_attr("spec", stored)
-        study.set_user_attr("losstune_version", __version__)
+        study.set_user_attr(results.SPEC, stored)
+        study.set_user_attr(results.VERSION, __version__)
         if base_dir is not None:  # relative data paths in the spec are relative to this
-            study.set_user_attr("base_dir", str(base_dir))
+            study.set_user_attr(results.BASE_DIR, str(base_dir))
         # Not Optuna's skip_if_exists: it compares params only, and two baselines may differ
         # only in a parameter the study holds fixed (cross-entropy with and without smoothing).
         queued = {t.user_attrs.get(results.BASELINE) for t in study.get_trials(deepcopy=False)}
@@ -235,11 +235,11 @@ class FailureGuard:
     def __call__(self, study: "optuna.Study", trial: "optuna.trial.FrozenTrial") -> None:
         import optuna
 
-        if trial.user_attrs.get("error") == INTERRUPTED:
+        if trial.user_attrs.get(results.ERROR) == INTERRUPTED:
             return  # the user stopped it; not a failure of the configuration
         if trial.state == optuna.trial.TrialState.FAIL:
             self.failures += 1
-            self.last_error = trial.user_attrs.get("error", "unknown error")
+            self.last_error = trial.user_attrs.get(results.ERROR, "unknown error")
         elif trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
             self.successes += 1
         if self.successes == 0 and self.failures >= self.limit:
@@ -311,12 +311,12 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
     """What the report needs about the data, stored once with the study."""
     from losstune.trial import MAX_STORED_PREDICTIONS
 
-    if "data" not in study.user_attrs:  # a resumed study keeps what it was made with
-        study.set_user_attr("data", splits.description)
-        study.set_user_attr("class_names", list(splits.class_names))
+    if results.DATA not in study.user_attrs:  # a resumed study keeps what it was made with
+        study.set_user_attr(results.DATA, splits.description)
+        study.set_user_attr(results.CLASS_NAMES, list(splits.class_names))
         if splits.task == "regression":
             y = splits.y_val[:MAX_STORED_PREDICTIONS] * splits.y_scale + splits.y_center
-            study.set_user_attr("val_targets", [float(f"{v:.5g}") for v in y.tolist()])
+            study.set_user_attr(results.VAL_TARGETS, [float(f"{v:.5g}") for v in y.tolist()])
 
 
 def optimize(study: "optuna.Study", ctx: Any, *, n_trials: int | None, timeout: float | None,
@@ -375,7 +375,7 @@ def runs_study(study: "optuna.Study", storage: Any, *, create: bool) -> "optuna.
         load_if_exists=True)
     if companion.user_attrs.get(results.PARENT) != study.study_name:
         companion.set_user_attr(results.PARENT, study.study_name)
-        for key in ("objective", "task", "dataset"):
+        for key in (results.OBJECTIVE, results.TASK, results.DATASET):
             if key in study.user_attrs:
                 companion.set_user_attr(key, study.user_attrs[key])
         if study.metric_names:
@@ -391,7 +391,7 @@ def run_records(study: "optuna.Study", companion: "optuna.Study | None") -> list
 def study_verdict(study: "optuna.Study", storage: Any = None) -> results.Verdict:
     """The verdict of a stored study, from its search trials and its replicate runs."""
     companion = runs_study(study, storage, create=False) if storage is not None else None
-    metric = (study.user_attrs.get("objective") or ["objective"])[0]
+    metric = results.metrics_of(study.user_attrs)[0]
     return results.verdict(study.study_name, metric, study.directions[0].name == "MAXIMIZE",
                            run_records(study, companion))
 
@@ -444,7 +444,7 @@ class Search:
         finished: list[Any] = []
         optimize(self.study, self.ctx, n_trials=1, timeout=None, guard=self.guard,
                  callbacks=[*callbacks, lambda s, t: finished.append(t)])
-        new = not (finished and results.DUPLICATE_OF in finished[0].user_attrs)
+        new = not (finished and results.is_repeat(finished[0]))
         if self.racer is None or not finished or STOP.is_set():
             return new
         if finished[0].state.name == "COMPLETE":

@@ -226,136 +226,64 @@ def _fit_data(backend: str, x: np.ndarray, y: np.ndarray, batch_size: int,
             .batch(batch_size), "shuffle": False}
 
 
-def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
-    """The Optuna objective for one trial."""
+@dataclass
+class Built:
+    """A trial's loss and model, audited and compiled (or a kept compiled model, retuned)."""
+
+    loss: Any
+    model: Any
+    y_train: np.ndarray
+    reused: bool
+    warnings: tuple[str, ...]
+
+
+@dataclass
+class Trained:
+    """What ``fit`` and the per-epoch scorer saw."""
+
+    scorer: Any
+    logs: dict[str, list[float]]
+    seconds: float
+
+
+def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, ...]:
+    """The Optuna objective for one trial: propose a design, build, train, record."""
     import keras
     import optuna
 
-    from losstune import audit, compiled, losses, models
-
-    spec, splits = ctx.spec, ctx.splits
-    training = suggest_training(trial, spec)
-    design: LossDesign = suggest_design(trial, spec)
-    description = design.description(epochs=training["epochs"], class_counts=splits.class_counts,
-                                      from_logits=spec.task != "regression")
-    metric = spec.objective.metrics[0]
-    trial.set_user_attr(results.FAMILY, design.family)
-    trial.set_user_attr(results.LOSS, json.dumps(description, sort_keys=True))
-    trial.set_user_attr(results.WORDS, losses.describe_in_words(description))
-    trial.set_user_attr("device", ctx.device)
-    trial.set_user_attr(results.PID, os.getpid())  # lets the parent fail it if this process dies
-    trial.set_user_attr("backend", ctx.backend)
-    key = results.design_key(description, results.training_params(trial.params))
-    if results.SEED_INDEX not in trial.user_attrs:  # a search trial: seed 0 of its design
-        trial.set_user_attr(results.DESIGN_KEY, key)
-        trial.set_user_attr(results.SEED_INDEX, 0)
-        earlier = _earlier_run(trial, key)
-        if earlier is not None:
-            # The same design on the same seed trains to the same result: never again. The
-            # sampler is told the earlier value; racing may give the design its next seed.
-            trial.set_user_attr(results.DUPLICATE_OF, earlier.number)
-            if earlier.state == optuna.trial.TrialState.PRUNED:
-                raise optuna.TrialPruned(f"the same design as trial {earlier.number}, pruned")
-            return tuple(earlier.values) if spec.multi_objective else earlier.values[0]
-
-    # Seed index i fixes the initialisation (and, below, the batch order) of every design, so
-    # designs compare seed by seed; it does not depend on the trial number.
-    seed = (spec.seed * 100_003) % 2**31
+    spec = ctx.spec
+    training, description = _propose(trial, ctx)
+    earlier = _repeat_of(trial, description)
+    if earlier is not None:
+        # The same design on the same seed trains to the same result: never again. The
+        # sampler is told the earlier value; racing may give the design its next seed.
+        trial.set_user_attr(results.DUPLICATE_OF, earlier.number)
+        if earlier.state == optuna.trial.TrialState.PRUNED:
+            raise optuna.TrialPruned(f"the same design as trial {earlier.number}, pruned")
+        return tuple(earlier.values) if spec.multi_objective else earlier.values[0]
+    seed = run_seed(spec)
     keras.utils.set_random_seed(seed)
-    reused = False
+    built = None
     if spec.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        loss = losses.build_loss(description)
-        model = models.build(spec.model, input_shape=splits.input_shape,
-                             units=models.output_units(spec.task, splits.num_classes),
-                             base_dir=ctx.base_dir, builder=ctx.model_fn)
-        y_train = _targets(splits, splits.y_train)
-
-        batch = min(len(y_train), 256)
-        outputs = keras.ops.convert_to_numpy(model(splits.x_train[:batch]))
-        _check_outputs(spec, outputs, y_train[:batch])
-        report = audit.check(loss, y_train[:batch], outputs)
-        trial.set_user_attr("audit", {k: {n: float(f"{v:.4g}") for n, v in d.items()}
-                                      for k, d in report.as_dict().items()})
-        if report.warnings:
-            trial.set_user_attr("audit_warnings", list(report.warnings))
-
-        model, loss, reused = compiled.CACHE.prepare(
-            model, loss, optimizer=training["optimizer"],
-            learning_rate=training["learning_rate"], jit_compile=spec.training.jit_compile,
-            steps=compiled.steps_per_execution(spec.training.steps_per_execution, ctx.backend),
-            sample=(splits.x_train[:2], y_train[:2]), reuse=spec.training.reuse_compiled)
-        trial.set_user_attr("compiled", "reused" if reused else "new")
-        scorer = _epoch_scorer(trial, ctx, metric, report=not spec.multi_objective)
-        # Again: the same batches whatever building, auditing or compiling drew before.
-        keras.utils.set_random_seed(seed)
-        start = time.perf_counter()
-        # No validation_data: the scorer computes the objective on the validation split itself,
-        # and a Keras validation pass would trace a second graph and compute a loss nobody reads.
-        history = model.fit(**_fit_data(ctx.backend, splits.x_train, y_train,
-                                        training["batch_size"], seed),
-                            epochs=training["epochs"], verbose=0,
-                            callbacks=[*losses.loss_callbacks(loss), scorer])
-        train_time = time.perf_counter() - start
-        logs = history.history
-
-        trial.set_user_attr("train_time_s", round(train_time, 3))
-        epoch_time = steady_epoch_seconds(scorer.epoch_seconds)
-        trial.set_user_attr("epoch_time_s", float(f"{epoch_time:.6g}"))
-        trial.set_user_attr("epochs_trained", len(logs.get("loss", [])))
-        trial.set_user_attr(f"curve.val_{metric}", compact(scorer.values))
-        for key in ("loss", *(f"loss_{c}" for c in losses.COMPONENTS)):
-            if key in logs:
-                trial.set_user_attr(f"curve.{key}", compact([float(v) for v in logs[key]]))
-
-        if scorer.interrupted or STOP.is_set():
-            trial.set_user_attr("error", INTERRUPTED)
-            raise TrialInterrupted(INTERRUPTED)
-        if scorer.diverged:
-            trial.set_user_attr("error", scorer.diverged)
-            raise LossDivergedError(scorer.diverged)
-        if scorer.pruned_at is not None:
-            trial.set_user_attr("pruned_at_epoch", scorer.pruned_at)
-            raise optuna.TrialPruned(f"pruned at epoch {scorer.pruned_at}")
-
-        val_out = _predict(model, splits.x_val)
-        val = score(model, splits, splits.x_val, splits.y_val, out=val_out)
-        if splits.task == "regression":  # for the report's residual plot
-            pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1)
-            trial.set_user_attr("val.pred", compact((pred * splits.y_scale + splits.y_center).tolist()))
-        for name, value in val.items():
-            trial.set_user_attr(f"val.{name}", _round(value))
-        if len(splits.y_test):
-            # Recorded for every trial but read only for the top designs: the sampler never
-            # sees user attributes, so the search cannot select on the test split.
-            for name, value in score(model, splits, splits.x_test, splits.y_test).items():
-                trial.set_user_attr(f"test.{name}", _round(value))
-        objective = val[metric]
-        _save_note(trial, description, val, metric, train_time, report.warnings)
-        if not math.isfinite(objective):
-            raise LossDivergedError(f"the objective {metric} is {objective}")
-        if spec.multi_objective:
-            # The objective "train_time" leaves out the one-off compilation that only the first
-            # trial of each compiled model pays, so trials compare by what their loss costs.
-            cost = epoch_time * len(scorer.epoch_seconds)
-            extra = [cost if m == "train_time" else val[m]
-                     for m in spec.objective.metrics[1:]]
-            return (objective, *extra)
-        return objective
+        built = _build(trial, ctx, description, training)
+        trained = _train(trial, ctx, built, training, seed)
+        _stop_unless_finished(trial, trained)
+        return _score(trial, ctx, built, trained, description)
     except (optuna.TrialPruned, LossDivergedError, TrialInterrupted):
         raise
     except LosstuneError as err:
-        trial.set_user_attr("error", str(err))
+        trial.set_user_attr(results.ERROR, str(err))
         raise
     except Exception as err:  # noqa: BLE001 - recorded on the trial, then Optuna marks FAIL
-        trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
+        trial.set_user_attr(results.ERROR, f"{type(err).__name__}: {err}"[:500])
         raise
     except SystemExit as err:
         # A model factory (the user's code) called sys.exit(): Optuna would let it end the
         # process with the trial left RUNNING. It is a failure of this trial, like any other.
         message = f"the trial's code called sys.exit({err.code!r})"
-        trial.set_user_attr("error", message)
+        trial.set_user_attr(results.ERROR, message)
         raise RuntimeError(message) from None
     finally:
         if spec.training.mixed_precision:
@@ -365,8 +293,152 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, float]:
         # training, so it runs only every GC_EVERY trials, and never after a trial that reused
         # a compiled model: those leave no graph behind (50 such trials without it grew memory
         # by 0.7 %). benchmarks/run.py (figure 7) checks that memory stays flat.
-        if not reused and trial.number % GC_EVERY == 0:
+        if not (built and built.reused) and trial.number % GC_EVERY == 0:
             keras.utils.clear_session(free_memory=True)
+
+
+def run_seed(spec: StudySpec) -> int:
+    """Seed index i fixes the initialisation and the batch order of every design (``spec.seed``
+    is that seed's), so designs compare seed by seed; it does not depend on the trial."""
+    return (spec.seed * 100_003) % 2**31
+
+
+def _propose(trial: "optuna.Trial", ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The sampler's training settings and loss design, recorded on the trial."""
+    from losstune import losses
+
+    spec, splits = ctx.spec, ctx.splits
+    training = suggest_training(trial, spec)
+    design: LossDesign = suggest_design(trial, spec)
+    description = design.description(epochs=training["epochs"], class_counts=splits.class_counts,
+                                      from_logits=spec.task != "regression")
+    trial.set_user_attr(results.FAMILY, design.family)
+    trial.set_user_attr(results.LOSS, json.dumps(description, sort_keys=True))
+    trial.set_user_attr(results.WORDS, losses.describe_in_words(description))
+    trial.set_user_attr(results.DEVICE, ctx.device)
+    trial.set_user_attr(results.PID, os.getpid())  # lets the parent fail it if this process dies
+    trial.set_user_attr(results.BACKEND, ctx.backend)
+    return training, description
+
+
+def _repeat_of(trial: "optuna.Trial", description: dict[str, Any]) -> Any:
+    """For a search trial (seed 0 of its design): the earlier search trial of the same design,
+    if there is one. Replicate runs come with their design and seed already set."""
+    if results.SEED_INDEX in trial.user_attrs:
+        return None
+    key = results.design_key(description, results.training_params(trial.params))
+    trial.set_user_attr(results.DESIGN_KEY, key)
+    trial.set_user_attr(results.SEED_INDEX, 0)
+    return _earlier_run(trial, key)
+
+
+def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
+           training: dict[str, Any]) -> Built:
+    """The loss and a fresh model, checked on a real batch, then compiled (or reused)."""
+    import keras
+
+    from losstune import audit, compiled, losses, models
+
+    spec, splits = ctx.spec, ctx.splits
+    loss = losses.build_loss(description)
+    model = models.build(spec.model, input_shape=splits.input_shape,
+                         units=models.output_units(spec.task, splits.num_classes),
+                         base_dir=ctx.base_dir, builder=ctx.model_fn)
+    y_train = _targets(splits, splits.y_train)
+    batch = min(len(y_train), 256)
+    outputs = keras.ops.convert_to_numpy(model(splits.x_train[:batch]))
+    _check_outputs(spec, outputs, y_train[:batch])
+    report = audit.check(loss, y_train[:batch], outputs)
+    trial.set_user_attr(results.AUDIT, {k: {n: float(f"{v:.4g}") for n, v in d.items()}
+                                        for k, d in report.as_dict().items()})
+    if report.warnings:
+        trial.set_user_attr(results.AUDIT_WARNINGS, list(report.warnings))
+    model, loss, reused = compiled.CACHE.prepare(
+        model, loss, optimizer=training["optimizer"],
+        learning_rate=training["learning_rate"], jit_compile=spec.training.jit_compile,
+        steps=compiled.steps_per_execution(spec.training.steps_per_execution, ctx.backend),
+        sample=(splits.x_train[:2], y_train[:2]), reuse=spec.training.reuse_compiled)
+    trial.set_user_attr(results.COMPILED, "reused" if reused else "new")
+    return Built(loss, model, y_train, reused, tuple(report.warnings))
+
+
+def _train(trial: "optuna.Trial", ctx: Context, built: Built, training: dict[str, Any],
+           seed: int) -> Trained:
+    """``fit``, scoring the objective after every epoch; the curves and times recorded."""
+    import keras
+
+    from losstune import losses
+
+    spec, splits = ctx.spec, ctx.splits
+    metric = spec.objective.metrics[0]
+    scorer = _epoch_scorer(trial, ctx, metric, report=not spec.multi_objective)
+    # Again: the same batches whatever building, auditing or compiling drew before.
+    keras.utils.set_random_seed(seed)
+    start = time.perf_counter()
+    # No validation_data: the scorer computes the objective on the validation split itself,
+    # and a Keras validation pass would trace a second graph and compute a loss nobody reads.
+    history = built.model.fit(**_fit_data(ctx.backend, splits.x_train, built.y_train,
+                                          training["batch_size"], seed),
+                              epochs=training["epochs"], verbose=0,
+                              callbacks=[*losses.loss_callbacks(built.loss), scorer])
+    trained = Trained(scorer, history.history, time.perf_counter() - start)
+    trial.set_user_attr(results.TRAIN_TIME, round(trained.seconds, 3))
+    trial.set_user_attr(results.EPOCH_TIME,
+                        float(f"{steady_epoch_seconds(scorer.epoch_seconds):.6g}"))
+    trial.set_user_attr(results.EPOCHS_TRAINED, len(trained.logs.get("loss", [])))
+    trial.set_user_attr(f"{results.CURVE}val_{metric}", compact(scorer.values))
+    for key in ("loss", *(f"loss_{c}" for c in losses.COMPONENTS)):
+        if key in trained.logs:
+            trial.set_user_attr(results.CURVE + key,
+                                compact([float(v) for v in trained.logs[key]]))
+    return trained
+
+
+def _stop_unless_finished(trial: "optuna.Trial", trained: Trained) -> None:
+    """A trial the user interrupted, whose loss diverged, or that the pruner stopped."""
+    import optuna
+
+    scorer = trained.scorer
+    if scorer.interrupted or STOP.is_set():
+        trial.set_user_attr(results.ERROR, INTERRUPTED)
+        raise TrialInterrupted(INTERRUPTED)
+    if scorer.diverged:
+        trial.set_user_attr(results.ERROR, scorer.diverged)
+        raise LossDivergedError(scorer.diverged)
+    if scorer.pruned_at is not None:
+        trial.set_user_attr(results.PRUNED_AT, scorer.pruned_at)
+        raise optuna.TrialPruned(f"pruned at epoch {scorer.pruned_at}")
+
+
+def _score(trial: "optuna.Trial", ctx: Context, built: Built, trained: Trained,
+           description: dict[str, Any]) -> float | tuple[float, ...]:
+    """Every metric on the validation (and test) split, recorded; the objective(s) returned."""
+    spec, splits, model = ctx.spec, ctx.splits, built.model
+    metric = spec.objective.metrics[0]
+    val_out = _predict(model, splits.x_val)
+    val = score(model, splits, splits.x_val, splits.y_val, out=val_out)
+    if splits.task == "regression":  # for the report's residual plot
+        pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1) * splits.y_scale + splits.y_center
+        trial.set_user_attr(results.PREDICTIONS, compact(pred.tolist()))
+    for name, value in val.items():
+        trial.set_user_attr(results.VAL + name, _round(value))
+    if len(splits.y_test):
+        # Recorded for every trial but read only for the top designs: the sampler never
+        # sees user attributes, so the search cannot select on the test split.
+        for name, value in score(model, splits, splits.x_test, splits.y_test).items():
+            trial.set_user_attr(results.TEST + name, _round(value))
+    objective = val[metric]
+    _save_note(trial, description, val, metric, trained.seconds, built.warnings)
+    if not math.isfinite(objective):
+        raise LossDivergedError(f"the objective {metric} is {objective}")
+    if not spec.multi_objective:
+        return objective
+    # The objective "train_time" leaves out the one-off compilation that only the first trial
+    # of each compiled model pays, so trials compare by what their loss costs.
+    seconds = trained.scorer.epoch_seconds
+    cost = steady_epoch_seconds(seconds) * len(seconds)
+    return (objective, *[cost if m == "train_time" else val[m]
+                         for m in spec.objective.metrics[1:]])
 
 
 def _check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) -> None:
@@ -403,7 +475,7 @@ def _save_note(trial: "optuna.Trial", description: dict[str, Any], val: dict[str
     from losstune.losses import describe_in_words
 
     lines = [f"### {describe_in_words(description)}", ""]
-    if trial.user_attrs.get("baseline"):
+    if trial.user_attrs.get(results.BASELINE):
         lines += ["*Baseline design (enqueued by losstune).*", ""]
     lines += ["| metric (validation) | value |", "|---|---|"]
     for name, value in val.items():

@@ -249,7 +249,7 @@ def test_installed_entry_point_is_fast_and_errors_cleanly(tmp_path):
     proc = subprocess.run([exe, "validate", bad], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (f"Error: {bad}: training.epochs: epochs must lie in "
-                                   "[1, inf), got 0..0")
+                                   "[1, inf), got 0")
     debug = subprocess.run([exe, "--debug", "validate", bad], capture_output=True, text=True,
                            timeout=60)
     assert debug.returncode != 0 and "Traceback" in debug.stderr

@@ -10,10 +10,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from losstune import results
 from losstune.schedules import Schedule
 
-SECONDARY = {"classification": ("val.accuracy", "val.balanced_accuracy", "val.macro_f1"),
-             "regression": ("val.mae", "val.rmse", "val.r2")}
+SECONDARY = {"classification": ("accuracy", "balanced_accuracy", "macro_f1"),
+             "regression": ("mae", "rmse", "r2")}
 
 
 def _complete(trials: Sequence[Any]) -> list[Any]:
@@ -26,7 +27,7 @@ def ranked(trials: Sequence[Any], maximize: bool) -> list[Any]:
 
 
 def design_label(trial: Any) -> str:
-    return trial.user_attrs.get("loss_words") or trial.params.get("loss", "?")
+    return results.words_of(trial)
 
 
 # ------------------------------------------------------------------------------ summary
@@ -44,7 +45,7 @@ class Summary:
 
 def summary_info(study_name: str, user_attrs: dict[str, Any], trials: Sequence[Any],
                  maximize: bool) -> Summary:
-    spec = user_attrs.get("spec", {})
+    spec = user_attrs.get(results.SPEC, {})
     counts = {"complete": 0, "pruned": 0, "fail": 0, "running": 0}
     for t in trials:
         key = t.state.name.lower()
@@ -59,12 +60,12 @@ def summary_info(study_name: str, user_attrs: dict[str, Any], trials: Sequence[A
     if isinstance(training.get("epochs"), int):
         budget.append(f"{training['epochs']} epochs per trial")
     racing = spec.get("racing", True)
-    if racing is not False and len(user_attrs.get("objective") or [1]) == 1:
+    if racing is not False and len(results.metrics_of(user_attrs)) == 1:
         seeds = racing.get("max_seeds", 5) if isinstance(racing, dict) else 5
         budget.append(f"racing up to {seeds} seeds per design")
-    metric = (user_attrs.get("objective") or ["objective"])[0]
-    return Summary(study=study_name, task=user_attrs.get("task", "?"),
-                  dataset=user_attrs.get("data") or user_attrs.get("dataset", "?"),
+    metric = results.metrics_of(user_attrs)[0]
+    return Summary(study=study_name, task=user_attrs.get(results.TASK, "?"),
+                  dataset=user_attrs.get(results.DATA) or user_attrs.get(results.DATASET, "?"),
                   metric=metric, maximize=maximize, budget=", ".join(budget) or "—",
                   counts=counts)
 
@@ -80,15 +81,14 @@ def leaderboard_info(trials: Sequence[Any], maximize: bool, task: str,
         a = t.user_attrs
         params = {k: v for k, v in t.params.items() if k != "loss"}
         rows.append({
-            "rank": rank, "trial": t.number, "family": a.get("family", t.params.get("loss")),
+            "rank": rank, "trial": t.number, "family": results.family_of(t),
             "design": design_label(t), "params": params, "value": t.values[0],
-            "secondary": {k.split(".", 1)[1]: a.get(k) for k in metric_keys},
+            "secondary": {k: a.get(results.VAL + k) for k in metric_keys},
             "test": None,
-            "train_time_s": a.get("train_time_s"), "baseline": bool(a.get("baseline")),
+            "train_time_s": a.get(results.TRAIN_TIME), "baseline": bool(a.get(results.BASELINE)),
         })
         if rank <= test_for_top:
-            rows[-1]["test"] = {k.split(".", 1)[1]: a.get("test." + k.split(".", 1)[1])
-                                for k in metric_keys}
+            rows[-1]["test"] = {k: a.get(results.TEST + k) for k in metric_keys}
     return rows
 
 
@@ -96,7 +96,7 @@ def leaderboard_info(trials: Sequence[Any], maximize: bool, task: str,
 def family_values(trials: Sequence[Any]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for t in _complete(trials):
-        out.setdefault(t.user_attrs.get("family", t.params.get("loss", "?")), []).append(t.values[0])
+        out.setdefault(results.family_of(t), []).append(t.values[0])
     return out
 
 
@@ -110,7 +110,7 @@ def schedules_info(trials: Sequence[Any], maximize: bool, top: int = 5) -> list[
     """Curriculum factor per epoch for the top designs that use a schedule."""
     out = []
     for t in ranked(trials, maximize):
-        desc = json.loads(t.user_attrs.get("loss", "{}"))
+        desc = json.loads(t.user_attrs.get(results.LOSS, "{}"))
         params = desc.get("params", {})
         if desc.get("family") != "dynamic" or not params.get("w_curriculum"):
             continue
@@ -128,12 +128,12 @@ def curves_info(trials: Sequence[Any], maximize: bool, metric: str,
     """Per-epoch validation metric of the top designs, and DynamicLoss component curves."""
     val, components = [], []
     for t in ranked(trials, maximize)[:top]:
-        curve = t.user_attrs.get(f"curve.val_{metric}")
+        curve = t.user_attrs.get(f"{results.CURVE}val_{metric}")
         if curve:
             val.append({"trial": t.number, "label": f"#{t.number} {design_label(t)[:40]}",
                         "values": curve})
         for c in ("standard", "progress", "balance", "curriculum"):
-            values = t.user_attrs.get(f"curve.loss_{c}")
+            values = t.user_attrs.get(f"{results.CURVE}loss_{c}")
             if values and any(v for v in values if v is not None):
                 components.append({"trial": t.number, "component": c,
                                    "label": f"#{t.number} {c}", "values": values})
@@ -144,15 +144,15 @@ def recall_info(trials: Sequence[Any], maximize: bool,
                 class_names: Sequence[str] | None) -> dict[str, Any] | None:
     """Per-class validation recall of the best design against the best baseline."""
     order = ranked(trials, maximize)
-    if not order or "val.recall_per_class" not in order[0].user_attrs:
+    if not order or results.RECALL not in order[0].user_attrs:
         return None
     best = order[0]
-    baseline = next((t for t in order if t.user_attrs.get("baseline")), None)
-    recall = best.user_attrs["val.recall_per_class"]
+    baseline = next((t for t in order if t.user_attrs.get(results.BASELINE)), None)
+    recall = best.user_attrs[results.RECALL]
     names = list(class_names or [str(i) for i in range(len(recall))])
     out = {"classes": names, "best": recall, "best_label": f"best: {design_label(best)}"}
     if baseline is not None and baseline.number != best.number:
-        out["baseline"] = baseline.user_attrs.get("val.recall_per_class")
+        out["baseline"] = baseline.user_attrs.get(results.RECALL)
         out["baseline_label"] = f"baseline: {design_label(baseline)}"
     return out
 
@@ -161,9 +161,9 @@ def residuals_info(trials: Sequence[Any], maximize: bool,
                    targets: Sequence[float] | None) -> dict[str, Any] | None:
     """Validation residuals (prediction − target) of the best regression design."""
     order = ranked(trials, maximize)
-    if not order or not targets or "val.pred" not in order[0].user_attrs:
+    if not order or not targets or results.PREDICTIONS not in order[0].user_attrs:
         return None
-    pred = order[0].user_attrs["val.pred"]
+    pred = order[0].user_attrs[results.PREDICTIONS]
     n = min(len(pred), len(targets))
     return {"target": list(targets[:n]), "residual": [p - y for p, y in zip(pred[:n], targets[:n])],
             "label": design_label(order[0])}
@@ -192,7 +192,7 @@ def family_params_info(trials: Sequence[Any], maximize: bool,
     """
     groups: dict[str, list[Any]] = {}
     for t in ranked(trials, maximize):
-        family = t.user_attrs.get("family", t.params.get("loss"))
+        family = results.family_of(t)
         if family:
             groups.setdefault(str(family), []).append(t)
     out = []

@@ -211,7 +211,7 @@ class Study:
                    workers: int = 1, gpus: str | None = None,
                    hooks: SearchHooks | None = None) -> SearchResult:
         """:meth:`search`, returning what the run did (the CLI reports it)."""
-        from losstune import runner, stopping
+        from losstune import backend, runner, stopping
         from losstune import workers as workers_mod
         from losstune.storage import open_storage
 
@@ -222,7 +222,7 @@ class Study:
         if in_memory and workers > 1:
             raise LosstuneError("workers > 1 need a study file: worker processes cannot share "
                                 "a model function and in-memory data")
-        runner.check_for_backend(spec, self._study_file or Path("<python>"))
+        backend.check(spec, self._study_file or Path("<python>"))
         n_trials = n_trials or spec.n_trials
         timeout = timeout or spec.timeout
         base_dir = self._base_dir()

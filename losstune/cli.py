@@ -198,10 +198,11 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     from rich.text import Text
 
     from losstune import api, runner
+    from losstune import backend as backend_mod
     from losstune.storage import mask
 
     study = api.Study.from_file(study_file, storage=storage, study_name=study_name)
-    runner.select_backend(backend)
+    backend_mod.select(backend)
     spec = study.spec
     n_trials = n_trials or spec.n_trials
     console = _console()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from losstune import __version__, results
-from losstune.errors import LosstuneError, SpecError, StorageError
+from losstune.errors import LosstuneError, StorageError
 from losstune.spec import StudySpec
 from losstune.stopping import INTERRUPTED
 from losstune.storage import mask, normalise, open_storage, study_names
@@ -250,40 +250,6 @@ class FailureGuard:
         return self.successes == 0 and self.failures >= self.limit
 
 
-def select_backend(name: str | None) -> None:
-    """Use Keras backend ``name`` (None: KERAS_BACKEND, else TensorFlow). Must run before Keras
-    is imported; worker processes inherit the choice through the environment."""
-    import sys
-
-    if name is None:
-        return
-    if "keras" in sys.modules:
-        import keras
-
-        if keras.backend.backend() != name:
-            raise LosstuneError(f"--backend {name}: Keras is already running on "
-                                f"{keras.backend.backend()} in this process")
-        return
-    if name == "torch" or name == "jax":
-        try:
-            __import__(name)
-        except ImportError:
-            raise LosstuneError(f"--backend {name}: {name} is not installed "
-                                f"(pip install {name})") from None
-    os.environ["KERAS_BACKEND"] = name
-
-
-def check_for_backend(spec: StudySpec, study_file: Path) -> None:
-    """Settings the chosen Keras backend cannot run, refused before anything is stored (the
-    backend is read from KERAS_BACKEND, as Keras will, without importing Keras)."""
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    steps = spec.training.steps_per_execution
-    if backend == "torch" and steps != "auto" and steps > 1:
-        raise SpecError(str(study_file), "training.steps_per_execution",
-                        f"the torch backend runs 1 step per execution; use 1 or 'auto', "
-                        f"got {steps}")
-
-
 def load_data(spec: StudySpec, base_dir: Path) -> Any:
     """The study's splits (scikit-learn only, no Keras): bad data fails before any storage write."""
     from losstune import data
@@ -299,11 +265,12 @@ def load_context(spec: StudySpec, base_dir: Path, splits: Any = None,
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from losstune.trial import Context, configure_backend, describe_device
+    from losstune import backend
+    from losstune.trial import Context
 
-    configure_backend(threads)
+    backend.configure(threads)
     splits = splits if splits is not None else load_data(spec, base_dir)
-    return Context(spec=spec, splits=splits, base_dir=base_dir, device=describe_device(),
+    return Context(spec=spec, splits=splits, base_dir=base_dir, device=backend.describe_device(),
                    backend=keras.backend.backend(), model_fn=model_fn, reload=reload)
 
 

@@ -56,67 +56,6 @@ def compact(values: list[float]) -> list[float]:
     return [float(f"{v:.5g}") if math.isfinite(v) else None for v in values]
 
 
-def describe_device() -> str:
-    """'CPU' or the accelerator's name, for the active Keras backend."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                details = tf.config.experimental.get_device_details(gpus[0])
-                return f"GPU: {details.get('device_name', gpus[0].name)}"
-        elif backend == "torch":
-            import torch
-
-            if torch.cuda.is_available():
-                return f"GPU: {torch.cuda.get_device_name(0)}"
-        elif backend == "jax":
-            import jax
-
-            device = jax.devices()[0]
-            if device.platform != "cpu":
-                return f"GPU: {device.device_kind}"
-    except Exception:  # noqa: BLE001 - a device query must never fail a study
-        pass
-    return "CPU"
-
-
-def configure_backend(threads: int | None = None) -> None:
-    """TensorFlow: grow GPU memory instead of taking all of it (workers may share a GPU).
-    ``threads``: CPU threads for this process's kernels; local workers split the cores between
-    them instead of each starting one thread per core (oversubscription).
-
-    Must run before the backend initialises its runtime, i.e. before the first op.
-    """
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "torch" and threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    if backend != "tensorflow":
-        return
-    import tensorflow as tf
-
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:
-            pass
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # runtime already initialised: nothing to change now
-            pass
-
-
 def _predict(model: "keras.Model", x: np.ndarray, batch: int = 2048) -> np.ndarray:
     """Direct calls instead of ``model.predict``: for small arrays this skips building a
     prediction loop and a data adapter every epoch (several times faster here)."""

@@ -48,6 +48,7 @@ metric = "macro_f1"
 name = "random"
 [pruner]
 name = "{pruner}"
+racing = false  # these figures measure single runs; 8_racing measures racing
 [search]
 families = ["focal"]
 [search.focal]
@@ -61,6 +62,7 @@ task = "multiclass"
 seed = {seed}
 n_trials = {trials}
 baselines = false
+racing = false
 [dataset]
 name = "digits"
 long_tail = 20.0
@@ -243,6 +245,64 @@ ARMS = {"bare": arm_bare, "optuna": arm_optuna, "losstune": arm_losstune,
         "loss_overhead": arm_loss_overhead}
 
 
+def arm_cli_search(study_file: str, db: str, args: list[str] = (), changes: dict | None = None,
+                   name: str | None = None) -> dict[str, Any]:
+    """`losstune search` as a user runs it (a study file, optionally changed), then the verdict
+    from `losstune show -f json` and what was trained, from the storage."""
+    import optuna
+    import tomllib
+
+    import tomli_w
+
+    from losstune import results
+
+    if changes:
+        data = tomllib.loads(Path(study_file).read_text())
+        for dotted, value in changes.items():
+            *head, last = dotted.split(".")
+            node = data
+            for key in head:
+                node = node.setdefault(key, {})
+            node[last] = value
+        target = Path(db).with_suffix(".toml")
+        target.write_text(tomli_w.dumps(data))
+        study_file = str(target)
+    url = f"sqlite:///{db}"
+    start = time.perf_counter()
+    proc = subprocess.run([EXE, "search", study_file, "--storage", url, *args],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    study_name = name or tomllib.loads(Path(study_file).read_text())["name"]
+    shown = subprocess.run([EXE, "show", study_name, "--storage", url, "-f", "json"],
+                           capture_output=True, text=True, check=True)
+    verdict = json.loads(shown.stdout)["verdict"]
+    search = optuna.load_study(study_name=study_name, storage=url).get_trials(deepcopy=False)
+    names = optuna.get_all_study_names(storage=url)
+    runs = (optuna.load_study(study_name=study_name + results.RUNS_SUFFIX, storage=url)
+            .get_trials(deepcopy=False) if study_name + results.RUNS_SUFFIX in names else [])
+    trained = [t for t in [*search, *runs] if "epochs_trained" in t.user_attrs]
+    search_epochs = sum(t.user_attrs.get("epochs_trained", 0) for t in search)
+    winner = verdict["winner"] or {}
+    return {"seconds": wall, "search_trials": len(search),
+            "repeats": sum(results.DUPLICATE_OF in t.user_attrs for t in search),
+            "trainings": len(trained), "epochs": sum(t.user_attrs["epochs_trained"]
+                                                      for t in trained),
+            "search_epochs": search_epochs,
+            "pruned": sum(t.state.name == "PRUNED" for t in search),
+            "designs": len({t.user_attrs.get("design_key") for t in trained}),
+            "winner": winner.get("words"), "winner_family": (winner.get("design") or {})
+            .get("family"), "winner_mean": winner.get("mean"), "winner_ci": winner.get("ci"),
+            "winner_seeds": winner.get("seeds"), "significant": verdict["significant"],
+            "comparisons": [{k: c[k] for k in ("baseline", "diff", "p", "p_adjusted",
+                                                "significant")} for c in verdict["comparisons"]],
+            "sentence": verdict["sentence"]}
+
+
+ARMS["cli_search"] = arm_cli_search
+
+
 def run_arm(name: str, env: dict | None = None, **kwargs: Any) -> dict[str, Any]:
     proc = subprocess.run([PY, __file__, "--arm", name, "--kwargs", json.dumps(kwargs)],
                           capture_output=True, text=True, cwd=ROOT,
@@ -330,6 +390,57 @@ def fig_pruning(q: bool, tmp: Path) -> dict[str, Any]:
         out[f"{pruner}_epoch_saving"] = 1 - out[pruner]["epochs"] / out["none"]["epochs"]
         out[f"{pruner}_best_gap"] = (out["none"]["best"] - out[pruner]["best"]) / out["none"]["best"]
     out["target"] = ">= 40% fewer epochs, best objective within 1%"
+    return out
+
+
+def fig_racing(q: bool, tmp: Path) -> dict[str, Any]:
+    """Racing against a single-seed search of the same number of search trials (new designs),
+    on the quick-start study, side by side."""
+    study = str(ROOT / "studies" / "quickstart.toml")
+    trials = ["--n-trials", "4"] if q else []
+    out = {}
+    for arm, racing in (("single_seed", False), ("racing", True)):
+        out[arm] = run_arm("cli_search", study_file=study, db=str(tmp / f"race_{arm}.db"),
+                           args=trials, changes={"racing": racing})
+    out["wall_ratio"] = out["racing"]["seconds"] / out["single_seed"]["seconds"]
+    out["trainings_ratio"] = out["racing"]["trainings"] / out["single_seed"]["trainings"]
+    return out
+
+
+def fig_family_pruning(q: bool, tmp: Path) -> dict[str, Any]:
+    """Pruning on the long-tailed digits study as shipped (racing on, the median rule within
+    each family), against no pruning and against the median rule across the study. The epochs
+    saved count every training (search trials and racing's runs, which are never pruned) and
+    the search trials alone; the winner is each search's verdict."""
+    study = str(ROOT / "studies" / "longtail_digits.toml")
+    n = ["--n-trials", "6"] if q else ["--n-trials", "30"]
+    out = {}
+    for arm, pruner in (("none", {"pruner.name": "none"}),
+                        ("median_family", {}),
+                        ("median_study", {"pruner.scope": "study"})):
+        out[arm] = run_arm("cli_search", study_file=study, db=str(tmp / f"lt_{arm}.db"),
+                           args=n, changes=pruner)
+    for arm in ("median_family", "median_study"):
+        out[f"{arm}_epoch_saving"] = 1 - out[arm]["epochs"] / out["none"]["epochs"]
+        out[f"{arm}_search_epoch_saving"] = (1 - out[arm]["search_epochs"]
+                                             / out["none"]["search_epochs"])
+        ci = out["none"]["winner_ci"] or [out["none"]["winner_mean"]] * 2
+        out[f"{arm}_winner_within_ci"] = ci[0] <= out[arm]["winner_mean"] <= ci[1]
+    out["target"] = ("the winner of the same kind (class-balancing or not) and within the "
+                     "no-pruning winner's CI, with >= 30% fewer epochs")
+    return out
+
+
+def fig_verdicts(q: bool, tmp: Path) -> dict[str, Any]:
+    """The verdict of every example study, searched with racing as shipped."""
+    out = {}
+    for path in sorted((ROOT / "studies").glob("*.toml")):
+        args = ["--n-trials", "3"] if q else []
+        if path.stem == "longtail_digits" and not q:
+            args = ["--n-trials", "30"]  # half its budget: a full run takes most of an hour
+        out[path.stem] = run_arm("cli_search", study_file=str(path),
+                                 db=str(tmp / f"v_{path.stem}.db"), args=args)
+        out[path.stem]["args"] = args
     return out
 
 
@@ -448,6 +559,9 @@ def main() -> None:
             ("5b_storage_share", lambda: fig_storage_share(q, tmp)),
             ("6_search_efficiency", lambda: fig_search_efficiency(q, tmp)),
             ("7_memory", lambda: fig_memory(q, tmp)),
+            ("8_racing", lambda: fig_racing(q, tmp)),
+            ("9_family_pruning", lambda: fig_family_pruning(q, tmp)),
+            ("10_verdicts", lambda: fig_verdicts(q, tmp)),
         ]
         for name, compute in figures:
             if args.only and name not in args.only and not (

@@ -1,0 +1,62 @@
+"""Metrics equal scikit-learn's on model outputs (logits), in the target's own units."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+from sklearn import metrics as skm
+
+from losstune import metrics
+
+RNG = np.random.default_rng(0)
+Y = np.array([0, 1, 2, 2, 1, 0, 2, 1])
+LOGITS = RNG.normal(size=(8, 3))
+
+
+def test_classification_metrics_equal_scikit_learn():
+    got = metrics.classification(Y, LOGITS, 3)
+    pred = LOGITS.argmax(1)
+    proba = softmax(LOGITS, axis=1)
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(Y, pred))
+    assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(Y, pred))
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(Y, pred, average="macro",
+                                                         zero_division=0))
+    assert got["log_loss"] == pytest.approx(skm.log_loss(Y, proba, labels=[0, 1, 2]))
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(Y, proba, multi_class="ovr"))
+    assert metrics.classification(Y, LOGITS, 3, only="macro_f1") == {
+        "macro_f1": got["macro_f1"]}
+
+
+def test_a_class_missing_from_the_split_gives_nan_auc_not_an_error():
+    y = np.array([0, 0, 1, 1])
+    got = metrics.classification(y, RNG.normal(size=(4, 3)), 3)
+    assert math.isnan(got["roc_auc"]) and 0 <= got["macro_f1"] <= 1
+
+
+def test_binary_auc_uses_the_positive_class():
+    y = np.array([0, 1, 1, 0, 1])
+    logits = np.stack([np.zeros(5), np.array([-1.0, 2.0, 0.5, -0.2, 1.0])], axis=1)
+    assert metrics.classification(y, logits, 2)["roc_auc"] == pytest.approx(
+        skm.roc_auc_score(y, softmax(logits, axis=1)[:, 1]))
+
+
+def test_non_finite_outputs_are_a_floating_point_error():
+    bad = LOGITS.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(FloatingPointError):
+        metrics.classification(Y, bad, 3)
+    with pytest.raises(FloatingPointError):
+        metrics.regression([1.0, 2.0], [np.inf, 1.0])
+
+
+def test_per_class_recall_and_regression_metrics():
+    assert metrics.per_class_recall(Y, LOGITS, 3) == pytest.approx(
+        skm.recall_score(Y, LOGITS.argmax(1), average=None, labels=[0, 1, 2], zero_division=0))
+    y, p = np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0])
+    got = metrics.regression(y, p.reshape(-1, 1))
+    assert got == pytest.approx({"mae": skm.mean_absolute_error(y, p),
+                                 "rmse": math.sqrt(skm.mean_squared_error(y, p)),
+                                 "r2": skm.r2_score(y, p)})

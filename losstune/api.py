@@ -145,13 +145,8 @@ class Study:
 
     @property
     def spec(self) -> "StudySpec":
-        from losstune.spec import StudySpec
-
         if self._spec is None:
-            stored = self.optuna_study.user_attrs.get(results.SPEC)
-            if stored is None:
-                raise LosstuneError(f"study {self.name!r} was not made by losstune")
-            self._spec = StudySpec.model_validate(stored)
+            self._spec = stored_spec(self.optuna_study)
         return self._spec
 
     @property
@@ -369,6 +364,26 @@ class Study:
         source = self._source
         return {"model_fn": source.model_fn(),
                 "reload": lambda seed: source.splits(spec.task, seed)}
+
+
+def stored_spec(study: "optuna.Study") -> "StudySpec":
+    """The study file a stored study was made with, validated again (one line if it no longer
+    validates: made by another losstune version)."""
+    from pydantic import ValidationError
+
+    from losstune.spec import StudySpec
+
+    stored = study.user_attrs.get(results.SPEC)
+    if stored is None:
+        raise LosstuneError(f"study {study.study_name!r} was not made by losstune search")
+    try:
+        return StudySpec.model_validate(stored)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise LosstuneError(f"study {study.study_name!r} was made with settings this losstune "
+                            f"no longer accepts ({where}: {first['msg']}); read it with show, "
+                            "report or export, or search again in a new study") from None
 
 
 def _with_fitted(description: dict[str, Any], class_counts: Sequence[int] | None,

@@ -58,7 +58,27 @@ def handle_errors(func: Callable) -> Callable:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """click's group, with click's own usage errors said in one line like every other error
+    (click prints the usage and a hint first: three more lines)."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as err:
+            click.echo(f"Error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="losstune")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.pass_context
@@ -151,31 +171,44 @@ def _trials(numbers: list[int]) -> str:
     return shown + (f" +{len(numbers) - 3}" if len(numbers) > 3 else "") if numbers else "—"
 
 
-class _OneLineError(click.BadParameter):
-    """A bad option value said in one line (click's usage text would add three)."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"Error: {self.format_message()}", err=True)
-
-
 def _gpu_ids(value: str | None) -> str | None:
     """--gpus: a comma-separated list of GPU ids (integers >= 0, spaces allowed) -> "0,1"."""
     if value is None:
         return None
     ids = [part.strip() for part in value.split(",")]
     if not all(part.isascii() and part.isdigit() for part in ids):
-        raise _OneLineError(f"{value!r} is not a list of GPU ids; give integers >= 0 "
+        raise click.BadParameter(f"{value!r} is not a list of GPU ids; give integers >= 0 "
                             "separated by commas, e.g. 0,1", param_hint="'--gpus'")
     return ",".join(str(int(part)) for part in ids)
+
+
+def _finite_seconds(value: float | None) -> float | None:
+    """--timeout: click's FloatRange lets nan and inf through (comparisons with nan are false)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds; give a finite number > 0",
+                            param_hint="'--timeout'")
+    return value
+
+
+def _study_name(value: str | None) -> str | None:
+    """--study-name: printable, and 1..200 characters like a study file's name."""
+    if value is not None and (not value or len(value) > 200 or not value.isprintable()):
+        raise click.BadParameter(f"{value!r}: a study name is 1 to 200 printable characters",
+                            param_hint="'--study-name'")
+    return value
 
 
 @main.command()
 @click.argument("study_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--storage", help=STORAGE_HELP)
-@click.option("--study-name", help="Study name (default: the file's name).")
+@click.option("--study-name", callback=lambda ctx, param, value: _study_name(value),
+              help="Study name (default: the file's name).")
 @click.option("--n-trials", type=click.IntRange(min=1, max=MAX_TRIALS),
               help="New designs to try now (default: the file's n_trials).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              callback=lambda ctx, param, value: _finite_seconds(value),
               help="Stop starting trials after this many seconds.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes on this machine, all on the same study.")
@@ -201,6 +234,9 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     from losstune import backend as backend_mod
     from losstune.storage import mask
 
+    if gpus and workers == 1:
+        raise LosstuneError("--gpus pins worker processes: use it with --workers N (N > 1); "
+                            "one process uses the GPUs CUDA_VISIBLE_DEVICES lets it see")
     study = api.Study.from_file(study_file, storage=storage, study_name=study_name)
     backend_mod.select(backend)
     spec = study.spec
@@ -454,7 +490,7 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
 @click.option("--storage", default=None, help="Storage URL (default: sqlite:///losstune.db).")
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
               help="Distinct top designs to give more seeds (the baselines are added).")
-@click.option("--seeds", type=click.IntRange(min=2), default=5, show_default=True,
+@click.option("--seeds", type=click.IntRange(min=2, max=100), default=5, show_default=True,
               help="Seeds per design in all, the search's own seed included (a new data split "
                    "and initialisation each).")
 @handle_errors

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from losstune import results
 from losstune.errors import LosstuneError
-from losstune.spec import RacingSpec, StudySpec
+from losstune.spec import RacingSpec
 
 
 def choose(verdict: results.Verdict, top: int) -> list[results.Design]:
@@ -35,11 +35,11 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int,
 
     runner.quiet_optuna()
     parent = runner.load_existing(storage_url, study_name)
-    if parent.user_attrs.get(results.SPEC) is None:
-        raise LosstuneError(f"study {study_name!r} was not created by losstune search")
     if len(parent.directions) > 1:
         raise LosstuneError("confirm ranks by one objective; this study has several")
-    spec = StudySpec.model_validate(parent.user_attrs[results.SPEC])
+    from losstune.api import stored_spec
+
+    spec = stored_spec(parent)
     from losstune.api import IN_MEMORY, needs_python
 
     if spec.dataset.name == IN_MEMORY and not memory:

@@ -281,7 +281,15 @@ CASES = [
      "Invalid value for '--gpus': 'x;rm,,' is not a list of GPU ids; give integers >= 0", SEARCH),
     ("gpus-negative", {"args": ["--workers", "2", "--gpus", "0,-1"]},
      "Invalid value for '--gpus': '0,-1' is not a list of GPU ids", SEARCH),
-    ("gpus-empty-entry", {"args": ["--gpus", "0,,1"]}, "'0,,1' is not a list of GPU ids", SEARCH),
+    ("gpus-empty-entry", {"args": ["--workers", "2", "--gpus", "0,,1"]},
+     "'0,,1' is not a list of GPU ids", SEARCH),
+    ("gpus-with-one-worker", {"args": ["--gpus", "0"]}, "--gpus pins worker processes", SEARCH),
+    ("timeout-nan", {"args": ["--timeout", "nan"]}, "nan is not a number of seconds", SEARCH),
+    ("timeout-inf", {"args": ["--timeout", "inf"]}, "inf is not a number of seconds", SEARCH),
+    ("study-name-control-character", {"args": ["--study-name", "a\x1b[31mb"]},
+     "a study name is 1 to 200 printable characters", SEARCH),
+    ("confirm-too-many-seeds", {"command": ["confirm", "tiny", "--seeds", "101"]},
+     "101 is not in the range 2<=x<=100", ("confirm",)),
     # Output files: export writes no file through a symbolic link, nor into a missing folder.
     ("export-into-missing-folder", lambda d: {"command": ["export", "tiny", "-o",
                                                           str(d / "no" / "such" / "b.json")]},
@@ -352,9 +360,15 @@ def test_debug_shows_the_error_itself(tmp_path):
     assert isinstance(result.exception, SpecError) and result.exception.key == "seed"
 
 
-def test_usage_errors_also_exit_2(study_file):
-    result = CliRunner().invoke(main, ["search", str(study_file), "--n-trials", "0"])
-    assert result.exit_code == 2 and "Traceback" not in result.output
+@pytest.mark.parametrize("argv, fragment", [
+    (["search", "STUDY", "--n-trials", "0"], "Invalid value for '--n-trials'"),
+    (["search"], "Missing argument 'STUDY_FILE'"),
+    (["serach", "STUDY"], "No such command 'serach'"),
+    (["show", "tiny", "--format", "yaml"], "'yaml' is not one of 'table', 'json'"),
+])
+def test_usage_errors_are_one_line_too(study_file, argv, fragment):
+    argv = [str(study_file) if a == "STUDY" else a for a in argv]
+    _check_one_line(CliRunner().invoke(main, argv), fragment)
 
 
 def test_gpu_ids_are_normalised():

@@ -509,7 +509,12 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
             progress.update(task, completed=done, total=total)
 
         verdict = loaded.confirm(seeds, top=top, on_run=on_run)
-    print_verdict(loaded.optuna_study, verdict, top + 4, _console())
+    console = _console()
+    print_verdict(loaded.optuna_study, verdict, top + 4, console)
+    from rich.text import Text
+
+    for note in verdict.notes:
+        console.print(Text(f"warning: {note}"))
 
 
 @main.command()

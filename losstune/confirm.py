@@ -66,16 +66,21 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int,
                            race=RacingSpec(max_seeds=max(seeds, 1)))
     search.racer.extend(chosen, seeds)
     verdict = runner.study_verdict(parent, storage)
-    _check_made(verdict, todo, search.companion)
+    verdict.notes.extend(_check_made(verdict, todo, search.companion))
     return verdict
 
 
-def _check_made(verdict: results.Verdict, todo: list[tuple[str, int]], companion: Any) -> None:
-    """Every requested run failing is an error (say why); some failing is said in the table."""
+def _check_made(verdict: results.Verdict, todo: list[tuple[str, int]],
+                companion: Any) -> list[str]:
+    """Every requested run failing is an error (say why); some failing is a note."""
     have = {(d.key, s) for d in verdict.ranking for s in d.by_seed}
     missing = [pair for pair in todo if pair not in have]
-    if todo and len(missing) == len(todo):
-        errors = [t.user_attrs.get(results.ERROR) for t in companion.get_trials(deepcopy=False)
-                  if t.state.name == "FAIL" and t.user_attrs.get(results.ERROR)]
-        raise LosstuneError(f"all {len(todo)} confirmation runs failed; last error: "
-                            f"{errors[-1] if errors else 'unknown error'}")
+    if not missing:
+        return []
+    errors = [t.user_attrs.get(results.ERROR) for t in companion.get_trials(deepcopy=False)
+              if t.state.name == "FAIL" and t.user_attrs.get(results.ERROR)]
+    last = errors[-1] if errors else "unknown error"
+    if len(missing) == len(todo):
+        raise LosstuneError(f"all {len(todo)} confirmation runs failed; last error: {last}")
+    return [f"{len(missing)} of {len(todo)} confirmation runs failed (last error: {last}); "
+            "their designs have fewer seeds"]

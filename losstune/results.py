@@ -330,6 +330,7 @@ class Verdict:
     comparisons: list[Comparison]
     ranking: list[Design]
     alpha: float = ALPHA
+    notes: list[str] = field(default_factory=list)  # what the runs behind it did not do
 
     @property
     def direction(self) -> str:

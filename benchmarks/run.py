@@ -33,6 +33,7 @@ name = "bench"
 task = "multiclass"
 seed = 0
 n_trials = {trials}
+racing = false  # these figures measure single runs; 8_racing measures racing
 [dataset]
 name = "digits"
 [model]
@@ -48,7 +49,6 @@ metric = "macro_f1"
 name = "random"
 [pruner]
 name = "{pruner}"
-racing = false  # these figures measure single runs; 8_racing measures racing
 [search]
 families = ["focal"]
 [search.focal]

@@ -24,7 +24,6 @@ DEFAULT_URL = "sqlite:///losstune.db"
 SQLITE_TIMEOUT_S = 60.0
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 # Query parameters that carry a secret (libpq's `password`, and the usual spellings).
@@ -124,18 +123,14 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def _prepare_sqlite(path: Path, url: str, create: bool) -> None:
+    """Checks on a SQLite file before Optuna opens it. The file is read through SQLite only:
+    in a process that already has the database open (a search that reads its results), a
+    plain open() and close() of the file would drop SQLite's POSIX locks on it, the way to
+    corrupt a database that SQLite's documentation warns about."""
+    if path.is_dir():
+        raise StorageError(f"storage {url}: {path} is a directory, not a SQLite database")
     if path.exists():
-        if path.is_dir():
-            raise StorageError(f"storage {url}: {path} is a directory, not a SQLite database")
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(16)
-        except OSError as err:
-            raise StorageError(f"storage {url}: cannot read {path} ({err.strerror})") from None
-        if head and head != SQLITE_MAGIC:
-            raise StorageError(f"storage {url}: {path} is not a SQLite database; "
-                               "give another file name")
-        if head:
+        if path.stat().st_size:
             _check_optuna_tables(path, url)
         elif not create:
             raise StorageError(f"storage {url}: {path} is empty: no study there yet; run "
@@ -152,28 +147,32 @@ def _prepare_sqlite(path: Path, url: str, create: bool) -> None:
         return  # readers change nothing, not even the journal mode
     # WAL lets readers (the dashboard, `losstune show`) work while workers write, and makes
     # concurrent writers wait less; the mode is stored in the file, so setting it once suffices.
-    try:
-        with sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.DatabaseError as err:
-        raise StorageError(f"storage {url}: {path} cannot be opened as SQLite ({err})") from None
+    _sql(path, url, "PRAGMA journal_mode=WAL")
 
 
 def _check_optuna_tables(path: Path, url: str) -> None:
     """Optuna creates its tables in any database it opens. In a SQLite file of another
     application that would change someone else's data, so only a new or empty file, or one
     that already holds Optuna's tables, is used."""
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_S) as conn:
-            tables = {row[0] for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError as err:
-        raise StorageError(f"storage {url}: {path} cannot be opened as SQLite ({err})") from None
+    tables = {row[0] for row in _sql(path, url, "SELECT name FROM sqlite_master "
+                                                "WHERE type = 'table'")}
     if tables and not {"studies", "trials", "version_info"} <= tables:
         shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
         raise StorageError(f"storage {url}: {path} is a SQLite database of something else "
                            f"(tables: {shown}); losstune will not add its tables to it: give "
                            "another file name")
+
+
+def _sql(path: Path, url: str, sql: str) -> list[tuple]:
+    """One statement on the file, through SQLite; its errors as one line."""
+    try:
+        with sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S) as conn:
+            return conn.execute(sql).fetchall()
+    except sqlite3.DatabaseError as err:
+        if "not a database" in str(err):
+            raise StorageError(f"storage {url}: {path} is not a SQLite database; give another "
+                               "file name") from None
+        raise StorageError(f"storage {url}: {path} cannot be opened as SQLite ({err})") from None
 
 
 def heartbeat_settings() -> tuple[int, int]:

@@ -100,18 +100,16 @@ def _epochs_text(epochs: list[Any]) -> str:
 
 def check(loss: keras.losses.Loss, y_true, y_pred) -> AuditReport:
     """Audit ``loss`` on one batch. Raises :class:`LossAuditError` on NaN/inf components."""
-    from losstune.losses import DynamicLoss
+    from losstune.losses import COMPONENTS, DynamicLoss
 
     y_true = ops.convert_to_tensor(np.asarray(y_true), dtype="float32")
     y_pred = np.asarray(y_pred, dtype="float32")
     dynamic = isinstance(loss, DynamicLoss)
     if dynamic:
-        names = ("standard", "progress", "balance", "curriculum")
-
         def component(name: str) -> Callable:
             return lambda x: ops.mean(loss.components(y_true, x)[name])
 
-        fns = {name: component(name) for name in names}
+        fns = {name: component(name) for name in COMPONENTS}
     else:
         fns = {"loss": lambda x: loss(y_true, x)}
     epochs: list[float | None] = list(_audit_epochs(loss)) if dynamic else [None]

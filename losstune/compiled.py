@@ -12,8 +12,9 @@ reuse that model and its traced step, after
   the same initial weights a new model would have had;
 * the optimizer's variables are restored to their state before the first step, then given the
   trial's learning rate;
-* the loss's hyperparameters are assigned with :func:`losstune.losses.retune` (they live in
-  variables, so the traced step reads the new values).
+* the loss's hyperparameters are assigned with ``retune``, the swap contract of
+  :mod:`losstune.losses._tunable` and all this module knows of losses (they live in variables,
+  so the traced step reads the new values).
 
 A reused trial computes what a fresh one would: tests/test_compiled.py checks that a study gives
 the same objective values, trial by trial, with reuse on and off. Keras offers no public
@@ -34,7 +35,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from losstune import losses
+from losstune.losses._tunable import compiled_key, component_metrics, retune
 
 # Compiled models a worker keeps (least recently used is dropped). A study with a few loss
 # families and optimizers fits; each entry holds one small model and its traced functions.
@@ -102,7 +103,7 @@ class CompiledModels:
         if reuse and keras.backend.backend() != "jax":
             model_key = _model_key(model)
             if model_key is not None:
-                key = json.dumps([model_key, losses.compiled_key(loss), optimizer,
+                key = json.dumps([model_key, compiled_key(loss), optimizer,
                                   str(jit_compile), steps,
                                   keras.mixed_precision.global_policy().name])
         entry = self._entries.get(key) if key else None
@@ -116,12 +117,12 @@ class CompiledModels:
             for variable, value in zip(opt.variables, entry.optimizer_start):
                 variable.assign(value)
             opt.learning_rate = learning_rate
-            losses.retune(entry.loss, loss)
+            retune(entry.loss, loss)
             return entry.model, entry.loss, True
 
         opt = keras.optimizers.get({"class_name": optimizer,
                                     "config": {"learning_rate": learning_rate}})
-        model.compile(optimizer=opt, loss=loss, metrics=losses.component_metrics(loss),
+        model.compile(optimizer=opt, loss=loss, metrics=component_metrics(loss),
                       jit_compile=jit_compile, steps_per_execution=steps)
         # Build loss, metrics and optimizer now, as a reused model already is. Otherwise the
         # first fit builds them, and on torch it draws a batch to do so, which moves the

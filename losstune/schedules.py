@@ -21,17 +21,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEDULES = ("constant", "linear", "step", "exponential", "cosine", "sigmoid")
+from losstune import catalog
 
-# Parameters each schedule accepts, with defaults.
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "constant": {"value": 1.0},
-    "linear": {"start": 0.0, "end": 1.0, "warmup": 0},
-    "step": {"start": 1.0, "gamma": 0.5, "milestones": (2, 4)},
-    "exponential": {"start": 1.0, "end": 0.0, "rate": 0.5, "warmup": 0},
-    "cosine": {"start": 1.0, "end": 0.0, "warmup": 0},
-    "sigmoid": {"start": 0.0, "end": 1.0, "steepness": 10.0, "midpoint": 0.5, "warmup": 0},
-}
+SCHEDULES = tuple(catalog.SCHEDULES)
 
 
 def _ramp_fraction(epoch: float, epochs: int, warmup: int) -> float:
@@ -48,11 +40,12 @@ class Schedule:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.name not in _DEFAULTS:
+        """Checked against the catalog's rules, the same a study's [search.schedule] meets."""
+        if self.name not in catalog.SCHEDULES:
             raise ValueError(
                 f"schedule must be one of {', '.join(SCHEDULES)}, got {self.name!r}."
             )
-        allowed = _DEFAULTS[self.name]
+        allowed = catalog.SCHEDULES[self.name]
         unknown = sorted(set(self.params) - set(allowed))
         if unknown:
             raise ValueError(
@@ -60,21 +53,13 @@ class Schedule:
                 f"allowed: {', '.join(allowed) or 'none'}."
             )
         merged = {**allowed, **self.params}
-        if "milestones" in merged:
-            merged["milestones"] = tuple(int(m) for m in merged["milestones"])
-            if any(m < 0 for m in merged["milestones"]):
-                raise ValueError(f"schedule.milestones must be >= 0, got {merged['milestones']}.")
-        if "warmup" in merged:
-            merged["warmup"] = int(merged["warmup"])
-            if merged["warmup"] < 0:
-                raise ValueError(f"schedule.warmup must be an int >= 0, got {merged['warmup']}.")
-        for key in ("rate", "steepness"):
-            if key in merged and not merged[key] > 0:
-                raise ValueError(f"schedule.{key} must be > 0, got {merged[key]}.")
-        if "gamma" in merged and not merged["gamma"] >= 0:
-            raise ValueError(f"schedule.gamma must be >= 0, got {merged['gamma']}.")
-        if "midpoint" in merged and not 0.0 <= merged["midpoint"] <= 1.0:
-            raise ValueError(f"schedule.midpoint must be in [0, 1], got {merged['midpoint']}.")
+        for key, value in merged.items():
+            rule = catalog.SCHEDULE_PARAMETERS[key]
+            rule.check(value, f"schedule.{key}")
+            if rule.kind == "whole":
+                merged[key] = int(value)
+            elif rule.kind == "epochs":
+                merged[key] = tuple(int(m) for m in value)
         object.__setattr__(self, "params", merged)
 
     def value(self, epoch: float, epochs: int) -> float:

@@ -2,7 +2,8 @@
 
 Nothing downstream sees raw dicts. Every error becomes a :class:`~losstune.errors.SpecError`
 naming the file, the dotted key path and what is allowed. This module imports neither Keras nor
-Optuna, so ``losstune validate`` is fast.
+Optuna, so ``losstune validate`` is fast. What the loss families are, take and allow comes from
+:mod:`losstune.catalog`.
 
 A searchable value is written either as a fixed scalar, as a range table
 ``{low = .., high = .., log = true, step = ..}``, or as ``{choices = [..]}``.
@@ -15,9 +16,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Callable, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, ValidationError,
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model,
                       field_validator, model_validator)
 
+from losstune import catalog
 from losstune.errors import SpecError
 
 TASKS = ("multiclass", "binary", "regression")
@@ -36,30 +38,6 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "r2": ("maximize", ("regression",)),
     # Only as a second objective: wall time of the trial's training, in seconds.
     "train_time": ("minimize", TASKS),
-}
-
-# Loss families by task. Mirrors losstune.losses.FAMILIES without importing Keras.
-FAMILY_TASKS: dict[str, tuple[str, ...]] = {
-    "cross_entropy": ("multiclass", "binary"),
-    "focal": ("multiclass", "binary"),
-    "class_balanced": ("multiclass", "binary"),
-    "poly1": ("multiclass", "binary"),
-    "soft_fbeta": ("multiclass", "binary"),
-    "dynamic": ("multiclass", "binary", "regression"),
-    "mse": ("regression",),
-    "mae": ("regression",),
-    "huber": ("regression",),
-    "log_cosh": ("regression",),
-}
-SCHEDULE_NAMES = ("constant", "linear", "step", "exponential", "cosine", "sigmoid")
-# Which schedule parameters each schedule reads (a parameter is suggested only when used).
-SCHEDULE_PARAMS: dict[str, tuple[str, ...]] = {
-    "constant": ("value",),
-    "linear": ("start", "end", "warmup"),
-    "step": ("start", "gamma", "milestones"),
-    "exponential": ("start", "end", "rate", "warmup"),
-    "cosine": ("start", "end", "warmup"),
-    "sigmoid": ("start", "end", "steepness", "midpoint", "warmup"),
 }
 
 # allow_inf_nan=False: every float a study file gives (TOML has nan and inf literals) must be
@@ -169,18 +147,44 @@ def _check_numeric(name: str, value: Param, *, whole: bool = False) -> Param:
     return value
 
 
-def _check_param(name: str, value: Param, low: float | None = None, high: float | None = None,
-                 *, high_open: bool = False, allowed: str = "", low_open: bool = False,
+def _check_param(name: str, value: Param, interval: str = "", *,
                  whole: bool = False) -> Param:
+    """A number, a range or numeric choices inside ``interval`` (``"[0, 1)"``), every value."""
     _check_numeric(name, value, whole=whole)
     lo, hi = param_bounds(value)
-    bad = ((low is not None and lo < low) or (high is not None and hi > high)
-           or (high_open and high is not None and hi >= high)
-           or (low_open and low is not None and lo <= low))
-    if bad:
+    bounds = catalog.Interval(interval) if interval else None
+    if bounds is not None and not (bounds.admits(lo) and bounds.admits(hi)):
         got = f"{lo:g}" if lo == hi else f"{lo:g}..{hi:g}"
-        raise ValueError(f"{name} must lie in {allowed}, got {got}")
+        raise ValueError(f"{name} must lie in {bounds}, got {got}")
     return value
+
+
+def _check_rule(rule: catalog.Parameter, value: Any, names: tuple[str, ...] = (),
+                where: str = "") -> Any:
+    """A value (fixed, a range or choices) against one catalog rule; ValueError if it breaks it.
+    ``names``: what a ``name`` parameter allows here; ``where``: " for a multiclass task"."""
+    if rule.kind == "name":
+        if isinstance(value, Range):
+            raise ValueError(f"must be one of {', '.join(map(repr, names))} (or {{choices = "
+                             "[...]}} of them), not a range")
+        for member in value.choices if isinstance(value, Choices) else (value,):
+            if member not in names or not isinstance(member, str):
+                raise ValueError(f"{rule.name} {member!r} is not valid{where}; allowed: "
+                                 f"{', '.join(names)}")
+        return value
+    if rule.kind == "epochs":
+        problem = rule.problem(value)
+        if problem:
+            raise ValueError(f"{rule.name} {problem}")
+        return value
+    return _check_param(rule.name, value, rule.interval, whole=rule.kind == "whole")
+
+
+def _as_param(plain: Any) -> Param:
+    """A catalog default search (plain data) as the study file would write it."""
+    if isinstance(plain, dict):
+        return Choices(choices=tuple(plain["choices"])) if "choices" in plain else Range(**plain)
+    return plain
 
 
 # ------------------------------------------------------------------------------- sections
@@ -255,7 +259,7 @@ class TrainingSpec(BaseModel):
     @field_validator("epochs", "batch_size")
     @classmethod
     def _at_least_one(cls, v: Param, info) -> Param:
-        return _check_param(info.field_name, v, 1, allowed="[1, inf)", whole=True)
+        return _check_param(info.field_name, v, "[1, inf)", whole=True)
 
     @field_validator("optimizer")
     @classmethod
@@ -328,138 +332,68 @@ class PrunerSpec(BaseModel):
     scope: Literal["family", "study"] = "family"
 
 
-# Default search space per family; a study's [search.<family>] table overrides it key by key.
-FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cross_entropy": {"label_smoothing": 0.0},
-    "focal": {"gamma": Range(low=0.0, high=5.0), "alpha": Range(low=0.05, high=1.0)},
-    "class_balanced": {"beta": Choices(choices=(0.9, 0.99, 0.999, 0.9999)), "gamma": 0.0},
-    "poly1": {"epsilon": Range(low=-1.0, high=5.0)},
-    "soft_fbeta": {"beta": Range(low=0.5, high=2.0)},
-    # w_progress is fixed at 0 by default: the term has no gradient (the audit says so).
-    "dynamic": {"w_standard": 1.0, "w_progress": 0.0, "w_balance": Range(low=0.0, high=1.0),
-                "w_curriculum": Range(low=0.0, high=1.0)},
-    "huber": {"delta": Range(low=0.1, high=5.0, log=True)},
-    "mse": {}, "mae": {}, "log_cosh": {},
-}
-
-
-# Allowed parameter names per family, with their valid numeric interval for the range check:
-# (low, high, high end open, the interval as printed; "(" there makes the low end open too).
-# Searched parameters and baselines' parameters are checked against the same table.
-_FAMILY_PARAMS: dict[str, dict[str, tuple[float | None, float | None, bool, str]]] = {
-    "cross_entropy": {"label_smoothing": (0, 1, False, "[0, 1]")},
-    "focal": {"gamma": (0, None, False, "[0, inf)"), "alpha": (0, 1, False, "[0, 1]"),
-              "label_smoothing": (0, 1, False, "[0, 1]")},
-    "class_balanced": {"beta": (0, 1, True, "[0, 1)"), "gamma": (0, None, False, "[0, inf)"),
-                       "label_smoothing": (0, 1, False, "[0, 1]")},
-    "poly1": {"epsilon": (-1, None, False, "[-1, inf)"),
-              "label_smoothing": (0, 1, False, "[0, 1]")},
-    "soft_fbeta": {"beta": (0, None, True, "(0, inf)")},
-    "dynamic": {"w_standard": (0, None, False, "[0, inf)"),
-                "w_progress": (0, None, False, "[0, inf)"),
-                "w_balance": (0, None, False, "[0, inf)"),
-                "w_curriculum": (0, None, False, "[0, inf)"),
-                "base": (None, None, False, ""), "gamma": (0, None, False, "[0, inf)"),
-                "alpha": (0, 1, False, "[0, 1]"), "delta": (0, None, True, "(0, inf)"),
-                "label_smoothing": (0, 1, False, "[0, 1]"),
-                "prior": (None, None, False, "")},
-    "huber": {"delta": (0, None, True, "(0, inf)")},
-    "mse": {}, "mae": {}, "log_cosh": {},
-}
-DYNAMIC_BASES = {"multiclass": ("categorical_crossentropy", "categorical_focal_crossentropy"),
-                 "binary": ("categorical_crossentropy", "categorical_focal_crossentropy"),
-                 "regression": ("huber", "mean_squared_error", "mean_absolute_error",
-                                "log_cosh")}
-
-
-class ScheduleSpace(BaseModel):
+class _ScheduleTable(BaseModel):
     model_config = _FROZEN
-    names: tuple[str, ...] = ("constant", "linear", "cosine")
-    value: Param = 1.0
-    start: Param = 0.0
-    end: Param = Range(low=0.0, high=1.0)
-    warmup: Param = 0
-    rate: Param = Range(low=0.1, high=5.0, log=True)
-    steepness: Param = Range(low=2.0, high=20.0)
-    midpoint: Param = Range(low=0.2, high=0.8)
-    gamma: Param = Range(low=0.1, high=1.0)
-    milestones: tuple[int, ...] = (2, 4)
+    names: tuple[str, ...] = catalog.SEARCHED_SCHEDULES
 
     @field_validator("names")
     @classmethod
     def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for n in v:
-            if n not in SCHEDULE_NAMES:
-                raise ValueError(f"unknown schedule {n!r}; allowed: {', '.join(SCHEDULE_NAMES)}")
+            if n not in catalog.SCHEDULES:
+                raise ValueError(f"unknown schedule {n!r}; allowed: "
+                                 f"{', '.join(catalog.SCHEDULES)}")
         if not v:
             raise ValueError("names must list at least one schedule")
         return v
 
-    @field_validator("value", "start", "end")
-    @classmethod
-    def _numbers(cls, v: Param, info) -> Param:
-        return _check_numeric(info.field_name, v)
 
-    # Bounds that keep every schedule computable (losstune/schedules.py): a sigmoid steeper
-    # than 500 overflows math.exp, and a rate or steepness below 1e-6 makes the normalised
-    # ramp divide by zero (the ramp is linear long before that anyway).
-    @field_validator("warmup")
-    @classmethod
-    def _warmup(cls, v: Param) -> Param:
-        return _check_param("warmup", v, 0, allowed="[0, inf)", whole=True)
+def _schedule_rule(cls: type, value: Any, info: Any) -> Any:
+    return _check_rule(catalog.SCHEDULE_PARAMETERS[info.field_name], value)
 
-    @field_validator("midpoint")
-    @classmethod
-    def _midpoint(cls, v: Param) -> Param:
-        return _check_param("midpoint", v, 0, 1, allowed="[0, 1]")
 
-    @field_validator("rate")
-    @classmethod
-    def _rate(cls, v: Param) -> Param:
-        return _check_param("rate", v, 1e-6, allowed="[1e-6, inf)")
+# [search.schedule]: the schedules to choose among and every schedule parameter's search, one
+# field per catalog.SCHEDULE_PARAMETERS entry, checked by its rule (as Schedule checks values).
+ScheduleSpace = create_model(
+    "ScheduleSpace", __base__=_ScheduleTable,
+    __validators__={"_rule": field_validator(*catalog.SCHEDULE_PARAMETERS)(_schedule_rule)},
+    **{p.name: (tuple[int, ...] if p.kind == "epochs" else Param, _as_param(p.search))
+       for p in catalog.SCHEDULE_PARAMETERS.values()})
 
-    @field_validator("steepness")
-    @classmethod
-    def _steepness(cls, v: Param) -> Param:
-        return _check_param("steepness", v, 1e-6, 500, allowed="[1e-6, 500]")
 
-    @field_validator("gamma")
-    @classmethod
-    def _gamma(cls, v: Param) -> Param:
-        return _check_param("gamma", v, 0, allowed="[0, inf)")
-
-    @field_validator("milestones")
-    @classmethod
-    def _milestones(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(m < 0 for m in v):
-            raise ValueError(f"milestones must be epochs >= 0, got {list(v)}")
-        return v
+def default_space(family: str, task: str = "multiclass") -> dict[str, Param]:
+    """A family's search space when the study file has no table for it (the catalog's)."""
+    record = catalog.family(family)
+    return {p.name: _as_param(p.search_for(task)) for p in record.studied
+            if p.search_for(task) is not None}
 
 
 class SearchSpec(BaseModel):
-    """Which families to choose among, and per family the parameters to search."""
+    """Which families to choose among, the curriculum schedules, and per family (a table named
+    after it, ``[search.focal]``) the parameters to search."""
 
-    model_config = _FROZEN
+    # Family tables are extra keys, one per catalog family (filled in empty below, so that a
+    # stored spec lists every family and compares equal when it is read again).
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    __pydantic_extra__: dict[str, dict[str, Param]] = Field(init=False)
     families: tuple[str, ...] | None = None
-    schedule: ScheduleSpace = ScheduleSpace()
-    cross_entropy: dict[str, Param] = {}
-    focal: dict[str, Param] = {}
-    class_balanced: dict[str, Param] = {}
-    poly1: dict[str, Param] = {}
-    soft_fbeta: dict[str, Param] = {}
-    dynamic: dict[str, Param] = {}
-    huber: dict[str, Param] = {}
-    mse: dict[str, Param] = {}
-    mae: dict[str, Param] = {}
-    log_cosh: dict[str, Param] = {}
+    schedule: ScheduleSpace = Field(default_factory=ScheduleSpace)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _every_family(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {**{name: {} for name in catalog.names()}, **data}
+        return data
+
+    @property
+    def tables(self) -> dict[str, dict[str, Param]]:
+        """The study's table per family (empty where it gives none)."""
+        return dict(self.model_extra or {})
 
     def family_space(self, family: str, task: str = "multiclass") -> dict[str, Param]:
-        """The family's parameters: defaults overridden by the study file."""
-        space = {**FAMILY_DEFAULTS[family], **getattr(self, family)}
-        if family == "dynamic" and task == "regression":
-            space.setdefault("base", "huber")
-            space["w_balance"] = getattr(self, family).get("w_balance", 0.0)
-        return space
+        """The family's parameters: the catalog's defaults overridden by the study file."""
+        return {**default_space(family, task), **self.tables.get(family, {})}
 
 
 class RacingSpec(BaseModel):
@@ -493,7 +427,7 @@ class StudySpec(BaseModel):
     objective: ObjectiveSpec = ObjectiveSpec()
     sampler: SamplerSpec = SamplerSpec()
     pruner: PrunerSpec = PrunerSpec()
-    search: SearchSpec = SearchSpec()
+    search: SearchSpec = Field(default_factory=SearchSpec)
     baselines: Union[StrictBool, tuple[Baseline, ...]] = True
     racing: Union[StrictBool, RacingSpec] = True
     notes: str = ""
@@ -524,19 +458,15 @@ class StudySpec(BaseModel):
     def families(self) -> tuple[str, ...]:
         if self.search.families is not None:
             return self.search.families
-        if self.task == "regression":
-            return ("mse", "mae", "huber", "log_cosh")
-        return ("cross_entropy", "focal", "class_balanced", "dynamic")
+        return catalog.default_families(self.task)
 
     @property
     def baseline_designs(self) -> tuple[Baseline, ...]:
         if self.baselines is False:
             return ()
         if self.baselines is True:
-            if self.task == "regression":
-                return (Baseline(family="mse"), Baseline(family="huber", params={"delta": 1.0}))
-            return (Baseline(family="cross_entropy", params={"label_smoothing": 0.0}),
-                    Baseline(family="focal", params={"gamma": 2.0, "alpha": 0.25}))
+            return tuple(Baseline(family=family, params=params)
+                         for family, params in catalog.default_baselines(self.task))
         return self.baselines
 
     @property
@@ -609,29 +539,31 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
     if len(set(metrics)) != len(metrics):
         fail("objective.metric", "each metric may appear once")
 
-    valid_families = [f for f, tasks in FAMILY_TASKS.items() if spec.task in tasks]
+    valid_families = catalog.names(spec.task)
     if spec.search.families is not None and not spec.search.families:
         fail("search.families", f"list at least one family; allowed: {', '.join(valid_families)}")
     for i, family in enumerate(spec.families):
-        if family not in FAMILY_TASKS:
+        if catalog.find(family) is None:
             fail(f"search.families[{i}]", f"unknown loss family {family!r}; allowed: "
                                           f"{', '.join(valid_families)}")
-        if spec.task not in FAMILY_TASKS[family]:
+        if family not in valid_families:
             fail(f"search.families[{i}]", f"family {family!r} is not valid for a {spec.task} "
                                           f"task; allowed: {', '.join(valid_families)}")
 
-    for family in _FAMILY_PARAMS:
-        for name, value in spec.search.family_space(family, spec.task).items():
+    for name in spec.search.tables:
+        if catalog.find(name) is None:
+            fail(f"search.{name}", "unknown key; allowed: families, schedule, "
+                                   f"{', '.join(catalog.names())}")
+    for family in catalog.names():
+        space = spec.search.family_space(family, spec.task)
+        for name, value in space.items():
             _check_family_param(family, name, value, spec.task, f"search.{family}.{name}", fail)
-    if spec.task == "regression":
-        balance = spec.search.family_space("dynamic", spec.task).get("w_balance", 0.0)
-        if param_bounds(balance)[1] > 0 and "dynamic" in spec.families:
-            fail("search.dynamic.w_balance",
-                 "must be 0 for regression (the class-balance term needs class probabilities)")
+        if family in spec.families:
+            _check_class_terms(family, space, spec.task, f"search.{family}", fail)
 
     if spec.baselines is not True and spec.baselines is not False:
         for i, base in enumerate(spec.baselines):
-            if base.family not in FAMILY_TASKS or spec.task not in FAMILY_TASKS[base.family]:
+            if base.family not in valid_families:
                 fail(f"baselines[{i}].family", f"family {base.family!r} is not valid for a "
                                                f"{spec.task} task; allowed: "
                                                f"{', '.join(valid_families)}")
@@ -639,6 +571,8 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
             for name, value in base.params.items():
                 _check_family_param(base.family, name, value, spec.task,
                                     f"baselines[{i}].params.{name}", fail)
+            _check_class_terms(base.family, base.params, spec.task, f"baselines[{i}].params",
+                               fail)
 
     if spec.sampler.name == "grid":
         _check_grid(spec, fail)
@@ -652,27 +586,29 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
 def _check_family_param(family: str, name: str, value: Param, task: str, key: str,
                         fail: Callable[[str, str], None]) -> None:
     """One loss parameter (searched or a baseline's): a known name, a value of the right kind
-    (every member of ``{choices = [...]}`` too) inside the family's interval."""
-    allowed = _FAMILY_PARAMS[family]
+    (every member of ``{choices = [...]}`` too) inside the family's interval: the catalog's."""
+    record = catalog.family(family)
+    allowed = [p.name for p in record.studied]
     if name not in allowed:
         fail(key, f"family {family!r} has no parameter {name!r}; allowed: "
                   f"{', '.join(allowed) or 'none'}")
-    low, high, high_open, interval = allowed[name]
-    names = {"base": DYNAMIC_BASES[task], "prior": ("uniform", "train")}.get(name)
-    if names is not None:  # a name out of a fixed set, fixed or among the choices
-        if isinstance(value, Range):
-            fail(key, f"must be one of {', '.join(map(repr, names))} (or {{choices = [...]}} "
-                      "of them), not a range")
-        for member in value.choices if isinstance(value, Choices) else (value,):
-            if member not in names or not isinstance(member, str):
-                where = f" for a {task} task" if name == "base" else ""
-                fail(key, f"{name} {member!r} is not valid{where}; allowed: {', '.join(names)}")
-        return
+    rule = record.param(name)
+    where = f" for a {task} task" if record.choices(rule, task) != record.choices(rule) else ""
     try:
-        _check_param(name, value, low, high, high_open=high_open, allowed=interval,
-                     low_open=interval.startswith("("))
+        _check_rule(rule, value, record.choices(rule, task), where)
     except ValueError as err:
         fail(key, str(err))
+
+
+def _check_class_terms(family: str, params: dict[str, Any], task: str, key: str,
+                       fail: Callable[[str, str], None]) -> None:
+    """A weight of a term that reads class probabilities is 0 in a regression study."""
+    if task in catalog.CLASSIFICATION:
+        return
+    for rule in catalog.family(family).studied:
+        if rule.classes_only and param_bounds(params.get(rule.name, 0.0))[1] > 0:
+            fail(f"{key}.{rule.name}", f"must be 0 for regression ({rule.name} weighs a term "
+                                       "that needs class probabilities)")
 
 
 def _check_grid(spec: StudySpec, fail) -> None:
@@ -876,5 +812,5 @@ def baseline_label(family: str, params: dict[str, Any]) -> str:
     return f"{family}({shown})"
 
 
-__all__ = ["StudySpec", "Range", "Choices", "load", "parse", "METRICS", "FAMILY_TASKS",
+__all__ = ["StudySpec", "Range", "Choices", "load", "parse", "METRICS", "default_space",
            "baseline_label"]

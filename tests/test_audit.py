@@ -84,3 +84,15 @@ def test_plain_loss_is_one_component():
                          Y, LOGITS)
     assert [c.name for c in report.components] == ["loss"]
     assert report.components[0].grad_norm > 0
+
+
+def test_integer_labels_are_audited_like_one_hot_labels():
+    for loss in (L.DynamicLoss(base_params={"from_logits": True}, w_balance=0.5,
+                               w_curriculum=0.5, epochs=4),
+                 L.build_loss({"family": "class_balanced", "params": {
+                     "class_counts": [5, 3, 1], "beta": 0.9, "from_logits": True}})):
+        one_hot = audit.check(loss, Y, LOGITS).as_dict()
+        indices = audit.check(loss, np.argmax(Y, axis=-1), LOGITS).as_dict()
+        assert indices.keys() == one_hot.keys()
+        for name, figures in one_hot.items():
+            assert indices[name] == pytest.approx(figures, rel=1e-5)

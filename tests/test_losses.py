@@ -1,17 +1,23 @@
 """The loss library, numerically: equalities with Keras built-ins, epoch variables, round trips.
 
-Backend-neutral: tests/test_backends.py runs this file again under KERAS_BACKEND=torch.
+Backend-neutral: tests/test_backends.py runs this file again under KERAS_BACKEND=torch (tests
+named ``*torch_backend`` are left out there: they start that run themselves).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
+from losstune import catalog
 from losstune import losses as L
 from losstune.schedules import Schedule
 
@@ -282,6 +288,84 @@ def test_keras_huber_config_drops_delta_ours_keeps_it(tmp_path):
         pytest.xfail("keras.losses.Huber keeps delta now; losstune.losses.Huber can go")
 
 
+# ---------------------------------------------------------------- integer labels
+# One design per classification family (the catalog's list: a new family must join), and
+# DynamicLoss with each classification base a study may choose.
+LABEL_CASES = [
+    {"family": "cross_entropy", "params": {"label_smoothing": 0.1}},
+    {"family": "focal", "params": {"gamma": 1.5, "alpha": 0.4, "label_smoothing": 0.05}},
+    {"family": "class_balanced", "params": {"beta": 0.99, "gamma": 1.0, "label_smoothing": 0.1,
+                                            "class_counts": [40, 20, 5, 1]}},
+    {"family": "poly1", "params": {"epsilon": 1.5, "label_smoothing": 0.1}},
+    {"family": "soft_fbeta", "params": {"beta": 2.0}},
+    {"family": "dynamic", "params": {"w_balance": 0.3, "w_curriculum": 0.5, "epochs": 2,
+                                     "schedule": {"name": "linear"},
+                                     "base_params": {"label_smoothing": 0.1}}},
+    {"family": "dynamic", "params": {"base": "categorical_focal_crossentropy",
+                                     "base_params": {"gamma": 1.0}, "w_progress": 0.2,
+                                     "w_balance": 0.5, "prior": "train", "epochs": 2,
+                                     "class_counts": [40, 20, 5, 1]}},
+]
+
+
+def test_every_classification_family_has_an_integer_label_case():
+    assert {c["family"] for c in LABEL_CASES} == set(catalog.names("multiclass"))
+    bases = {c["params"].get("base", "categorical_crossentropy") for c in LABEL_CASES
+             if c["family"] == "dynamic"}
+    assert bases == set(catalog.family("dynamic").choices(catalog.family("dynamic").param(
+        "base"), "multiclass"))
+
+
+@pytest.mark.parametrize("description", LABEL_CASES,
+                         ids=lambda d: d["family"] + "-" + d["params"].get("base", ""))
+def test_integer_labels_train_like_one_hot_labels(description):
+    """``model.fit(x, y)`` with class indices, shape (N,) or (N, 1), trains exactly as with
+    one-hot labels: same loss every epoch, same logged DynamicLoss terms, same evaluation."""
+    description = {**description, "params": {**description["params"], "from_logits": True}}
+    labels = {"one-hot": Y, "integers": LABELS, "column": LABELS[:, None].astype("float32")}
+    histories, evaluated = {}, {}
+    for form, y in labels.items():
+        loss = L.build_loss(description)
+        model = _frozen_model()  # same initial weights for every form
+        start = [w.copy() for w in model.get_weights()]
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss=loss,
+                      metrics=L.component_metrics(loss))
+        assert not model.run_eagerly
+        histories[form] = model.fit(LOGITS, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
+                                    callbacks=L.loss_callbacks(loss)).history
+        evaluated[form] = model.evaluate(LOGITS, y, batch_size=N, verbose=0, return_dict=True)
+        assert value(loss, y) == pytest.approx(value(loss, Y), rel=1e-5)  # and called directly
+        assert any(not np.allclose(a, b) for a, b in zip(start, model.get_weights()))  # trained
+    for form in ("integers", "column"):
+        assert histories[form].keys() == histories["one-hot"].keys()
+        for key, values in histories["one-hot"].items():
+            assert histories[form][key] == pytest.approx(values, rel=1e-5, abs=1e-7), (form, key)
+        assert evaluated[form]["loss"] == pytest.approx(evaluated["one-hot"]["loss"], rel=1e-5)
+
+
+def test_integer_labels_with_a_single_sigmoid_unit():
+    """Binary labels (N,) against one sigmoid output (N, 1) mean the same as (N, 1) labels."""
+    logits = LOGITS[:, :1]
+    labels = LABELS % 2
+    for loss in (L.SoftFBetaLoss(from_logits=True),
+                 L.ClassBalancedCrossentropy([30, 10], beta=0.9, from_logits=True)):
+        assert value(loss, labels, logits) == pytest.approx(
+            value(loss, labels[:, None].astype("float32"), logits), rel=1e-6)
+
+
+def test_integer_labels_on_torch_backend():
+    """The integer-label tests again, on Keras's PyTorch backend (a fresh interpreter)."""
+    pytest.importorskip("torch")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+         "-k", "integer_labels and not torch_backend"],
+        cwd=root, env={**os.environ, "KERAS_BACKEND": "torch"}, capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert f"{len(LABEL_CASES) + 1} passed" in proc.stdout, proc.stdout[-2000:]  # all ran
+
+
 def test_load_loss_reads_exported_file(tmp_path):
     desc = DESCRIPTIONS[1]
     path = tmp_path / "best_loss.json"
@@ -292,12 +376,73 @@ def test_load_loss_reads_exported_file(tmp_path):
         value(L.build_loss(desc)), rel=1e-6)
 
 
+COUNTS = [50, 20, 5, 1]
+EXPORTED = {  # what a study exports: the design, what was fitted, both together
+    "class_balanced": ({"beta": 0.99, "gamma": 1.0, "from_logits": True},
+                       {"class_counts": COUNTS}),
+    "dynamic": ({"base": "categorical_crossentropy", "base_params": {"from_logits": True},
+                 "w_balance": 0.5, "w_curriculum": 0.4, "prior": "train",
+                 "schedule": {"name": "linear", "params": {}}},
+                {"class_counts": COUNTS, "epochs": 5}),
+    "focal": ({"gamma": 1.3, "alpha": 0.6, "from_logits": True}, {}),
+}
+
+
+def _export(folder, family: str, *, loss: bool = True) -> Path:
+    design, fitted = EXPORTED[family]
+    payload = {"study": "s", "design": {"family": family, "params": design}, "fitted": fitted}
+    if loss:  # 0.2's exports carry the whole description too; a design alone must do
+        payload["loss"] = {"family": family, "params": {**design, **fitted}}
+    path = folder / f"{family}-{loss}.json"
+    path.write_text(json.dumps(payload))
+    return path
+
+
+@pytest.mark.parametrize("family", EXPORTED)
+@pytest.mark.parametrize("with_loss", [True, False], ids=["with-loss", "design-only"])
+def test_load_loss_reads_the_design_and_what_was_fitted(tmp_path, family, with_loss):
+    design, fitted = EXPORTED[family]
+    expected = L.build_loss({"family": family, "params": {**design, **fitted}})
+    loaded = L.load_loss(_export(tmp_path, family, loss=with_loss))
+    assert L.describe_loss(loaded) == L.describe_loss(expected)
+    assert value(loaded) == pytest.approx(value(expected), rel=1e-6)
+
+
+def test_load_loss_takes_your_class_counts_and_epochs_where_the_design_uses_them(tmp_path):
+    mine = [10, 10, 10, 10]
+    balanced = L.load_loss(_export(tmp_path, "class_balanced"), class_counts=mine)
+    assert balanced.class_counts == mine and balanced.weights == pytest.approx([1.0] * 4)
+    dynamic = L.load_loss(_export(tmp_path, "dynamic", loss=False), class_counts=mine, epochs=9)
+    assert (dynamic.class_counts, dynamic.epochs) == (mine, 9)
+    # A design that does not use them ignores them: focal loss, DynamicLoss with a uniform prior.
+    focal = L.load_loss(_export(tmp_path, "focal"), class_counts=mine, epochs=9)
+    assert value(focal) == pytest.approx(value(L.build_loss(
+        {"family": "focal", "params": EXPORTED["focal"][0]})), rel=1e-6)
+    uniform = dict(EXPORTED["dynamic"][0], prior="uniform")
+    path = tmp_path / "uniform.json"
+    path.write_text(json.dumps({"design": {"family": "dynamic", "params": uniform},
+                                "fitted": {"epochs": 5}}))
+    loaded = L.load_loss(path, class_counts=mine, epochs=3)
+    assert loaded.class_counts is None and loaded.epochs == 3
+    # A design alone was trained on logits (every losstune model outputs them).
+    path.write_text(json.dumps({"design": {"family": "focal", "params": {"gamma": 1.0}}}))
+    assert L.describe_loss(L.load_loss(path))["params"]["from_logits"] is True
+
+
 def test_describe_in_words():
     assert L.describe_in_words({"family": "focal", "params": {"gamma": 1.8, "alpha": 0.4}}) == (
         "focal loss, γ = 1.8, α = 0.4")
     words = L.describe_in_words(DESCRIPTIONS[-1])
-    assert words.startswith("DynamicLoss, base categorical_focal_crossentropy")
-    assert "cosine" in words
+    assert words == ("DynamicLoss, base categorical_focal_crossentropy (γ = 1, α = 0.25), "
+                     "w_progress = 0.2, w_balance = 0.3, w_curriculum = 0.5, "
+                     "schedule cosine(start=0, end=1, warmup=1)")
+    # What a design does not say reads as its default: Huber's own δ; a train prior is said.
+    assert L.describe_in_words({"family": "dynamic", "params": {
+        "base": "huber", "base_params": {}, "prior": "train", "schedule": {"name": "linear"}}}
+    ) == "DynamicLoss, base huber (δ = 1 robust sd), prior train"
+    # A family this process does not know keeps its name and parameters.
+    assert L.describe_in_words({"family": "dice", "params": {"smooth": 1.0, "epochs": 3}}) == (
+        "dice, smooth = 1")
 
 
 @pytest.mark.parametrize("number, text", [
@@ -327,23 +472,24 @@ def test_describe_in_words_gives_huber_delta_its_unit():
 # ---------------------------------------------------------------- bad arguments
 @pytest.mark.parametrize("make, fragment", [
     (lambda: L.build_loss({"family": "focal", "params": {"gamma": -1.0}}),
-     "focal.gamma must be a number >= 0, got -1.0"),
+     "focal.gamma must be a number in [0, inf), got -1.0"),
     (lambda: L.build_loss({"family": "focal", "params": {"alpha": 1.5}}),
      "focal.alpha must be a number in [0, 1], got 1.5"),
-    (lambda: L.Huber(delta=0.0), "huber.delta must be a number > 0, got 0.0"),
+    (lambda: L.Huber(delta=0.0), "huber.delta must be a number in (0, inf), got 0.0"),
     (lambda: L.build_loss({"family": "huber", "params": {"delta": -2}}),
-     "huber.delta must be a number > 0, got -2"),
+     "huber.delta must be a number in (0, inf), got -2"),
     (lambda: L.ClassBalancedCrossentropy([10, 5], beta=1.0),
      "class_balanced.beta must be a number in [0, 1), got 1.0"),
     (lambda: L.ClassBalancedCrossentropy([10, 5], beta=-0.1),
      "class_balanced.beta must be a number in [0, 1), got -0.1"),
     (lambda: L.DynamicLoss(base="hinge"), "base must be one of categorical_crossentropy"),
     (lambda: L.DynamicLoss(schedule="zigzag"), "schedule must be one of constant, linear"),
-    (lambda: L.DynamicLoss(w_balance=-0.5), "dynamic.w_balance must be a number >= 0, got -0.5"),
+    (lambda: L.DynamicLoss(w_balance=-0.5),
+     "dynamic.w_balance must be a number in [0, inf), got -0.5"),
     (lambda: L.DynamicLoss(w_curriculum=float("nan")), "dynamic.w_curriculum must be a finite"),
     (lambda: L.DynamicLoss(base_params={"delta": 1.0}),
      "base loss 'categorical_crossentropy' has no argument 'delta'"),
-    (lambda: L.DynamicLoss(epochs=0), "dynamic.epochs must be an int >= 1, got 0"),
+    (lambda: L.DynamicLoss(epochs=0), "dynamic.epochs must be a whole number in [1, inf), got 0"),
     (lambda: L.DynamicLoss(prior="train"), "dynamic.class_counts must be given"),
     (lambda: L.build_loss({"family": "dice"}), "family must be one of cross_entropy"),
     (lambda: L.build_loss({"family": "poly1", "params": {"gamma": 2.0}}),

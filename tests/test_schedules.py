@@ -62,11 +62,14 @@ def test_round_trip_and_describe():
 @pytest.mark.parametrize("name, params, fragment", [
     ("zigzag", {}, "schedule must be one of constant, linear, step"),
     ("linear", {"rate": 1.0}, "schedule 'linear' has no parameter 'rate'"),
-    ("exponential", {"rate": 0.0}, "schedule.rate must be > 0, got 0.0"),
-    ("sigmoid", {"midpoint": 1.5}, "schedule.midpoint must be in [0, 1], got 1.5"),
-    ("linear", {"warmup": -1}, "schedule.warmup must be an int >= 0, got -1"),
-    ("step", {"milestones": [-2]}, "schedule.milestones must be >= 0"),
-    ("step", {"gamma": -1.0}, "schedule.gamma must be >= 0, got -1.0"),
+    ("exponential", {"rate": 0.0}, "schedule.rate must be a number in [1e-6, inf), got 0.0"),
+    ("sigmoid", {"midpoint": 1.5}, "schedule.midpoint must be a number in [0, 1], got 1.5"),
+    ("sigmoid", {"steepness": 900.0}, "schedule.steepness must be a number in [1e-6, 500]"),
+    ("linear", {"warmup": -1}, "schedule.warmup must be a whole number in [0, inf), got -1"),
+    ("linear", {"warmup": 1.5}, "schedule.warmup must be a whole number in [0, inf), got 1.5"),
+    ("linear", {"end": float("nan")}, "schedule.end must be a finite number, got nan"),
+    ("step", {"milestones": [-2]}, "schedule.milestones must be epochs >= 0, got [-2]"),
+    ("step", {"gamma": -1.0}, "schedule.gamma must be a number in [0, inf), got -1.0"),
 ])
 def test_bad_schedules(name, params, fragment):
     with pytest.raises(ValueError) as info:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 
 import pytest
 from pydantic import ValidationError
 
+from losstune import catalog
 from losstune import spec as spec_mod
 from losstune.errors import SpecError
 from tests.conftest import ROOT, TINY, merge, write_study
@@ -160,6 +162,19 @@ BAD = [
      "milestones must be epochs >= 0"),
     ({"search": {"soft_fbeta": {"beta": 0.0}}}, "search.soft_fbeta.beta",
      "beta must lie in (0, inf), got 0"),
+    # Family tables: one per catalog family; a term that needs classes is off for regression.
+    ({"search": {"dice": {"smooth": 1.0}}}, "search.dice",
+     "unknown key; allowed: families, schedule, cross_entropy, focal"),
+    ({"search": {"focal": 2.0}}, "search.focal", "must be a valid dictionary"),
+    ({"task": "regression", "dataset": {"name": "diabetes"}, "objective": {"metric": "mae"},
+      "search": {"families": ["dynamic"], "dynamic": {"w_balance": {"low": 0.0, "high": 1.0}}}},
+     "search.dynamic.w_balance", "must be 0 for regression"),
+    ({"task": "regression", "dataset": {"name": "diabetes"}, "objective": {"metric": "mae"},
+      "search": None, "baselines": [{"family": "dynamic", "params": {"w_balance": 0.5}}]},
+     "baselines[0].params.w_balance", "must be 0 for regression"),
+    ({"task": "regression", "dataset": {"name": "diabetes"}, "objective": {"metric": "mae"},
+      "search": {"families": ["dynamic"], "dynamic": {"base": "categorical_crossentropy"}}},
+     "search.dynamic.base", "base 'categorical_crossentropy' is not valid for a regression task"),
     # Built-in datasets take no file columns.
     ({"dataset": {"features": ["a"]}}, "dataset.features",
      "only for the csv and npz datasets; 'wine' is built in"),
@@ -236,3 +251,29 @@ def test_choices_of_names_and_numbers_that_are_valid_still_load(tmp_path):
 
 def test_merge_helper_deletes_keys():
     assert "search" not in merge(TINY, {"search": None})
+
+
+def test_a_stored_spec_reads_back_equal_and_lists_every_family(study_file):
+    """Studies store ``spec.model_dump_json()`` and compare it when resumed: every catalog
+    family's table is in it (empty where the file has none), as before the catalog."""
+    loaded = spec_mod.load(study_file)
+    stored = json.loads(loaded.model_dump_json())
+    assert set(stored["search"]) == {"families", "schedule", *catalog.names()}
+    assert stored["search"]["mse"] == {} and stored["search"]["focal"] == {
+        "gamma": {"low": 0.5, "high": 3.0, "log": False, "step": None}}
+    assert spec_mod.StudySpec.model_validate(stored) == loaded
+    assert stored["search"]["schedule"]["rate"] == {"low": 0.1, "high": 5.0, "log": True,
+                                                    "step": None}
+
+
+def test_default_spaces_and_families_come_from_the_catalog(tmp_path):
+    regression = spec_mod.load(write_study(tmp_path, {
+        "task": "regression", "dataset": {"name": "diabetes"}, "objective": {"metric": "mae"},
+        "search": {"families": None, "dynamic": {"w_curriculum": 0.5}}}))
+    assert regression.families == ("mse", "mae", "huber", "log_cosh")
+    dynamic = regression.search.family_space("dynamic", "regression")
+    assert dynamic["base"] == "huber" and dynamic["w_balance"] == 0.0
+    assert dynamic["w_curriculum"] == 0.5 and dynamic["w_standard"] == 1.0
+    assert spec_mod.default_space("class_balanced")["beta"] == spec_mod.Choices(
+        choices=(0.9, 0.99, 0.999, 0.9999))
+    assert spec_mod.default_space("mse") == {}

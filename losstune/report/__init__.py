@@ -14,7 +14,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from losstune import __version__
+from losstune import __version__, catalog
 from losstune.report import _info
 
 
@@ -59,20 +59,21 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
     # One view per loss family over its own parameters (a study-wide parallel-coordinate plot
     # piles every other family's parameters up at "None").
     for fam in _info.family_params_info(trials, maximize):
-        name = _plots.family_name(fam["family"])
-        axes = " × ".join(_plots.param_label(n) for n in fam["names"])
+        family = fam["family"]
+        record = catalog.find(family)  # None: a family this process has not registered
+        axes = " × ".join(catalog.label(n, family) for n in fam["names"])
         fig = None
-        if sorted(fam["params"]) == ["focal.alpha", "focal.gamma"]:
-            fig = _plots.optuna_plot("contour", study, params=["focal.gamma", "focal.alpha"],
-                                     target_name=metric)
+        contour = [f"{family}.{n}" for n in record.contour] if record else []
+        if contour and sorted(fam["params"]) == sorted(contour):
+            fig = _plots.optuna_plot("contour", study, params=contour, target_name=metric)
         caption = (f"Objective over {axes}, the family's own searched parameters; its "
                    f"{len(fam['trials'])} complete trials only.")
-        if fam["family"] == "huber":
-            caption += " δ is in robust standard deviations of the training targets."
+        if record and record.note:
+            caption += " " + record.note
         if fam["left_out"]:
             caption += (" Left out, as only some of its trials searched them: "
-                        + ", ".join(_plots.param_label(n) for n in fam["left_out"]) + ".")
-        add(f"{name}: {axes}", caption,
+                        + ", ".join(catalog.label(n, family) for n in fam["left_out"]) + ".")
+        add(f"{catalog.title(family)}: {axes}", caption,
             fig if fig is not None else _plots.family_params(fam, metric, maximize), "")
     schedules = _info.schedules_info(trials, maximize)
     if schedules:

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from losstune import results
+from losstune import catalog, results
 from losstune.schedules import Schedule
 
 SECONDARY = {"classification": ("accuracy", "balanced_accuracy", "macro_f1"),
@@ -112,12 +112,14 @@ def schedules_info(trials: Sequence[Any], maximize: bool, top: int = 5) -> list[
     for t in ranked(trials, maximize):
         desc = json.loads(t.user_attrs.get(results.LOSS, "{}"))
         params = desc.get("params", {})
-        if desc.get("family") != "dynamic" or not params.get("w_curriculum"):
+        record = catalog.find(desc.get("family"))
+        gate = record.schedule_gate if record else ""
+        if not gate or not params.get(gate):
             continue
         sched = Schedule.from_dict(params.get("schedule"))
         epochs = int(params.get("epochs", 10))
         out.append({"trial": t.number, "label": f"#{t.number} {sched.describe()}",
-                    "values": [params["w_curriculum"] * v for v in sched.values(epochs)]})
+                    "values": [params[gate] * v for v in sched.values(epochs)]})
         if len(out) == top:
             break
     return out
@@ -132,7 +134,7 @@ def curves_info(trials: Sequence[Any], maximize: bool, metric: str,
         if curve:
             val.append({"trial": t.number, "label": f"#{t.number} {design_label(t)[:40]}",
                         "values": curve})
-        for c in ("standard", "progress", "balance", "curriculum"):
+        for c in catalog.DYNAMIC_TERMS:
             values = t.user_attrs.get(f"{results.CURVE}loss_{c}")
             if values and any(v for v in values if v is not None):
                 components.append({"trial": t.number, "component": c,

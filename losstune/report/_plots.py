@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
+from losstune import catalog
+
 PALETTE = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477",
            "#66aa00", "#b82e2e", "#316395"]
 # The card around each plot carries its title, so figures have none (and a little top margin).
@@ -38,22 +40,14 @@ def wrap(text: Any, width: int = 40) -> str:
     return "<br>".join(esc(line) for line in lines)
 
 
-FAMILY_NAMES = {"cross_entropy": "Cross-entropy", "focal": "Focal loss",
-                "class_balanced": "Class-balanced cross-entropy", "dynamic": "DynamicLoss",
-                "huber": "Huber loss", "mse": "Mean squared error", "mae": "Mean absolute error"}
-GREEK = {"gamma": "γ", "alpha": "α", "beta": "β", "delta": "δ"}
-
-
 def family_name(family: str) -> str:
-    return FAMILY_NAMES.get(family, family)
+    return catalog.title(family)
 
 
-def param_label(name: str) -> str:
-    """A parameter's short name as the report writes it: ``gamma`` → γ, ``label_smoothing`` →
-    label smoothing, ``w_balance`` as is."""
-    if name in GREEK:
-        return GREEK[name]
-    return name if name.startswith("w_") else name.replace("_", " ")
+def param_label(name: str, family: str | None = None) -> str:
+    """A parameter's short name as the report writes it (the catalog's): ``gamma`` → γ,
+    ``label_smoothing`` → label smoothing, ``w_balance`` as is."""
+    return catalog.label(name, family)
 
 
 def _category_order(values: Sequence[Any]) -> list[str]:
@@ -157,7 +151,7 @@ def family_params(info: dict[str, Any], metric: str, maximize: bool = True) -> g
     piles up at "None".
     """
     name, objective = family_name(info["family"]), info["objective"]
-    labels = [param_label(n) for n in info["names"]]
+    labels = [param_label(n, info["family"]) for n in info["names"]]
     title = f"{name}: {metric} over " + ", ".join(labels)
     if len(info["params"]) == 1:
         values = [row[0] for row in info["rows"]]

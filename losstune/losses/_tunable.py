@@ -1,0 +1,92 @@
+"""The swap contract: hyperparameters in variables, so one traced train step computes many designs.
+
+A compiled train step reads a Python float once, when it is traced, but reads a variable at every
+step. A :class:`Tunable` loss therefore keeps every number it reads while computing (γ, α, δ, β,
+label smoothing, DynamicLoss's weights and epoch) in a non-trainable ``keras.Variable``, and
+:func:`retune` can give an already compiled loss another design's values: the traced step is
+reused instead of traced again (:mod:`losstune.compiled`, the only user of this module besides the
+loss classes). :func:`compiled_key` says which losses one traced step can compute.
+
+A loss may also bring what ``fit`` and ``compile`` need to train it: callbacks that assign its
+per-epoch variables (:meth:`Tunable.fit_callbacks`) and metrics that log its terms
+(:meth:`Tunable.compile_metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import keras
+from keras import ops
+
+
+class Tunable:
+    """A loss whose hyperparameters live in non-trainable variables (``self._hp``).
+
+    ``_variable_keys`` are the config keys that may differ between two losses sharing one traced
+    step: those held in ``_hp`` and those read only from Python (a schedule, the epoch count).
+    """
+
+    _variable_keys: tuple[str, ...] = ()
+
+    def _init_hp(self, **values: Any) -> None:
+        self._hp = {name: keras.Variable(value, trainable=False, dtype="float32", name=name)
+                    for name, value in values.items()}
+
+    def _h(self, name: str, dtype):
+        return ops.cast(self._hp[name], dtype)
+
+    def fit_callbacks(self) -> list[keras.callbacks.Callback]:
+        """Callbacks ``model.fit`` needs for this loss (none by default)."""
+        return []
+
+    def compile_metrics(self) -> list[keras.metrics.Metric]:
+        """Metrics ``model.compile`` takes to log this loss's terms (none by default)."""
+        return []
+
+
+def compiled_key(loss: keras.losses.Loss) -> str:
+    """Losses with equal keys differ only in values held in variables, so one traced train step
+    computes either of them once :func:`retune` has assigned the values."""
+
+    def key(obj: Any) -> list[Any]:
+        config = obj.get_config()
+        masked = set(getattr(type(obj), "_variable_keys", ()))
+        fixed = {k: (len(v) if isinstance(v, list) else "*") if k in masked else v
+                 for k, v in config.items()}
+        nested = {name: key(value) for name, value in sorted(vars(obj).items())
+                  if isinstance(value, keras.losses.Loss)}
+        return [type(obj).__module__, type(obj).__qualname__, fixed, nested]
+
+    return json.dumps(key(loss), sort_keys=True, default=str)
+
+
+def retune(target: keras.losses.Loss, source: keras.losses.Loss) -> None:
+    """Make ``target`` compute ``source`` in place: variables assigned, Python-side
+    hyperparameters (config, schedule, epochs) copied. Both must have the same
+    :func:`compiled_key`."""
+    if compiled_key(target) != compiled_key(source):
+        raise ValueError("retune needs two losses with the same compiled_key.")
+    _copy_hyperparameters(target, source)
+
+
+def _copy_hyperparameters(target: Any, source: Any) -> None:
+    for name, variable in getattr(source, "_hp", {}).items():
+        target._hp[name].assign(variable.value)
+    for name in getattr(type(source), "_variable_keys", ()):
+        if name in vars(source):
+            setattr(target, name, getattr(source, name))
+    for name, value in vars(source).items():
+        if isinstance(value, keras.losses.Loss):
+            _copy_hyperparameters(getattr(target, name), value)
+
+
+def loss_callbacks(loss: keras.losses.Loss) -> list[keras.callbacks.Callback]:
+    """What ``model.fit(callbacks=...)`` needs for ``loss`` (DynamicLoss: its epoch callback)."""
+    return loss.fit_callbacks() if isinstance(loss, Tunable) else []
+
+
+def component_metrics(loss: keras.losses.Loss) -> list[keras.metrics.Metric]:
+    """What ``model.compile(metrics=...)`` takes for ``loss`` (DynamicLoss: its terms)."""
+    return loss.compile_metrics() if isinstance(loss, Tunable) else []

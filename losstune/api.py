@@ -103,6 +103,8 @@ class Study:
         self.name = name
         self.storage = normalise(storage or DEFAULT_URL)
         self._spec, self._source, self._study_file = spec, source, study_file
+        self._optuna: Any = None
+        self._storage_reader: Any = None
 
     def __repr__(self) -> str:
         from losstune.storage import mask
@@ -132,16 +134,22 @@ class Study:
 
     # ------------------------------------------------------------------ reading
     def _reader(self) -> Any:
+        """One storage connection pool for this object's reads (opening one costs a few ms
+        and a few checks)."""
         from losstune.storage import open_storage
 
-        return open_storage(self.storage, heartbeat=False, create=False)
+        if self._storage_reader is None:
+            self._storage_reader = open_storage(self.storage, heartbeat=False, create=False)
+        return self._storage_reader
 
     @property
     def optuna_study(self) -> "optuna.Study":
         """The Optuna study (search trials; replicate runs are in ``<name>:runs``)."""
         from losstune import runner
 
-        return runner.load_existing(self.storage, self.name)
+        if self._optuna is None:
+            self._optuna = runner.load_existing(self.storage, self.name)
+        return self._optuna
 
     @property
     def spec(self) -> "StudySpec":
@@ -184,12 +192,13 @@ class Study:
         ``class_counts`` / ``epochs``: your own, where the design uses them (class-balanced
         weights, DynamicLoss's prior and schedules); by default the study's.
         """
-        from losstune.losses import build_loss
+        from losstune.losses import build_loss, with_fitted
 
         winner = self.verdict.winner
         if winner is None:
             raise LosstuneError(f"study {self.name!r} has no complete trial yet")
-        return build_loss(_with_fitted(winner.description, class_counts, epochs))
+        return build_loss(with_fitted(winner.description, class_counts=class_counts,
+                                      epochs=epochs))
 
     # ------------------------------------------------------------------ running
     def search(self, n_trials: int | None = None, *, timeout: float | None = None,
@@ -339,7 +348,7 @@ class Study:
             description, words = record.description, record.words
             extra = {"trial": chosen.number, "values": chosen.values}
         fitted = {k: v for k, v in description.get("params", {}).items()
-                  if k in ("class_counts", "epochs")}
+                  if k in results.FITTED}
         return {"study": self.name, "metrics": results.metrics_of(study.user_attrs),
                 "description": words, **extra,
                 "design": results.exported_design(description), "fitted": fitted,
@@ -384,16 +393,6 @@ def stored_spec(study: "optuna.Study") -> "StudySpec":
         raise LosstuneError(f"study {study.study_name!r} was made with settings this losstune "
                             f"no longer accepts ({where}: {first['msg']}); read it with show, "
                             "report or export, or search again in a new study") from None
-
-
-def _with_fitted(description: dict[str, Any], class_counts: Sequence[int] | None,
-                 epochs: int | None) -> dict[str, Any]:
-    params = dict(description.get("params", {}))
-    if class_counts is not None and "class_counts" in params:
-        params["class_counts"] = [int(c) for c in class_counts]
-    if epochs is not None and "epochs" in params:
-        params["epochs"] = int(epochs)
-    return {**description, "params": params}
 
 
 def needs_python(name: str, action: str) -> LosstuneError:

@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from losstune import catalog
+
 RUNS_SUFFIX = ":runs"  # the companion study that holds replicate runs
 ALPHA = 0.05
 
@@ -86,7 +88,7 @@ def is_repeat(trial: Any) -> bool:
 
 
 # Parameters of a loss description fitted to the study's data, not part of the design.
-FITTED = ("from_logits", "class_counts", "epochs")
+FITTED = catalog.FITTED
 
 
 def design_key(description: dict[str, Any], training: dict[str, Any] | None = None) -> str:
@@ -158,7 +160,8 @@ def exported_design(description: dict[str, Any]) -> dict[str, Any]:
     """A loss description without what was fitted to the study's data (``export`` writes the
     design; ``load_loss`` takes the data-fitted values separately)."""
     return {"family": description.get("family"),
-            "params": {k: v for k, v in description.get("params", {}).items()}}
+            "params": {k: v for k, v in description.get("params", {}).items()
+                       if k not in FITTED}}
 
 
 # ------------------------------------------------------------------------------------ designs

@@ -101,7 +101,8 @@ def test_the_cli_reads_a_python_study_and_says_what_needs_python(notebook, tmp_p
     payload = json.loads(out.read_text())
     assert payload["design"]["family"] == verdict.winner.family
     assert "class_counts" not in payload["design"]["params"]
-    assert set(payload["fitted"]) <= {"class_counts", "epochs"}
+    assert set(payload["fitted"]) <= {"class_counts", "epochs", "from_logits"}
+    assert not set(payload["design"]["params"]) & {"class_counts", "epochs", "from_logits"}
 
 
 def test_regression_task_is_inferred_and_a_dataset_is_read(tmp_path):

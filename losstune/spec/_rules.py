@@ -1,0 +1,163 @@
+"""Checks that need more than one section of a study file (each raises SpecError with its key
+path): the dataset against the task, metrics against the task, families and their parameters,
+baselines, the grid sampler."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+from losstune import catalog
+from losstune.errors import SpecError
+from pathlib import Path
+
+from losstune.spec._schema import (BUILTIN_DATASETS, METRICS, Param, Range, StudySpec,
+                                   _check_rule, param_bounds)
+
+
+def _cross_checks(spec: StudySpec, path: str) -> None:
+    def fail(key: str, message: str) -> None:
+        raise SpecError(path, key, message)
+
+    if spec.dataset.name in BUILTIN_DATASETS:
+        native = BUILTIN_DATASETS[spec.dataset.name]
+        if native != spec.task:
+            fail("task", f"dataset {spec.dataset.name!r} is a {native} task, got task = "
+                         f"{spec.task!r}")
+    if spec.dataset.image and spec.dataset.name != "digits":
+        fail("dataset.image", "only the digits dataset has images")
+    if spec.model.kind == "cnn" and not spec.dataset.image:
+        fail("model.kind", "the cnn model needs image data: set dataset.image = true (digits)")
+    if spec.task == "regression" and (spec.dataset.long_tail != 1 or spec.dataset.label_noise):
+        fail("dataset", "long_tail and label_noise are for classification; use outliers "
+                        "for regression")
+    if spec.task != "regression" and spec.dataset.outliers:
+        fail("dataset.outliers", "outliers are for regression; use label_noise for "
+                                 "classification")
+    if spec.dataset.name in ("csv", "npz"):
+        data_path = Path(spec.dataset.path)
+        if not data_path.is_absolute():
+            data_path = Path(path).parent / data_path
+        if data_path.is_dir():
+            fail("dataset.path", f"{data_path} is a folder; give the {spec.dataset.name} file")
+        if not data_path.is_file():
+            fail("dataset.path", f"file not found: {data_path}")
+        features = spec.dataset.features
+        if features is not None:
+            if not features:
+                fail("dataset.features", "list at least one column (or leave features out: "
+                                         "every column but the target)")
+            for i, column in enumerate(features):
+                if column == spec.dataset.target:
+                    fail(f"dataset.features[{i}]", f"{column!r} is the target; a feature "
+                                                   "cannot be the target")
+                if column in features[:i]:
+                    fail(f"dataset.features[{i}]", f"{column!r} is listed twice")
+    else:
+        for key in ("path", "target", "features"):
+            if getattr(spec.dataset, key) is not None:
+                fail(f"dataset.{key}", f"only for the csv and npz datasets; {spec.dataset.name!r} "
+                                       "is built in (remove it)")
+
+    metrics = spec.objective.metrics
+    if not metrics:
+        fail("objective.metric", "give at least one metric")
+    for i, metric in enumerate(metrics):
+        key = "objective.metric" if len(metrics) == 1 else f"objective.metric[{i}]"
+        valid = [m for m, (_, tasks) in METRICS.items() if spec.task in tasks
+                 and m != "train_time"]
+        if metric not in METRICS or spec.task not in METRICS[metric][1]:
+            fail(key, f"unknown metric {metric!r} for a {spec.task} task; allowed: "
+                      f"{', '.join(valid)}")
+        if metric == "train_time" and i == 0:
+            fail(key, "train_time can only be a second objective; put a quality metric first")
+    if len(set(metrics)) != len(metrics):
+        fail("objective.metric", "each metric may appear once")
+
+    valid_families = catalog.names(spec.task)
+    if spec.search.families is not None and not spec.search.families:
+        fail("search.families", f"list at least one family; allowed: {', '.join(valid_families)}")
+    for i, family in enumerate(spec.families):
+        if catalog.find(family) is None:
+            fail(f"search.families[{i}]", f"unknown loss family {family!r}; allowed: "
+                                          f"{', '.join(valid_families)}")
+        if family not in valid_families:
+            fail(f"search.families[{i}]", f"family {family!r} is not valid for a {spec.task} "
+                                          f"task; allowed: {', '.join(valid_families)}")
+
+    for name in spec.search.tables:
+        if catalog.find(name) is None:
+            fail(f"search.{name}", "unknown key; allowed: families, schedule, "
+                                   f"{', '.join(catalog.names())}")
+    for family in catalog.names():
+        space = spec.search.family_space(family, spec.task)
+        for name, value in space.items():
+            _check_family_param(family, name, value, spec.task, f"search.{family}.{name}", fail)
+        if family in spec.families:
+            _check_class_terms(family, space, spec.task, f"search.{family}", fail)
+
+    if spec.baselines is not True and spec.baselines is not False:
+        for i, base in enumerate(spec.baselines):
+            if base.family not in valid_families:
+                fail(f"baselines[{i}].family", f"family {base.family!r} is not valid for a "
+                                               f"{spec.task} task; allowed: "
+                                               f"{', '.join(valid_families)}")
+            # The same names, intervals and types as the search space: a baseline trains too.
+            for name, value in base.params.items():
+                _check_family_param(base.family, name, value, spec.task,
+                                    f"baselines[{i}].params.{name}", fail)
+            _check_class_terms(base.family, base.params, spec.task, f"baselines[{i}].params",
+                               fail)
+
+    if spec.sampler.name == "grid":
+        _check_grid(spec, fail)
+    if spec.multi_objective and spec.sampler.name in ("cmaes", "gp"):
+        fail("sampler.name", f"{spec.sampler.name!r} is single-objective; use tpe or random "
+                             "for several metrics")
+    if spec.n_trials is None and spec.timeout is None:
+        fail("n_trials", "give n_trials, timeout or both")
+
+
+def _check_family_param(family: str, name: str, value: Param, task: str, key: str,
+                        fail: Callable[[str, str], None]) -> None:
+    """One loss parameter (searched or a baseline's): a known name, a value of the right kind
+    (every member of ``{choices = [...]}`` too) inside the family's interval: the catalog's."""
+    record = catalog.family(family)
+    allowed = [p.name for p in record.studied]
+    if name not in allowed:
+        fail(key, f"family {family!r} has no parameter {name!r}; allowed: "
+                  f"{', '.join(allowed) or 'none'}")
+    rule = record.param(name)
+    where = f" for a {task} task" if record.choices(rule, task) != record.choices(rule) else ""
+    try:
+        _check_rule(rule, value, record.choices(rule, task), where)
+    except ValueError as err:
+        fail(key, str(err))
+
+
+def _check_class_terms(family: str, params: dict[str, Any], task: str, key: str,
+                       fail: Callable[[str, str], None]) -> None:
+    """A weight of a term that reads class probabilities is 0 in a regression study."""
+    if task in catalog.CLASSIFICATION:
+        return
+    for rule in catalog.family(family).studied:
+        if rule.classes_only and param_bounds(params.get(rule.name, 0.0))[1] > 0:
+            fail(f"{key}.{rule.name}", f"must be 0 for regression ({rule.name} weighs a term "
+                                       "that needs class probabilities)")
+
+
+def _check_grid(spec: StudySpec, fail) -> None:
+    """The grid sampler (Optuna's BruteForceSampler) needs every searched number discrete."""
+    def discrete(value: Param) -> bool:
+        return not isinstance(value, Range) or value.step is not None
+
+    for name in ("epochs", "batch_size", "learning_rate"):
+        if not discrete(getattr(spec.training, name)):
+            fail(f"training.{name}", "the grid sampler needs a step or {choices = [...]}")
+    for family in spec.families:
+        for name, value in spec.search.family_space(family, spec.task).items():
+            if not discrete(value):
+                fail(f"search.{family}.{name}",
+                     "the grid sampler needs a step or {choices = [...]}")
+
+

@@ -11,6 +11,7 @@ Passwords never reach the terminal or an error message (:func:`mask`).
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,16 +31,24 @@ GRACE_PERIOD_S = 30
 _SECRET_KEYS = {"password", "passwd", "pwd", "pass", "sslpassword", "secret", "token"}
 
 
+# Where a server URL's query starts: a path segment (the database name) followed by "?key=".
+_QUERY = re.compile(r"/[^/?@]*\?[A-Za-z_][\w.-]*=")
+
+
 def _split_credentials(url: str) -> tuple[str, str | None, str | None, str]:
     """``scheme://user:password@rest`` → (scheme, user, password, rest).
 
-    Credentials end at the *last* "@": a password typed as-is may hold "/", ":", "?" or "@".
-    SQLAlchemy's parser ends the password at the first "@" (``u:a@b@host`` gives the host
-    ``b@host``), which would print the rest of such a password; every other part is parsed by
-    SQLAlchemy below.
+    Credentials end at the *last* "@" before the query: a password typed as-is may hold "/",
+    ":" or "@". SQLAlchemy's parser ends the password at the first "@" (``u:a@b@host`` gives
+    the host ``b@host``), which would print the rest of such a password; every other part is
+    parsed by SQLAlchemy. SQLite URLs hold a file path, never credentials ("@" may be in it).
     """
     scheme, _, rest = url.partition("://")
-    at = rest.rfind("@")
+    if scheme.split("+")[0] == "sqlite":
+        return scheme, None, None, rest
+    query = _QUERY.search(rest)
+    head = rest[:query.start() + query.group().index("?")] if query else rest
+    at = head.rfind("@")
     if at < 0:
         return scheme, None, None, rest
     creds, rest = rest[:at], rest[at + 1:]
@@ -53,8 +62,8 @@ def mask(url: str) -> str:
     scheme: the whole credentials part and the query are masked."""
     from sqlalchemy.engine import make_url
 
-    if "://" not in url:
-        return url  # journal:FILE, a bare path: no credentials
+    if "://" not in url or url.split("://")[0].split("+")[0] == "sqlite":
+        return url  # journal:FILE, a bare path, a SQLite file: no credentials
     scheme, user, password, rest = _split_credentials(url)
     who = "" if user is None else (f"{user}:***@" if password is not None else f"{user}@")
     try:

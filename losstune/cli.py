@@ -154,10 +154,13 @@ def print_verdict(study: Any, verdict: Any, top: int, console: Any) -> None:
                                                           else "")
         table.add_row(str(i), Text(d.words + marks), str(d.n), f"{d.mean:.4f}",
                       f"[{d.ci[0]:.4f}, {d.ci[1]:.4f}]" if d.ci else "—",
-                      f"{cmp.diff:+.4f}" if cmp else "", _p_adj(cmp),
+                      f"{cmp.diff:+.4f}" if cmp and cmp.diff is not None else "",
+                      _p_adj(cmp),
                       _trials(d.trials))
     console.print(table)
     console.print(Text("Verdict: " + verdict.sentence + "."))
+    for note in verdict.notes:
+        console.print(Text(f"note: {note}."))
 
 
 def _p_adj(cmp: Any) -> str:
@@ -511,10 +514,6 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
         verdict = loaded.confirm(seeds, top=top, on_run=on_run)
     console = _console()
     print_verdict(loaded.optuna_study, verdict, top + 4, console)
-    from rich.text import Text
-
-    for note in verdict.notes:
-        console.print(Text(f"warning: {note}"))
 
 
 @main.command()

@@ -62,8 +62,10 @@ class Step:
     reason: str = ""
 
 
-def next_seed(by_seed: dict[int, float]) -> int:
-    return next(i for i in range(len(by_seed) + 1) if i not in by_seed)
+def next_seed(by_seed: dict[int, float], failed: set[int] = frozenset()) -> int:
+    """The smallest seed index the design has neither run nor failed on."""
+    return next(i for i in range(len(by_seed) + len(failed) + 1)
+                if i not in by_seed and i not in failed)
 
 
 def noise_sd(found: Sequence[results.Design]) -> float | None:
@@ -79,13 +81,17 @@ def noise_sd(found: Sequence[results.Design]) -> float | None:
 
 
 def decide(challenger: dict[int, float], incumbent: dict[int, float], *, maximize: bool,
-           max_seeds: int, alpha: float, noise: float | None) -> Step:
-    """One decision of a race between two designs (their values by seed index)."""
+           max_seeds: int, alpha: float, noise: float | None,
+           failed: tuple[set[int], set[int]] = (frozenset(), frozenset())) -> Step:
+    """One decision of a race between two designs (their values by seed index). ``failed``:
+    the seeds on which the challenger's and the incumbent's runs failed, never asked again."""
     from scipy import stats
 
+    challenger_failed, incumbent_failed = failed
     if len(incumbent) < min(2, max_seeds):
-        return Step("incumbent", next_seed(incumbent), "a second seed measures the noise")
-    missing = [s for s in sorted(incumbent) if s not in challenger]
+        return Step("incumbent", next_seed(incumbent, incumbent_failed),
+                    "a second seed measures the noise")
+    missing = [s for s in sorted(incumbent) if s not in challenger and s not in challenger_failed]
     common = sorted(set(challenger) & set(incumbent))
     if not common:
         return Step("challenger", missing[0], "no common seed yet")
@@ -109,7 +115,8 @@ def decide(challenger: dict[int, float], incumbent: dict[int, float], *, maximiz
     if missing:
         return Step("challenger", missing[0], "within the seed noise: the incumbent's next seed")
     if len(incumbent) < max_seeds:
-        return Step("incumbent", next_seed(incumbent), "tied: both get another seed")
+        return Step("incumbent", next_seed(incumbent, incumbent_failed),
+                    "tied: both get another seed")
     return Step("accept" if diff > 0 else "reject", reason=f"seed cap ({max_seeds}) reached")
 
 
@@ -133,7 +140,8 @@ class Racer:
         return results.designs(self.load())
 
     def _train(self, design: results.Design, seed: int, why: str) -> bool:
-        """Train one run; False if it was tried before and is still missing (it failed)."""
+        """Train one run; False if it was tried before (a failed run is read back as failed,
+        so a run tried and still missing is running elsewhere, or lost)."""
         if (design.key, seed) in self._tried:
             return False
         self._tried.add((design.key, seed))
@@ -143,7 +151,7 @@ class Racer:
     def race(self, key: str) -> str:
         """Race design ``key`` against the incumbent until decided; returns the outcome."""
         outcome = "incumbent"
-        for _ in range(4 * self.max_seeds):  # each step trains a run or stops
+        for _ in range(4 * self.max_seeds + 4):  # each step trains a run or stops
             found = self.designs()
             challenger = found.get(key)
             if challenger is None:
@@ -154,27 +162,31 @@ class Racer:
             incumbent = others[0]
             step = decide(challenger.by_seed, incumbent.by_seed, maximize=self.maximize,
                           max_seeds=self.max_seeds, alpha=self.alpha,
-                          noise=noise_sd(list(found.values())))
+                          noise=noise_sd(list(found.values())),
+                          failed=(challenger.failed, incumbent.failed))
             if step.kind in ("accept", "reject"):
                 outcome = step.kind
                 self.log.append(f"{challenger.words}: {step.kind}ed, {step.reason}")
                 break
             target = challenger if step.kind == "challenger" else incumbent
             if not self._train(target, step.seed_index, step.reason):
-                outcome = "failed"
+                # Tried before and still missing: running elsewhere (another worker) or lost.
+                outcome = "pending"
+                self.log.append(f"{target.words}: seed {step.seed_index} pending")
                 break
         self.follow_baselines()
         return outcome
 
     def follow_baselines(self) -> None:
         """Every baseline gets the incumbent's seeds: the verdict needs paired runs."""
-        for _ in range(self.max_seeds * 4):
+        for _ in range(self.max_seeds * 64):  # bounded; each pass trains one run or stops
             ranking = results.rank(self.designs().values(), self.maximize)
             if not ranking:
                 return
             incumbent = ranking[0]
             todo = [(b, s) for b in ranking if b.baseline is not None and b.key != incumbent.key
-                    for s in incumbent.seeds if s not in b.by_seed and (b.key, s) not in self._tried]
+                    for s in incumbent.seeds if s not in b.by_seed and s not in b.failed
+                    and (b.key, s) not in self._tried]
             if not todo:
                 return
             design, seed = todo[0]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from losstune import catalog
+from losstune.stopping import INTERRUPTED
 
 RUNS_SUFFIX = ":runs"  # the companion study that holds replicate runs
 ALPHA = 0.05
@@ -194,6 +195,7 @@ class Design:
     trials: list[int]               # search trials that proposed it
     test: dict[int, float] = field(default_factory=dict)
     run_attrs: dict[str, Any] = field(default_factory=dict)  # what a new run of it starts with
+    failed: set[int] = field(default_factory=set)  # seeds whose run failed (never completed)
 
     @property
     def n(self) -> int:
@@ -225,6 +227,8 @@ def designs(runs: Iterable[RunRecord], metric: str | None = None) -> dict[str, D
             if r.number not in d.trials:
                 d.trials.append(r.number)
             d.baseline = d.baseline or r.baseline
+        if r.state == "fail" and r.user_attrs.get(ERROR) != INTERRUPTED:
+            out.setdefault(r.design_key, _design(r)).failed.add(r.seed_index)
         if not r.trained:
             continue
         d = out.setdefault(r.design_key, _design(r))
@@ -234,6 +238,8 @@ def designs(runs: Iterable[RunRecord], metric: str | None = None) -> dict[str, D
             test = r.user_attrs.get(f"test.{metric}") if metric else None
             if test is not None:
                 d.test[r.seed_index] = test
+    for d in out.values():
+        d.failed -= set(d.by_seed)  # a retry that completed
     return {k: d for k, d in out.items() if d.by_seed}
 
 
@@ -281,19 +287,26 @@ class Comparison:
     baseline_key: str
     baseline_design: dict[str, Any]
     seeds: int                         # paired seeds
-    diff: float                        # winner − baseline, in the metric's units
+    diff: float | None                 # winner − baseline, metric units; None: no common seed
     ci: tuple[float, float] | None     # 95 % paired-t interval of diff
-    p: float | None                    # two-sided paired t-test; None with < 2 pairs
+    p: float | None                    # two-sided paired test; None with < 2 pairs
     p_adjusted: float | None = None    # Holm across the comparisons made
-    significant: bool = False          # p_adjusted < alpha
+    significant: bool = False          # p_adjusted < alpha, in either direction
     better: bool = False               # diff in the metric's better direction
+    test: str = "paired t-test"        # or "sign test" when every difference is the same
 
     def to_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "baseline_design": self.baseline_design,
                 "seeds": self.seeds, "diff": self.diff,
                 "ci": list(self.ci) if self.ci else None, "p": self.p,
                 "p_adjusted": self.p_adjusted, "significant": self.significant,
-                "direction": "better" if self.better else ("worse" if self.diff else "equal")}
+                "test": self.test, "direction": self.direction}
+
+    @property
+    def direction(self) -> str:
+        if not self.diff:
+            return "equal" if self.diff == 0 else "not compared"
+        return "better" if self.better else "worse"
 
 
 def compare(winner: Design, baseline: Design, maximize: bool) -> Comparison:
@@ -304,21 +317,26 @@ def compare(winner: Design, baseline: Design, maximize: bool) -> Comparison:
     a = [winner.by_seed[s] for s in common]
     b = [baseline.by_seed[s] for s in common]
     diffs = [x - y for x, y in zip(a, b)]
-    diff = math.fsum(diffs) / len(diffs) if diffs else float("nan")
-    p, ci = None, None
+    diff = math.fsum(diffs) / len(diffs) if diffs else None
+    p, ci, test = None, None, "paired t-test"
     if len(common) >= 2:
         if all(d == diffs[0] for d in diffs):
-            # Zero variance: the t statistic is infinite (or undefined when all are 0).
-            p, ci = (1.0 if diffs[0] == 0 else 0.0), (diff, diff)
+            # Every seed gave the same difference (accuracy on a small split moves in steps):
+            # the t statistic is undefined. The exact sign test still says how often that
+            # happens by chance: 2 seeds can never be significant (p = 0.5), 5 give 0.0625.
+            test = "sign test"
+            p = 1.0 if diffs[0] == 0 else float(
+                stats.binomtest(len(diffs), len(diffs), 0.5).pvalue)
+            ci = (diff, diff)
         else:
             res = stats.ttest_rel(a, b)
             p = float(res.pvalue)
             low, high = res.confidence_interval(0.95)
             ci = (float(low), float(high))
-    better = (diff > 0) if maximize else (diff < 0)
+    better = diff is not None and ((diff > 0) if maximize else (diff < 0))
     return Comparison(baseline=baseline.words, baseline_key=baseline.key,
                       baseline_design=exported_design(baseline.description),
-                      seeds=len(common), diff=diff, ci=ci, p=p, better=bool(diffs) and better)
+                      seeds=len(common), diff=diff, ci=ci, p=p, better=better, test=test)
 
 
 # ------------------------------------------------------------------------------------ verdict
@@ -341,8 +359,10 @@ class Verdict:
 
     @property
     def significant(self) -> bool:
-        """The winner beats at least one baseline significantly (Holm-adjusted)."""
-        return any(c.significant and c.better for c in self.comparisons)
+        """A searched design (not a baseline) wins and beats at least one baseline
+        significantly (Holm-adjusted)."""
+        return (self.winner is not None and self.winner.baseline is None
+                and any(c.significant and c.better for c in self.comparisons))
 
     @property
     def sentence(self) -> str:
@@ -360,7 +380,8 @@ class Verdict:
                             "alpha": self.alpha, "correction": "holm",
                             "test": "paired t-test across seeds (scipy.stats.ttest_rel)",
                             "winner": winner,
-                            "comparisons": [c.to_dict() for c in self.comparisons]},
+                            "comparisons": [c.to_dict() for c in self.comparisons],
+                            "notes": list(self.notes)},
                 "leaderboard": [design_row(d, i, self) for i, d in
                                 enumerate(self.ranking[:top] if top else self.ranking, 1)]}
 
@@ -369,7 +390,8 @@ def design_row(d: Design, rank_: int, verdict: Verdict) -> dict[str, Any]:
     return {"rank": rank_, "design": d.words, "family": d.family, "key": d.key,
             "baseline": d.baseline is not None, "seeds": d.n, "mean": d.mean,
             "ci": list(d.ci) if d.ci else None, "test_mean": d.test_mean,
-            "trials": d.trials, "winner": verdict.winner is not None and d.key == verdict.winner.key,
+            "trials": d.trials, "failed_seeds": sorted(d.failed),
+            "winner": verdict.winner is not None and d.key == verdict.winner.key,
             "loss": exported_design(d.description)}
 
 
@@ -387,7 +409,12 @@ def verdict(study_name: str, metric: str, maximize: bool, runs: Iterable[RunReco
         for c, p_adj in zip(tested, holm([c.p for c in tested])):
             c.p_adjusted = p_adj
             c.significant = p_adj < alpha
-    return Verdict(study_name, metric, maximize, winner, comparisons, ranking, alpha)
+    notes = [f"{d.words}: the run{'s' if len(d.failed) > 1 else ''} on seed"
+             f"{'s' if len(d.failed) > 1 else ''} {', '.join(map(str, sorted(d.failed)))} "
+             f"failed; its mean leaves {'them' if len(d.failed) > 1 else 'it'} out"
+             for d in ranking if d.failed]
+    return Verdict(study_name, metric, maximize, winner, comparisons, ranking, alpha,
+                   notes=notes)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -406,34 +433,34 @@ def _sentence(v: Verdict) -> str:
         return "no complete run yet: nothing to conclude"
     m = v.metric
     seeds = f"{w.n} seed{'s' if w.n != 1 else ''}"
-    if not v.comparisons and w.baseline is not None:
-        return (f"no searched design is significantly better than the baselines; the best is "
+    if w.baseline is not None:
+        # A baseline beating another baseline is no finding about the searched designs.
+        head = (f"no searched design is significantly better than the baselines; the best is "
                 f"the baseline {w.words} ({m} {fmt(w.mean, 4)}, {seeds})")
-    if not v.comparisons:
+        return head + ("; single-seed: add seeds with racing or `losstune confirm`"
+                       if w.n < 2 else "")
+    compared = [c for c in v.comparisons if c.diff is not None]
+    if not compared:
         return (f"{w.words} has the best mean {m} ({fmt(w.mean, 4)}, {seeds}); there is no "
-                "baseline to compare it with")
-    wins = [c for c in v.comparisons if c.significant and c.better]
+                "baseline run on the same seeds to compare it with")
+    wins = [c for c in compared if c.significant and c.better]
     if not wins:
-        best = min(v.comparisons, key=lambda c: (c.p_adjusted is None, c.p_adjusted or 1.0,
-                                                 -abs(c.diff)))
-        if w.baseline is not None:
-            head = (f"no searched design is significantly better than the baselines; the best "
-                    f"is the baseline {w.words} ({m} {fmt(w.mean, 4)}, {w.n} seed"
-                    f"{'s' if w.n != 1 else ''})")
-        else:
-            tested = "" if best.p_adjusted is None else f", {best.seeds} seeds"
-            head = (f"no design is significantly better than the baselines (best: {w.words}, "
-                    f"{best.diff:+.3f} {m} vs {best.baseline}, {_p(best)}{tested})")
+        best = min(compared, key=lambda c: (c.p_adjusted is None,
+                                            1.0 if c.p_adjusted is None else c.p_adjusted,
+                                            -abs(c.diff)))
+        tested = "" if best.p_adjusted is None else f", {best.seeds} seeds"
+        head = (f"no design is significantly better than the baselines (best: {w.words}, "
+                f"{best.diff:+.3f} {m} vs {best.baseline}, {_p(best)}{tested})")
         if w.n < 2:
             head += "; single-seed: add seeds with racing or `losstune confirm`"
         return head
     parts = [f"{w.words} is better than {c.baseline} by {c.diff:+.3f} {m} "
              f"[{fmt(c.ci[0])}, {fmt(c.ci[1])}] ({_p(c)}, {c.seeds} seeds)" for c in wins]
-    worse = [c for c in v.comparisons if c.significant and not c.better]
+    worse = [c for c in compared if c.significant and not c.better]
     if worse:
         parts.append("worse than " + ", ".join(f"{c.baseline} by {c.diff:+.3f} {m} ({_p(c)})"
                                                 for c in worse))
-    others = [c for c in v.comparisons if not c.significant]
+    others = [c for c in compared if not c.significant]
     if others:
         parts.append("not significantly different from " + ", ".join(
             f"{c.baseline} ({_p(c)})" for c in others))

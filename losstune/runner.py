@@ -398,10 +398,39 @@ class Search:
         for run in runs:
             if STOP.is_set() or (self.deadline is not None and time.time() > self.deadline):
                 return
-            self.companion.enqueue_trial(run.params, user_attrs=run.user_attrs)
-            optimize(self.companion, self.contexts, n_trials=1, timeout=None)
-            if self.on_run:
-                self.on_run()
+            waiting = self._claim(run)
+            if waiting is None:
+                continue  # done, or another worker is training it
+            # Optuna starts the oldest waiting trial, which may be another worker's request or
+            # a retry of a killed run: each is a real run too. Go on until this one has run.
+            for _ in range(64):
+                optimize(self.companion, self.contexts, n_trials=1, timeout=None)
+                if self.on_run:
+                    self.on_run()
+                if STOP.is_set() or self._state(waiting) != "WAITING":
+                    break
+
+    def _claim(self, run: Any) -> int | None:
+        """The waiting trial that will train ``run``: an existing one, or a new one. None if
+        the run is complete or running (in this or another worker) already."""
+        def same(t: Any) -> bool:
+            a = t.user_attrs
+            return (a.get(results.DESIGN_KEY) == run.design_key
+                    and a.get(results.SEED_INDEX) == run.seed_index)
+
+        trials = [t for t in self.companion.get_trials(deepcopy=False) if same(t)]
+        if any(t.state.name in ("COMPLETE", "RUNNING") for t in trials):
+            return None
+        waiting = [t.number for t in trials if t.state.name == "WAITING"]
+        if waiting:
+            return waiting[0]
+        self.companion.enqueue_trial(run.params, user_attrs=run.user_attrs)
+        waiting = [t.number for t in self.companion.get_trials(deepcopy=False)
+                   if same(t) and t.state.name == "WAITING"]
+        return waiting[0] if waiting else None
+
+    def _state(self, number: int) -> str:
+        return self.companion.get_trials(deepcopy=False)[number].state.name
 
     def step(self, callbacks: list[Callable] = ()) -> bool:
         """One search trial, then (racing) its race against the incumbent. Returns False when

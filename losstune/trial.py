@@ -199,6 +199,8 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, ...]:
         trial.set_user_attr(results.DUPLICATE_OF, earlier.number)
         if earlier.state == optuna.trial.TrialState.PRUNED:
             raise optuna.TrialPruned(f"the same design as trial {earlier.number}, pruned")
+        if earlier.state == optuna.trial.TrialState.RUNNING:  # another worker trains it now
+            raise optuna.TrialPruned(f"the same design as trial {earlier.number}, running")
         return tuple(earlier.values) if spec.multi_objective else earlier.values[0]
     seed = run_seed(spec)
     keras.utils.set_random_seed(seed)
@@ -398,7 +400,9 @@ def _earlier_run(trial: "optuna.Trial", key: str) -> Any:
     """The first finished search trial of the same design that trained (not itself a repeat)."""
     import optuna
 
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    # RUNNING too: another worker training the same design on the same seed right now.
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+              optuna.trial.TrialState.RUNNING)
     for t in trial.study.get_trials(deepcopy=False, states=states):
         if (t.number != trial.number and t.user_attrs.get(results.DESIGN_KEY) == key
                 and results.DUPLICATE_OF not in t.user_attrs):

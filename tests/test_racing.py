@@ -229,3 +229,30 @@ def test_confirm_adds_seeds_through_the_same_machinery(raced, tmp_path):
     again = CliRunner().invoke(main, ["confirm", "tiny", "--storage", url, "--top", "1",
                                       "--seeds", "4"], catch_exceptions=False)
     assert again.exit_code == 0 and len(_trained(url)[1].trials) == len(runs.trials)
+
+
+def test_a_failed_seed_is_skipped_not_retried():
+    world = World({"ce": 0.80, "focal": 0.805}, baselines=["ce"])
+    broken = {("ce", 1)}  # this run diverges every time
+
+    def execute(runs):
+        for r in runs:
+            if (r.design_key, r.seed_index) in broken:
+                world.trained.append((r.design_key, r.seed_index))
+                world.records.append(results.RunRecord(
+                    number=len(world.records), replicate=True, state="fail", values=(),
+                    design_key=r.design_key, seed_index=r.seed_index, family=r.design_key,
+                    words=r.design_key, description={"family": r.design_key, "params": {}},
+                    params={}, baseline="ce", duplicate_of=None, train_time_s=None,
+                    user_attrs={"error": "the training loss became nan"}))
+            else:
+                world.record(r.design_key, r.seed_index, replicate=True)
+
+    racer = racing.Racer(load=lambda: list(world.records), execute=execute, maximize=True)
+    world.record("ce", 0, replicate=False)
+    world.record("focal", 0, replicate=False)
+    racer.race("focal")
+    seeds = {k: sorted(s for d, s in world.trained if d == k) for k in ("ce", "focal")}
+    assert seeds["ce"].count(1) == 1 and 2 in seeds["ce"]  # seed 1 failed once, then seed 2
+    assert 1 not in seeds["focal"]  # never asked for the seed its rival failed on
+    assert len(world.trained) == len(set(world.trained))

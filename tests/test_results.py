@@ -142,3 +142,38 @@ def test_design_key_ignores_data_fitted_values():
     assert results.design_key(a) != results.design_key(
         {"family": "class_balanced", "params": {"beta": 0.999}})
     assert results.design_key(a, {"learning_rate": 0.01}) != results.design_key(a)
+
+
+def test_identical_differences_use_the_sign_test_not_a_zero_p():
+    two = results.verdict("s", "accuracy", True, design_runs("focal", [0.80, 0.83], gamma=1.0)
+                          + design_runs("cross_entropy", [0.79, 0.82], baseline="ce"))
+    (c,) = two.comparisons
+    assert c.test == "sign test" and c.p == pytest.approx(0.5) and not two.significant
+    five = [0.80, 0.83, 0.81, 0.79, 0.82]
+    v = results.verdict("s", "accuracy", True, design_runs("focal", five, gamma=1.0)
+                        + design_runs("cross_entropy", [x - 0.01 for x in five], baseline="ce"))
+    assert v.comparisons[0].p == pytest.approx(stats.binomtest(5, 5, 0.5).pvalue)  # 0.0625
+
+
+def test_a_baseline_winner_is_no_significant_finding():
+    runs = (design_runs("cross_entropy", WIN, baseline="ce")
+            + design_runs("class_balanced", CE, baseline="cb", beta=0.99)
+            + design_runs("focal", [0.5], gamma=3.0))
+    v = results.verdict("s", "macro_f1", True, runs)
+    assert v.winner.baseline == "ce" and v.comparisons[0].significant  # beats the other baseline
+    assert not v.significant and " is better than" not in v.sentence
+    assert v.sentence.startswith("no searched design is significantly better")
+
+
+def test_no_common_seed_is_not_compared_and_failed_seeds_are_noted():
+    focal = design_runs("focal", WIN, gamma=1.0)
+    ce = [run("cross_entropy", 0.7, seed=9, baseline="ce", replicate=True, number=50)]
+    failed = run("focal", 0.0, seed=5, replicate=True, number=60, gamma=1.0)
+    failed = results.RunRecord(**{**failed.__dict__, "state": "fail", "values": ()})
+    v = results.verdict("s", "macro_f1", True, focal + ce + [failed])
+    (c,) = v.comparisons
+    assert c.diff is None and c.to_dict()["direction"] == "not compared" and c.p is None
+    assert "no baseline run on the same seeds" in v.sentence
+    assert v.winner.failed == {5}
+    assert v.notes == ["focal {'gamma': 1.0}: the run on seed 5 failed; its mean leaves it out"]
+    assert v.to_dict()["leaderboard"][0]["failed_seeds"] == [5]

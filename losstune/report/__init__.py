@@ -196,9 +196,11 @@ def _verdict_html(v: Any) -> str:
         ci = f"[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]" if c.ci else "—"
         p = "—" if c.p is None else f"{c.p:.3g}"
         p_adj = "—" if c.p_adjusted is None else f"{c.p_adjusted:.3g}"
-        outcome = ("significant" if c.significant else "not significant") \
+        outcome = (f"significant, {c.direction}" if c.significant else "not significant") \
             if c.p is not None else "not tested (fewer than 2 paired seeds)"
-        rows.append(f"<tr><td>{esc(c.baseline)}</td><td>{c.seeds}</td><td>{c.diff:+.4f}</td>"
+        if c.test != "paired t-test" and c.p is not None:
+            outcome += f" ({c.test}: the same difference on every seed)"
+        rows.append(f"<tr><td>{esc(c.baseline)}</td><td>{c.seeds}</td><td>{_signed(c.diff)}</td>"
                     f"<td>{ci}</td><td>{p}</td><td>{p_adj}</td><td>{outcome}</td></tr>")
     table = ""
     if rows:
@@ -206,14 +208,20 @@ def _verdict_html(v: Any) -> str:
 <th>paired seeds</th><th>winner − baseline ({esc(v.metric)})</th><th>95% CI</th><th>p</th>
 <th>p (Holm)</th><th>outcome</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
 <p class="caption">Paired t-test across the seeds both designs have (seed <em>i</em> is the same
-data split, initialisation and batch order for every design), two-sided; p-values adjusted with
-Holm's method across the comparisons with the baselines; significant at p (Holm) &lt; {v.alpha:g}.
+data split, initialisation and batch order for every design), two-sided (the exact sign test when
+every seed gives the same difference); p-values adjusted with Holm's method across the
+comparisons with the baselines; significant at p (Holm) &lt; {v.alpha:g}.
 The {esc(v.metric)} is {'maximised' if v.maximize else 'minimised'}. A verdict holds for this data,
 this model and this budget; the winner was chosen on the same seeds it is tested on, so add fresh
 seeds (<code>losstune confirm --seeds N</code>) before a claim that must generalise.</p>"""
+    notes = "".join(f'<p class="warning">{esc(n)}.</p>' for n in v.notes)
     return f"""<section class="{cls}" id="verdict"><h2>Verdict</h2>
-<p class="sentence">{esc(v.sentence)}.</p>
+<p class="sentence">{esc(v.sentence)}.</p>{notes}
 {winner}{warning}{table}</section>"""
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.4f}"
 
 
 def _ranking_html(v: Any, runs: Any | None) -> str:
@@ -312,13 +320,13 @@ def save_to_dashboard(study: Any, storage: Any = None) -> list[str]:
 
 def verdict_markdown(v: Any) -> str:
     """The verdict as the dashboard's study note."""
-    lines = ["### Verdict", "", v.sentence + ".", ""]
+    lines = ["### Verdict", "", v.sentence + ".", "", *[f"> ⚠ {n}." for n in v.notes], ""]
     if v.comparisons:
         lines += ["| baseline | paired seeds | winner − baseline | 95% CI | p | p (Holm) |",
                   "|---|---|---|---|---|---|"]
         for c in v.comparisons:
             ci = f"[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]" if c.ci else "—"
-            lines.append(f"| {c.baseline} | {c.seeds} | {c.diff:+.4f} | {ci} | "
+            lines.append(f"| {c.baseline} | {c.seeds} | {_signed(c.diff)} | {ci} | "
                          f"{'—' if c.p is None else f'{c.p:.3g}'} | "
                          f"{'—' if c.p_adjusted is None else f'{c.p_adjusted:.3g}'} |")
     lines += ["", "Paired t-test across seeds, Holm-adjusted; `losstune show STUDY -f json` has "

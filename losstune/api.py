@@ -54,6 +54,26 @@ class InMemory:
                 validation_split=self.validation_split, seed=seed)
         return self._cache[key]
 
+    def fingerprint(self) -> str:
+        """A hash of the data and of how it is split: the same arrays give the same one."""
+        import hashlib
+
+        import numpy as np
+
+        from losstune import data
+
+        x, y = (self.x, self.y) if self.y is not None else data.from_datasets(self.x)
+        digest = hashlib.sha256()
+        parts = [x, y, *(self.validation_data or ())]
+        for part in parts:
+            array = np.ascontiguousarray(data.as_array(part, "data"))
+            digest.update(str((array.shape, array.dtype.str)).encode())
+            digest.update(array.tobytes() if array.dtype.kind != "O"
+                          else repr(array.tolist()).encode())
+        digest.update(repr(None if self.validation_data is not None
+                           else self.validation_split).encode())
+        return digest.hexdigest()[:16]
+
     def model_fn(self) -> Callable[..., Any]:
         """A function that builds a fresh model for every trial."""
         import keras
@@ -87,6 +107,7 @@ class SearchResult:
     faults: list[Any]
     last_error: str | None = None
     error: LosstuneError | None = None  # the run did not do what was asked (raised by search)
+    exhausted: bool = False  # the sampler proposed only known designs, many times in a row
 
 
 class Study:
@@ -128,8 +149,15 @@ class Study:
     def attach(self, build_model: Any, x: Any, y: Any = None, *, validation_data: Any = None,
                validation_split: float | None = 0.2) -> "Study":
         """Give a study made from Python its model and data again (after
-        :func:`load_study`), so that it can search further or be confirmed."""
-        self._source = InMemory(build_model, x, y, validation_data, validation_split)
+        :func:`load_study`), so that it can search further or be confirmed. The data must be
+        the data the study was made with (its fingerprint is stored)."""
+        source = InMemory(build_model, x, y, validation_data, validation_split)
+        stored = self.spec.dataset.fingerprint
+        if stored is not None and source.fingerprint() != stored:
+            raise LosstuneError(f"study {self.name!r} was made with other data (or another "
+                                "validation split): its runs would not compare with new ones; "
+                                "give the same arrays, or search them in a new study_name")
+        self._source = source
         return self
 
     # ------------------------------------------------------------------ reading
@@ -223,9 +251,10 @@ class Study:
         spec = self._spec if self._spec is not None else self.spec
         in_memory = spec.dataset.name == IN_MEMORY
         self.check_trainable("search")
-        if in_memory and workers > 1:
-            raise LosstuneError("workers > 1 need a study file: worker processes cannot share "
-                                "a model function and in-memory data")
+        if workers > 1 and self._study_file is None:
+            raise LosstuneError("workers > 1 need a study file (Study.from_file): worker "
+                                "processes read it, and cannot share a model function or "
+                                "in-memory data")
         backend.check(spec, self._study_file or Path("<python>"))
         n_trials = n_trials or spec.n_trials
         timeout = timeout or spec.timeout
@@ -240,6 +269,7 @@ class Study:
         storage = open_storage(self.storage)
         hooks.started(study, storage)
         faults: list[Any] = []
+        exhausted = False
         previous = stopping.install()
         interrupted = False
         try:
@@ -249,9 +279,10 @@ class Study:
                 hooks.message(f"data: {splits.description}; backend {ctx.backend} on "
                               f"{ctx.device}")
                 deadline = time.time() + timeout if timeout else None
-                runner.Search(study, ctx, storage, deadline=deadline,
-                              on_run=hooks.refresh).run(
-                    n_trials, callbacks=[lambda s, t: hooks.refresh()])
+                search = runner.Search(study, ctx, storage, deadline=deadline,
+                                       on_run=hooks.refresh)
+                search.run(n_trials, callbacks=[lambda s, t: hooks.refresh()])
+                exhausted = search.exhausted
             else:
                 hooks.status(f"starting {workers} worker processes")
                 hooks.message(f"data: {splits.description}; {workers} worker processes")
@@ -269,10 +300,10 @@ class Study:
                if t.number not in before and t.state.is_finished()]
         failed = [t for t in new if t.state.name == "FAIL"]
         result = SearchResult(
-            new_designs=sum(1 for t in new if not results.is_repeat(t)
-                            and t.state.name != "FAIL"),
+            new_designs=sum(1 for t in new if not results.is_repeat(t)),
             failed=len(failed), interrupted=interrupted or stopping.STOP.is_set(),
-            faults=faults, last_error=failed[-1].user_attrs.get(results.ERROR) if failed else None)
+            faults=faults, last_error=failed[-1].user_attrs.get(results.ERROR) if failed else None,
+            exhausted=exhausted)
         if result.interrupted:
             return result
         if faults and n_trials and result.new_designs < n_trials and not timeout:
@@ -305,13 +336,10 @@ class Study:
     def export(self, path: str | Path = "best_loss.json", *, trial: int | None = None) -> Path:
         """Write the verdict's winner (or one search trial's design) as JSON for
         :func:`losstune.losses.load_loss`."""
-        from losstune.paths import check_output_path
+        from losstune.paths import check_output_path, write_output
 
-        path = Path(path)
-        check_output_path(path)
-        payload = self.export_payload(trial)
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-        return path
+        path = check_output_path(Path(path))  # before any work
+        return write_output(path, json.dumps(self.export_payload(trial), indent=2) + "\n")
 
     def export_payload(self, trial: int | None = None) -> dict[str, Any]:
         """The exported JSON: ``design`` (family, params), ``fitted`` (what was fitted to this
@@ -362,9 +390,15 @@ class Study:
 
     # ------------------------------------------------------------------ helpers
     def _base_dir(self) -> Path:
+        """Where the study's relative data paths and model factories are found: the study
+        file's folder, or the one stored with the study (a study loaded by name)."""
         if self._study_file is not None:
             return self._study_file.parent.resolve()
-        return Path.cwd()
+        try:
+            stored = self.optuna_study.user_attrs.get(results.BASE_DIR)
+        except LosstuneError:  # not stored yet: a new study made from Python
+            stored = None
+        return Path(stored) if stored else Path.cwd()
 
     def _memory(self, spec: "StudySpec") -> dict[str, Any]:
         """Context arguments for in-memory studies: the model function and the data per seed."""
@@ -442,7 +476,7 @@ def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = No
                                else data.from_datasets(x)[1])
     document: dict[str, Any] = {
         "name": study_name, "task": task, "seed": seed, "n_trials": n_trials,
-        "dataset": {"name": IN_MEMORY},
+        "dataset": {"name": IN_MEMORY, "fingerprint": source.fingerprint()},
         "model": {"kind": "python", "factory": _reference(build_model)},
         "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                      "optimizer": optimizer},

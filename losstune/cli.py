@@ -271,6 +271,10 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
             bar[0].__exit__(None, None, None)
     for fault in result.faults:
         console.print(Text(f"warning: {fault.describe()}"))
+    if result.exhausted:
+        console.print(Text(f"note: the sampler proposed only designs it had tried, "
+                           f"{runner.MAX_REPEATS} times in a row: this search space has no "
+                           f"new design left; {result.new_designs} new this run"))
     loaded = study.optuna_study
     if len(loaded.directions) == 1:
         print_verdict(loaded, study.verdict, top, console)

@@ -502,6 +502,12 @@ def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
             raise DataError("validation_data must be a pair (x_val, y_val)")
         x_val = as_array(validation_data[0], "x_val").astype("float32")
         y_val = as_array(validation_data[1], "y_val")
+        if len(x_val) != len(y_val) or not len(x_val):
+            raise DataError(f"x_val has {len(x_val)} rows but y_val has {len(y_val)}")
+        if not np.all(np.isfinite(x_val)):
+            raise DataError("x_val has NaN or infinite values")
+        if x_val.shape[1:] != x.shape[1:]:
+            raise DataError(f"x_val rows have shape {x_val.shape[1:]}, x rows {x.shape[1:]}")
         x_train, y_train = x, y
     else:
         if not validation_split or not 0 < validation_split < 1:
@@ -516,8 +522,13 @@ def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
             raise DataError(f"validation_split={validation_split}: {err}") from None
     empty = np.empty((0, *x_train.shape[1:]), dtype="float32")
     if task == "regression":
-        y_train = y_train.astype("float64").reshape(-1)
-        y_val = y_val.astype("float64").reshape(-1)
+        try:
+            y_train = y_train.astype("float64").reshape(-1)
+            y_val = y_val.astype("float64").reshape(-1)
+        except ValueError:
+            raise DataError("regression targets must be numbers") from None
+        if not (np.all(np.isfinite(y_train)) and np.all(np.isfinite(y_val))):
+            raise DataError("y has NaN or infinite values")
         center, scale = float(np.median(y_train)), robust_scale(y_train)
         splits = Splits(x_train, ((y_train - center) / scale).astype("float32"), x_val,
                         ((y_val - center) / scale).astype("float32"), empty,

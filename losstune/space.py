@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from losstune import catalog
+from losstune import catalog, results
 from losstune.spec import Choices, Param, Range, StudySpec, baseline_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,7 +95,7 @@ def suggest_design(trial: "optuna.Trial", spec: StudySpec) -> LossDesign:
         if record.uses(name, params):
             params[name] = _suggest_param(trial, record.param(name), f"{family}.{name}",
                                           space[name])
-    params.update(trial.user_attrs.get("baseline_params", {}))
+    params.update(trial.user_attrs.get(results.BASELINE_PARAMS, {}))
     gate = record.schedule_gate
     if gate and float(params.get(gate, 0.0)) > 0:
         params["schedule"], params["schedule_params"] = _suggest_schedule(trial, spec)

@@ -187,7 +187,7 @@ def run(spec_path: Path, storage_url: str, study_name: str, *, workers: int,
                 if proc.is_alive() or proc.exitcode in (0, None) or proc.pid in _handled(faults):
                     continue
                 failed, retried = recover(storage_url, study_name, {proc.pid})
-                if any("#" in f and f.split("#")[0] == study_name for f in failed):
+                if any(f.rpartition("#")[0] == study_name for f in failed):
                     _release(counter)  # its claim made no trial: the retry claims it again
                 replace = (not forwarded and len(faults) < 2 * workers
                            and counter.value != 0 and proc.exitcode < 0)

@@ -156,3 +156,14 @@ def test_the_readme_python_snippets_run_as_written(tmp_path):
         proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                               text=True, timeout=400)
         assert proc.returncode == 0, f"README snippet {i} failed:\n{block}\n{proc.stderr[-3000:]}"
+
+
+def test_other_data_cannot_join_a_python_study(notebook):
+    study, url, _, (x, names) = notebook
+    with pytest.raises(LosstuneError, match="was made with other settings; changed: "
+                                            "dataset.fingerprint"):
+        losstune.search(_build, x[:-1], names[:-1], validation_split=0.3,
+                        families=["cross_entropy", "focal"], n_trials=1, epochs=3,
+                        racing={"max_seeds": 2}, storage=url, study_name="nb")
+    with pytest.raises(LosstuneError, match="was made with other data"):
+        losstune.load_study("nb", storage=url).attach(_build, x, names, validation_split=0.4)

@@ -14,7 +14,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from losstune import __version__, catalog
+from losstune import __version__, catalog, results
 from losstune.report import _info
 
 
@@ -308,7 +308,7 @@ def save_to_dashboard(study: Any, storage: Any = None) -> list[str]:
 
     save_note(study, verdict_markdown(study_verdict(study, storage)))
     maximize = study.directions[0].name == "MAXIMIZE"
-    metric = (study.user_attrs.get("objective") or ["objective"])[0]
+    metric = results.metrics_of(study.user_attrs)[0]
     saved = []
     for title, _, fig in _figures(study, trials, maximize, metric):
         if title in DASHBOARD_FIGURES and not isinstance(fig, str):

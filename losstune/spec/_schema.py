@@ -192,9 +192,14 @@ class DatasetSpec(BaseModel):
     outliers: float = Field(0.0, ge=0, lt=1)
     outlier_scale: float = Field(10.0, gt=0)
     max_samples: int | None = Field(None, ge=10)
+    # "arrays" only: a hash of the in-memory data, so that a study resumed with other arrays is
+    # refused like a study file whose dataset changed (set by losstune.search()).
+    fingerprint: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "DatasetSpec":
+        if self.fingerprint is not None and self.name != "arrays":
+            raise ValueError("fingerprint is set by losstune.search() for in-memory data")
         if self.name in ("csv", "npz"):
             if not self.path:
                 raise ValueError(f"dataset {self.name!r} needs path = 'file.{self.name}'")

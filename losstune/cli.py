@@ -247,7 +247,9 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     console = _console()
     bar: list[_progress] = []
 
-    def started(optuna_study: Any, storage_obj: Any) -> None:
+    def started(optuna_study: Any, storage_obj: Any) -> None:  # noqa: ARG001
+        import optuna
+
         done = runner.counts(optuna_study)
         console.print(Text(f"study {optuna_study.study_name} in {mask(study.storage)} "
                            f"({done['complete']} complete, {done['pruned']} pruned, "
@@ -257,7 +259,13 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
             console.print(Text(f"note: {workers} workers on one SQLite file contend for its "
                                "lock; PostgreSQL (--storage postgresql://…) or journal:FILE "
                                "scale better."))
-        bar.append(_progress(console, n_trials, optuna_study, storage_obj).__enter__())
+        # The bar reads the storage every half second: as a reader, without the write lock
+        # that every writer's transaction takes at its start (storage.py).
+        from losstune.storage import open_storage
+
+        reader = open_storage(study.storage, heartbeat=False, create=False)
+        bar.append(_progress(console, n_trials, optuna.load_study(
+            study_name=optuna_study.study_name, storage=reader), reader).__enter__())
 
     hooks = api.SearchHooks(started=started,
                             status=lambda text: bar and bar[0].status(text),

@@ -254,7 +254,7 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True,
     except RuntimeError as err:  # Optuna: a schema made by another Optuna version
         reason = str(err).strip().splitlines()[0].replace("$STORAGE_URL", shown)
         raise StorageError(f"storage {shown}: {scrub(reason, url)}") from None
-    if path is not None:
+    if path is not None and create:  # readers take no write lock at the start of every read
         _serialise_sqlite_transactions(storage.engine)
     return storage
 

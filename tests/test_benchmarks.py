@@ -16,7 +16,7 @@ def test_benchmarks_quick_smoke(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick",
                            "--out", str(out), "--only", "1_loss_overhead", "3_startup",
-                           "5b_storage_share", "7_memory"],
+                           "5b_storage_share", "7_memory", "8_racing"],
                           capture_output=True, text=True, timeout=500, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     data = json.loads(out.read_text())
@@ -25,5 +25,8 @@ def test_benchmarks_quick_smoke(tmp_path):
     assert 0 < data["3_startup"]["help_s_median"] < 30
     assert 0 <= data["5b_storage_share"]["storage_share"] < 1
     assert data["7_memory"]["ratio"] > 0
-    for name in ("1_loss_overhead", "3_startup", "5b_storage_share", "7_memory"):
+    racing = data["8_racing"]
+    assert racing["racing"]["trainings"] > racing["single_seed"]["trainings"] > 0
+    assert racing["single_seed"]["winner_seeds"] == 1 and racing["wall_ratio"] > 0
+    for name in ("1_loss_overhead", "3_startup", "5b_storage_share", "7_memory", "8_racing"):
         assert name in proc.stdout  # each figure printed as it is measured

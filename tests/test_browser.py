@@ -17,11 +17,7 @@ def test_report_renders_offline_in_chromium(confirmed_report, tmp_path):
     driver = browser.open_chromium()
     try:
         driver.get(report.as_uri())
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if driver.execute_script("return window.losstunePlotsPending") == 0:
-                break
-            time.sleep(0.2)
+        _wait_for_plots(driver)
         total = driver.execute_script("return document.querySelectorAll('div.plot').length")
         drawn = driver.execute_script(
             "return Array.from(document.querySelectorAll('div.plot')).filter(d => "

@@ -7,7 +7,7 @@ is tested directly; ``_plots`` turns that data into plotly figures.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from losstune import catalog, results
@@ -40,7 +40,6 @@ class Summary:
     maximize: bool
     budget: str
     counts: dict[str, int]
-    notes: list[str] = field(default_factory=list)
 
 
 def summary_info(study_name: str, user_attrs: dict[str, Any], trials: Sequence[Any],

@@ -122,6 +122,11 @@ def baseline_params(spec: StudySpec) -> list[tuple[dict[str, Any], str, dict[str
     base argument of another base) is left out. A baseline parameter that the study holds
     fixed is not a search dimension; the trial applies it from the user attribute
     ``baseline_params`` (see :func:`suggest_design`).
+
+    Searched training settings (learning rate, epochs, batch size, optimizer) are declared too,
+    at the middle of their range (geometric for a log range; the first of some choices): left
+    to the sampler, a baseline would train at whatever it drew and keep that on every seed, and
+    "better than cross-entropy" would partly measure the learning rate.
     """
     out = []
     for baseline in spec.baseline_designs:
@@ -131,9 +136,30 @@ def baseline_params(spec: StudySpec) -> list[tuple[dict[str, Any], str, dict[str
         params: dict[str, Any] = {"loss": baseline.family}
         params.update({f"{baseline.family}.{name}": point[name] for name, value in space.items()
                        if isinstance(value, (Range, Choices)) and record.uses(name, point)})
+        params.update(training_point(spec))
         out.append((params, baseline_label(baseline.family, dict(baseline.params)),
                     dict(baseline.params)))
     return out
+
+
+def training_point(spec: StudySpec) -> dict[str, Any]:
+    """The training settings baselines train at: each searched one at its range's middle."""
+    import math
+
+    point = {}
+    for name in ("epochs", "batch_size", "optimizer", "learning_rate"):
+        value = getattr(spec.training, name)
+        if isinstance(value, Choices):
+            point[f"training.{name}"] = value.choices[0]
+        elif isinstance(value, Range):
+            middle = (math.sqrt(value.low * value.high) if value.log
+                      else (value.low + value.high) / 2)
+            if value.step:
+                middle = value.low + round((middle - value.low) / value.step) * value.step
+            if name in ("epochs", "batch_size"):
+                middle = int(round(middle))
+            point[f"training.{name}"] = middle
+    return point
 
 
 def _lowest(value: Param) -> Any:

@@ -134,3 +134,17 @@ def test_baseline_params_fill_the_rest_with_the_lowest_value_and_skip_what_is_no
     trial, design = _ask(spec, dynamic, {results.BASELINE_PARAMS: own})
     assert design.family == "dynamic" and design.params["w_balance"] == 0.2
     assert set(trial.params) == set(dynamic)
+
+
+def test_baselines_train_at_a_declared_point_of_searched_training_settings():
+    from losstune.space import baseline_params
+
+    spec = parse({"name": "b", "task": "multiclass", "n_trials": 2, "dataset": {"name": "wine"},
+                  "training": {"learning_rate": {"low": 1e-3, "high": 1e-1, "log": True},
+                               "epochs": {"low": 2, "high": 7},
+                               "optimizer": {"choices": ["sgd", "adam"]}}})
+    for params, _, _ in baseline_params(spec):
+        assert params["training.learning_rate"] == pytest.approx(1e-2)  # geometric middle
+        assert params["training.epochs"] == 4 and params["training.optimizer"] == "sgd"
+    fixed = parse({"name": "b", "task": "multiclass", "n_trials": 2, "dataset": {"name": "wine"}})
+    assert not any(k.startswith("training.") for p, _, _ in baseline_params(fixed) for k in p)

@@ -108,7 +108,9 @@ def decide(challenger: dict[int, float], incumbent: dict[int, float], *, maximiz
                 return Step("challenger", missing[0], f"better (p = {p:.3g}); completing the "
                                                       "incumbent's seeds")
             return Step("accept", reason=f"better on {len(common)} seeds (p = {p:.3g})")
-    # Within the noise: two standard errors of a paired difference of n-seed means.
+    # Within the noise: two standard errors of a difference of two n-seed means. ``noise`` is
+    # each design's spread over its seeds, which includes the shared per-seed effect that
+    # pairing cancels: the band is wide on purpose, a close call gets another seed.
     band = 0.0 if noise is None else 2.0 * noise * math.sqrt(2.0 / len(common))
     if diff < -band:
         return Step("reject", reason=f"worse by {-diff:.3g}, beyond the seed noise ({band:.3g})")

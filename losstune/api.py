@@ -366,10 +366,9 @@ class Study:
                 raise LosstuneError(f"study {self.name!r} has no trial {trial}; trials are "
                                     f"0..{len(study.trials) - 1}")
             chosen = matches[0]
-            if chosen.state.name != "COMPLETE" or results.DUPLICATE_OF in chosen.user_attrs:
+            if chosen.state.name != "COMPLETE" or results.is_repeat(chosen):
                 state = ("a repeat of trial " + str(chosen.user_attrs[results.DUPLICATE_OF])
-                         if results.DUPLICATE_OF in chosen.user_attrs
-                         else chosen.state.name.lower())
+                         if results.is_repeat(chosen) else chosen.state.name.lower())
                 raise LosstuneError(f"trial {trial} of {self.name!r} is {state}, not a "
                                     "complete training")
             record = results.RunRecord.from_trial(chosen)

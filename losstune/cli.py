@@ -346,7 +346,10 @@ class _progress:
                                    TimeElapsedColumn, TimeRemainingColumn)
 
         self.study, self.storage = study, storage
-        self.already = self._new_designs()
+        self.companion: Any = None  # the replicate-runs study, once it exists
+        self._best = ""             # the best-so-far text, kept while no run has finished
+        self._seen: tuple[int, int] | None = None
+        self.already = self._new_designs(study.get_trials(deepcopy=False))
         self.progress = Progress(TextColumn("new designs"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                  TextColumn("{task.fields[info]}", markup=False),
@@ -368,33 +371,40 @@ class _progress:
         self.refresh()
 
     def refresh(self) -> None:
+        """Read both studies once; recompute the verdict only when a run has finished (the
+        bar is refreshed every half second while workers run)."""
         from losstune import runner
 
         trials = self.study.get_trials(deepcopy=False)
+        if self.companion is None:
+            self.companion = runner.runs_study(self.study, self.storage, create=False)
+        runs = self.companion.get_trials(deepcopy=False) if self.companion else []
+        finished = (sum(t.state.is_finished() for t in trials),
+                    sum(t.state.is_finished() for t in runs))
         pruned = sum(1 for t in trials if t.state.name == "PRUNED")
         failed = sum(1 for t in trials if t.state.name == "FAIL")
-        companion = runner.runs_study(self.study, self.storage, create=False)
-        replicates = (sum(1 for t in companion.get_trials(deepcopy=False)
-                          if t.state.is_finished()) if companion else 0)
         repeats = sum(1 for t in trials if results.is_repeat(t))
         info = f"{pruned} pruned, {failed} failed"
         if repeats:
             info += f", {repeats} repeats"
-        info += f"; {len(trials) - repeats + replicates} trainings"
-        if len(self.study.directions) == 1 and finished_any(trials):
-            verdict = runner.study_verdict(self.study, self.storage)
-            w = verdict.winner
+        info += f"; {len(trials) - repeats + finished[1]} trainings"
+        if finished != self._seen and len(self.study.directions) == 1 and finished_any(trials):
+            self._seen = finished
+            metric = results.metrics_of(self.study.user_attrs)[0]
+            w = results.verdict(self.study.study_name, metric,
+                                self.study.directions[0].name == "MAXIMIZE",
+                                results.records(trials, runs)).winner
             if w is not None:
                 words = w.words[:30] + ("…" if len(w.words) > 30 else "")
-                info += f" · best {w.mean:.4f}/{w.n} seed{'s' if w.n != 1 else ''} ({words})"
-        self.progress.update(self.task, completed=self._new_designs() - self.already, info=info)
+                self._best = f" · best {w.mean:.4f}/{w.n} seed{'s' if w.n != 1 else ''} ({words})"
+        self.progress.update(self.task, completed=self._new_designs(trials) - self.already,
+                             info=info + self._best)
 
-    def _new_designs(self) -> int:
+    @staticmethod
+    def _new_designs(trials: list[Any]) -> int:
         """Finished search trials that tried a design for the first time (what --n-trials
         counts)."""
-
-        return sum(1 for t in self.study.get_trials(deepcopy=False)
-                   if t.state.is_finished() and not results.is_repeat(t))
+        return sum(1 for t in trials if t.state.is_finished() and not results.is_repeat(t))
 
 
 # ------------------------------------------------------------------------------------ studies

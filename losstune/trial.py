@@ -405,7 +405,7 @@ def _earlier_run(trial: "optuna.Trial", key: str) -> Any:
               optuna.trial.TrialState.RUNNING)
     for t in trial.study.get_trials(deepcopy=False, states=states):
         if (t.number != trial.number and t.user_attrs.get(results.DESIGN_KEY) == key
-                and results.DUPLICATE_OF not in t.user_attrs):
+                and not results.is_repeat(t)):
             return t
     return None
 

@@ -21,8 +21,9 @@ the same objective values, trial by trial, with reuse on and off. Keras offers n
 "reset this compiled model" call, so this is written here. ``training.reuse_compiled = false``
 turns it off.
 
-Not used on JAX: its train step is a pure function of the model's state, and a loss's own
-variables would be read as constants at trace time.
+On JAX the train step is a pure function of the state Keras threads through it; a loss's
+variables are part of that state through its :class:`~losstune.losses._tunable.LossState`
+metric, so reuse works there too.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class CompiledModels:
         a cached one made to match (third value True) or ``model`` itself, compiled.
         ``sample``: a small (x, y) batch to build a new model's loss and metrics on."""
         key = None
-        if reuse and keras.backend.backend() != "jax":
+        if reuse:
             model_key = _model_key(model)
             if model_key is not None:
                 key = json.dumps([model_key, compiled_key(loss), optimizer,

@@ -71,7 +71,8 @@ def test_a_retuned_loss_changes_what_the_compiled_step_computes(family, regressi
         loss_b.set_epoch(2)
     keras.utils.set_random_seed(0)  # the same model every run: the values below are fixed
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(units)])
-    model.compile(loss=loss_a)
+    # Compiled as losstune compiles: with the loss's metrics, which carry its state on JAX.
+    model.compile(loss=loss_a, metrics=losses.component_metrics(loss_a))
     before = model.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)["loss"]
     test_function = model.test_function
 

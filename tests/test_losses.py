@@ -202,9 +202,12 @@ def test_component_metric_reuses_what_the_loss_computed(monkeypatch):
     model.compile(optimizer="adam", loss=dyn, metrics=L.component_metrics(dyn), run_eagerly=True)
     model.fit(LOGITS, Y, epochs=2, batch_size=N // 4, verbose=0, callbacks=L.loss_callbacks(dyn))
     steps = 2 * 4
-    assert steps <= len(calls) <= steps + 2  # one per step (and up to two while building)
+    # One per step (and up to two while building). JAX computes the loss inside its gradient
+    # trace, on other tensors than the metric's, so there the metric computes them again.
+    per_step = 2 if keras.backend.backend() == "jax" else 1
+    assert per_step * steps <= len(calls) <= per_step * steps + 2
     # Called on its own (no loss call just before on these tensors), it computes them.
-    metric = L.component_metrics(dyn)[0]
+    metric = L.component_metrics(dyn)[-1]
     calls.clear()
     metric.update_state(Y, LOGITS)
     assert len(calls) == 1 and float(metric.result()["loss_balance"]) > 0

@@ -115,7 +115,7 @@ class DynamicLoss(ConfigLoss):
         return [self.callback()]
 
     def compile_metrics(self) -> list[keras.metrics.Metric]:
-        return [ComponentMeans(self)]
+        return [*super().compile_metrics(), ComponentMeans(self)]
 
     def components(self, y_true, y_pred) -> dict[str, Any]:
         """Each weighted component, one value per sample; their sum is the loss."""

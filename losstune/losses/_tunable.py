@@ -42,8 +42,45 @@ class Tunable:
         return []
 
     def compile_metrics(self) -> list[keras.metrics.Metric]:
-        """Metrics ``model.compile`` takes to log this loss's terms (none by default)."""
-        return []
+        """Metrics ``model.compile`` takes for this loss: its :class:`LossState`, and (in
+        subclasses) metrics that log its terms."""
+        return [LossState(self)]
+
+
+def loss_variables(loss: Any) -> list[keras.Variable]:
+    """Every variable a loss reads while computing, nested losses (a DynamicLoss's base)
+    included."""
+    found = list(getattr(loss, "_hp", {}).values())
+    for value in vars(loss).values():
+        if isinstance(value, keras.losses.Loss):
+            found += loss_variables(value)
+    return found
+
+
+class LossState(keras.metrics.Metric):
+    """A loss's variables, held as the state of a metric that computes nothing.
+
+    TensorFlow and torch read a variable at every step wherever it lives. JAX's train step is a
+    pure function of the state Keras hands it: trainable, non-trainable, optimizer and metric
+    variables. A variable outside those is read once, when the step is traced, so a loss's
+    epoch, schedule factor and retuned hyperparameters would stay frozen. Keras computes the
+    loss with the metrics' variables mapped to their current values, so holding the loss's
+    variables here makes every backend read them at every step. Never reset: they are the
+    loss's hyperparameters, not a running statistic.
+    """
+
+    def __init__(self, loss: Any, name: str = "loss_state", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.state = loss_variables(loss)  # tracked by the metric: part of its variables
+
+    def update_state(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def reset_state(self) -> None:
+        return None
+
+    def result(self) -> dict[str, Any]:
+        return {}
 
 
 def compiled_key(loss: keras.losses.Loss) -> str:
@@ -73,7 +110,9 @@ def retune(target: keras.losses.Loss, source: keras.losses.Loss) -> None:
 
 def _copy_hyperparameters(target: Any, source: Any) -> None:
     for name, variable in getattr(source, "_hp", {}).items():
-        target._hp[name].assign(variable.value)
+        # A copy, not the source's array: JAX's compiled steps donate the buffers of the state
+        # they are given, which would delete the source loss's value with the target's.
+        target._hp[name].assign(ops.convert_to_numpy(variable.value))
     for name in getattr(type(source), "_variable_keys", ()):
         if name in vars(source):
             setattr(target, name, getattr(source, name))

@@ -202,7 +202,9 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
 # What may change when a study is resumed: the budget, and how it is searched. Anything else
 # (data, task, seed, model, training, objective, search space, baselines) changes what a trial
 # measures, so old and new trials would not compare.
-RESUMABLE = ("name", "n_trials", "timeout", "storage", "sampler", "pruner", "racing", "notes")
+RESUMABLE = ("name", "n_trials", "timeout", "storage", "sampler", "pruner", "racing", "notes",
+             # how many trials train at once: a member computes what it would alone
+             "training.population")
 
 
 def incomparable_changes(stored: dict[str, Any] | None, spec: StudySpec) -> list[str]:
@@ -222,7 +224,8 @@ def incomparable_changes(stored: dict[str, Any] | None, spec: StudySpec) -> list
                     for k in diff(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)]
         return [] if a == b else [prefix]
 
-    return [k for k in diff(old, new, "") if k.split(".")[0] not in RESUMABLE]
+    return [k for k in diff(old, new, "")
+            if k.split(".")[0] not in RESUMABLE and k not in RESUMABLE]
 
 
 class FailureGuard:
@@ -389,8 +392,41 @@ class Search:
                                maximize=study.directions[0].name == "MAXIMIZE",
                                max_seeds=race.max_seeds, alpha=race.alpha)
 
+    def population_size(self, remaining: int | None = None) -> int:
+        """Trials this worker trains at once (1: each alone; losstune/population.py)."""
+        from losstune import models, population
+
+        splits = self.ctx.splits
+        return population.size(self.ctx.spec, splits.input_shape,
+                               models.output_units(self.ctx.spec.task, splits.num_classes),
+                               remaining)
+
     def _execute(self, runs: list[Any]) -> None:
-        """Train replicate runs one at a time (population training can take a list)."""
+        """Train replicate runs: as populations (one per seed index), or one at a time."""
+        if self.population_size() > 1:
+            self._execute_together(runs)
+        else:
+            self._execute_alone(runs)
+
+    def _execute_together(self, runs: list[Any]) -> None:
+        import time
+
+        from losstune import batch
+        from losstune.stopping import STOP
+
+        claimed = [n for n in (self._claim(run) for run in runs) if n is not None]
+        # Asking takes the oldest waiting trials first, which may be another worker's requests
+        # or retries of a killed run: real runs too. Go on until the claimed ones have run.
+        for _ in range(64):
+            waiting = [n for n in claimed if self._state(n) == "WAITING"]
+            if (not waiting or STOP.is_set()
+                    or (self.deadline is not None and time.time() > self.deadline)):
+                return
+            batch.run(self.companion, self.contexts, self.population_size(len(waiting)))
+            if self.on_run:
+                self.on_run()
+
+    def _execute_alone(self, runs: list[Any]) -> None:
         import time
 
         from losstune.stopping import STOP
@@ -432,22 +468,40 @@ class Search:
     def _state(self, number: int) -> str:
         return self.companion.get_trials(deepcopy=False)[number].state.name
 
-    def step(self, callbacks: list[Callable] = ()) -> bool:
-        """One search trial, then (racing) its race against the incumbent. Returns False when
-        the sampler proposed a design it had already (nothing trained on seed 0)."""
+    def step(self, callbacks: list[Callable] = (), size: int = 1) -> tuple[int, int]:
+        """Up to ``size`` search trials (a population, when the study allows one), then
+        (racing) each new design's race against the incumbent. Returns how many trials
+        proposed a new design and how many a design they had already (nothing trained)."""
         from losstune.stopping import STOP
 
         finished: list[Any] = []
-        optimize(self.study, self.ctx, n_trials=1, timeout=None, guard=self.guard,
-                 callbacks=[*callbacks, lambda s, t: finished.append(t)])
-        new = not (finished and results.is_repeat(finished[0]))
-        if self.racer is None or not finished or STOP.is_set():
-            return new
-        if finished[0].state.name == "COMPLETE":
-            self.racer.race(finished[0].user_attrs.get(results.DESIGN_KEY))
-            if self.on_run:
-                self.on_run()
-        return new
+        k = min(size, self.population_size(size))
+        if k > 1:
+            from losstune import batch
+
+            batch.run(self.study, self.ctx, k,
+                      callbacks=[*callbacks, self._guard, lambda s, t: finished.append(t)])
+        else:
+            optimize(self.study, self.ctx, n_trials=1, timeout=None, guard=self.guard,
+                     callbacks=[*callbacks, lambda s, t: finished.append(t)])
+        repeats = sum(1 for t in finished if results.is_repeat(t))
+        new = (len(finished) or 1) - repeats
+        if self.racer is None or STOP.is_set():
+            return new, repeats
+        for t in finished:
+            if t.state.name == "COMPLETE" and not results.is_repeat(t) and not STOP.is_set():
+                self.racer.race(t.user_attrs.get(results.DESIGN_KEY))
+                if self.on_run:
+                    self.on_run()
+        return new, repeats
+
+    def _guard(self, study: "optuna.Study", trial: Any) -> None:
+        """The failure guard outside study.optimize, where study.stop() is refused: the
+        search loop reads ``guard.tripped`` instead."""
+        try:
+            self.guard(study, trial)
+        except RuntimeError:
+            pass
 
     def run(self, n_trials: int | None, callbacks: list[Callable] = ()) -> FailureGuard:
         """Search until ``n_trials`` new designs were tried (or the deadline, a stop, or the
@@ -461,10 +515,10 @@ class Search:
         while ((n_trials is None or done < n_trials) and not self.guard.tripped
                and not STOP.is_set() and repeats < MAX_REPEATS
                and (self.deadline is None or time.time() < self.deadline)):
-            if self.step(callbacks):
-                done, repeats = done + 1, 0
-            else:
-                repeats += 1
+            left = None if n_trials is None else n_trials - done
+            new, repeated = self.step(callbacks, size=self.population_size(left))
+            done += new
+            repeats = 0 if new else repeats + repeated
         self.exhausted = repeats >= MAX_REPEATS
         return self.guard
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # Regression trials keep their validation predictions (for residual plots), at most this many.
 MAX_STORED_PREDICTIONS = 1000
 GC_EVERY = 10
+# Samples of the training split the loss audit checks on the untrained model.
+AUDIT_BATCH = 256
 
 
 class LossDivergedError(RuntimeError):
@@ -66,7 +68,7 @@ def _predict(model: "keras.Model", x: np.ndarray, batch: int = 2048) -> np.ndarr
     return np.concatenate(outs).astype("float64")
 
 
-def score(model: "keras.Model", splits: Splits, x: np.ndarray, y: np.ndarray,
+def score(model: "keras.Model | None", splits: Splits, x: np.ndarray, y: np.ndarray,
           only: str | None = None, out: np.ndarray | None = None) -> dict[str, Any]:
     """All metrics of a split (the objective candidates plus per-class recall), or ``only`` one.
     ``out``: the model's outputs on ``x`` when the caller already has them."""
@@ -194,15 +196,15 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, ...]:
     training, description = _propose(trial, ctx)
     earlier = _repeat_of(trial, description)
     if earlier is not None:
-        # The same design on the same seed trains to the same result: never again. The
-        # sampler is told the earlier value; racing may give the design its next seed.
-        trial.set_user_attr(results.DUPLICATE_OF, earlier.number)
-        if earlier.state == optuna.trial.TrialState.PRUNED:
-            raise optuna.TrialPruned(f"the same design as trial {earlier.number}, pruned")
-        if earlier.state == optuna.trial.TrialState.RUNNING:  # another worker trains it now
-            raise optuna.TrialPruned(f"the same design as trial {earlier.number}, running")
-        return tuple(earlier.values) if spec.multi_objective else earlier.values[0]
+        return answer_repeat(trial, earlier, spec)
     seed = run_seed(spec)
+    trial.set_user_attr(results.POPULATION, 1)
+    if spec.training.population != 1:
+        from losstune.population import unsupported
+
+        reason = unsupported(spec)
+        if reason:  # asked for populations (or "auto"), but this model cannot have one
+            trial.set_user_attr(results.POPULATION_NOTE, reason)
     keras.utils.set_random_seed(seed)
     built = None
     if spec.training.mixed_precision:
@@ -210,20 +212,23 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, ...]:
     try:
         built = _build(trial, ctx, description, training)
         trained = _train(trial, ctx, built, training, seed)
-        _stop_unless_finished(trial, trained)
-        return _score(trial, ctx, built, trained, description)
+        _stop_unless_finished(trial, trained.scorer)
+        model = built.model
+        return record_scores(trial, ctx, description, val_out=_predict(model, ctx.splits.x_val),
+                             test_out=(_predict(model, ctx.splits.x_test)
+                                       if len(ctx.splits.y_test) else None),
+                             seconds=trained.seconds,
+                             epoch_seconds=trained.scorer.epoch_seconds,
+                             warnings=built.warnings)
     except (optuna.TrialPruned, LossDivergedError, TrialInterrupted):
         raise
-    except LosstuneError as err:
-        trial.set_user_attr(results.ERROR, str(err))
-        raise
     except Exception as err:  # noqa: BLE001 - recorded on the trial, then Optuna marks FAIL
-        trial.set_user_attr(results.ERROR, f"{type(err).__name__}: {err}"[:500])
+        trial.set_user_attr(results.ERROR, error_message(err))
         raise
     except SystemExit as err:
         # A model factory (the user's code) called sys.exit(): Optuna would let it end the
         # process with the trial left RUNNING. It is a failure of this trial, like any other.
-        message = f"the trial's code called sys.exit({err.code!r})"
+        message = error_message(err)
         trial.set_user_attr(results.ERROR, message)
         raise RuntimeError(message) from None
     finally:
@@ -236,6 +241,29 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, ...]:
         # by 0.7 %). benchmarks/run.py (figure 7) checks that memory stays flat.
         if not (built and built.reused) and trial.number % GC_EVERY == 0:
             keras.utils.clear_session(free_memory=True)
+
+
+def answer_repeat(trial: "optuna.Trial", earlier: Any, spec: StudySpec) -> Any:
+    """A search trial that proposed a design already trained on seed 0 (``earlier``): the same
+    design on the same seed trains to the same result, so it is never trained again. The
+    sampler is told the earlier value; racing may give the design its next seed."""
+    import optuna
+
+    trial.set_user_attr(results.DUPLICATE_OF, earlier.number)
+    if earlier.state == optuna.trial.TrialState.PRUNED:
+        raise optuna.TrialPruned(f"the same design as trial {earlier.number}, pruned")
+    if earlier.state == optuna.trial.TrialState.RUNNING:  # another worker trains it now
+        raise optuna.TrialPruned(f"the same design as trial {earlier.number}, running")
+    return tuple(earlier.values) if spec.multi_objective else earlier.values[0]
+
+
+def error_message(err: BaseException) -> str:
+    """What a failed trial records as its ``error``."""
+    if isinstance(err, SystemExit):
+        return f"the trial's code called sys.exit({err.code!r})"
+    if isinstance(err, LosstuneError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"[:500]
 
 
 def run_seed(spec: StudySpec) -> int:
@@ -286,21 +314,30 @@ def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
                          units=models.output_units(spec.task, splits.num_classes),
                          base_dir=ctx.base_dir, builder=ctx.model_fn)
     y_train = _targets(splits, splits.y_train)
-    batch = min(len(y_train), 256)
+    batch = min(len(y_train), AUDIT_BATCH)
     outputs = keras.ops.convert_to_numpy(model(splits.x_train[:batch]))
     _check_outputs(spec, outputs, y_train[:batch])
-    report = audit.check(loss, y_train[:batch], outputs)
-    trial.set_user_attr(results.AUDIT, {k: {n: float(f"{v:.4g}") for n, v in d.items()}
-                                        for k, d in report.as_dict().items()})
-    if report.warnings:
-        trial.set_user_attr(results.AUDIT_WARNINGS, list(report.warnings))
+    warnings = record_audit(trial, loss, y_train[:batch], outputs)
     model, loss, reused = compiled.CACHE.prepare(
         model, loss, optimizer=training["optimizer"],
         learning_rate=training["learning_rate"], jit_compile=spec.training.jit_compile,
         steps=compiled.steps_per_execution(spec.training.steps_per_execution, ctx.backend),
         sample=(splits.x_train[:2], y_train[:2]), reuse=spec.training.reuse_compiled)
     trial.set_user_attr(results.COMPILED, "reused" if reused else "new")
-    return Built(loss, model, y_train, reused, tuple(report.warnings))
+    return Built(loss, model, y_train, reused, warnings)
+
+
+def record_audit(trial: "optuna.Trial", loss: Any, targets: np.ndarray,
+                 outputs: np.ndarray) -> tuple[str, ...]:
+    """The loss audit on a real batch of the untrained model, recorded; its warnings."""
+    from losstune import audit
+
+    report = audit.check(loss, targets, outputs)
+    trial.set_user_attr(results.AUDIT, {k: {n: float(f"{v:.4g}") for n, v in d.items()}
+                                        for k, d in report.as_dict().items()})
+    if report.warnings:
+        trial.set_user_attr(results.AUDIT_WARNINGS, list(report.warnings))
+    return tuple(report.warnings)
 
 
 def _train(trial: "optuna.Trial", ctx: Context, built: Built, training: dict[str, Any],
@@ -323,23 +360,32 @@ def _train(trial: "optuna.Trial", ctx: Context, built: Built, training: dict[str
                               epochs=training["epochs"], verbose=0,
                               callbacks=[*losses.loss_callbacks(built.loss), scorer])
     trained = Trained(scorer, history.history, time.perf_counter() - start)
-    trial.set_user_attr(results.TRAIN_TIME, round(trained.seconds, 3))
-    trial.set_user_attr(results.EPOCH_TIME,
-                        float(f"{steady_epoch_seconds(scorer.epoch_seconds):.6g}"))
-    trial.set_user_attr(results.EPOCHS_TRAINED, len(trained.logs.get("loss", [])))
-    trial.set_user_attr(f"{results.CURVE}val_{metric}", compact(scorer.values))
-    for key in ("loss", *(f"loss_{c}" for c in losses.COMPONENTS)):
-        if key in trained.logs:
-            trial.set_user_attr(results.CURVE + key,
-                                compact([float(v) for v in trained.logs[key]]))
+    record_training(trial, metric, scorer.values, trained.logs, trained.seconds,
+                    scorer.epoch_seconds)
     return trained
 
 
-def _stop_unless_finished(trial: "optuna.Trial", trained: Trained) -> None:
-    """A trial the user interrupted, whose loss diverged, or that the pruner stopped."""
+def record_training(trial: "optuna.Trial", metric: str, values: list[float],
+                    logs: dict[str, list[float]], seconds: float,
+                    epoch_seconds: list[float]) -> None:
+    """The curves and times of a trial's training: the objective per epoch, the training loss
+    (and DynamicLoss's terms) per epoch."""
+    from losstune import losses
+
+    trial.set_user_attr(results.TRAIN_TIME, round(seconds, 3))
+    trial.set_user_attr(results.EPOCH_TIME, float(f"{steady_epoch_seconds(epoch_seconds):.6g}"))
+    trial.set_user_attr(results.EPOCHS_TRAINED, len(logs.get("loss", [])))
+    trial.set_user_attr(f"{results.CURVE}val_{metric}", compact(values))
+    for key in ("loss", *(f"loss_{c}" for c in losses.COMPONENTS)):
+        if key in logs:
+            trial.set_user_attr(results.CURVE + key, compact([float(v) for v in logs[key]]))
+
+
+def _stop_unless_finished(trial: "optuna.Trial", scorer: Any) -> None:
+    """A trial the user interrupted, whose loss diverged, or that the pruner stopped.
+    ``scorer``: what watched its epochs (``interrupted``, ``diverged``, ``pruned_at``)."""
     import optuna
 
-    scorer = trained.scorer
     if scorer.interrupted or STOP.is_set():
         trial.set_user_attr(results.ERROR, INTERRUPTED)
         raise TrialInterrupted(INTERRUPTED)
@@ -351,13 +397,15 @@ def _stop_unless_finished(trial: "optuna.Trial", trained: Trained) -> None:
         raise optuna.TrialPruned(f"pruned at epoch {scorer.pruned_at}")
 
 
-def _score(trial: "optuna.Trial", ctx: Context, built: Built, trained: Trained,
-           description: dict[str, Any]) -> float | tuple[float, ...]:
-    """Every metric on the validation (and test) split, recorded; the objective(s) returned."""
-    spec, splits, model = ctx.spec, ctx.splits, built.model
+def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, Any], *,
+                  val_out: np.ndarray, test_out: np.ndarray | None, seconds: float,
+                  epoch_seconds: list[float], warnings: tuple[str, ...]
+                  ) -> float | tuple[float, ...]:
+    """Every metric on the validation (and test) split, from the trained model's outputs
+    there, recorded; the objective(s) returned."""
+    spec, splits = ctx.spec, ctx.splits
     metric = spec.objective.metrics[0]
-    val_out = _predict(model, splits.x_val)
-    val = score(model, splits, splits.x_val, splits.y_val, out=val_out)
+    val = score(None, splits, splits.x_val, splits.y_val, out=val_out)
     if splits.task == "regression":  # for the report's residual plot
         pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1) * splits.y_scale + splits.y_center
         trial.set_user_attr(results.PREDICTIONS, compact(pred.tolist()))
@@ -366,18 +414,18 @@ def _score(trial: "optuna.Trial", ctx: Context, built: Built, trained: Trained,
     if len(splits.y_test):
         # Recorded for every trial but read only for the top designs: the sampler never
         # sees user attributes, so the search cannot select on the test split.
-        for name, value in score(model, splits, splits.x_test, splits.y_test).items():
+        for name, value in score(None, splits, splits.x_test, splits.y_test,
+                                 out=test_out).items():
             trial.set_user_attr(results.TEST + name, _round(value))
     objective = val[metric]
-    _save_note(trial, description, val, metric, trained.seconds, built.warnings)
+    _save_note(trial, description, val, metric, seconds, warnings)
     if not math.isfinite(objective):
         raise LossDivergedError(f"the objective {metric} is {objective}")
     if not spec.multi_objective:
         return objective
     # The objective "train_time" leaves out the one-off compilation that only the first trial
     # of each compiled model pays, so trials compare by what their loss costs.
-    seconds = trained.scorer.epoch_seconds
-    cost = steady_epoch_seconds(seconds) * len(seconds)
+    cost = steady_epoch_seconds(epoch_seconds) * len(epoch_seconds)
     return (objective, *[cost if m == "train_time" else val[m]
                          for m in spec.objective.metrics[1:]])
 

@@ -38,19 +38,20 @@ class WorkerJob:
     parent_pid: int = 0
 
 
-def _claim(counter: Any) -> bool:
+def _claim(counter: Any, n: int = 1) -> int:
+    """Take up to ``n`` trials of the budget (a negative counter: no budget); how many."""
     with counter.get_lock():
-        if counter.value == 0:
-            return False
-        if counter.value > 0:
-            counter.value -= 1
-        return True
+        if counter.value < 0:
+            return n
+        got = min(n, counter.value)
+        counter.value -= got
+        return got
 
 
-def _release(counter: Any) -> None:
+def _release(counter: Any, n: int = 1) -> None:
     with counter.get_lock():
         if counter.value >= 0:
-            counter.value += 1
+            counter.value += n
 
 
 def _worker_main(job: WorkerJob, counter: Any) -> None:
@@ -78,13 +79,13 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
         while (not guard.tripped and not stopping.STOP.is_set()
                and repeats < runner.MAX_REPEATS
                and (job.deadline is None or time.time() < job.deadline)):
-            if not _claim(counter):
+            got = _claim(counter, search.population_size())
+            if not got:
                 break
-            if search.step():  # one search trial and its race
-                repeats = 0
-            else:  # a design tried before: it does not use up the budget
-                repeats += 1
-                _release(counter)
+            new, repeated = search.step(size=got)  # search trials (a population) and races
+            repeats = 0 if new else repeats + repeated
+            if got > new:  # designs tried before do not use up the budget
+                _release(counter, got - new)
         if guard.tripped:
             with counter.get_lock():  # the others stop too: this run is broken
                 counter.value = 0

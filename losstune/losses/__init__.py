@@ -25,8 +25,8 @@ from losstune.losses._dynamic import (COMPONENTS, ComponentMeans, DynamicLoss,
 from losstune.losses._families import (CategoricalCrossentropy, CategoricalFocalCrossentropy,
                                        ClassBalancedCrossentropy, Huber, Poly1Crossentropy,
                                        SoftFBetaLoss, class_balanced_weights, one_hot_labels)
-from losstune.losses._tunable import (Tunable, component_metrics, compiled_key, loss_callbacks,
-                                      retune)
+from losstune.losses._tunable import (LossState, Tunable, component_metrics, compiled_key,
+                                      loss_callbacks, loss_variables, restack, retune, stack)
 
 __all__ = [
     # descriptions
@@ -39,4 +39,7 @@ __all__ = [
     "COMPONENTS", "ComponentMeans", "DynamicLoss", "DynamicLossCallback", "make_base_loss",
     # the swap contract, and what a loss adds to compile and fit
     "Tunable", "compiled_key", "retune", "component_metrics", "loss_callbacks",
+    "LossState", "loss_variables",
+    # populations: many designs computed side by side
+    "stack", "restack",
 ]

@@ -144,11 +144,14 @@ class DynamicLoss(ConfigLoss):
 
     def _balance(self, p):
         """KL(prior || mean prediction) = Σ prior·log prior − Σ prior·log mean."""
+        # The mean over the batch (axis 0), sums over classes (the last axis): one value, or one
+        # per member of a population (batch, members, classes).
         log_mean = ops.log(ops.maximum(ops.mean(p, axis=0), EPS))
         if self.prior == "train":
             return (self._h("prior_log_prior", p.dtype)
-                    - ops.sum(self._h("prior", p.dtype) * log_mean))
-        return -ops.mean(log_mean) - ops.log(ops.cast(ops.shape(log_mean)[-1], p.dtype))
+                    - ops.sum(self._h("prior", p.dtype) * log_mean, axis=-1))
+        return (-ops.mean(log_mean, axis=-1)
+                - ops.log(ops.cast(ops.shape(log_mean)[-1], p.dtype)))
 
     def call(self, y_true, y_pred):
         terms = self._terms(y_true, y_pred)

@@ -100,6 +100,7 @@ class CategoricalCrossentropy(Tunable, keras.losses.CategoricalCrossentropy):
     """``keras.losses.CategoricalCrossentropy`` with ``label_smoothing`` in a variable."""
 
     _variable_keys = ("label_smoothing",)
+    _elementwise = ("label_smoothing",)
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, **kwargs):
         check_params("cross_entropy", {"label_smoothing": label_smoothing})
@@ -118,6 +119,7 @@ class CategoricalFocalCrossentropy(Tunable, keras.losses.CategoricalFocalCrossen
     """``keras.losses.CategoricalFocalCrossentropy`` with γ, α and smoothing in variables."""
 
     _variable_keys = ("alpha", "gamma", "label_smoothing")
+    _elementwise = ("alpha", "gamma", "label_smoothing")
 
     def __init__(self, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
                  label_smoothing: float = 0.0, **kwargs):
@@ -145,6 +147,7 @@ class Huber(Tunable, keras.losses.Huber):
     """
 
     _variable_keys = ("delta",)
+    _elementwise = ("delta",)
 
     def __init__(self, delta: float = 1.0, reduction="sum_over_batch_size", name="huber_loss",
                  dtype=None):
@@ -188,6 +191,7 @@ class ClassBalancedCrossentropy(ConfigLoss):
 
     _config_keys = ("class_counts", "beta", "gamma", "label_smoothing", "from_logits")
     _variable_keys = ("class_counts", "beta", "gamma", "label_smoothing", "weights")
+    _elementwise = ("gamma", "label_smoothing")
 
     def __init__(self, class_counts, beta: float = 0.999, gamma: float = 0.0,
                  label_smoothing: float = 0.0, from_logits: bool = False,
@@ -223,6 +227,7 @@ class Poly1Crossentropy(ConfigLoss):
 
     _config_keys = ("epsilon", "label_smoothing", "from_logits")
     _variable_keys = ("epsilon", "label_smoothing")
+    _elementwise = ("label_smoothing",)
 
     def __init__(self, epsilon: float = 1.0, label_smoothing: float = 0.0,
                  from_logits: bool = False, reduction="sum_over_batch_size",
@@ -254,6 +259,7 @@ class SoftFBetaLoss(ConfigLoss):
 
     _config_keys = ("beta", "from_logits")
     _variable_keys = ("beta",)
+    _elementwise = ("beta",)
 
     def __init__(self, beta: float = 1.0, from_logits: bool = False,
                  reduction="sum_over_batch_size", name="soft_fbeta", dtype=None):
@@ -264,9 +270,11 @@ class SoftFBetaLoss(ConfigLoss):
 
     def call(self, y_true, y_pred):
         y_true, p = _targets_and_probabilities(y_true, y_pred, self.from_logits)
+        # Sums over the batch (axis 0); the class axis is last, so a population's member axis
+        # (batch, members, classes) passes through.
         tp = ops.sum(y_true * p, axis=0)
         fp = ops.sum((1.0 - y_true) * p, axis=0)
         fn = ops.sum(y_true * (1.0 - p), axis=0)
         b2 = ops.square(self._h("beta", y_pred.dtype))
         fbeta = (1.0 + b2) * tp / ((1.0 + b2) * tp + b2 * fn + fp + EPS)
-        return per_sample(1.0 - ops.mean(fbeta), y_pred)
+        return per_sample(1.0 - ops.mean(fbeta, axis=-1), y_pred)

@@ -29,6 +29,11 @@ class Tunable:
     """
 
     _variable_keys: tuple[str, ...] = ()
+    # Variables the loss applies to every class of a prediction (before reducing over classes):
+    # in a population (predictions shaped batch × members × classes) each member's value gets
+    # a trailing axis, so it broadcasts over that member's classes (see :func:`stack`). The
+    # others apply to one value per sample or per class vector and broadcast as they are.
+    _elementwise: tuple[str, ...] = ()
 
     def _init_hp(self, **values: Any) -> None:
         self._hp = {name: keras.Variable(value, trainable=False, dtype="float32", name=name)
@@ -47,14 +52,64 @@ class Tunable:
         return [LossState(self)]
 
 
+def _nested(loss: Any) -> list[tuple[str, Any]]:
+    """The losses a loss holds (a DynamicLoss's base; a population's member groups), by
+    attribute name, in a fixed order."""
+    found = []
+    for name, value in sorted(vars(loss).items()):
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            if isinstance(item, keras.losses.Loss):
+                found.append((f"{name}.{i}", item))
+    return found
+
+
 def loss_variables(loss: Any) -> list[keras.Variable]:
     """Every variable a loss reads while computing, nested losses (a DynamicLoss's base)
     included."""
     found = list(getattr(loss, "_hp", {}).values())
-    for value in vars(loss).values():
-        if isinstance(value, keras.losses.Loss):
-            found += loss_variables(value)
+    for _, nested in _nested(loss):
+        found += loss_variables(nested)
     return found
+
+
+def stack(losses: list[keras.losses.Loss]) -> keras.losses.Loss:
+    """One loss that computes the designs of ``losses`` (equal :func:`compiled_key`) side by
+    side: given predictions shaped (batch, K, ...) and matching targets, it returns one value
+    per sample and member, (batch, K), member k's exactly as ``losses[k]`` computes it alone.
+
+    Every variable gets a leading member axis (plus a trailing one for ``_elementwise``
+    values); the arithmetic is the loss's own. Python-side settings (a schedule, the epoch
+    count) are not stacked: the caller assigns the per-epoch variables of the members and
+    restacks them (:func:`restack`)."""
+    first = losses[0]
+    if any(compiled_key(loss) != compiled_key(first) for loss in losses[1:]):
+        raise ValueError("stack needs losses with the same compiled_key.")
+    stacked = type(first).from_config(first.get_config())
+    _stack_values(stacked, losses, create=True)
+    return stacked
+
+
+def restack(stacked: keras.losses.Loss, losses: list[keras.losses.Loss]) -> None:
+    """Assign the current values of ``losses`` to a loss made by :func:`stack` (the same
+    number of members, the same compiled_key): new designs, or new per-epoch values."""
+    _stack_values(stacked, losses, create=False)
+
+
+def _stack_values(stacked: Any, losses: list[Any], *, create: bool) -> None:
+    import numpy as np
+
+    for name in getattr(stacked, "_hp", {}):
+        values = np.stack([ops.convert_to_numpy(loss._hp[name].value) for loss in losses])
+        if name in type(stacked)._elementwise:
+            values = values[..., None]
+        if create:
+            stacked._hp[name] = keras.Variable(values, trainable=False, dtype="float32",
+                                               name=name)
+        else:
+            stacked._hp[name].assign(values)
+    members = [dict(_nested(loss)) for loss in losses]
+    for key, nested in _nested(stacked):
+        _stack_values(nested, [m[key] for m in members], create=create)
 
 
 class LossState(keras.metrics.Metric):
@@ -116,9 +171,9 @@ def _copy_hyperparameters(target: Any, source: Any) -> None:
     for name in getattr(type(source), "_variable_keys", ()):
         if name in vars(source):
             setattr(target, name, getattr(source, name))
-    for name, value in vars(source).items():
-        if isinstance(value, keras.losses.Loss):
-            _copy_hyperparameters(getattr(target, name), value)
+    targets = dict(_nested(target))
+    for key, value in _nested(source):
+        _copy_hyperparameters(targets[key], value)
 
 
 def loss_callbacks(loss: keras.losses.Loss) -> list[keras.callbacks.Callback]:

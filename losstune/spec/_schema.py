@@ -40,6 +40,9 @@ MAX_SEED = 2**31 - 1 - 100 * 1000
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # An upper bound on a study's budget: far beyond any search, and a number every counter holds.
 MAX_TRIALS = 1_000_000
+# The most trials one population trains at once: far more than fit a CPU's caches, and a
+# population of that many small models still fits a GPU.
+MAX_POPULATION = 1024
 
 
 def _check_seed(v: Any) -> Any:
@@ -249,6 +252,9 @@ class TrainingSpec(BaseModel):
     # Reuse one compiled model per model shape and loss structure across a worker's trials,
     # with fresh weights, optimizer state and loss hyperparameters (losstune/compiled.py).
     reuse_compiled: StrictBool = True
+    # Trials trained together as one model (losstune/population.py): "auto" chooses from the
+    # model's size and the free memory; 1 trains each trial alone.
+    population: Union[int, Literal["auto"]] = "auto"
 
     @field_validator("epochs", "batch_size")
     @classmethod
@@ -277,6 +283,15 @@ class TrainingSpec(BaseModel):
     def _steps_at_least_one(cls, v: Any) -> Any:
         if v != "auto" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise ValueError(f"steps_per_execution must be an int >= 1 or 'auto', got {v!r}")
+        return v
+
+    @field_validator("population", mode="before")
+    @classmethod
+    def _population(cls, v: Any) -> Any:
+        if v != "auto" and (not isinstance(v, int) or isinstance(v, bool)
+                            or not 1 <= v <= MAX_POPULATION):
+            raise ValueError(f"population must be an int in [1, {MAX_POPULATION}] or 'auto', "
+                             f"got {v!r}")
         return v
 
     @field_validator("learning_rate")

@@ -1,0 +1,548 @@
+"""Population training: many trials of a study trained at once, as one Keras model.
+
+The models people tune losses on are small next to the machine: a digits MLP's train step takes
+a fraction of a millisecond, and most of a trial's time is fixed cost per step and per trial.
+A population of K trials is one model whose every layer holds the K members' weights side by
+side: a leading member axis and one ``einsum`` per dense layer, grouped convolutions for the
+CNN. Each member has
+
+* its own loss design: the members' losses are stacked (:func:`losstune.losses.stack`), one
+  stacked loss per loss structure, so a population may mix families;
+* its own learning rate (:func:`member_optimizer`) and its own number of epochs;
+* its own curves, pruning, score and record, the same as if it had trained alone
+  (:mod:`losstune.trial` writes both).
+
+The loss of the population is the sum over members of each member's mean loss, so each member's
+weights get exactly the gradient they would get alone, and Adam, SGD and RMSprop update every
+weight on its own. A member that is pruned, diverges or reaches its epoch count stops counting:
+its weight in the loss and its learning rate go to 0.
+
+What members share is the seed index. In losstune every design of a study trains on seed i with
+the same split, the same initial weights and the same batch order, so that designs compare seed
+by seed; the members of a population are trials on one seed index and see exactly that. Runs
+on other seeds form other populations. Members also share the model, the optimizer kind and the
+batch size; trials that differ there train in separate populations (:mod:`losstune.batch`).
+
+A member computes what it computes alone up to float rounding: tests/test_population.py checks
+that for every family, on TensorFlow and torch. Not the same draw: dropout masks, which are drawn
+for the whole population.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from losstune import results
+from losstune.losses import (COMPONENTS, DynamicLoss, LossState, Tunable, compiled_key,
+                             restack, stack)
+from losstune.stopping import STOP
+
+# "auto" trains at most this many trials at once: on 2 CPU cores, trials per second stop
+# growing near 16 members of the digits MLP and stay flat to 64 (benchmarks/run.py, figure 11).
+AUTO_MAX = 16
+# "auto" keeps a population's parameters, optimizer state and activations under this share of
+# the free memory.
+MEMORY_SHARE = 0.25
+# Population models a worker keeps compiled (least recently used dropped).
+MAX_ENTRIES = 4
+
+
+def unsupported(spec: Any) -> str | None:
+    """Why this study's trials must train one at a time, or None."""
+    if spec.model.kind in ("factory", "python"):
+        return ("a model from a factory or a Python function trains one trial at a time: "
+                "only the built-in mlp and cnn have stacked layers")
+    if spec.multi_objective and "train_time" in spec.objective.metrics:
+        return "the objective train_time measures a trial's training alone"
+    return None
+
+
+def size(spec: Any, input_shape: tuple[int, ...], units: int,
+         remaining: int | None = None) -> int:
+    """How many trials to train at once: ``training.population``, or for "auto" the largest
+    population up to :data:`AUTO_MAX` that fits :data:`MEMORY_SHARE` of the free memory;
+    never more than ``remaining``; 1 when the study cannot use populations."""
+    if unsupported(spec):
+        return 1
+    setting = spec.training.population
+    k = min(AUTO_MAX, _fits_in_memory(spec, input_shape, units)) if setting == "auto" \
+        else int(setting)
+    if remaining is not None:
+        k = min(k, remaining)
+    return max(1, k)
+
+
+def member_bytes(spec: Any, input_shape: tuple[int, ...], units: int) -> int:
+    """An upper estimate of one member's memory: weights, their gradient and two optimizer
+    moments, and the activations of the largest batch kept for the backward pass."""
+    from losstune.spec import param_bounds
+
+    batch = int(param_bounds(spec.training.batch_size)[1])
+    widths, params, cells = [int(np.prod(input_shape))], 0, 0
+    if spec.model.kind == "cnn":
+        h, w, channels = input_shape
+        for filters in spec.model.filters:
+            params += 9 * channels * filters + filters
+            cells += h * w * filters
+            h, w, channels = math.ceil(h / 2), math.ceil(w / 2), filters
+        widths = [channels]
+    for width in [*spec.model.hidden, units]:
+        params += widths[-1] * width + width
+        widths.append(width)
+    cells += sum(widths[1:])
+    return 4 * (4 * params + 3 * batch * cells)
+
+
+def _fits_in_memory(spec: Any, input_shape: tuple[int, ...], units: int) -> int:
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: assume 2 GiB free
+        free = 2 * 2**30
+    return max(1, int(free * MEMORY_SHARE) // member_bytes(spec, input_shape, units))
+
+
+# ------------------------------------------------------------------------------ the model
+@keras.saving.register_keras_serializable(package="losstune")
+class StackedDense(keras.layers.Layer):
+    """K dense layers side by side: inputs (batch, in) shared by all members, or (batch, K, in)
+    one per member, give (batch, K, units). One einsum for all members. Written here because
+    Keras has no batched dense layer (``EinsumDense`` shares one kernel)."""
+
+    def __init__(self, members: int, units: int, activation: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.members, self.units = int(members), int(units)
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        # Zeros: the members' initial weights are copied in from the model a trial builds
+        # alone (copy_weights), so they are the same as that trial's.
+        self.kernel = self.add_weight(shape=(self.members, input_shape[-1], self.units),
+                                      initializer="zeros", name="kernel")
+        self.bias = self.add_weight(shape=(self.members, self.units), initializer="zeros",
+                                    name="bias")
+
+    def call(self, x: Any) -> Any:
+        equation = "bi,kio->bko" if len(x.shape) == 2 else "bki,kio->bko"
+        return self.activation(ops.einsum(equation, x, self.kernel) + self.bias)
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[Any, ...]:
+        return (input_shape[0], self.members, self.units)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "members": self.members, "units": self.units,
+                "activation": keras.activations.serialize(self.activation)}
+
+
+def build_model(spec: Any, *, input_shape: tuple[int, ...], units: int,
+                members: int) -> keras.Model:
+    """The built-in model of ``spec`` (``models.build``) for ``members`` trials at once: the
+    same layers, each holding every member's weights; outputs (batch, members, units)."""
+    model = spec.model
+    layers: list[Any] = [keras.Input(input_shape)]
+    if model.kind == "cnn":
+        for i, filters in enumerate(model.filters):
+            # Member k owns output channels [k·filters, (k+1)·filters). The first layer sees
+            # the shared input; later ones see only their member's channels (groups).
+            layers += [keras.layers.Conv2D(members * filters, 3, padding="same",
+                                           activation="relu", groups=1 if i == 0 else members),
+                       keras.layers.MaxPooling2D(2, padding="same")]
+        layers += [keras.layers.GlobalAveragePooling2D(),
+                   keras.layers.Reshape((members, model.filters[-1]))]
+    else:
+        layers.append(keras.layers.Flatten())
+    for width in model.hidden:
+        layers.append(StackedDense(members, width, "relu"))
+        if model.dropout:
+            layers.append(keras.layers.Dropout(model.dropout))
+    layers.append(StackedDense(members, units, dtype="float32"))
+    return keras.Sequential(layers, name=f"losstune_{model.kind}_population")
+
+
+def _layouts(model: keras.Model, members: int) -> dict[str, tuple[str, int]]:
+    """Where each trainable variable keeps its members: a leading axis (stacked dense
+    layers), or blocks of ``width`` along the last axis (convolutions' output channels)."""
+    out = {}
+    for layer in model.layers:
+        for variable in layer.trainable_weights:
+            if isinstance(layer, StackedDense):
+                out[variable.path] = ("leading", 0)
+            else:
+                out[variable.path] = ("trailing", int(variable.shape[-1]) // members)
+    return out
+
+
+def copy_weights(population: keras.Model, alone: keras.Model, members: int) -> None:
+    """Give every member the initial weights of ``alone``, the model its trial builds alone."""
+    targets = [layer for layer in population.layers if layer.weights]
+    sources = [layer for layer in alone.layers if layer.weights]
+    if len(targets) != len(sources):
+        raise ValueError("the population model does not match the model it stacks")
+    for target, source in zip(targets, sources):
+        for t, s in zip(target.weights, source.weights):
+            value = ops.convert_to_numpy(s)
+            if isinstance(target, StackedDense):
+                t.assign(np.broadcast_to(value, (members, *value.shape)))
+            else:
+                t.assign(np.tile(value, (1,) * (value.ndim - 1) + (members,)))
+
+
+def member_optimizer(name: str, members: int,
+                     layouts: dict[str, tuple[str, int]]) -> keras.optimizers.Optimizer:
+    """Keras's optimizer ``name`` with one learning rate per member (``member_lr``).
+
+    Adam, AdamW, SGD and RMSprop multiply their update by the learning rate, elementwise; a
+    member's rate broadcast over its own weights gives each member its own rate, at the cost of
+    one multiply. The update itself is Keras's own (``update_step``); only the per-variable
+    loop is taken back from the fused torch version, which takes one scalar rate."""
+    base = type(keras.optimizers.get(name))
+
+    class MemberOptimizer(base):
+        def build(self, variables: list[Any]) -> None:
+            super().build(variables)
+            self.member_lr = self.add_variable((members,), initializer="ones",
+                                               name="member_lr")
+
+        def _scale(self, variable: Any) -> Any:
+            rate = ops.cast(self.member_lr, variable.dtype)
+            kind, width = layouts[variable.path]
+            if kind == "leading":
+                return ops.reshape(rate, (members,) + (1,) * (len(variable.shape) - 1))
+            return ops.repeat(rate, width)
+
+        def _backend_update_step(self, grads: list[Any], variables: list[Any],
+                                 learning_rate: Any) -> None:
+            for grad, variable in zip(grads, variables):
+                self.update_step(grad, variable, learning_rate)
+
+        def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+            rate = ops.cast(learning_rate, variable.dtype) * self._scale(variable)
+            super().update_step(gradient, variable, rate)
+
+        def _apply_weight_decay(self, variables: list[Any]) -> None:
+            if self.weight_decay is None:
+                return
+            for variable in variables:
+                if self._use_weight_decay(variable):
+                    rate = ops.cast(self.learning_rate, variable.dtype) * self._scale(variable)
+                    decay = ops.cast(self.weight_decay, variable.dtype)
+                    variable.assign(variable - variable * decay * rate)
+
+    MemberOptimizer.__name__ = MemberOptimizer.__qualname__ = f"Member{base.__name__}"
+    return MemberOptimizer(learning_rate=1.0)
+
+
+# ------------------------------------------------------------------------------ the loss
+class PopulationLoss(Tunable, keras.losses.Loss):
+    """Σ over members of each member's mean loss, on predictions (batch, K, ...).
+
+    ``groups``: stacked losses (one per loss structure) and how many consecutive members each
+    computes. ``active`` (a variable): 1 for a member that trains, 0 for one that stopped.
+    Keras averages the returned (batch, K) values over both axes; the factor K makes that the
+    sum over members, so each member's gradient is the one it gets alone.
+    """
+
+    def __init__(self, groups: list[keras.losses.Loss], sizes: list[int]) -> None:
+        super().__init__(name="population_loss")
+        self.groups, self.sizes = list(groups), list(sizes)
+        self.members = sum(sizes)
+        self._init_hp(active=np.ones(self.members, "float32"))
+        self._last: Any = None
+
+    def member_losses(self, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+        """Per sample and member, (batch, K); and DynamicLoss's terms, (batch, K, terms), for
+        the members that have them (zeros elsewhere), or None when no member has."""
+        if len(y_true.shape) < len(y_pred.shape):  # one target per sample for all members
+            y_true = ops.broadcast_to(ops.expand_dims(y_true, 1), ops.shape(y_pred))
+        values, terms, start = [], [], 0
+        any_terms = any(isinstance(g, DynamicLoss) for g in self.groups)
+        for group, n in zip(self.groups, self.sizes):
+            whole = len(self.groups) == 1
+            yt = y_true if whole else y_true[:, start:start + n]
+            yp = y_pred if whole else y_pred[:, start:start + n]
+            if isinstance(group, DynamicLoss):
+                parts = group.components(yt, yp)
+                stacked = ops.stack([parts[c] for c in COMPONENTS], axis=-1)
+                values.append(ops.sum(stacked, axis=-1))
+                terms.append(stacked)
+            else:
+                values.append(ops.cast(group.call(yt, yp), y_pred.dtype))
+                if any_terms:
+                    terms.append(ops.zeros(ops.shape(values[-1]) + (len(COMPONENTS),),
+                                           dtype=y_pred.dtype))
+            start += n
+        join = (lambda parts: parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=1))
+        return join(values), (join(terms) if any_terms else None)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        values, terms = self.member_losses(y_true, y_pred)
+        self._last = (y_true, y_pred, values, terms)  # for MemberMeans, in the same step
+        return values * self._h("active", values.dtype) * float(self.members)
+
+    def compile_metrics(self) -> list[keras.metrics.Metric]:
+        self.member_means = MemberMeans(self)  # the trainer reads it after every epoch
+        return [LossState(self), self.member_means]
+
+
+class MemberMeans(keras.metrics.Metric):
+    """Each member's mean training loss (and DynamicLoss terms) over the epoch: the curves a
+    trial records alone. Reuses what the loss computed in the same step where the backend
+    passes both the same tensors (as ``ComponentMeans`` does)."""
+
+    def __init__(self, loss: PopulationLoss, name: str = "member_means", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.loss = loss
+        k = loss.members
+        self.sums = self.add_variable((k,), initializer="zeros", name="sums")
+        self.term_sums = self.add_variable((k, len(COMPONENTS)), initializer="zeros",
+                                           name="term_sums")
+        self.count = self.add_variable((), initializer="zeros", name="count")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        last, self.loss._last = self.loss._last, None
+        if last is not None and last[0] is y_true and last[1] is y_pred:
+            values, terms = last[2], last[3]
+        else:
+            values, terms = self.loss.member_losses(y_true, y_pred)
+        self.sums.assign_add(ops.cast(ops.sum(values, axis=0), self.dtype))
+        if terms is not None:
+            self.term_sums.assign_add(ops.cast(ops.sum(terms, axis=0), self.dtype))
+        self.count.assign_add(ops.cast(ops.shape(y_pred)[0], self.dtype))
+
+    def result(self) -> dict[str, Any]:
+        return {}  # read per member by the trainer (means), not logged as one number
+
+    def means(self) -> tuple[np.ndarray, np.ndarray]:
+        count = max(float(ops.convert_to_numpy(self.count)), 1.0)
+        return (ops.convert_to_numpy(self.sums) / count,
+                ops.convert_to_numpy(self.term_sums) / count)
+
+
+# ------------------------------------------------------------------------------ training
+@dataclass
+class Member:
+    """One trial in a population: its design, and what training it recorded."""
+
+    trial: Any
+    description: dict[str, Any]
+    training: dict[str, Any]
+    loss: Any
+    warnings: tuple[str, ...] = ()
+    values: list[float] = field(default_factory=list)
+    logs: dict[str, list[float]] = field(default_factory=dict)
+    epoch_seconds: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    pruned_at: int | None = None
+    diverged: str | None = None
+    interrupted: bool = False
+    val_out: np.ndarray | None = None
+    test_out: np.ndarray | None = None
+    index: int = 0
+
+    @property
+    def epochs(self) -> int:
+        return int(self.training["epochs"])
+
+    @property
+    def key(self) -> str:
+        return compiled_key(self.loss)
+
+
+@dataclass
+class _Entry:
+    model: keras.Model
+    loss: PopulationLoss
+    optimizer_start: list[np.ndarray]
+
+
+_CACHE: "OrderedDict[str, _Entry]" = OrderedDict()
+
+
+def _groups(members: list[Member]) -> list[list[Member]]:
+    return [list(g) for _, g in itertools.groupby(members, key=lambda m: m.key)]
+
+
+def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[Any, Any]
+             ) -> tuple[keras.Model, PopulationLoss]:
+    """A compiled population model for these members, starting from ``alone``'s weights:
+    a kept one (same shape, same loss structures, same training settings) made to match, or a
+    new one."""
+    from losstune import compiled
+
+    spec, splits = ctx.spec, ctx.splits
+    k, groups = len(members), _groups(members)
+    optimizer = members[0].training["optimizer"]
+    units = alone.output_shape[-1]
+    steps = compiled.steps_per_execution(spec.training.steps_per_execution, ctx.backend)
+    key = json.dumps([spec.model.model_dump(mode="json"), k, list(splits.input_shape), units,
+                      [(g[0].key, len(g)) for g in groups], optimizer,
+                      str(spec.training.jit_compile), steps,
+                      keras.mixed_precision.global_policy().name], sort_keys=True, default=str)
+    entry = _CACHE.get(key) if spec.training.reuse_compiled else None
+    if entry is None:
+        model = build_model(spec, input_shape=splits.input_shape, units=units, members=k)
+        loss = PopulationLoss([stack([m.loss for m in g]) for g in groups],
+                              [len(g) for g in groups])
+        opt = member_optimizer(optimizer, k, _layouts(model, k))
+        model.compile(optimizer=opt, loss=loss, metrics=loss.compile_metrics(),
+                      jit_compile=spec.training.jit_compile, steps_per_execution=steps)
+        # Built now, as a kept model is, so fit draws nothing to build them (see compiled.py).
+        model.test_on_batch(*sample)
+        model.optimizer.build(model.trainable_variables)
+        entry = _Entry(model, loss, [ops.convert_to_numpy(v) for v in model.optimizer.variables])
+        if spec.training.reuse_compiled:
+            _CACHE[key] = entry
+            while len(_CACHE) > MAX_ENTRIES:
+                _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+        for variable, value in zip(entry.model.optimizer.variables, entry.optimizer_start):
+            variable.assign(value)
+        for stacked, g in zip(entry.loss.groups, groups):
+            restack(stacked, [m.loss for m in g])
+    copy_weights(entry.model, alone, k)
+    entry.model.optimizer.member_lr.assign(
+        np.array([m.training["learning_rate"] for m in members], "float32"))
+    entry.loss._hp["active"].assign(np.ones(k, "float32"))
+    return entry.model, entry.loss
+
+
+def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
+    """Train ``members`` (one seed index, one optimizer, one batch size) as one population.
+    Each member ends finished (``val_out`` set), pruned, diverged or interrupted; the caller
+    records and tells. Returns the members in population order (grouped by loss structure)."""
+    from losstune import models
+    from losstune import trial as trial_mod
+
+    spec, splits = ctx.spec, ctx.splits
+    members = sorted(members, key=lambda m: m.key)
+    for i, m in enumerate(members):
+        m.index = i
+        m.trial.set_user_attr(results.POPULATION, len(members))
+        m.trial.set_user_attr(results.MEMBER, i)
+        m.trial.set_user_attr(results.COMPILED, "population")
+    seed = trial_mod.run_seed(spec)
+    if spec.training.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        # The model each trial would build alone, built the same way: its weights are every
+        # member's initial weights.
+        keras.utils.set_random_seed(seed)
+        alone = models.build(spec.model, input_shape=splits.input_shape,
+                             units=models.output_units(spec.task, splits.num_classes),
+                             base_dir=ctx.base_dir, builder=ctx.model_fn)
+        y_train = trial_mod._targets(splits, splits.y_train)
+        n = min(len(y_train), trial_mod.AUDIT_BATCH)
+        outputs = ops.convert_to_numpy(alone(splits.x_train[:n]))
+        trial_mod._check_outputs(spec, outputs, y_train[:n])
+        for m in members:
+            m.warnings = trial_mod.record_audit(m.trial, m.loss, y_train[:n], outputs)
+        model, loss = _prepare(ctx, members, alone, (splits.x_train[:2], y_train[:2]))
+        watch = _Watch(members, ctx, loss, report=report)
+        keras.utils.set_random_seed(seed)  # the batches each member sees alone
+        start = time.perf_counter()
+        model.fit(**trial_mod._fit_data(ctx.backend, splits.x_train, y_train,
+                                        members[0].training["batch_size"], seed),
+                  epochs=max(m.epochs for m in members), verbose=0, callbacks=[watch])
+        seconds = time.perf_counter() - start
+    finally:
+        if spec.training.mixed_precision:
+            keras.mixed_precision.set_global_policy("float32")
+    for m in members:
+        m.seconds = seconds
+        if m.val_out is None and m.pruned_at is None and m.diverged is None:
+            m.interrupted = True  # training stopped before this member finished
+    return members
+
+
+class _Watch(keras.callbacks.Callback):
+    """Per epoch: each member's epoch variables (DynamicLoss), then each member's training
+    loss, objective on the validation split, report to Optuna and pruning; members that stop
+    get weight 0 in the loss and learning rate 0."""
+
+    def __init__(self, members: list[Member], ctx: Any, loss: PopulationLoss, *,
+                 report: bool) -> None:
+        super().__init__()
+        self.members, self.ctx, self.loss, self.report = members, ctx, loss, report
+        self.active = np.ones(len(members), bool)
+        self.metric = ctx.spec.objective.metrics[0]
+        starts = np.cumsum([0, *loss.sizes])
+        self.dynamic = [(stacked, members[a:b]) for stacked, a, b
+                        in zip(loss.groups, starts[:-1], starts[1:])
+                        if isinstance(stacked, DynamicLoss)]
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        for stacked, group in self.dynamic:
+            for m in group:
+                m.loss.set_epoch(epoch)
+            restack(stacked, [m.loss for m in group])
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if STOP.is_set():
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from losstune import trial as trial_mod
+
+        seconds = time.perf_counter() - self._start
+        if STOP.is_set():
+            self.model.stop_training = True
+            return
+        splits = self.ctx.splits
+        means, terms = self._means()
+        val = trial_mod._predict(self.model, splits.x_val)
+        test = None
+        for k, m in enumerate(self.members):
+            if not self.active[k]:
+                continue
+            m.epoch_seconds.append(seconds)
+            m.logs.setdefault("loss", []).append(float(means[k]))
+            if isinstance(m.loss, DynamicLoss):
+                for i, c in enumerate(COMPONENTS):
+                    m.logs.setdefault(f"loss_{c}", []).append(float(terms[k, i]))
+            if not math.isfinite(means[k]):
+                m.diverged = f"the training loss became {float(means[k])} at epoch {epoch}"
+                self.active[k] = False
+                continue
+            try:
+                value = trial_mod.score(None, splits, splits.x_val, splits.y_val,
+                                        only=self.metric, out=val[:, k])[self.metric]
+            except FloatingPointError as err:
+                m.diverged = f"{err} at epoch {epoch}"
+                self.active[k] = False
+                continue
+            m.values.append(value)
+            if self.report:
+                m.trial.report(value, epoch)
+                if m.trial.should_prune():
+                    m.pruned_at = epoch
+                    self.active[k] = False
+                    continue
+            if epoch + 1 >= m.epochs:
+                if test is None and len(splits.y_test):
+                    test = trial_mod._predict(self.model, splits.x_test)
+                m.val_out = val[:, k]
+                m.test_out = test[:, k] if test is not None else None
+                self.active[k] = False
+        if not self.active.any():
+            self.model.stop_training = True
+            return
+        self.loss._hp["active"].assign(self.active.astype("float32"))
+        rates = [m.training["learning_rate"] if a else 0.0
+                 for m, a in zip(self.members, self.active)]
+        self.model.optimizer.member_lr.assign(np.array(rates, "float32"))
+
+    def _means(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.loss.member_means.means()

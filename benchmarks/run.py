@@ -156,9 +156,12 @@ def arm_optuna(trials: int, epochs: int, db: str) -> dict[str, Any]:
 
 def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = ()) -> dict:
     """losstune's own path: in process (workers=0), or the CLI with that many workers."""
+    import resource
+
     import optuna
 
     from losstune import runner, spec as spec_mod
+    from losstune.storage import open_storage
 
     spec = spec_mod.load(study_file)
     url = f"sqlite:///{db}"
@@ -167,11 +170,12 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
     if workers == 0:  # in process (workers=N>=1 runs the CLI with N worker processes)
         study = runner.create_or_load(spec, url)
         ctx = runner.load_context(spec, Path(study_file).parent)
+        search = runner.Search(study, ctx, open_storage(url))
         setup = time.perf_counter() - start
         start = time.perf_counter()
         done = 0
         for target in (*memory_at, spec.n_trials):
-            runner.optimize(study, ctx, n_trials=target - done, timeout=None)
+            search.run(target - done)
             done = target
             rss[target] = _rss_mb()
         wall = time.perf_counter() - start
@@ -195,7 +199,11 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
             "trials": len(trials), "pruned": sum(t.state.name == "PRUNED" for t in trials),
             "trainings": sum("epochs_trained" in t.user_attrs for t in trials),
             "values": [t.value for t in trials if t.state.name == "COMPLETE"],
-            "rss_mb": rss, "backend": trials[0].user_attrs.get("backend") if trials else None}
+            "rss_mb": rss, "backend": trials[0].user_attrs.get("backend") if trials else None,
+            "device": trials[0].user_attrs.get("device") if trials else None,
+            "population": max((t.user_attrs.get("population", 1) for t in trials), default=1),
+            # Peak resident memory of this process (Linux reports KiB).
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def arm_loss_overhead(steps: int, steps_per_execution: int = 1,
@@ -324,9 +332,18 @@ def _write(folder: Path, name: str, text: str) -> str:
     return str(path)
 
 
+def _training(text: str, **settings: Any) -> str:
+    """A study file's text with extra [training] settings."""
+    lines = "".join(f"\n{k} = {json.dumps(v)}" for k, v in settings.items())
+    return text.replace("[training]", "[training]" + lines, 1)
+
+
 def fig_throughput(q: bool, tmp: Path) -> dict[str, Any]:
+    """Each trial trained alone (population = 1), with and without the compiled-model reuse
+    and multi-step execution, against the hand-written loop; figure 11 adds populations."""
     trials, epochs = (4, 2) if q else (20, 5)
-    study_text = HEADLINE.format(trials=trials, epochs=epochs, pruner="none")
+    study_text = _training(HEADLINE.format(trials=trials, epochs=epochs, pruner="none"),
+                           population=1)
     study = _write(tmp, "headline.toml", study_text)
     bare = run_arm("bare", trials=trials, epochs=epochs)
     optuna_ = run_arm("optuna", trials=trials, epochs=epochs, db=str(tmp / "opt.db"))
@@ -523,6 +540,103 @@ def fig_search_efficiency(q: bool, tmp: Path) -> dict[str, Any]:
             "target": "TPE <= 0.5x random's trials to come within 1% of random's best"}
 
 
+def fig_population(q: bool, tmp: Path) -> dict[str, Any]:
+    """The headline study: trials trained as populations ("auto", as shipped) against each
+    trial alone (population = 1) and the hand-written Optuna + Keras loop, side by side."""
+    trials, epochs = (8, 2) if q else (20, 5)
+    text = HEADLINE.format(trials=trials, epochs=epochs, pruner="none")
+    together = run_arm("losstune", study_file=_write(tmp, "pop_auto.toml", text),
+                       db=str(tmp / "pop_auto.db"))
+    alone = run_arm("losstune", study_file=_write(tmp, "pop_1.toml",
+                                                  _training(text, population=1)),
+                    db=str(tmp / "pop_1.db"))
+    hand = run_arm("optuna", trials=trials, epochs=epochs, db=str(tmp / "pop_hand.db"))
+    per_hour = lambda r: 3600 * trials / r["seconds"]  # noqa: E731
+    return {"setup": f"digits MLP 64-128-10, focal gamma/alpha, {trials} trials x {epochs} "
+                     "epochs, TensorFlow CPU",
+            "population": together["population"],
+            "trials_per_hour": {"population": per_hour(together), "population_1": per_hour(alone),
+                                "handwritten_optuna": per_hour(hand)},
+            "seconds": {"population": together["seconds"], "population_1": alone["seconds"],
+                        "handwritten_optuna": hand["seconds"]},
+            "population_vs_population_1": alone["seconds"] / together["seconds"],
+            "population_vs_handwritten": hand["seconds"] / together["seconds"],
+            "best": {"population": together["best"], "population_1": alone["best"],
+                     "handwritten_optuna": hand["best"]},
+            "target": ">= 5x population = 1 and >= 15x the hand-written loop, same best"}
+
+
+class _GpuUse:
+    """Mean GPU utilisation while an arm runs, from nvidia-smi (None without a GPU)."""
+
+    def __enter__(self) -> "_GpuUse":
+        import shutil
+
+        self.proc, self.mean = None, None
+        if shutil.which("nvidia-smi"):
+            self.proc = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+                 "--format=csv,noheader,nounits", "-lms", "100"],
+                stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        out = self.proc.communicate()[0]
+        rows = [[float(v) for v in line.split(",")] for line in out.splitlines()
+                if line.strip() and "," in line]
+        if rows:
+            self.mean = statistics.mean(r[0] for r in rows)
+            self.peak_memory_mib = max(r[1] for r in rows)
+
+
+def fig_population_scaling(q: bool, tmp: Path, sizes: list[int] | None = None,
+                           least: int | None = None) -> dict[str, Any]:
+    """Trials per hour of the headline study (5 epochs) for populations of K = 1, 2, 4, ...,
+    64, with each run's peak resident memory (and, on a GPU, its utilisation). Each run trains
+    ``least`` trials (64), or K if more."""
+    sizes = sizes or ([1, 2, 4] if q else [1, 2, 4, 8, 16, 32, 64])
+    least = least or (8 if q else 64)
+    epochs = 2 if q else 5
+    rows = {}
+    for k in sizes:
+        trials = max(least, k)
+        text = _training(HEADLINE.format(trials=trials, epochs=epochs, pruner="none"),
+                         population=k)
+        with _GpuUse() as gpu:
+            r = run_arm("losstune", study_file=_write(tmp, f"scale_{k}.toml", text),
+                        db=str(tmp / f"scale_{k}.db"))
+        rows[k] = {"trials": trials, "seconds": r["seconds"],
+                   "trials_per_hour": 3600 * trials / r["seconds"], "best": r["best"],
+                   "peak_rss_mb": r["peak_rss_mb"], "backend": r["backend"],
+                   "device": r["device"]}
+        if gpu.mean is not None:
+            rows[k].update(gpu_utilisation_pct=gpu.mean, gpu_memory_mib=gpu.peak_memory_mib)
+    base = rows[sizes[0]]
+    for row in rows.values():
+        row["speedup"] = row["trials_per_hour"] / base["trials_per_hour"]
+        row["memory_ratio"] = row["peak_rss_mb"] / base["peak_rss_mb"]
+    return {"setup": f"digits MLP 64-128-10, focal gamma/alpha, {epochs} epochs",
+            "by_population": rows}
+
+
+def fig_confirmed_verdict(q: bool, tmp: Path) -> dict[str, Any]:
+    """A confirmed verdict (search plus racing to 5 seeds, populations as shipped) against
+    a single-seed search of the same number of designs, each trial alone, on the long-tailed
+    digits study."""
+    study = str(ROOT / "studies" / "longtail_digits.toml")
+    args = ["--n-trials", "4" if q else "30"]
+    confirmed = run_arm("cli_search", study_file=study, db=str(tmp / "cv_race.db"), args=args,
+                        changes={"racing": {"max_seeds": 5}})
+    single = run_arm("cli_search", study_file=study, db=str(tmp / "cv_single.db"), args=args,
+                     changes={"racing": False, "training.population": 1})
+    return {"confirmed": confirmed, "single_seed_alone": single,
+            "wall_ratio": confirmed["seconds"] / single["seconds"],
+            "target": "<= 2x the single-seed search's wall time"}
+
+
 def fig_memory(q: bool, tmp: Path) -> dict[str, Any]:
     early, late = (3, 10) if q else (5, 50)
     study = _write(tmp, "memory.toml", HEADLINE.format(trials=late, epochs=2, pruner="none"))
@@ -537,6 +651,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small smoke run of every figure")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     parser.add_argument("--only", nargs="*", default=None, help="figures to run (by name)")
+    parser.add_argument("--sizes", type=lambda v: [int(k) for k in v.split(",")], default=None,
+                        help="population sizes of figure 13, e.g. 1,4,16,64,256")
+    parser.add_argument("--scaling-trials", type=int, default=None,
+                        help="trials per run of figure 13 (at least K; default 64)")
     parser.add_argument("--arm", help=argparse.SUPPRESS)
     parser.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -567,6 +685,10 @@ def main() -> None:
             ("8_racing", lambda: fig_racing(q, tmp)),
             ("9_family_pruning", lambda: fig_family_pruning(q, tmp)),
             ("10_verdicts", lambda: fig_verdicts(q, tmp)),
+            ("11_population", lambda: fig_population(q, tmp)),
+            ("12_confirmed_verdict", lambda: fig_confirmed_verdict(q, tmp)),
+            ("13_population_scaling", lambda: fig_population_scaling(q, tmp, args.sizes,
+                                                                     args.scaling_trials)),
         ]
         for name, compute in figures:
             if args.only and name not in args.only and not (

@@ -95,6 +95,9 @@ def configure(threads: int | None = None) -> None:
         return
     import tensorflow as tf
 
+    # TensorFlow warns when it traces many functions; each population of other loss
+    # structures is a new model with its own traced step, by design (losstune/population.py).
+    tf.get_logger().setLevel("ERROR")
     if threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -72,6 +72,9 @@ def run(study: "optuna.Study", ctx: Any, k: int, *,
                 outcomes[t.number] = outcome
         for (cid, _, _), members in groups.items():
             c = contexts[cid]
+            if len(members) == 1:  # alone: a kept compiled model where one fits
+                outcomes[members[0].trial.number] = _alone(members[0], c)
+                continue
             try:
                 members = population.train(members, c, report=not c.spec.multi_objective)
             except (Exception, SystemExit) as err:  # noqa: BLE001 - each member records it
@@ -131,6 +134,21 @@ def _finish(member: Any, ctx: Any) -> tuple[Any, Any]:
         return optuna.trial.TrialState.PRUNED, None
     except (Exception, SystemExit) as err:  # noqa: BLE001 - recorded on the trial
         return _failed(t, err)
+
+
+def _alone(member: Any, ctx: Any) -> tuple[Any, Any]:
+    """Train one proposed design by itself, as study.optimize would run it."""
+    import optuna
+
+    from losstune import trial as trial_mod
+
+    try:
+        return optuna.trial.TrialState.COMPLETE, trial_mod.train_alone(
+            member.trial, ctx, member.training, member.description)
+    except optuna.TrialPruned:
+        return optuna.trial.TrialState.PRUNED, None
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - recorded by train_alone
+        return optuna.trial.TrialState.FAIL, None
 
 
 def _failed(trial: Any, err: BaseException) -> tuple[Any, None]:

@@ -13,6 +13,15 @@ import numpy as np
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc")
 
 
+def _checked_inputs():
+    """scikit-learn's own switches for inputs already checked: the outputs are tested for
+    finiteness here and the labels are integer arrays losstune made. Its per-call validation
+    took most of the metrics' time on small splits (about 1.5 s of 20 trials' scoring)."""
+    import sklearn
+
+    return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
+
+
 def classification(y_true: np.ndarray, logits: np.ndarray, num_classes: int,
                    only: str | None = None) -> dict[str, float]:
     """Every classification metric, or ``only`` one (the per-epoch objective: computing all of
@@ -43,15 +52,18 @@ def classification(y_true: np.ndarray, logits: np.ndarray, num_classes: int,
         "roc_auc": roc_auc,
     }
     names = (only,) if only else CLASSIFICATION_METRICS
-    return {name: float(compute[name]()) for name in names}
+    with _checked_inputs():
+        return {name: float(compute[name]()) for name in names}
 
 
 def per_class_recall(y_true: np.ndarray, logits: np.ndarray, num_classes: int) -> list[float]:
     from sklearn.metrics import recall_score
 
     y_pred = logits.argmax(axis=-1)
-    return [float(r) for r in recall_score(y_true, y_pred, labels=list(range(num_classes)),
-                                           average=None, zero_division=0)]
+    with _checked_inputs():
+        recall = recall_score(y_true, y_pred, labels=list(range(num_classes)), average=None,
+                              zero_division=0)
+    return [float(r) for r in recall]
 
 
 def regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -62,6 +74,7 @@ def regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     if not np.all(np.isfinite(y_pred)):
         raise FloatingPointError("the model's outputs are not finite")
     y_true = np.asarray(y_true, dtype="float64").reshape(-1)
-    return {"mae": float(skm.mean_absolute_error(y_true, y_pred)),
-            "rmse": float(math.sqrt(skm.mean_squared_error(y_true, y_pred))),
-            "r2": float(skm.r2_score(y_true, y_pred))}
+    with _checked_inputs():
+        return {"mae": float(skm.mean_absolute_error(y_true, y_pred)),
+                "rmse": float(math.sqrt(skm.mean_squared_error(y_true, y_pred))),
+                "r2": float(skm.r2_score(y_true, y_pred))}

@@ -12,6 +12,10 @@ CNN. Each member has
 * its own curves, pruning, score and record, the same as if it had trained alone
   (:mod:`losstune.trial` writes both).
 
+A model from a factory or a Python function cannot be stacked layer by layer (losstune does not
+know its layers); its members are K copies side by side in one model (:class:`SideBySide`): the
+arithmetic is not batched, but the per-step and per-trial costs are still paid once.
+
 The loss of the population is the sum over members of each member's mean loss, so each member's
 weights get exactly the gradient they would get alone, and Adam, SGD and RMSprop update every
 weight on its own. A member that is pruned, diverges or reaches its epoch count stops counting:
@@ -48,9 +52,9 @@ from losstune.losses import (COMPONENTS, DynamicLoss, LossState, Tunable, compil
                              restack, stack)
 from losstune.stopping import STOP
 
-# "auto" trains at most this many trials at once: on 2 CPU cores, trials per second stop
-# growing near 16 members of the digits MLP and stay flat to 64 (benchmarks/run.py, figure 11).
-AUTO_MAX = 16
+# "auto" trains at most this many trials at once: on 2 CPU cores, trials per hour of the digits
+# MLP grow to 16 members, gain 4 % more at 32 and fall at 64 (benchmarks/run.py, figure 13).
+AUTO_MAX = 32
 # "auto" keeps a population's parameters, optimizer state and activations under this share of
 # the free memory.
 MEMORY_SHARE = 0.25
@@ -60,9 +64,6 @@ MAX_ENTRIES = 4
 
 def unsupported(spec: Any) -> str | None:
     """Why this study's trials must train one at a time, or None."""
-    if spec.model.kind in ("factory", "python"):
-        return ("a model from a factory or a Python function trains one trial at a time: "
-                "only the built-in mlp and cnn have stacked layers")
     if spec.multi_objective and "train_time" in spec.objective.metrics:
         return "the objective train_time measures a trial's training alone"
     return None
@@ -104,12 +105,24 @@ def member_bytes(spec: Any, input_shape: tuple[int, ...], units: int) -> int:
     return 4 * (4 * params + 3 * batch * cells)
 
 
-def _fits_in_memory(spec: Any, input_shape: tuple[int, ...], units: int) -> int:
+def _free_memory() -> int:
     try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not a POSIX system: assume 2 GiB free
-        free = 2 * 2**30
-    return max(1, int(free * MEMORY_SHARE) // member_bytes(spec, input_shape, units))
+        return 2 * 2**30
+
+
+def _fits_in_memory(spec: Any, input_shape: tuple[int, ...], units: int) -> int:
+    if spec.model.kind in ("factory", "python"):
+        return AUTO_MAX  # its size is known once built: train() splits a population then
+    return max(1, int(_free_memory() * MEMORY_SHARE) // member_bytes(spec, input_shape, units))
+
+
+def _fits_beside(alone: keras.Model) -> int:
+    """How many copies of a built model fit the memory share: its parameters with their
+    gradient and two optimizer moments, and as much again for activations (a factory's
+    activations are not known before it runs)."""
+    return max(1, int(_free_memory() * MEMORY_SHARE) // max(32 * alone.count_params(), 1))
 
 
 # ------------------------------------------------------------------------------ the model
@@ -169,21 +182,47 @@ def build_model(spec: Any, *, input_shape: tuple[int, ...], units: int,
     return keras.Sequential(layers, name=f"losstune_{model.kind}_population")
 
 
-def _layouts(model: keras.Model, members: int) -> dict[str, tuple[str, int]]:
-    """Where each trainable variable keeps its members: a leading axis (stacked dense
-    layers), or blocks of ``width`` along the last axis (convolutions' output channels)."""
-    out = {}
+@keras.saving.register_keras_serializable(package="losstune")
+class SideBySide(keras.Model):
+    """K copies of any Keras model in one model, outputs stacked to (batch, K, ...): the route
+    for a model losstune cannot stack (a factory's, a Python function's). Each member runs its
+    own copy's layers, so it computes exactly what the model computes alone; one compiled step
+    still trains all K, which is what saves the per-step and per-trial costs."""
+
+    def __init__(self, copies: list[keras.Model], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.copies = list(copies)
+
+    def call(self, x: Any, training: Any = None) -> Any:
+        return ops.stack([copy(x, training=training) for copy in self.copies], axis=1)
+
+
+def _layouts(model: keras.Model, members: int) -> list[tuple[str, int]]:
+    """Where each trainable variable (in ``model.trainable_variables`` order) keeps its
+    members: a leading axis (stacked dense layers), blocks of ``width`` along the last axis
+    (convolutions' output channels), or one member's own copy (side by side)."""
+    if isinstance(model, SideBySide):
+        return [("member", k) for k, copy in enumerate(model.copies)
+                for _ in copy.trainable_variables]
+    out = []
     for layer in model.layers:
-        for variable in layer.trainable_weights:
+        for variable in layer.trainable_variables:
             if isinstance(layer, StackedDense):
-                out[variable.path] = ("leading", 0)
+                out.append(("leading", 0))
             else:
-                out[variable.path] = ("trailing", int(variable.shape[-1]) // members)
+                out.append(("trailing", int(variable.shape[-1]) // members))
+    if len(out) != len(model.trainable_variables):
+        raise ValueError("the population model's variables are not all in its layers")
     return out
 
 
 def copy_weights(population: keras.Model, alone: keras.Model, members: int) -> None:
     """Give every member the initial weights of ``alone``, the model its trial builds alone."""
+    if isinstance(population, SideBySide):
+        weights = alone.get_weights()
+        for copy in population.copies:
+            copy.set_weights(weights)
+        return
     targets = [layer for layer in population.layers if layer.weights]
     sources = [layer for layer in alone.layers if layer.weights]
     if len(targets) != len(sources):
@@ -198,7 +237,7 @@ def copy_weights(population: keras.Model, alone: keras.Model, members: int) -> N
 
 
 def member_optimizer(name: str, members: int,
-                     layouts: dict[str, tuple[str, int]]) -> keras.optimizers.Optimizer:
+                     layouts: list[tuple[str, int]]) -> keras.optimizers.Optimizer:
     """Keras's optimizer ``name`` with one learning rate per member (``member_lr``).
 
     Adam, AdamW, SGD and RMSprop multiply their update by the learning rate, elementwise; a
@@ -215,7 +254,9 @@ def member_optimizer(name: str, members: int,
 
         def _scale(self, variable: Any) -> Any:
             rate = ops.cast(self.member_lr, variable.dtype)
-            kind, width = layouts[variable.path]
+            kind, width = layouts[self._get_variable_index(variable)]
+            if kind == "member":
+                return rate[width]
             if kind == "leading":
                 return ops.reshape(rate, (members,) + (1,) * (len(variable.shape) - 1))
             return ops.repeat(rate, width)
@@ -384,13 +425,23 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
     optimizer = members[0].training["optimizer"]
     units = alone.output_shape[-1]
     steps = compiled.steps_per_execution(spec.training.steps_per_execution, ctx.backend)
-    key = json.dumps([spec.model.model_dump(mode="json"), k, list(splits.input_shape), units,
+    key = json.dumps([spec.model.model_dump(mode="json"), id(ctx.model_fn), k,
+                      list(splits.input_shape), units,
                       [(g[0].key, len(g)) for g in groups], optimizer,
                       str(spec.training.jit_compile), steps,
                       keras.mixed_precision.global_policy().name], sort_keys=True, default=str)
     entry = _CACHE.get(key) if spec.training.reuse_compiled else None
     if entry is None:
-        model = build_model(spec, input_shape=splits.input_shape, units=units, members=k)
+        if spec.model.kind in ("factory", "python"):
+            from losstune import models
+
+            model = SideBySide([models.build(spec.model, input_shape=splits.input_shape,
+                                             units=units, base_dir=ctx.base_dir,
+                                             builder=ctx.model_fn) for _ in range(k)],
+                               name="losstune_side_by_side")
+            model(splits.x_train[:2])  # built: its variables exist before the optimizer's
+        else:
+            model = build_model(spec, input_shape=splits.input_shape, units=units, members=k)
         loss = PopulationLoss([stack([m.loss for m in g]) for g in groups],
                               [len(g) for g in groups])
         opt = member_optimizer(optimizer, k, _layouts(model, k))
@@ -441,6 +492,12 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
         alone = models.build(spec.model, input_shape=splits.input_shape,
                              units=models.output_units(spec.task, splits.num_classes),
                              base_dir=ctx.base_dir, builder=ctx.model_fn)
+        cap = _fits_beside(alone) if spec.model.kind in ("factory", "python") else len(members)
+        if len(members) > cap:  # more copies of this model than fit in memory: in parts
+            done: list[Member] = []
+            for start in range(0, len(members), cap):
+                done += train(members[start:start + cap], ctx, report=report)
+            return done
         y_train = trial_mod._targets(splits, splits.y_train)
         n = min(len(y_train), trial_mod.AUDIT_BATCH)
         outputs = ops.convert_to_numpy(alone(splits.x_train[:n]))

@@ -141,47 +141,72 @@ class Racer:
     def designs(self) -> dict[str, results.Design]:
         return results.designs(self.load())
 
-    def _train(self, design: results.Design, seed: int, why: str) -> bool:
-        """Train one run; False if it was tried before (a failed run is read back as failed,
-        so a run tried and still missing is running elsewhere, or lost)."""
-        if (design.key, seed) in self._tried:
-            return False
-        self._tried.add((design.key, seed))
-        self.execute([run_of(design, seed, why)])
-        return True
-
     def race(self, key: str) -> str:
         """Race design ``key`` against the incumbent until decided; returns the outcome."""
-        outcome = "incumbent"
-        for _ in range(4 * self.max_seeds + 4):  # each step trains a run or stops
+        return self.race_many([key])[key]
+
+    def race_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """Race several designs (a population's new designs) at once: in each round every
+        undecided design takes its next step against the incumbent of that moment, and the
+        round's runs are handed to ``execute`` together (trained as one population where the
+        executor can). Returns each design's outcome."""
+        outcomes = {key: "incumbent" for key in keys}
+        undecided = list(dict.fromkeys(keys))
+        for _ in range(4 * self.max_seeds + 4):  # each round trains runs or stops
+            if not undecided:
+                break
             found = self.designs()
-            challenger = found.get(key)
-            if challenger is None:
-                return "no run"
-            others = [d for d in results.rank(found.values(), self.maximize) if d.key != key]
-            if not others or challenger.n > others[0].n:
-                break  # the challenger is the incumbent: it has more seeds than any other
-            incumbent = others[0]
-            step = decide(challenger.by_seed, incumbent.by_seed, maximize=self.maximize,
-                          max_seeds=self.max_seeds, alpha=self.alpha,
-                          noise=noise_sd(list(found.values())),
-                          failed=(challenger.failed, incumbent.failed))
-            if step.kind in ("accept", "reject"):
-                outcome = step.kind
-                self.log.append(f"{challenger.words}: {step.kind}ed, {step.reason}")
+            noise = noise_sd(list(found.values()))
+            runs: dict[tuple[str, int], Run] = {}
+            still = []
+            for key in undecided:
+                step = self._step(key, found, noise)
+                if isinstance(step, str):
+                    outcomes[key] = step
+                    continue
+                target, seed, why = step
+                if (target.key, seed) in runs:  # another challenger needs the same run
+                    still.append(key)
+                elif (target.key, seed) in self._tried:
+                    # Tried before and still missing: running elsewhere (another worker) or
+                    # lost.
+                    outcomes[key] = "pending"
+                    self.log.append(f"{target.words}: seed {seed} pending")
+                else:
+                    self._tried.add((target.key, seed))
+                    runs[(target.key, seed)] = run_of(target, seed, why)
+                    still.append(key)
+            if not runs:
                 break
-            target = challenger if step.kind == "challenger" else incumbent
-            if not self._train(target, step.seed_index, step.reason):
-                # Tried before and still missing: running elsewhere (another worker) or lost.
-                outcome = "pending"
-                self.log.append(f"{target.words}: seed {step.seed_index} pending")
-                break
+            self.execute(list(runs.values()))
+            undecided = still
         self.follow_baselines()
-        return outcome
+        return outcomes
+
+    def _step(self, key: str, found: dict[str, results.Design], noise: float
+              ) -> "str | tuple[results.Design, int, str]":
+        """Design ``key``'s next step: an outcome ("accept", "reject", "incumbent", "no run"),
+        or the run to train next (the design to train, its seed index, why)."""
+        challenger = found.get(key)
+        if challenger is None:
+            return "no run"
+        others = [d for d in results.rank(found.values(), self.maximize) if d.key != key]
+        if not others or challenger.n > others[0].n:
+            return "incumbent"  # it has more seeds than any other design
+        incumbent = others[0]
+        step = decide(challenger.by_seed, incumbent.by_seed, maximize=self.maximize,
+                      max_seeds=self.max_seeds, alpha=self.alpha, noise=noise,
+                      failed=(challenger.failed, incumbent.failed))
+        if step.kind in ("accept", "reject"):
+            self.log.append(f"{challenger.words}: {step.kind}ed, {step.reason}")
+            return step.kind
+        target = challenger if step.kind == "challenger" else incumbent
+        return target, step.seed_index, step.reason
 
     def follow_baselines(self) -> None:
-        """Every baseline gets the incumbent's seeds: the verdict needs paired runs."""
-        for _ in range(self.max_seeds * 64):  # bounded; each pass trains one run or stops
+        """Every baseline gets the incumbent's seeds: the verdict needs paired runs. Each
+        pass hands all missing runs to ``execute`` together."""
+        for _ in range(self.max_seeds * 64):  # bounded; each pass trains runs or stops
             ranking = results.rank(self.designs().values(), self.maximize)
             if not ranking:
                 return
@@ -191,14 +216,22 @@ class Racer:
                     and (b.key, s) not in self._tried]
             if not todo:
                 return
-            design, seed = todo[0]
-            self._train(design, seed, "a baseline follows the incumbent's seeds")
+            self._train_all([(design, seed, "a baseline follows the incumbent's seeds")
+                             for design, seed in todo])
 
     def extend(self, chosen: Sequence[results.Design], seeds: int) -> int:
-        """Give every chosen design seeds 0..seeds-1 (``losstune confirm``); returns runs made."""
-        made = 0
-        for seed in range(seeds):
-            for design in chosen:
-                if seed not in design.by_seed and self._train(design, seed, "confirmation"):
-                    made += 1
-        return made
+        """Give every chosen design seeds 0..seeds-1 (``losstune confirm``), all runs handed
+        to ``execute`` at once; returns runs made."""
+        return self._train_all([(design, seed, "confirmation") for seed in range(seeds)
+                                for design in chosen if seed not in design.by_seed])
+
+    def _train_all(self, wanted: list[tuple[results.Design, int, str]]) -> int:
+        """Train the runs not tried before, in one ``execute``; how many."""
+        runs = []
+        for design, seed, why in wanted:
+            if (design.key, seed) not in self._tried:
+                self._tried.add((design.key, seed))
+                runs.append(run_of(design, seed, why))
+        if runs:
+            self.execute(runs)
+        return len(runs)

@@ -403,7 +403,7 @@ class Search:
 
     def _execute(self, runs: list[Any]) -> None:
         """Train replicate runs: as populations (one per seed index), or one at a time."""
-        if self.population_size() > 1:
+        if self.population_size(len(runs)) > 1:
             self._execute_together(runs)
         else:
             self._execute_alone(runs)
@@ -488,11 +488,12 @@ class Search:
         new = (len(finished) or 1) - repeats
         if self.racer is None or STOP.is_set():
             return new, repeats
-        for t in finished:
-            if t.state.name == "COMPLETE" and not results.is_repeat(t) and not STOP.is_set():
-                self.racer.race(t.user_attrs.get(results.DESIGN_KEY))
-                if self.on_run:
-                    self.on_run()
+        keys = [t.user_attrs.get(results.DESIGN_KEY) for t in finished
+                if t.state.name == "COMPLETE" and not results.is_repeat(t)]
+        if keys:  # raced together: each round's runs train as one population
+            self.racer.race_many(keys)
+            if self.on_run:
+                self.on_run()
         return new, repeats
 
     def _guard(self, study: "optuna.Study", trial: Any) -> None:

@@ -197,6 +197,17 @@ def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, ...]:
     earlier = _repeat_of(trial, description)
     if earlier is not None:
         return answer_repeat(trial, earlier, spec)
+    return train_alone(trial, ctx, training, description)
+
+
+def train_alone(trial: "optuna.Trial", ctx: Context, training: dict[str, Any],
+                description: dict[str, Any]) -> float | tuple[float, ...]:
+    """Train a proposed design by itself (a kept compiled model where one fits), score and
+    record it; raises as the Optuna objective does (pruned, diverged, failed)."""
+    import keras
+    import optuna
+
+    spec = ctx.spec
     seed = run_seed(spec)
     trial.set_user_attr(results.POPULATION, 1)
     if spec.training.population != 1:

@@ -188,8 +188,9 @@ def run(spec_path: Path, storage_url: str, study_name: str, *, workers: int,
                 if proc.is_alive() or proc.exitcode in (0, None) or proc.pid in _handled(faults):
                     continue
                 failed, retried = recover(storage_url, study_name, {proc.pid})
-                if any(f.rpartition("#")[0] == study_name for f in failed):
-                    _release(counter)  # its claim made no trial: the retry claims it again
+                lost = sum(1 for f in failed if f.rpartition("#")[0] == study_name)
+                if lost:  # its claims (a population's K) made no trial: the retries claim them
+                    _release(counter, lost)
                 replace = (not forwarded and len(faults) < 2 * workers
                            and counter.value != 0 and proc.exitcode < 0)
                 faults.append(Fault(worker, proc.pid, proc.exitcode, failed, retried, replace))

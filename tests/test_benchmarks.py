@@ -16,7 +16,8 @@ def test_benchmarks_quick_smoke(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick",
                            "--out", str(out), "--only", "1_loss_overhead", "3_startup",
-                           "5b_storage_share", "7_memory", "8_racing"],
+                           "5b_storage_share", "7_memory", "8_racing", "13_population_scaling",
+                           "--sizes", "1,4"],
                           capture_output=True, text=True, timeout=500, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     data = json.loads(out.read_text())
@@ -28,5 +29,9 @@ def test_benchmarks_quick_smoke(tmp_path):
     racing = data["8_racing"]
     assert racing["racing"]["trainings"] > racing["single_seed"]["trainings"] > 0
     assert racing["single_seed"]["winner_seeds"] == 1 and racing["wall_ratio"] > 0
-    for name in ("1_loss_overhead", "3_startup", "5b_storage_share", "7_memory", "8_racing"):
+    scaling = data["13_population_scaling"]["by_population"]
+    assert set(scaling) == {"1", "4"} and scaling["1"]["speedup"] == 1.0
+    assert all(row["trials_per_hour"] > 0 and row["peak_rss_mb"] > 0 for row in scaling.values())
+    for name in ("1_loss_overhead", "3_startup", "5b_storage_share", "7_memory", "8_racing",
+                 "13_population_scaling"):
         assert name in proc.stdout  # each figure printed as it is measured

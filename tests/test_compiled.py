@@ -161,7 +161,10 @@ def test_a_study_gives_the_same_results_with_and_without_reuse(tmp_path):
         path = write_study(folder, {
             "n_trials": 8, "sampler": {"name": "random", "seed": 1},
             "model": {"hidden": [16], "dropout": 0.1},
-            "training": {"reuse_compiled": reuse, "batch_size": {"choices": [16, 32]}},
+            # Each trial alone: this is about the kept compiled model of a single trial
+            # (tests/test_population.py compares populations with trials alone).
+            "training": {"reuse_compiled": reuse, "batch_size": {"choices": [16, 32]},
+                         "population": 1},
             "search": {"families": ["cross_entropy", "focal", "poly1", "dynamic"]}})
         url = f"sqlite:///{folder / 'r.db'}"
         result = CliRunner().invoke(main, ["search", str(path), "--storage", url],

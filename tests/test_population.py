@@ -131,6 +131,31 @@ class _SumOfMSE(keras.losses.Loss):
         return 2.0 * keras.ops.mean(keras.ops.square(diff), axis=-1)
 
 
+FACTORY = """
+import keras
+
+
+def build(input_shape, output_units):
+    # A functional model with a fixed name and a batch-normalisation layer: the copies of a
+    # population must not clash, and each keeps its own statistics.
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Dense(10, activation="tanh")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.Model(inputs, keras.layers.Dense(output_units)(x), name="users_model")
+"""
+
+
+@pytest.mark.slow
+def test_a_factory_model_trains_side_by_side_and_matches_its_trials_alone(tmp_path):
+    (tmp_path / "users_models.py").write_text(FACTORY)
+    base = merge(CLASSIFICATION, {"model": {"kind": "factory",
+                                            "factory": "users_models:build", "hidden": None}})
+    designs = ["cross_entropy", "focal", "dynamic", "poly1"]
+    together = _run(tmp_path, base, designs, 4, "together")
+    _same(_run(tmp_path, base, designs, 1, "alone"), together, 4)
+    assert all(results.POPULATION_NOTE not in t.user_attrs for t in together)
+
+
 def _per_member_optimizer_case(name: str):
     """Two members with different rates against two models trained alone."""
     rng = np.random.default_rng(0)
@@ -214,8 +239,11 @@ def test_population_size_follows_the_setting_the_model_and_the_budget():
     assert population.size(one, (13,), 3) == 1
     factory = spec.model_copy(update={"model": spec.model.model_copy(
         update={"kind": "factory", "factory": "m:f"})})
-    assert population.size(factory, (13,), 3) == 1
-    assert "factory" in population.unsupported(factory)
+    assert population.size(factory, (13,), 3) == population.AUTO_MAX  # split once built
+    timed = spec.model_copy(update={"objective": spec.objective.model_copy(
+        update={"metric": ("log_loss", "train_time")})})
+    assert population.size(timed, (13,), 3) == 1
+    assert "train_time" in population.unsupported(timed)
     # A member that would need more memory than there is: "auto" shrinks the population.
     huge = spec.model_copy(update={"model": spec.model.model_copy(
         update={"hidden": (200_000, 200_000)})})
@@ -256,3 +284,47 @@ def test_the_population_loss_is_the_sum_of_the_members_mean_losses():
             m.call(y, y_pred[:, k])), rtol=1e-6)
     total = float(keras.ops.convert_to_numpy(loss(y, y_pred)))
     assert math.isclose(total, float(values.mean(0).sum()), rel_tol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_population_study_gives_the_verdict_of_the_same_study_alone(tmp_path):
+    """Long-tailed digits, where class-balanced weights clearly beat both baselines: search and
+    racing to 4 seeds with populations, and with every trial alone, give one verdict."""
+    base = {
+        # Three designs: the two baselines (cross-entropy, focal) and class-balanced CE.
+        "name": "sep", "task": "multiclass", "seed": 7, "n_trials": 3,
+        "dataset": {"name": "digits", "long_tail": 10.0},
+        "model": {"kind": "mlp", "hidden": [32]},
+        "training": {"epochs": 6, "batch_size": 64, "learning_rate": 0.003},
+        "objective": {"metric": "macro_f1"},
+        "sampler": {"name": "random"}, "pruner": {"name": "none"},
+        "racing": {"max_seeds": 4},
+        "search": {"families": ["class_balanced"],
+                   "class_balanced": {"beta": {"choices": [0.999]}}},
+    }
+    verdicts = {}
+    for size in ("auto", 1):
+        raw = merge(base, {"training": {"population": size}})
+        path = tmp_path / f"sep_{size}.toml"
+        path.write_text(tomli_w.dumps(raw))
+        spec = spec_mod.load(path)
+        url = f"sqlite:///{tmp_path / f'sep_{size}.db'}"
+        study = runner.create_or_load(spec, url, base_dir=tmp_path)
+        storage = open_storage(url)
+        runner.Search(study, runner.load_context(spec, tmp_path), storage).run(spec.n_trials)
+        verdicts[size] = runner.study_verdict(study, storage).to_dict()["verdict"]
+        populations = {t.user_attrs.get(results.POPULATION) for t in study.get_trials()
+                       if t.state.name == "COMPLETE" and not results.is_repeat(t)}
+        if size == 1:
+            assert populations == {1}
+        else:  # the baselines and the searched designs trained together
+            assert max(populations) > 1
+    together, alone = verdicts["auto"], verdicts[1]
+    assert together["significant"] and alone["significant"]
+    assert together["winner"]["design"] == alone["winner"]["design"]
+    assert together["winner"]["design"]["family"] == "class_balanced"
+    assert together["winner"]["seeds"] == alone["winner"]["seeds"] == 4
+    for a, b in zip(alone["comparisons"], together["comparisons"]):
+        assert b["baseline"] == a["baseline"] and b["significant"] == a["significant"]
+        assert b["diff"] == pytest.approx(a["diff"], abs=2e-3)
+    assert together["sentence"].split(" by ")[0] == alone["sentence"].split(" by ")[0]

@@ -113,29 +113,39 @@ def _workers_of(parent: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_trial_is_failed_and_retried_in_the_same_run(tmp_path):
-    study = write_study(tmp_path, {**FAST, "n_trials": 14})
+@pytest.mark.parametrize("population", [1, 3])
+def test_worker_killed_mid_trial_is_failed_and_retried_in_the_same_run(tmp_path, population):
+    """With populations, the killed worker's K running trials are all failed and retried."""
+    # Longer trials for populations, so the kill lands while both train one.
+    epochs = 2 if population == 1 else 25
+    study = write_study(tmp_path, {**FAST, "n_trials": 14, "training": {
+        **FAST["training"], "epochs": epochs, "population": population}})
     url = f"sqlite:///{tmp_path / 'k.db'}"
     proc = subprocess.Popen([EXE, "search", str(study), "--storage", url, "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **HEARTBEAT})
     # Mid-trial: both workers' running trials are training (each has its worker's pid).
-    _wait_for(url, lambda s: s.get("COMPLETE", 0) >= 3 and running_with_heartbeat(url) == 2)
+    _wait_for(url, lambda s: s.get("COMPLETE", 0) >= 3
+              and running_with_heartbeat(url) == 2 * population)
     workers = _workers_of(proc.pid)
     assert len(workers) == 2, workers
     os.kill(workers[-1], signal.SIGKILL)
     output, _ = proc.communicate(timeout=400)
-    # The same run failed the trial, queued it again, replaced the worker and met its budget.
+    # The same run failed the trials, queued them again, replaced the worker, met its budget.
     assert proc.returncode == 0, output[-3000:]
     assert "killed by signal 9" in output and "queued again" in output, output[-3000:]
     trials = optuna.load_study(study_name="tiny", storage=url).trials
     counts = states(url)
     assert counts.get("RUNNING", 0) == 0 and counts.get("WAITING", 0) == 0, counts
     failed = [t for t in trials if t.state.name == "FAIL"]
-    assert len(failed) == 1 and "died" in failed[0].user_attrs["error"], counts
-    retried = [t for t in trials if retried_number(t) == failed[0].number]
-    assert len(retried) == 1 and retried[0].state.name in ("COMPLETE", "PRUNED")
-    assert retried[0].params == failed[0].params
+    assert len(failed) == population, counts
+    assert all("died" in t.user_attrs["error"] for t in failed)
+    for lost in failed:
+        retried = [t for t in trials if retried_number(t) == lost.number]
+        assert len(retried) == 1 and retried[0].state.name in ("COMPLETE", "PRUNED")
+        assert retried[0].params == lost.params
+    assert {t.user_attrs.get("population") for t in trials if t.state.name == "COMPLETE"} \
+        <= {population, *range(1, population)}
     assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 14, counts
 
 

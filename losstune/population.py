@@ -423,7 +423,7 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
     spec, splits = ctx.spec, ctx.splits
     k, groups = len(members), _groups(members)
     optimizer = members[0].training["optimizer"]
-    units = alone.output_shape[-1]
+    units = int(sample[1].shape[-1])  # one output per target column (checked on the model)
     steps = compiled.steps_per_execution(spec.training.steps_per_execution, ctx.backend)
     key = json.dumps([spec.model.model_dump(mode="json"), id(ctx.model_fn), k,
                       list(splits.input_shape), units,

@@ -392,6 +392,15 @@ class Search:
                                maximize=study.directions[0].name == "MAXIMIZE",
                                max_seeds=race.max_seeds, alpha=race.alpha)
 
+    def next_size(self, remaining: int | None = None) -> int:
+        """Search trials for the next step: a population, but no more than the failure guard's
+        limit until a trial of this run has succeeded (a broken model fails them all at once,
+        and the run stops after as many failures as it would one trial at a time)."""
+        size = self.population_size(remaining)
+        if self.guard.successes == 0:
+            size = min(size, self.guard.limit)
+        return size
+
     def population_size(self, remaining: int | None = None) -> int:
         """Trials this worker trains at once (1: each alone; losstune/population.py)."""
         from losstune import models, population
@@ -517,7 +526,7 @@ class Search:
                and not STOP.is_set() and repeats < MAX_REPEATS
                and (self.deadline is None or time.time() < self.deadline)):
             left = None if n_trials is None else n_trials - done
-            new, repeated = self.step(callbacks, size=self.population_size(left))
+            new, repeated = self.step(callbacks, size=self.next_size(left))
             done += new
             repeats = 0 if new else repeats + repeated
         self.exhausted = repeats >= MAX_REPEATS

@@ -79,7 +79,7 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
         while (not guard.tripped and not stopping.STOP.is_set()
                and repeats < runner.MAX_REPEATS
                and (job.deadline is None or time.time() < job.deadline)):
-            got = _claim(counter, search.population_size())
+            got = _claim(counter, search.next_size())
             if not got:
                 break
             new, repeated = search.step(size=got)  # search trials (a population) and races

@@ -22,9 +22,11 @@ def test_loss_tests_pass_under_other_backends(backend):
     env = {**os.environ, "KERAS_BACKEND": backend}
     files = ["tests/test_losses.py", "tests/test_schedules.py", "tests/test_audit.py",
              "tests/test_compiled.py", "tests/test_population.py"]
-    # On JAX the population studies are left out (each new population compiles for about
-    # ten seconds there; the suite's budget is short): its unit tests run.
+    # On JAX the population studies are left out (each new model compiles for seconds there
+    # and the suite's budget is short): the loss, retune and population unit tests run.
     skip = "torch_backend" + (" or a_member_computes or cnn_population or pruned_members"
+                              " or factory_model or verdict_of_the_same"
+                              " or same_results_with_and_without_reuse"
                               if backend == "jax" else "")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files,

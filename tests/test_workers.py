@@ -85,6 +85,17 @@ def running_with_heartbeat(url: str) -> int:
             "WHERE t.state = 'RUNNING'").fetchone()[0]
 
 
+def running_of(url: str, pid: int) -> int:
+    """RUNNING trials of the worker process ``pid`` (the user attribute each trial records)."""
+    import sqlite3
+
+    with sqlite3.connect(url[len("sqlite:///"):], timeout=30) as conn:
+        return conn.execute(
+            "SELECT COUNT(*) FROM trials t JOIN trial_user_attributes a ON a.trial_id = "
+            "t.trial_id WHERE t.state = 'RUNNING' AND a.key = 'pid' AND a.value_json = ?",
+            (str(pid),)).fetchone()[0]
+
+
 def _wait_for(url: str, predicate, timeout: float = 240) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -118,17 +129,22 @@ def test_worker_killed_mid_trial_is_failed_and_retried_in_the_same_run(tmp_path,
     """With populations, the killed worker's K running trials are all failed and retried."""
     # Longer trials for populations, so the kill lands while both train one.
     epochs = 2 if population == 1 else 25
-    study = write_study(tmp_path, {**FAST, "n_trials": 14, "training": {
+    study = write_study(tmp_path, {**FAST, "n_trials": 14 if population == 1 else 20,
+                                   "training": {
         **FAST["training"], "epochs": epochs, "population": population}})
     url = f"sqlite:///{tmp_path / 'k.db'}"
     proc = subprocess.Popen([EXE, "search", str(study), "--storage", url, "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **HEARTBEAT})
-    # Mid-trial: both workers' running trials are training (each has its worker's pid).
+    # Mid-trial: both workers' running trials are training (each has its worker's pid), and
+    # the one to be killed trains a whole population.
     _wait_for(url, lambda s: s.get("COMPLETE", 0) >= 3
               and running_with_heartbeat(url) == 2 * population)
     workers = _workers_of(proc.pid)
     assert len(workers) == 2, workers
+    deadline = time.time() + 60
+    while running_of(url, workers[-1]) != population and time.time() < deadline:
+        time.sleep(0.05)
     os.kill(workers[-1], signal.SIGKILL)
     output, _ = proc.communicate(timeout=400)
     # The same run failed the trials, queued them again, replaced the worker, met its budget.
@@ -146,7 +162,8 @@ def test_worker_killed_mid_trial_is_failed_and_retried_in_the_same_run(tmp_path,
         assert retried[0].params == lost.params
     assert {t.user_attrs.get("population") for t in trials if t.state.name == "COMPLETE"} \
         <= {population, *range(1, population)}
-    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 14, counts
+    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == (14 if population == 1
+                                                                    else 20), counts
 
 
 @pytest.mark.slow

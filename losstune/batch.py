@@ -25,11 +25,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
 
-def run(study: "optuna.Study", ctx: Any, k: int, *,
-        callbacks: list[Callable] = ()) -> list["optuna.trial.FrozenTrial"]:
+def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = (),
+        queued_only: bool = False) -> list["optuna.trial.FrozenTrial"]:
     """Ask ``k`` trials, train them (as populations of one seed index, optimizer and batch
-    size), tell them; return the finished trials in the order they were asked. ``ctx``: a
-    trial Context, or a ``runner.Contexts`` (each run's seed index picks its context)."""
+    size), tell each as soon as it has its outcome; return the finished trials in the order
+    they were told. ``ctx``: a trial Context, or a ``runner.Contexts`` (each run's seed index
+    picks its context). ``queued_only``: a trial asked without a queued run (another worker
+    took the queued one meanwhile) is failed untrained, not sampled."""
     import warnings
 
     import optuna
@@ -37,6 +39,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *,
 
     from losstune import population
     from losstune.runner import Contexts, quiet_optuna
+    from losstune.stopping import STOP
 
     quiet_optuna()
     if is_heartbeat_enabled(study._storage):
@@ -48,54 +51,80 @@ def run(study: "optuna.Study", ctx: Any, k: int, *,
         # way study.optimize keeps them.
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         trials = [study.ask() for _ in range(k)]
+    # Optuna's own heartbeat thread, one per running trial, as study.optimize starts it, and
+    # stopped before the trial is told.
+    beats = {t.number: get_heartbeat_thread(t._trial_id, study._storage) for t in trials}
+    for beat in beats.values():
+        beat.__enter__()
+    finished: list[Any] = []
 
-    def context_of(trial: Any) -> Any:
-        if isinstance(ctx, Contexts):
-            return ctx.get(int(trial.user_attrs.get(results.SEED_INDEX, 0)))
-        return ctx
+    def tell(trial: Any, outcome: tuple[Any, Any]) -> None:
+        state, values = outcome
+        beats.pop(trial.number).__exit__(None, None, None)
+        frozen = study.tell(trial, values, state=state)
+        finished.append(frozen)
+        for callback in callbacks:
+            callback(study, frozen)
 
-    outcomes: dict[int, tuple[Any, Any]] = {}
-    with contextlib.ExitStack() as heartbeats:
-        # Optuna's own heartbeat thread, one per running trial, as study.optimize starts it.
-        for t in trials:
-            heartbeats.enter_context(get_heartbeat_thread(t._trial_id, study._storage))
+    try:
         groups: dict[tuple[int, str, int], list[Any]] = {}
         contexts: dict[int, Any] = {}
+        waiting: list[tuple[Any, int]] = []  # repeats of a design training in this batch
+        numbers = {t.number for t in trials}
         for t in trials:
-            c = context_of(t)
-            outcome = _propose(t, c)
+            if queued_only and results.SEED_INDEX not in t.user_attrs:
+                t.set_user_attr(results.ERROR, "no queued run left to train")
+                tell(t, (optuna.trial.TrialState.FAIL, None))
+                continue
+            c = context_of(ctx, t, Contexts)
+            outcome = _propose(t, c, numbers)
             if isinstance(outcome, population.Member):
                 contexts[id(c)] = c
                 key = (id(c), outcome.training["optimizer"], int(outcome.training["batch_size"]))
                 groups.setdefault(key, []).append(outcome)
+            elif isinstance(outcome, int):  # the same design as trial `outcome` of this batch
+                waiting.append((t, c))
             else:
-                outcomes[t.number] = outcome
+                tell(t, outcome)
         for (cid, _, _), members in groups.items():
             c = contexts[cid]
-            if len(members) == 1:  # alone: a kept compiled model where one fits
-                outcomes[members[0].trial.number] = _alone(members[0], c)
+            if STOP.is_set():
+                for m in members:
+                    m.interrupted = True
+                    tell(m.trial, _finish(m, c))
+                continue
+            alone = members if len(members) == 1 else population.unstackable(members, c)
+            for m in alone:  # alone: a kept compiled model where one fits
+                tell(m.trial, _alone(m, c))
+            members = [m for m in members if m not in alone]
+            if not members:
                 continue
             try:
                 members = population.train(members, c, report=not c.spec.multi_objective)
             except (Exception, SystemExit) as err:  # noqa: BLE001 - each member records it
                 for m in members:
-                    outcomes[m.trial.number] = _failed(m.trial, err)
+                    tell(m.trial, _failed(m.trial, err))
                 continue
             for m in members:
-                outcomes[m.trial.number] = _finish(m, c)
-    finished = []
-    for t in trials:
-        state, values = outcomes[t.number]
-        frozen = study.tell(t, values, state=state)
-        finished.append(frozen)
-        for callback in callbacks:
-            callback(study, frozen)
+                tell(m.trial, _finish(m, c))
+        for t, c in waiting:  # the earlier trial is told now: answered as any repeat
+            tell(t, _answer_later(t, c))
+    finally:
+        for number, beat in list(beats.items()):  # an error above: stop what still beats
+            beat.__exit__(None, None, None)
     return finished
 
 
-def _propose(trial: Any, ctx: Any) -> Any:
-    """The trial's design as a population member, or its outcome when it has one already (a
-    repeat of a trained design, or a failure to build its loss)."""
+def context_of(ctx: Any, trial: Any, contexts_type: type) -> Any:
+    if isinstance(ctx, contexts_type):
+        return ctx.get(int(trial.user_attrs.get(results.SEED_INDEX, 0)))
+    return ctx
+
+
+def _propose(trial: Any, ctx: Any, batch: set[int]) -> Any:
+    """The trial's design as a population member; or its outcome when it has one already (a
+    repeat of a trained design, a failure to build its loss); or, for a repeat of a design
+    that trains in this batch (trial numbers ``batch``), that trial's number."""
     import optuna
 
     from losstune import losses, population
@@ -105,6 +134,8 @@ def _propose(trial: Any, ctx: Any) -> Any:
         training, description = trial_mod._propose(trial, ctx)
         earlier = trial_mod._repeat_of(trial, description)
         if earlier is not None:
+            if earlier.number in batch and earlier.state.name == "RUNNING":
+                return earlier.number
             return (optuna.trial.TrialState.COMPLETE,
                     trial_mod.answer_repeat(trial, earlier, ctx.spec))
         return population.Member(trial, description, training, losses.build_loss(description))
@@ -112,6 +143,23 @@ def _propose(trial: Any, ctx: Any) -> Any:
         return optuna.trial.TrialState.PRUNED, None
     except (Exception, SystemExit) as err:  # noqa: BLE001 - recorded on the trial
         return _failed(trial, err)
+
+
+def _answer_later(trial: Any, ctx: Any) -> tuple[Any, Any]:
+    """A repeat of a design that trained in the same batch, answered now that it is told."""
+    import optuna
+
+    from losstune import trial as trial_mod
+
+    earlier = trial_mod._earlier_run(trial, trial.user_attrs[results.DESIGN_KEY])
+    if earlier is None:  # it failed: this proposal fails with it, untrained
+        trial.set_user_attr(results.ERROR, "the same design failed in this batch")
+        return optuna.trial.TrialState.FAIL, None
+    try:
+        return (optuna.trial.TrialState.COMPLETE,
+                trial_mod.answer_repeat(trial, earlier, ctx.spec))
+    except optuna.TrialPruned:
+        return optuna.trial.TrialState.PRUNED, None
 
 
 def _finish(member: Any, ctx: Any) -> tuple[Any, Any]:
@@ -124,7 +172,7 @@ def _finish(member: Any, ctx: Any) -> tuple[Any, Any]:
     try:
         trial_mod.record_training(t, ctx.spec.objective.metrics[0], member.values,
                                   member.logs, member.seconds, member.epoch_seconds)
-        trial_mod._stop_unless_finished(t, member)
+        trial_mod._stop_unless_finished(t, member, interrupted=member.interrupted)
         values = trial_mod.record_scores(
             t, ctx, member.description, val_out=member.val_out, test_out=member.test_out,
             seconds=member.seconds, epoch_seconds=member.epoch_seconds,

@@ -393,11 +393,12 @@ class Search:
                                max_seeds=race.max_seeds, alpha=race.alpha)
 
     def next_size(self, remaining: int | None = None) -> int:
-        """Search trials for the next step: a population, but no more than the failure guard's
-        limit until a trial of this run has succeeded (a broken model fails them all at once,
-        and the run stops after as many failures as it would one trial at a time)."""
+        """Search trials for the next step: a population; for a model from user code, no more
+        than the failure guard's limit until a trial of this run has succeeded (a broken
+        factory fails them all at once, and the run stops after as many failures as it would
+        one trial at a time)."""
         size = self.population_size(remaining)
-        if self.guard.successes == 0:
+        if self.guard.successes == 0 and self.ctx.spec.model.kind in ("factory", "python"):
             size = min(size, self.guard.limit)
         return size
 
@@ -431,7 +432,8 @@ class Search:
             if (not waiting or STOP.is_set()
                     or (self.deadline is not None and time.time() > self.deadline)):
                 return
-            batch.run(self.companion, self.contexts, self.population_size(len(waiting)))
+            batch.run(self.companion, self.contexts, self.population_size(len(waiting)),
+                      queued_only=True)
             if self.on_run:
                 self.on_run()
 

@@ -392,12 +392,15 @@ def record_training(trial: "optuna.Trial", metric: str, values: list[float],
             trial.set_user_attr(results.CURVE + key, compact([float(v) for v in logs[key]]))
 
 
-def _stop_unless_finished(trial: "optuna.Trial", scorer: Any) -> None:
+def _stop_unless_finished(trial: "optuna.Trial", scorer: Any,
+                          interrupted: bool | None = None) -> None:
     """A trial the user interrupted, whose loss diverged, or that the pruner stopped.
-    ``scorer``: what watched its epochs (``interrupted``, ``diverged``, ``pruned_at``)."""
+    ``scorer``: what watched its epochs (``interrupted``, ``diverged``, ``pruned_at``).
+    ``interrupted``: whether this trial was cut short, when known (a population's member that
+    finished before a stop is not); by default, a stop counts."""
     import optuna
 
-    if scorer.interrupted or STOP.is_set():
+    if interrupted if interrupted is not None else (scorer.interrupted or STOP.is_set()):
         trial.set_user_attr(results.ERROR, INTERRUPTED)
         raise TrialInterrupted(INTERRUPTED)
     if scorer.diverged:

@@ -54,8 +54,10 @@ from losstune.losses import (COMPONENTS, DynamicLoss, LossState, Tunable, compil
                              restack, stack)
 from losstune.stopping import STOP
 
-# "auto" trains at most this many trials at once: on 2 CPU cores, trials per hour of the digits
-# MLP grow to 16 members, gain 4 % more at 32 and fall at 64 (benchmarks/run.py, figure 13).
+# "auto" trains at most this many trials at once. On 2 CPU cores trials per hour of the digits
+# MLP grow more slowly past 16 members (benchmarks/run.py, figure 13: 2.13x and 2.35x one trial
+# alone at 16 and 32, 2.64x at 64), and a smaller population leaves Optuna's pruners finished
+# trials to compare with.
 AUTO_MAX = 32
 # "auto" keeps a population's parameters, optimizer state and activations under this share of
 # the free memory.

@@ -16,7 +16,7 @@ the next run (or the parent, for local workers) fails and retries all of them.
 
 from __future__ import annotations
 
-import contextlib
+import os
 from typing import TYPE_CHECKING, Any, Callable
 
 from losstune import results
@@ -51,6 +51,8 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         # way study.optimize keeps them.
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         trials = [study.ask() for _ in range(k)]
+    for t in trials:  # at once: a worker killed from here on leaves them all to be retried
+        t.set_user_attr(results.PID, os.getpid())
     # Optuna's own heartbeat thread, one per running trial, as study.optimize starts it, and
     # stopped before the trial is told.
     beats = {t.number: get_heartbeat_thread(t._trial_id, study._storage) for t in trials}

@@ -30,7 +30,9 @@ def test_report_renders_offline_in_chromium(chromium, tmp_path):
     drawn = driver.execute_script(
         "return Array.from(document.querySelectorAll('div.plot')).filter(d => "
         "d.dataset.rendered === '1' && d.querySelector('svg.main-svg')).length")
-    assert total >= 7 and drawn == total
+    # Six figures every confirmed classification study has (ranking over seeds, history, by
+    # family, importance, validation curves, per-class recall); more depend on the designs.
+    assert total >= 6 and drawn == total
     errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert errors == []
     requests = browser.network_requests(driver)

@@ -71,7 +71,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
     try:
         groups: dict[tuple[int, str, int], list[Any]] = {}
         contexts: dict[int, Any] = {}
-        waiting: list[tuple[Any, int]] = []  # repeats of a design training in this batch
+        waiting: list[tuple[Any, Any]] = []  # repeats of a design training in this batch
         numbers = {t.number for t in trials}
         for t in trials:
             if queued_only and results.SEED_INDEX not in t.user_attrs:
@@ -197,7 +197,7 @@ def _alone(member: Any, ctx: Any) -> tuple[Any, Any]:
             member.trial, ctx, member.training, member.description)
     except optuna.TrialPruned:
         return optuna.trial.TrialState.PRUNED, None
-    except (Exception, SystemExit) as err:  # noqa: BLE001 - recorded by train_alone
+    except (Exception, SystemExit):  # noqa: BLE001 - recorded by train_alone
         return optuna.trial.TrialState.FAIL, None
 
 

@@ -189,9 +189,6 @@ class Trained:
 
 def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, ...]:
     """The Optuna objective for one trial: propose a design, build, train, record."""
-    import keras
-    import optuna
-
     spec = ctx.spec
     training, description = _propose(trial, ctx)
     earlier = _repeat_of(trial, description)
@@ -317,7 +314,7 @@ def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
     """The loss and a fresh model, checked on a real batch, then compiled (or reused)."""
     import keras
 
-    from losstune import audit, compiled, losses, models
+    from losstune import compiled, losses, models
 
     spec, splits = ctx.spec, ctx.splits
     loss = losses.build_loss(description)

@@ -93,11 +93,15 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
         pass
 
 
+ORPHAN_GRACE_S = 20.0  # an orphaned worker's time to record its trial as interrupted
+
+
 def _die_with_parent(parent_pid: int) -> None:
     """A worker must not outlive the ``losstune search`` that started it (kill -9 of the
     parent leaves no handler to stop it). Linux: the kernel sends SIGTERM when the parent dies
     (prctl PR_SET_PDEATHSIG), which stops the running trial cleanly; elsewhere, and for a
-    parent that died before this line, a watchdog thread does the same."""
+    parent that died before this line, a watchdog thread does the same. A worker still alive
+    ORPHAN_GRACE_S later exits at once: its trials are failed and retried by the next run."""
     import ctypes
     import threading
 
@@ -111,6 +115,8 @@ def _die_with_parent(parent_pid: int) -> None:
         while os.getppid() == parent_pid:
             time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE_S)  # still here: whatever holds the process, end it
+        os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="losstune-parent-watch").start()
 

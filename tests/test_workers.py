@@ -231,3 +231,28 @@ def test_worker_seeds_differ_and_gpus_round_robin():
     assert len(seeds) == 8 and worker_seed(7, 0) == 7
     assert gpu_assignment("0,1", 5) == ["0", "1", "0", "1", "0"]
     assert gpu_assignment(None, 2) == [None, None]
+
+
+def test_every_heartbeat_stops_even_when_a_second_signal_lands_in_between(tmp_path):
+    # Optuna's heartbeat threads are not daemons: one left beating keeps a worker alive
+    # after its parent died, and keeps its trial RUNNING.
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    from losstune import batch
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat_interval=1)
+    study = optuna.create_study(storage=storage)
+    trials = [study.ask() for _ in range(3)]
+    beats = [get_heartbeat_thread(t._trial_id, storage) for t in trials]
+    for beat in beats:
+        beat.__enter__()
+
+    def second_signal(*args):
+        raise KeyboardInterrupt
+
+    beats[0].__exit__ = second_signal
+    with pytest.raises(KeyboardInterrupt):
+        batch._stop_beats(beats)
+    for beat in beats:
+        beat._thread.join(timeout=5)
+    assert not [b for b in beats if b._thread.is_alive()]

@@ -27,9 +27,12 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Iterator, Mapping
 
-TASKS = ("multiclass", "binary", "regression")
+from losstune.tasks import NAMES as TASKS
+
 CLASSIFICATION = ("multiclass", "binary")
 REGRESSION = ("regression",)
+MULTILABEL = ("multilabel",)
+COUNT = ("count",)
 
 # What a family may need at build time, and the loss description key that carries it.
 NEEDS = {"logits": "from_logits", "class_counts": "class_counts", "epochs": "epochs"}
@@ -278,6 +281,8 @@ ARGUMENTS = {p.name: p for p in (GAMMA, ALPHA, DELTA, LABEL_SMOOTHING, FROM_LOGI
                                  Parameter("apply_class_balancing", False, kind="bool"))}
 
 _OURS = "losstune.losses._families:"
+_LABELS = "losstune.losses._multilabel:"
+_COUNTS = "losstune.losses._counts:"
 DYNAMIC_BASES = (
     Base("categorical_crossentropy", _OURS + "CategoricalCrossentropy",
          ("from_logits", "label_smoothing"), CLASSIFICATION, classes=True,
@@ -299,6 +304,8 @@ DYNAMIC_BASES = (
     Base("log_cosh", "keras.losses:LogCosh", (), REGRESSION),
     Base("poisson", "keras.losses:Poisson"),
     Base("kl_divergence", "keras.losses:KLDivergence", classes=True),
+    # The model of a count task outputs the log of the expected count (losstune.tasks).
+    Base("poisson_log_input", _COUNTS + "PoissonLogInput", (), COUNT),
 )
 DYNAMIC_TERMS = ("standard", "progress", "balance", "curriculum")
 
@@ -342,13 +349,16 @@ def _builtin() -> tuple[Family, ...]:
                (Parameter("beta", 1.0, "(0, inf)", symbol="β",
                           search={"low": 0.5, "high": 2.0}),),
                words="soft F-beta loss", title="Soft F-beta loss", needs=logits),
-        Family("dynamic", TASKS, "losstune.losses._dynamic:DynamicLoss", (
+        # Not multilabel: its class-balance and curriculum terms read one softmax over classes.
+        Family("dynamic", CLASSIFICATION + REGRESSION + COUNT,
+               "losstune.losses._dynamic:DynamicLoss", (
             Parameter("base", "categorical_crossentropy", kind="name",
-                      by_task={"regression": "huber"}),
+                      by_task={"regression": "huber", "count": "poisson_log_input"}),
             _weight("standard", 1.0, 1.0),
             # Fixed at 0 by default: the progress term has no gradient (the audit says so).
             _weight("progress", 0.0, 0.0),
-            _weight("balance", 0.0, {"low": 0.0, "high": 1.0}, by_task={"regression": 0.0},
+            _weight("balance", 0.0, {"low": 0.0, "high": 1.0},
+                    by_task={"regression": 0.0, "count": 0.0},
                     classes_only=True),
             _weight("curriculum", 0.0, {"low": 0.0, "high": 1.0}),
             Parameter("schedule", None, kind="schedule", role="built"),
@@ -374,6 +384,46 @@ def _builtin() -> tuple[Family, ...]:
                note="δ is in robust standard deviations of the training targets."),
         Family("log_cosh", REGRESSION, "keras.losses:LogCosh", words="LogCosh",
                title="LogCosh", default_for=REGRESSION),
+        # ------------------------------------------------------------------ multilabel
+        Family("binary_crossentropy", MULTILABEL, _LABELS + "BinaryCrossentropy",
+               (replace(LABEL_SMOOTHING, search=0.0),),
+               words="binary cross-entropy", title="Binary cross-entropy", needs=logits,
+               also=("keras.losses:BinaryCrossentropy",), default_for=MULTILABEL,
+               baseline={"label_smoothing": 0.0}),
+        Family("binary_focal", MULTILABEL, _LABELS + "BinaryFocalCrossentropy",
+               (replace(GAMMA, search={"low": 0.0, "high": 5.0}),
+                replace(ALPHA, search={"low": 0.05, "high": 0.95}),
+                # Keras reads α only with class balancing on: on unless a study says not.
+                Parameter("apply_class_balancing", True, kind="bool", quiet=(True,)),
+                LABEL_SMOOTHING),
+               words="binary focal loss", title="Binary focal loss", needs=logits,
+               also=("keras.losses:BinaryFocalCrossentropy",), default_for=MULTILABEL,
+               baseline={"gamma": 2.0, "alpha": 0.25},
+               contour=("gamma", "alpha")),
+        Family("class_balanced_bce", MULTILABEL, _LABELS + "ClassBalancedBinaryCrossentropy",
+               (Parameter("beta", 0.999, "[0, 1)", symbol="β",
+                          search={"choices": [0.9, 0.99, 0.999, 0.9999]}), LABEL_SMOOTHING),
+               words="class-balanced binary cross-entropy",
+               title="Class-balanced binary cross-entropy",
+               needs={"logits": None, "class_counts": None}, default_for=MULTILABEL),
+        Family("sigmoid_soft_fbeta", MULTILABEL, _LABELS + "SigmoidSoftFBeta",
+               (Parameter("beta", 1.0, "(0, inf)", symbol="β", search={"low": 0.5, "high": 2.0}),
+                Parameter("average", "macro", kind="name", names=("macro", "micro"),
+                          search={"choices": ["macro", "micro"]})),
+               words="soft F-beta loss over labels", title="Soft F-beta over labels",
+               needs=logits),
+        # ------------------------------------------------------------------ counts
+        Family("poisson", COUNT, _COUNTS + "PoissonLogInput", words="Poisson loss",
+               title="Poisson loss", also=("keras.losses:Poisson",), default_for=COUNT,
+               baseline={}),
+        Family("log1p_mse", COUNT, _COUNTS + "Log1pMeanSquaredError",
+               words="MSE of log(1 + count)", title="MSE on log1p counts", default_for=COUNT,
+               baseline={}),
+        Family("count_huber", COUNT, _COUNTS + "CountHuber",
+               (Parameter("delta", 1.0, "(0, inf)", symbol="δ", unit=" counts",
+                          search={"low": 0.5, "high": 20.0, "log": True}),),
+               words="Huber loss on counts", title="Huber loss on counts", default_for=COUNT,
+               note="δ is in counts."),
     )
 
 

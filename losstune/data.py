@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from losstune import tasks
 from losstune.errors import DataError
 from losstune.spec import DatasetSpec
 
@@ -48,7 +49,11 @@ class Splits:
 
     @property
     def class_counts(self) -> list[int]:
-        if self.task == "regression":
+        """Training samples per class; for labels, positives per label; else none."""
+        targets = tasks.TASKS[self.task].targets
+        if targets == "labels":
+            return np.asarray(self.y_train).sum(axis=0).astype(int).tolist()
+        if targets != "classes":
             return []
         return np.bincount(self.y_train, minlength=self.num_classes).tolist()
 
@@ -100,19 +105,22 @@ def _csv_needed(path: Path, spec: DatasetSpec, header: list[str] | None) -> list
     if not header or not any(c.strip() for c in header):
         raise DataError(f"{path}: no header line (the first line names the columns)")
     columns = [c.strip() for c in header]
-    needed = list(spec.features or [c for c in columns if c != spec.target])
-    keys = [("dataset.target", spec.target)]
+    targets = spec.targets
+    needed = list(spec.features or [c for c in columns if c not in targets])
+    keys = [(f"dataset.target[{i}]" if len(targets) > 1 else "dataset.target", t)
+            for i, t in enumerate(targets)]
     keys += [(f"dataset.features[{i}]", c) for i, c in enumerate(spec.features or ())]
     for key, column in keys:
         if column not in columns:
             raise DataError(f"{path}: {key}: column {column!r} not found; columns: "
                             f"{', '.join(columns)}")
-    for column in [spec.target, *needed]:
+    for column in [*targets, *needed]:
         if columns.count(column) > 1:
             raise DataError(f"{path}: column {column!r} appears {columns.count(column)} times "
                             "in the header; column names must be unique")
     if not needed:
-        raise DataError(f"{path}: no feature columns besides the target {spec.target!r}")
+        raise DataError(f"{path}: no feature columns besides the target "
+                        f"{', '.join(map(repr, targets))}")
     return needed
 
 
@@ -123,9 +131,9 @@ def _read_csv(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
         needed = _csv_needed(path, spec, header)
         columns = [c.strip() for c in header or []]
         where = [columns.index(c) for c in needed]
-        target = columns.index(spec.target)
+        target = [columns.index(t) for t in spec.targets]
         rows: list[list[float]] = []
-        labels: list[str] = []
+        labels: list[list[str]] = []
         try:
             for row in reader:
                 if not row:  # a blank line
@@ -146,10 +154,11 @@ def _read_csv(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
                         raise DataError(f"{path}: feature column {column!r} is not finite "
                                         f"(row {line}: {text!r}); clean it first")
                     values.append(value)
-                label = row[target].strip()
-                if not label:
-                    raise DataError(f"{path}: target column {spec.target!r} is empty "
-                                    f"(row {line})")
+                label = [row[j].strip() for j in target]
+                for column, text in zip(spec.targets, label):
+                    if not text:
+                        raise DataError(f"{path}: target column {column!r} is empty "
+                                        f"(row {line})")
                 rows.append(values)
                 labels.append(label)
         except csv.Error as err:
@@ -157,7 +166,8 @@ def _read_csv(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
                             f"{err}") from None
     if not rows:
         raise DataError(f"{path}: no data rows")
-    return np.array(rows, dtype="float64"), np.array(labels, dtype=object)
+    y = np.array(labels, dtype=object)
+    return np.array(rows, dtype="float64"), (y[:, 0] if y.shape[1] == 1 else y)
 
 
 @contextmanager
@@ -218,10 +228,11 @@ def _read_npz(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
         features = _npz_needed(path, spec, list(archive.files))
         y = _npz_array(path, archive, spec.target)
         parts = [_npz_array(path, archive, f) for f in features]
-    if y.ndim > 1 and y.shape[1:] != (1,) * (y.ndim - 1):
-        raise DataError(f"{path}: target {spec.target!r} must hold one value per sample, got "
-                        f"shape {y.shape}")
-    y = y.reshape(len(y))
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] < 2):  # (n, labels): a multilabel target
+        if y.shape[1:] != (1,) * (y.ndim - 1):
+            raise DataError(f"{path}: target {spec.target!r} must hold one value per sample, "
+                            f"or one column per label, got shape {y.shape}")
+        y = y.reshape(len(y))
     if y.dtype.kind not in "biufUS":
         raise DataError(f"{path}: target {spec.target!r} must be numbers or strings, got "
                         f"dtype {y.dtype}")
@@ -255,6 +266,10 @@ def _load_raw(spec: DatasetSpec, base_dir: Path) -> tuple[np.ndarray, np.ndarray
         return x, y, []
     from sklearn import datasets
 
+    if spec.name == "multilabel":
+        return multilabel_set()
+    if spec.name == "counts":
+        return count_set()
     loader = {"digits": datasets.load_digits, "wine": datasets.load_wine,
               "breast_cancer": datasets.load_breast_cancer,
               "diabetes": datasets.load_diabetes}[spec.name]
@@ -312,9 +327,13 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
+    kind = tasks.TASKS[task].targets
     where = data_file(spec, base_dir) if spec.name in ("csv", "npz") else spec.name
     x, y, names = _load_raw(spec, Path(base_dir))
-    if task == "regression":
+    if y.ndim == 2 and kind != "labels":
+        raise DataError(f"{where}: the target has {y.shape[1]} columns; a {task} task has one "
+                        "(several label columns are for a multilabel task)")
+    if kind == "values":
         try:
             y = y.astype("float64")
         except ValueError:
@@ -322,6 +341,11 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
         if not np.isfinite(y).all():
             raise DataError(f"{where}: the target has NaN or infinite values in "
                             f"{int((~np.isfinite(y)).sum())} row(s); clean them first")
+    elif kind == "counts":
+        y = as_counts(y, where)
+    elif kind == "labels":
+        y, names = as_labels(y, names or list(spec.targets if spec.name == "csv" else ()),
+                             where)
     else:
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise DataError(f"{where}: the target has NaN or infinite values in "
@@ -330,12 +354,12 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
         if task == "binary" and len(names) != 2:
             raise DataError(f"{where}: task 'binary' needs exactly 2 classes, found {len(names)}")
     rng = np.random.default_rng(seed)
-    stratify = None if task == "regression" else y
+    stratify = y if kind == "classes" else None
     if spec.max_samples and len(y) > spec.max_samples:
         keep, _ = train_test_split(np.arange(len(y)), train_size=spec.max_samples,
                                    random_state=seed, stratify=stratify)
         x, y = x[keep], y[keep]
-        stratify = None if task == "regression" else y
+        stratify = y if kind == "classes" else None
     holdout = spec.validation + spec.test
     try:
         x_train, x_rest, y_train, y_rest = train_test_split(
@@ -343,7 +367,7 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
         if spec.test > 0:
             x_val, x_test, y_val, y_test = train_test_split(
                 x_rest, y_rest, test_size=spec.test / holdout, random_state=seed + 1,
-                stratify=None if task == "regression" else y_rest)
+                stratify=y_rest if kind == "classes" else None)
         else:
             x_val, y_val, x_test, y_test = x_rest, y_rest, x_rest[:0], y_rest[:0]
     except ValueError as err:
@@ -351,8 +375,8 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
 
     notes = [f"{spec.name}: {len(y_train)} train / {len(y_val)} validation / "
              f"{len(y_test)} test"]
-    num_classes = 0 if task == "regression" else len(names)
-    if task != "regression":
+    num_classes = len(names) if kind in ("classes", "labels") else 0
+    if kind == "classes":
         if spec.long_tail > 1:
             keep = long_tail_indices(y_train, spec.long_tail, rng)
             x_train, y_train = x_train[keep], y_train[keep]
@@ -361,10 +385,17 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
         if spec.label_noise:
             y_train = flip_labels(y_train, spec.label_noise, num_classes, rng)
             notes.append(f"{spec.label_noise:.0%} of training labels flipped")
-    elif spec.outliers:
+    elif kind == "labels" and spec.long_tail > 1:
+        keep = long_tail_label_rows(y_train, spec.long_tail, rng)
+        x_train, y_train = x_train[keep], y_train[keep]
+        notes.append(f"long tail (imbalance factor {spec.long_tail:g}): train positives per "
+                     f"label {y_train.sum(axis=0).tolist()}")
+    elif kind == "values" and spec.outliers:
         y_train = add_outliers(y_train, spec.outliers, spec.outlier_scale, rng)
         notes.append(f"{spec.outliers:.0%} of training targets moved by "
                      f"±{spec.outlier_scale:g} SD")
+    if kind == "counts":
+        y_train, y_val, y_test = (a.astype("float32") for a in (y_train, y_val, y_test))
 
     with np.errstate(over="ignore", invalid="ignore"):
         scaler = StandardScaler().fit(x_train)
@@ -377,7 +408,7 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
         x_train, x_val, x_test = (a.reshape(-1, 8, 8, 1) for a in (x_train, x_val, x_test))
     splits = Splits(x_train, y_train, x_val, y_val, x_test, y_test, task,
                     num_classes=num_classes, class_names=names, description="; ".join(notes))
-    if task == "regression":
+    if kind == "values":
         with np.errstate(over="ignore", invalid="ignore"):
             splits.y_center, scale = float(np.median(y_train)), robust_scale(y_train)
             splits.y_scale = scale
@@ -389,6 +420,79 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
             raise DataError(f"{where}: target values too large to scale (largest |value| "
                             f"{np.abs(y).max():g}); rescale them first")
     return splits
+
+
+def as_labels(y: np.ndarray, names: list[str], where: Any) -> tuple[np.ndarray, list[str]]:
+    """A multilabel target: one 0/1 column per label (numbers, booleans or the strings "0",
+    "1", "true", "false"), as int64, and the label names."""
+    y = np.asarray(y)
+    if y.ndim != 2 or y.shape[1] < 2:
+        raise DataError(f"{where}: a multilabel task needs one 0/1 column per label, two or "
+                        f"more; got a target of shape {y.shape}")
+    if y.dtype.kind in "OUS":
+        text = np.char.lower(np.char.strip(y.astype(str)))
+        bad = ~np.isin(text, ("0", "1", "0.0", "1.0", "true", "false"))
+        if bad.any():
+            raise DataError(f"{where}: label values must be 0 or 1, got {text[bad][0]!r}")
+        y = np.isin(text, ("1", "1.0", "true"))
+    elif not np.isin(y, (0, 1)).all():
+        bad = y[~np.isin(y, (0, 1))][0]
+        raise DataError(f"{where}: label values must be 0 or 1, got {bad!r}")
+    names = list(names) if len(names) == y.shape[1] else [f"label_{i}" for i in range(y.shape[1])]
+    return y.astype("int64"), names
+
+
+def as_counts(y: np.ndarray, where: Any) -> np.ndarray:
+    """A count target: whole numbers >= 0, as float64."""
+    try:
+        y = np.asarray(y).astype("float64")
+    except ValueError:
+        raise DataError(f"{where}: a count target must be whole numbers >= 0; it is not "
+                        "numeric") from None
+    bad = ~(np.isfinite(y) & (y >= 0) & (y == np.round(y)))
+    if bad.any():
+        raise DataError(f"{where}: a count target must be whole numbers >= 0, got "
+                        f"{y[bad][0]:g} (row {int(np.argmax(bad))})")
+    return y
+
+
+def long_tail_label_rows(y: np.ndarray, imbalance: float,
+                         rng: np.random.Generator) -> np.ndarray:
+    """The multilabel long tail: labels ranked by their positives, label r keeps a share
+    IF^(−r/(L−1)) of them (Cui's profile); a row is kept with the smallest share of its
+    positive labels, so the rarest label it carries decides. Rows without a label stay."""
+    order = np.argsort(-y.sum(axis=0), kind="stable")
+    share = np.empty(y.shape[1])
+    share[order] = imbalance ** (-np.arange(y.shape[1]) / max(y.shape[1] - 1, 1))
+    keep_p = np.where(y.any(axis=1), np.min(np.where(y > 0, share, 1.0), axis=1), 1.0)
+    return np.flatnonzero(rng.random(len(y)) < keep_p)
+
+
+def multilabel_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The built-in multilabel set: scikit-learn's ``make_multilabel_classification`` with a
+    fixed seed: 2000 samples, 20 count features, 8 labels, about 2 per sample."""
+    from sklearn.datasets import make_multilabel_classification
+
+    x, y = make_multilabel_classification(n_samples=2000, n_features=20, n_classes=8,
+                                          n_labels=2, allow_unlabeled=False, random_state=0)
+    return x.astype("float64"), y.astype("int64"), [f"label_{i}" for i in range(y.shape[1])]
+
+
+COUNT_RATE_SEED = 20261126  # the known rate model of the built-in count set
+
+
+def count_set() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The built-in count set: diabetes's 10 features, each standardised, and a count drawn
+    from a known Poisson rate model, log μ = 1 + x·w with w ~ N(0, 0.25²) per feature, both
+    drawn with the fixed seed :data:`COUNT_RATE_SEED` (mean count about 3, up to about 20)."""
+    from sklearn.datasets import load_diabetes
+
+    x = load_diabetes().data.astype("float64")
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    rng = np.random.default_rng(COUNT_RATE_SEED)
+    w = rng.normal(0.0, 0.25, size=x.shape[1])
+    counts = rng.poisson(np.exp(1.0 + z @ w))
+    return x, counts.astype("int64"), []
 
 
 def robust_scale(y: np.ndarray, reject: float = 3.5) -> float:

@@ -6,6 +6,7 @@ The objective is never the loss's own value: losses of different families are no
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -78,3 +79,60 @@ def regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         return {"mae": float(skm.mean_absolute_error(y_true, y_pred)),
                 "rmse": float(math.sqrt(skm.mean_squared_error(y_true, y_pred))),
                 "r2": float(skm.r2_score(y_true, y_pred))}
+
+
+def _finite(out: np.ndarray) -> np.ndarray:
+    out = np.asarray(out, dtype="float64")
+    if not np.all(np.isfinite(out)):
+        raise FloatingPointError("the model's outputs are not finite")
+    return out
+
+
+MULTILABEL_METRICS = ("macro_f1", "micro_f1", "mean_average_precision")
+
+
+def multilabel(y_true: np.ndarray, logits: np.ndarray, only: str | None = None,
+               per_label: bool = False) -> dict[str, Any]:
+    """F1 at a 0.5 threshold (macro and micro over labels) and the mean over labels of
+    ``average_precision_score`` (macro); ``per_label``: also each label's F1 and AP. A label
+    without positives in ``y_true`` has no AP: it is left out of the mean (NaN per label)."""
+    from scipy.special import expit
+    from sklearn import metrics as skm
+
+    proba = expit(_finite(logits))
+    y_pred = (proba >= 0.5).astype("int64")
+
+    def ap_per_label() -> np.ndarray:
+        present = y_true.sum(axis=0) > 0
+        ap = np.full(y_true.shape[1], math.nan)
+        if present.any():
+            ap[present] = skm.average_precision_score(y_true[:, present], proba[:, present],
+                                                      average=None)
+        return ap
+
+    compute = {
+        "macro_f1": lambda: skm.f1_score(y_true, y_pred, average="macro", zero_division=0),
+        "micro_f1": lambda: skm.f1_score(y_true, y_pred, average="micro", zero_division=0),
+        "mean_average_precision": lambda: float(np.nanmean(ap_per_label()))
+        if (y_true.sum(axis=0) > 0).any() else math.nan,
+    }
+    with _checked_inputs():
+        out: dict[str, Any] = {name: float(compute[name]())
+                               for name in ((only,) if only else MULTILABEL_METRICS)}
+        if per_label and not only:
+            out["f1_per_label"] = [float(v) for v in skm.f1_score(
+                y_true, y_pred, average=None, zero_division=0)]
+            out["ap_per_label"] = [float(v) for v in ap_per_label()]
+    return out
+
+
+def counts(y_true: np.ndarray, log_counts: np.ndarray) -> dict[str, float]:
+    """Mean Poisson deviance, MAE and RMSE of the expected counts exp(η) against the counts."""
+    from sklearn import metrics as skm
+
+    mu = np.exp(np.minimum(_finite(log_counts).reshape(-1), 80.0))
+    y = np.asarray(y_true, dtype="float64").reshape(-1)
+    with _checked_inputs():
+        return {"poisson_deviance": float(skm.mean_poisson_deviance(y, mu)),
+                "mae": float(skm.mean_absolute_error(y, mu)),
+                "rmse": float(math.sqrt(skm.mean_squared_error(y, mu)))}

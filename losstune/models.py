@@ -18,7 +18,9 @@ from losstune.spec import ModelSpec
 
 
 def output_units(task: str, num_classes: int) -> int:
-    return 1 if task == "regression" else num_classes
+    from losstune import tasks
+
+    return tasks.units(task, num_classes)
 
 
 def load_factory(reference: str, base_dir: Path | str = "."):

@@ -284,7 +284,7 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
     if results.DATA not in study.user_attrs:  # a resumed study keeps what it was made with
         study.set_user_attr(results.DATA, splits.description)
         study.set_user_attr(results.CLASS_NAMES, list(splits.class_names))
-        if splits.task == "regression":
+        if splits.task in ("regression", "count"):
             y = splits.y_val[:MAX_STORED_PREDICTIONS] * splits.y_scale + splits.y_center
             study.set_user_attr(results.VAL_TARGETS, [float(f"{v:.5g}") for v in y.tolist()])
 

@@ -21,7 +21,7 @@ from losstune.data import Splits
 from losstune.errors import LosstuneError
 from losstune.space import LossDesign, suggest_design, suggest_training
 from losstune.spec import StudySpec
-from losstune import results
+from losstune import results, tasks
 from losstune.stopping import INTERRUPTED, STOP, TrialInterrupted
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,6 +75,10 @@ def score(model: "keras.Model | None", splits: Splits, x: np.ndarray, y: np.ndar
     from losstune import metrics
 
     out = _predict(model, x) if out is None else out
+    if splits.task == "multilabel":
+        return metrics.multilabel(y, out, only=only, per_label=True)
+    if splits.task == "count":
+        return metrics.counts(y, out)
     if splits.task == "regression":
         scale = lambda a: np.asarray(a, "float64").reshape(-1) * splits.y_scale + splits.y_center  # noqa: E731
         return metrics.regression(scale(y), scale(out))
@@ -143,7 +147,11 @@ def steady_epoch_seconds(seconds: list[float]) -> float:
 
 
 def _targets(splits: Splits, y: np.ndarray) -> np.ndarray:
-    if splits.task == "regression":
+    """The training targets as the losses take them: one-hot classes, 0/1 label columns, or
+    one column of values or counts."""
+    if splits.task == "multilabel":
+        return np.asarray(y, dtype="float32")
+    if splits.task in ("regression", "count"):
         return np.asarray(y, dtype="float32").reshape(-1, 1)
     return np.eye(splits.num_classes, dtype="float32")[y]
 
@@ -288,7 +296,7 @@ def _propose(trial: "optuna.Trial", ctx: Context) -> tuple[dict[str, Any], dict[
     training = suggest_training(trial, spec)
     design: LossDesign = suggest_design(trial, spec)
     description = design.description(epochs=training["epochs"], class_counts=splits.class_counts,
-                                      from_logits=spec.task != "regression")
+                                      from_logits=tasks.TASKS[spec.task].has_classes)
     trial.set_user_attr(results.FAMILY, design.family)
     trial.set_user_attr(results.LOSS, json.dumps(description, sort_keys=True))
     trial.set_user_attr(results.WORDS, losses.describe_in_words(description))
@@ -417,8 +425,10 @@ def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, An
     spec, splits = ctx.spec, ctx.splits
     metric = spec.objective.metrics[0]
     val = score(None, splits, splits.x_val, splits.y_val, out=val_out)
-    if splits.task == "regression":  # for the report's residual plot
-        pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1) * splits.y_scale + splits.y_center
+    if splits.task in ("regression", "count"):  # for the report's residual / count plot
+        pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1)
+        pred = (pred * splits.y_scale + splits.y_center if splits.task == "regression"
+                else np.exp(np.minimum(pred, 80.0)))
         trial.set_user_attr(results.PREDICTIONS, compact(pred.tolist()))
     for name, value in val.items():
         trial.set_user_attr(results.VAL + name, _round(value))
@@ -445,14 +455,14 @@ def _check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) ->
     """The model's outputs must match the targets (a user's factory may return anything):
     say what was expected instead of a backend's shape error deep inside the loss."""
     want, got = tuple(targets.shape[1:]), tuple(outputs.shape[1:])
+    task = tasks.TASKS[spec.task]
     if got != want:
         source = (f"model.factory {spec.model.factory!r}" if spec.model.kind == "factory"
                   else f"model.kind {spec.model.kind!r}")
         raise LosstuneError(f"{source} returned outputs of shape (batch, "
                             f"{', '.join(map(str, got))}); a {spec.task} task here needs "
                             f"(batch, {', '.join(map(str, want))}): one unit per "
-                            f"{'target' if spec.task == 'regression' else 'class'}, logits "
-                            "without an activation")
+                            f"{task.unit}, {task.output}")
 
 
 def _earlier_run(trial: "optuna.Trial", key: str) -> Any:

@@ -28,12 +28,24 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         fail("dataset.image", "only the digits dataset has images")
     if spec.model.kind == "cnn" and not spec.dataset.image:
         fail("model.kind", "the cnn model needs image data: set dataset.image = true (digits)")
-    if spec.task == "regression" and (spec.dataset.long_tail != 1 or spec.dataset.label_noise):
-        fail("dataset", "long_tail and label_noise are for classification; use outliers "
-                        "for regression")
+    if spec.task in ("regression", "count") and (spec.dataset.long_tail != 1
+                                                  or spec.dataset.label_noise):
+        fail("dataset", f"long_tail and label_noise are for classes and labels, not a "
+                        f"{spec.task} task" + ("; use outliers" if spec.task == "regression"
+                                               else ""))
+    if spec.task == "multilabel" and spec.dataset.label_noise:
+        fail("dataset.label_noise", "label_noise is for multiclass and binary tasks; a "
+                                    "multilabel task takes long_tail")
     if spec.task != "regression" and spec.dataset.outliers:
         fail("dataset.outliers", "outliers are for regression; use label_noise for "
                                  "classification")
+    if isinstance(spec.dataset.target, tuple) and spec.task != "multilabel":
+        fail("dataset.target", f"a list of target columns is for a multilabel task; a "
+                               f"{spec.task} task has one target column")
+    if (spec.task == "multilabel" and spec.dataset.name == "csv"
+            and len(spec.dataset.targets) < 2):
+        fail("dataset.target", "a multilabel task needs two or more label columns, as a list "
+                               f"(target = [\"a\", \"b\"]), got {spec.dataset.target!r}")
     if spec.dataset.name in ("csv", "npz"):
         data_path = Path(spec.dataset.path)
         if not data_path.is_absolute():
@@ -48,7 +60,7 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
                 fail("dataset.features", "list at least one column (or leave features out: "
                                          "every column but the target)")
             for i, column in enumerate(features):
-                if column == spec.dataset.target:
+                if column in spec.dataset.targets:
                     fail(f"dataset.features[{i}]", f"{column!r} is the target; a feature "
                                                    "cannot be the target")
                 if column in features[:i]:

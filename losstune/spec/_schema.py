@@ -9,25 +9,12 @@ from typing import Any, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, create_model,
                       field_validator, model_validator)
 
-from losstune import catalog
+from losstune import catalog, tasks
 
-TASKS = ("multiclass", "binary", "regression")
-BUILTIN_DATASETS = {"digits": "multiclass", "wine": "multiclass",
-                    "breast_cancer": "binary", "diabetes": "regression"}
-
+TASKS = tasks.NAMES
+BUILTIN_DATASETS = tasks.builtin_datasets()
 # metric -> (direction, tasks it applies to)
-METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "macro_f1": ("maximize", ("multiclass", "binary")),
-    "balanced_accuracy": ("maximize", ("multiclass", "binary")),
-    "accuracy": ("maximize", ("multiclass", "binary")),
-    "roc_auc": ("maximize", ("multiclass", "binary")),
-    "log_loss": ("minimize", ("multiclass", "binary")),
-    "mae": ("minimize", ("regression",)),
-    "rmse": ("minimize", ("regression",)),
-    "r2": ("maximize", ("regression",)),
-    # Only as a second objective: wall time of the trial's training, in seconds.
-    "train_time": ("minimize", TASKS),
-}
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = tasks.metrics()
 
 # allow_inf_nan=False: every float a study file gives (TOML has nan and inf literals) must be
 # finite, in every section, range, choice and baseline parameter: the one place that says so.
@@ -183,10 +170,11 @@ def _as_param(plain: Any) -> Param:
 class DatasetSpec(BaseModel):
     model_config = _FROZEN
     # "arrays": in-memory data given to losstune.search() in Python (not in a study file).
-    name: Literal["digits", "wine", "breast_cancer", "diabetes", "csv", "npz", "arrays"]
+    name: Literal[(*tasks.builtin_datasets(), "csv", "npz", "arrays")]
     path: str | None = None
     features: tuple[str, ...] | None = None
-    target: str | None = None
+    # One column, or (multilabel) a list of the label columns.
+    target: Union[str, tuple[str, ...], None] = None
     image: StrictBool = False  # digits as 8x8x1 images (for the CNN) instead of 64 features
     validation: float = Field(0.2, gt=0, lt=1)
     test: float = Field(0.2, ge=0, lt=1)
@@ -211,6 +199,13 @@ class DatasetSpec(BaseModel):
         if self.validation + self.test >= 0.9:
             raise ValueError("validation + test must leave at least 10% for training")
         return self
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The target columns (arrays): one, or a multilabel task's label columns."""
+        if self.target is None:
+            return ()
+        return (self.target,) if isinstance(self.target, str) else tuple(self.target)
 
 
 class ModelSpec(BaseModel):
@@ -424,7 +419,7 @@ class StudySpec(BaseModel):
 
     model_config = _FROZEN
     name: str = Field(min_length=1, max_length=200)
-    task: Literal["multiclass", "binary", "regression"]
+    task: Literal[tasks.NAMES]
     seed: int = 0
     # The same bound as `losstune search --n-trials` (cli.MAX_TRIALS).
     n_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)

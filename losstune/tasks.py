@@ -1,0 +1,103 @@
+"""The tasks losstune tunes losses for: one record each, the only list of them there is.
+
+A :class:`Task` says what its targets are, what one output unit of the model means, which
+scikit-learn metrics score it (each with its direction) and which built-in datasets serve it.
+The study-file checks, the catalog of loss families, the data loader, the models and the
+scoring read these records. Plain data, no heavy import.
+
+Model outputs are always raw: logits for classes and labels (the losses are built with
+``from_logits=True``), a standardised value for regression, and the log of the expected count
+for counts (``log_input``, as in PyTorch's ``PoissonNLLLoss``): an exponential output layer
+would overflow where a loss can take the log-rate as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+MAXIMIZE, MINIMIZE = "maximize", "minimize"
+
+
+@dataclass(frozen=True)
+class Task:
+    """``targets``: ``classes`` (one class per sample), ``labels`` (0/1 for each of several
+    labels), ``values`` (a real number, robustly scaled) or ``counts`` (a whole number >= 0,
+    never scaled). ``unit``: what one output unit stands for, in an error message.
+    ``metrics``: name -> direction; the first is the default objective. ``datasets``: the
+    built-in datasets of this task."""
+
+    name: str
+    targets: str
+    unit: str
+    output: str
+    metrics: Mapping[str, str]
+    datasets: tuple[str, ...] = ()
+    words: str = ""
+    figure: str = ""  # the report's task figure: recall, residuals, labels, counts
+
+    @property
+    def default_metric(self) -> str:
+        return next(iter(self.metrics))
+
+    @property
+    def has_classes(self) -> bool:
+        """Targets that are classes or labels: class counts, logits, stratified splits."""
+        return self.targets in ("classes", "labels")
+
+
+_CLASS_METRICS = {"macro_f1": MAXIMIZE, "balanced_accuracy": MAXIMIZE, "accuracy": MAXIMIZE,
+                  "roc_auc": MAXIMIZE, "log_loss": MINIMIZE}
+_TASKS = (
+    Task("multiclass", "classes", "class", "logits without an activation", _CLASS_METRICS,
+         ("digits", "wine"), "one class of several per sample", "recall"),
+    Task("binary", "classes", "class", "logits without an activation", _CLASS_METRICS,
+         ("breast_cancer",), "one of two classes per sample", "recall"),
+    Task("regression", "values", "target", "one linear unit",
+         {"mae": MINIMIZE, "rmse": MINIMIZE, "r2": MAXIMIZE}, ("diabetes",),
+         "a real-valued target", "residuals"),
+    Task("multilabel", "labels", "label", "logits without an activation (one per label)",
+         {"macro_f1": MAXIMIZE, "micro_f1": MAXIMIZE, "mean_average_precision": MAXIMIZE},
+         ("multilabel",), "several yes/no labels per sample", "labels"),
+    Task("count", "counts", "count", "one linear unit: the log of the expected count",
+         {"poisson_deviance": MINIMIZE, "mae": MINIMIZE, "rmse": MINIMIZE},
+         ("counts",), "a whole-number count per sample", "counts"),
+)
+TASKS: dict[str, Task] = {t.name: t for t in _TASKS}
+NAMES = tuple(TASKS)
+# Only as a second objective, for every task: wall time of the trial's training, in seconds.
+TRAIN_TIME = "train_time"
+
+
+def task(name: str) -> Task:
+    found = TASKS.get(name)
+    if found is None:
+        raise ValueError(f"task must be one of {', '.join(NAMES)}, got {name!r}.")
+    return found
+
+
+def with_targets(*kinds: str) -> tuple[str, ...]:
+    """The tasks whose targets are of these kinds (``classes``, ``labels``, ...)."""
+    return tuple(t.name for t in _TASKS if t.targets in kinds)
+
+
+def metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every metric -> (direction, tasks it applies to). A metric means one thing, so it has
+    one direction whichever task uses it (tests/test_spec.py checks)."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for t in _TASKS:
+        for name, direction in t.metrics.items():
+            _, tasks = out.get(name, (direction, ()))
+            out[name] = (direction, (*tasks, t.name))
+    out[TRAIN_TIME] = (MINIMIZE, NAMES)
+    return out
+
+
+def builtin_datasets() -> dict[str, str]:
+    """Built-in dataset -> its task."""
+    return {d: t.name for t in _TASKS for d in t.datasets}
+
+
+def units(name: str, num_classes: int) -> int:
+    """Output units of a model for this task: one per class or label, else one."""
+    return num_classes if TASKS[name].has_classes else 1

@@ -303,7 +303,8 @@ DYNAMIC_BASES = (
     Base("mean_absolute_error", "keras.losses:MeanAbsoluteError", (), REGRESSION),
     Base("log_cosh", "keras.losses:LogCosh", (), REGRESSION),
     Base("poisson", "keras.losses:Poisson"),
-    Base("kl_divergence", "keras.losses:KLDivergence", classes=True),
+    Base("kl_divergence", _OURS + "KLDivergence", ("from_logits", "label_smoothing"),
+         CLASSIFICATION, classes=True, defaults={"label_smoothing": 0.0}),
     # The model of a count task outputs the log of the expected count (losstune.tasks).
     Base("poisson_log_input", _COUNTS + "PoissonLogInput", (), COUNT),
 )

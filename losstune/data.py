@@ -433,10 +433,10 @@ def as_labels(y: np.ndarray, names: list[str], where: Any) -> tuple[np.ndarray, 
         text = np.char.lower(np.char.strip(y.astype(str)))
         bad = ~np.isin(text, ("0", "1", "0.0", "1.0", "true", "false"))
         if bad.any():
-            raise DataError(f"{where}: label values must be 0 or 1, got {text[bad][0]!r}")
+            raise DataError(f"{where}: label values must be 0 or 1, got {str(text[bad][0])!r}")
         y = np.isin(text, ("1", "1.0", "true"))
     elif not np.isin(y, (0, 1)).all():
-        bad = y[~np.isin(y, (0, 1))][0]
+        bad = y[~np.isin(y, (0, 1))][0].item()
         raise DataError(f"{where}: label values must be 0 or 1, got {bad!r}")
     names = list(names) if len(names) == y.shape[1] else [f"label_{i}" for i in range(y.shape[1])]
     return y.astype("int64"), names

@@ -58,6 +58,8 @@ VAL = "val."                     # + metric: the validation split's figures
 TEST = "test."                   # + metric: the test split's (reported, never searched on)
 CURVE = "curve."                 # + "val_<metric>", "loss", "loss_<component>": per epoch
 RECALL = "val.recall_per_class"
+F1_PER_LABEL = "val.f1_per_label"   # multilabel: F1 of each label at 0.5
+AP_PER_LABEL = "val.ap_per_label"   # multilabel: average precision of each label
 PREDICTIONS = "val.pred"         # regression: validation predictions, for residual plots
 
 # Study-level user attributes.

@@ -205,7 +205,7 @@ X, Y = np.ones((40, 2)), np.arange(40) % 2
      "feature array 'x' has infinite values in 1 row(s) (first: index 2)"),
     ({"x": X + 1j, "y": Y}, None, "feature array 'x' must be numeric"),
     ({"x": X.astype(str), "y": Y}, None, "feature array 'x' must be numeric"),
-    ({"x": X, "y": np.ones((40, 3))}, None, "target 'y' must hold one value per sample"),
+    ({"x": X, "y": np.ones((40, 3))}, None, "the target has 3 columns; a binary task has one"),
     ({"x": X, "y": np.where(Y == 1, np.nan, 0.0)}, None,
      "the target has NaN or infinite values in 20 row(s)"),
     ({"x": X, "y": Y}, ("x", "z"), "dataset.features[1]: array 'z' not found; arrays: x, y"),

@@ -308,6 +308,8 @@ LABEL_CASES = [
                                      "base_params": {"gamma": 1.0}, "w_progress": 0.2,
                                      "w_balance": 0.5, "prior": "train", "epochs": 2,
                                      "class_counts": [40, 20, 5, 1]}},
+    {"family": "dynamic", "params": {"base": "kl_divergence", "epochs": 2,
+                                     "base_params": {"label_smoothing": 0.1}}},
 ]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from losstune import catalog
 from losstune.losses._tunable import Tunable
 from losstune.losses._validation import check_counts, check_params
 
@@ -161,6 +162,33 @@ class Huber(Tunable, keras.losses.Huber):
 
     def get_config(self):
         return {**super().get_config(), "delta": self.delta}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class KLDivergence(Tunable, keras.losses.KLDivergence):
+    """``keras.losses.KLDivergence`` KL(y || p) of the (smoothed) labels and the predicted
+    class probabilities, from logits where the model outputs them (Keras's takes
+    probabilities only). With one-hot labels it is cross-entropy; with smoothing it differs
+    from smoothed cross-entropy by the labels' entropy, a constant: the same gradients."""
+
+    _variable_keys = ("label_smoothing",)
+    _elementwise = ("label_smoothing",)
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in {"from_logits": from_logits, "label_smoothing": label_smoothing}.items():
+            catalog.ARGUMENTS[name].check(value, f"kl_divergence.{name}")
+        self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
+        self._init_hp(label_smoothing=self.label_smoothing)
+
+    def call(self, y_true, y_pred):
+        y_true = _smooth(one_hot_labels(y_true, y_pred),
+                         self._h("label_smoothing", y_pred.dtype))
+        return keras.losses.kl_divergence(y_true, probabilities(y_pred, self.from_logits))
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
 
 
 # --------------------------------------------------------------------------------------------

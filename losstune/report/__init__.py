@@ -94,6 +94,19 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
         info = _info.residuals_info(trials, maximize, attrs.get("val_targets"))
         add("Residuals", "Prediction − target for the best design, validation split.",
             _plots.residuals(info) if info else None, "no stored predictions")
+    elif task == "count":
+        info = _info.counts_info(trials, maximize, attrs.get("val_targets"))
+        add("Expected against true counts", "The best design's expected count exp(η) of "
+            "every validation sample against its count; the line is a perfect prediction.",
+            _plots.counts(info) if info else None, "no stored predictions")
+    elif task == "multilabel":
+        for key, score, words in ((results.F1_PER_LABEL, "F1", "F1 at a 0.5 threshold"),
+                                  (results.AP_PER_LABEL, "AP", "average precision")):
+            info = _info.recall_info(trials, maximize, attrs.get("class_names"), key=key)
+            add(f"Per-label {score}", f"{words[0].upper() + words[1:]} of every label for the "
+                "best design and the best baseline (validation).",
+                _plots.recall(info, score, "label") if info else None,
+                f"no per-label {score} recorded")
     else:
         info = _info.recall_info(trials, maximize, attrs.get("class_names"))
         add("Per-class recall", "Recall of every class for the best design and the best "

@@ -73,8 +73,12 @@ def summary_info(study_name: str, user_attrs: dict[str, Any], trials: Sequence[A
 def leaderboard_info(trials: Sequence[Any], maximize: bool, task: str,
                      test_for_top: int = 5) -> list[dict[str, Any]]:
     """One row per complete trial. Test-split figures are shown for the top designs only."""
-    kind = "regression" if task == "regression" else "classification"
-    metric_keys = SECONDARY[kind]
+    from losstune import tasks
+
+    kind = ("classification" if task in catalog.CLASSIFICATION
+            else "regression" if task == "regression" else None)
+    # New tasks show their own metrics (losstune.tasks), the first three.
+    metric_keys = SECONDARY[kind] if kind else tuple(tasks.TASKS[task].metrics)[:3]
     rows = []
     for rank, t in enumerate(ranked(trials, maximize), start=1):
         a = t.user_attrs
@@ -141,19 +145,20 @@ def curves_info(trials: Sequence[Any], maximize: bool, metric: str,
     return {"val": val, "components": components}
 
 
-def recall_info(trials: Sequence[Any], maximize: bool,
-                class_names: Sequence[str] | None) -> dict[str, Any] | None:
-    """Per-class validation recall of the best design against the best baseline."""
+def recall_info(trials: Sequence[Any], maximize: bool, class_names: Sequence[str] | None,
+                key: str = results.RECALL) -> dict[str, Any] | None:
+    """A per-class validation score (recall; for labels, F1 or AP: ``key``) of the best design
+    against the best baseline."""
     order = ranked(trials, maximize)
-    if not order or results.RECALL not in order[0].user_attrs:
+    if not order or key not in order[0].user_attrs:
         return None
     best = order[0]
     baseline = next((t for t in order if t.user_attrs.get(results.BASELINE)), None)
-    recall = best.user_attrs[results.RECALL]
+    recall = best.user_attrs[key]
     names = list(class_names or [str(i) for i in range(len(recall))])
     out = {"classes": names, "best": recall, "best_label": f"best: {design_label(best)}"}
     if baseline is not None and baseline.number != best.number:
-        out["baseline"] = baseline.user_attrs.get(results.RECALL)
+        out["baseline"] = baseline.user_attrs.get(key)
         out["baseline_label"] = f"baseline: {design_label(baseline)}"
     return out
 
@@ -167,6 +172,18 @@ def residuals_info(trials: Sequence[Any], maximize: bool,
     pred = order[0].user_attrs[results.PREDICTIONS]
     n = min(len(pred), len(targets))
     return {"target": list(targets[:n]), "residual": [p - y for p, y in zip(pred[:n], targets[:n])],
+            "label": design_label(order[0])}
+
+
+def counts_info(trials: Sequence[Any], maximize: bool,
+                targets: Sequence[float] | None) -> dict[str, Any] | None:
+    """Expected against true counts of the best count design, validation split."""
+    order = ranked(trials, maximize)
+    if not order or not targets or results.PREDICTIONS not in order[0].user_attrs:
+        return None
+    pred = order[0].user_attrs[results.PREDICTIONS]
+    n = min(len(pred), len(targets))
+    return {"target": list(targets[:n]), "predicted": list(pred[:n]),
             "label": design_label(order[0])}
 
 

@@ -92,15 +92,15 @@ def lines(series: Sequence[dict[str, Any]], title: str, y_title: str,
                   legend=dict(orientation="h", x=0, y=-0.18, yanchor="top"))
 
 
-def recall(info: dict[str, Any]) -> go.Figure:
+def recall(info: dict[str, Any], score: str = "recall", axis: str = "class") -> go.Figure:
     classes = [esc(c) for c in info["classes"]]
     fig = go.Figure(go.Bar(x=classes, y=info["best"], name=wrap(info["best_label"], 50),
                            marker_color=PALETTE[0]))
     if info.get("baseline"):
         fig.add_trace(go.Bar(x=classes, y=info["baseline"], name=wrap(info["baseline_label"], 50),
                              marker_color="#999999"))
-    return _style(fig, "Per-class recall (validation): best design vs baseline", barmode="group",
-                  yaxis=dict(range=[0, 1.05], title="recall"), xaxis_title="class",
+    return _style(fig, f"Per-{axis} {score} (validation): best design vs baseline",
+                  barmode="group", yaxis=dict(range=[0, 1.05], title=score), xaxis_title=axis,
                   showlegend=True, legend=dict(orientation="h", x=0, y=-0.18, yanchor="top"))
 
 
@@ -110,6 +110,16 @@ def residuals(info: dict[str, Any]) -> go.Figure:
     fig.add_hline(y=0, line_color="#888")
     return _style(fig, f"Residuals of the best design (validation): {info['label']}",
                   xaxis_title="target", yaxis_title="prediction − target")
+
+
+def counts(info: dict[str, Any]) -> go.Figure:
+    top = max([*info["target"], *info["predicted"], 1.0])
+    fig = go.Figure(go.Scatter(x=info["target"], y=info["predicted"], mode="markers",
+                               marker=dict(color=PALETTE[0], opacity=0.6)))
+    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line_color="#888",
+                             hoverinfo="skip"))
+    return _style(fig, f"Expected against true counts (validation): {info['label']}",
+                  xaxis_title="true count", yaxis_title="expected count exp(η)")
 
 
 def confirmation(rows: Sequence[Any], metric: str) -> go.Figure:

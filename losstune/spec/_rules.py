@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 
 from losstune import catalog
+from losstune.tasks import TASKS
 from losstune.errors import SpecError
 from pathlib import Path
 
@@ -76,8 +77,7 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         fail("objective.metric", "give at least one metric")
     for i, metric in enumerate(metrics):
         key = "objective.metric" if len(metrics) == 1 else f"objective.metric[{i}]"
-        valid = [m for m, (_, tasks) in METRICS.items() if spec.task in tasks
-                 and m != "train_time"]
+        valid = list(TASKS[spec.task].metrics)  # the task's own order: its default first
         if metric not in METRICS or spec.task not in METRICS[metric][1]:
             fail(key, f"unknown metric {metric!r} for a {spec.task} task; allowed: "
                       f"{', '.join(valid)}")

@@ -1,0 +1,264 @@
+"""Tasks beyond classes and values: multilabel and count. Each new loss against a reference
+(Keras's own loss where there is one, else NumPy), the metrics against scikit-learn, the
+built-in data, and each example study end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import optuna
+import pytest
+import tomllib
+import tomli_w
+from click.testing import CliRunner
+from keras import ops
+
+from losstune import catalog, data, losses, metrics, results, spec as spec_mod, tasks
+from losstune.cli import main
+from losstune.losses import _counts, _families, _multilabel
+
+ROOT = Path(__file__).resolve().parent.parent
+RNG = np.random.default_rng(0)
+LABELS = (RNG.random((32, 5)) < 0.3).astype("float32")
+LOGITS = (2.0 * RNG.normal(size=(32, 5))).astype("float32")
+COUNTS = RNG.poisson(3.0, size=(32, 1)).astype("float32")
+LOG_COUNTS = RNG.normal(1.0, 0.7, size=(32, 1)).astype("float32")
+
+
+def _np(x) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(x), dtype="float64")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z.astype("float64")))
+
+
+# ------------------------------------------------------------------------------ the task records
+def test_every_metric_has_one_direction_and_each_task_a_default():
+    for name, (direction, used_by) in tasks.metrics().items():
+        assert all(tasks.TASKS[t].metrics.get(name, direction) == direction for t in used_by)
+    assert {t: tasks.TASKS[t].default_metric for t in ("multilabel", "count")} == {
+        "multilabel": "macro_f1", "count": "poisson_deviance"}
+    assert spec_mod.METRICS["poisson_deviance"] == ("minimize", ("count",))
+    assert catalog.default_families("multilabel") == (
+        "binary_crossentropy", "binary_focal", "class_balanced_bce")
+    assert [f for f, _ in catalog.default_baselines("count")] == ["poisson", "log1p_mse"]
+    assert "dynamic" not in catalog.names("multilabel")  # its terms read one softmax
+
+
+# ------------------------------------------------------------------------------ multilabel losses
+@pytest.mark.parametrize("smoothing", [0.0, 0.15])
+def test_binary_crossentropy_is_keras(smoothing):
+    ours = _multilabel.BinaryCrossentropy(from_logits=True, label_smoothing=smoothing)
+    keras_own = keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=smoothing)
+    np.testing.assert_allclose(_np(ours(LABELS, LOGITS)), _np(keras_own(LABELS, LOGITS)),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("gamma, alpha, balancing, smoothing",
+                         [(2.0, 0.25, True, 0.0), (0.5, 0.8, True, 0.1), (3.0, 0.25, False, 0.0)])
+def test_binary_focal_is_keras(gamma, alpha, balancing, smoothing):
+    ours = _multilabel.BinaryFocalCrossentropy(apply_class_balancing=balancing, alpha=alpha,
+                                               gamma=gamma, from_logits=True,
+                                               label_smoothing=smoothing)
+    keras_own = keras.losses.BinaryFocalCrossentropy(
+        apply_class_balancing=balancing, alpha=alpha, gamma=gamma, from_logits=True,
+        label_smoothing=smoothing)
+    np.testing.assert_allclose(_np(ours(LABELS, LOGITS)), _np(keras_own(LABELS, LOGITS)),
+                               rtol=1e-5)
+
+
+def test_class_balanced_bce_weighs_each_labels_positives_by_its_effective_number():
+    counts, beta = [200, 40, 10, 3, 1], 0.99
+    loss = _multilabel.ClassBalancedBinaryCrossentropy(counts, beta=beta, from_logits=True,
+                                                       reduction=None)
+    n = np.array(counts, dtype="float64")
+    w = (1 - beta) / (1 - beta ** n)
+    w = w * len(w) / w.sum()
+    p = _sigmoid(LOGITS)
+    expected = -(w * LABELS * np.log(p) + (1 - LABELS) * np.log(1 - p)).mean(axis=-1)
+    np.testing.assert_allclose(_np(loss(LABELS, LOGITS)), expected, rtol=1e-5)
+    assert w[-1] > w[0]  # the rarest label's positives weigh most
+    plain = _multilabel.ClassBalancedBinaryCrossentropy(counts, beta=0.0, from_logits=True)
+    np.testing.assert_allclose(_np(plain(LABELS, LOGITS)),
+                               _np(keras.losses.BinaryCrossentropy(from_logits=True)(
+                                   LABELS, LOGITS)), rtol=1e-5)  # β = 0: plain BCE
+
+
+@pytest.mark.parametrize("average", ["macro", "micro"])
+def test_sigmoid_soft_fbeta_against_numpy(average):
+    beta = 1.5
+    loss = _multilabel.SigmoidSoftFBeta(beta=beta, average=average, from_logits=True)
+    p = _sigmoid(LOGITS)
+    tp, fp, fn = ((LABELS * p).sum(0), ((1 - LABELS) * p).sum(0), (LABELS * (1 - p)).sum(0))
+    if average == "micro":
+        tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
+    b2 = beta ** 2
+    f = (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp + 1e-7)
+    assert _np(loss(LABELS, LOGITS)) == pytest.approx(1.0 - np.mean(f), rel=1e-5)
+
+
+# ------------------------------------------------------------------------------ count losses
+def test_poisson_of_the_log_count_is_keras_poisson_of_the_count():
+    ours = _counts.PoissonLogInput()
+    keras_own = keras.losses.Poisson()
+    assert _np(ours(COUNTS, LOG_COUNTS)) == pytest.approx(
+        _np(keras_own(COUNTS, np.exp(LOG_COUNTS))), rel=1e-5)
+
+
+def test_log1p_mse_and_count_huber_against_references():
+    mu = np.exp(LOG_COUNTS.astype("float64"))
+    expected = np.mean((np.log1p(COUNTS) - np.log1p(mu)) ** 2)
+    assert _np(_counts.Log1pMeanSquaredError()(COUNTS, LOG_COUNTS)) == pytest.approx(
+        expected, rel=1e-5)
+    assert _np(_counts.CountHuber(delta=2.0)(COUNTS, LOG_COUNTS)) == pytest.approx(
+        _np(keras.losses.Huber(delta=2.0)(COUNTS, mu.astype("float32"))), rel=1e-5)
+
+
+def test_a_diverging_log_count_gives_a_finite_loss():
+    huge = np.full_like(LOG_COUNTS, 1e4)
+    assert np.isfinite(_np(_counts.PoissonLogInput()(COUNTS, huge)))
+
+
+def test_kl_divergence_base_is_keras_kl_of_the_probabilities():
+    y = np.eye(5, dtype="float32")[RNG.integers(0, 5, 32)]
+    ours = _families.KLDivergence(from_logits=True, label_smoothing=0.1)
+    smoothed = y * 0.9 + 0.1 / 5
+    probs = _np(ops.softmax(LOGITS, axis=-1)).astype("float32")
+    assert _np(ours(y, LOGITS)) == pytest.approx(
+        _np(keras.losses.KLDivergence()(smoothed, probs)), rel=1e-5)
+    # One-hot labels: KL is cross-entropy.
+    assert _np(_families.KLDivergence(from_logits=True)(y, LOGITS)) == pytest.approx(
+        _np(keras.losses.CategoricalCrossentropy(from_logits=True)(y, LOGITS)), rel=1e-4)
+
+
+def test_the_new_families_build_from_their_descriptions_and_reload():
+    for description in (
+            {"family": "binary_focal", "params": {"gamma": 1.0, "alpha": 0.6}},
+            {"family": "class_balanced_bce", "params": {"beta": 0.99, "class_counts": [5, 1, 2]}},
+            {"family": "sigmoid_soft_fbeta", "params": {"beta": 2.0, "average": "micro"}},
+            {"family": "count_huber", "params": {"delta": 3.0}},
+            {"family": "dynamic", "params": {"base": "poisson_log_input", "w_curriculum": 0.2}}):
+        loss = losses.build_loss(catalog.fit(description, from_logits=True, epochs=3))
+        again = type(loss).from_config(loss.get_config())
+        assert again.get_config() == loss.get_config(), description["family"]
+
+
+# ------------------------------------------------------------------------------ metrics
+def test_multilabel_metrics_are_scikit_learns():
+    from sklearn import metrics as skm
+
+    y = LABELS.astype("int64")
+    got = metrics.multilabel(y, LOGITS, per_label=True)
+    p = _sigmoid(LOGITS)
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(y, p >= 0.5, average="macro"))
+    assert got["micro_f1"] == pytest.approx(skm.f1_score(y, p >= 0.5, average="micro"))
+    assert got["mean_average_precision"] == pytest.approx(
+        skm.average_precision_score(y, p, average="macro"))
+    assert got["ap_per_label"] == pytest.approx(
+        list(skm.average_precision_score(y, p, average=None)))
+    # A label without positives in the split has no AP: left out of the mean, not a 0.
+    y[:, 0] = 0
+    got = metrics.multilabel(y, LOGITS, per_label=True)
+    assert math.isnan(got["ap_per_label"][0])
+    assert got["mean_average_precision"] == pytest.approx(
+        skm.average_precision_score(y[:, 1:], p[:, 1:], average="macro"))
+
+
+def test_count_metrics_are_scikit_learns_on_the_expected_counts():
+    from sklearn import metrics as skm
+
+    got = metrics.counts(COUNTS, LOG_COUNTS)
+    mu = np.exp(LOG_COUNTS.reshape(-1).astype("float64"))
+    assert got["poisson_deviance"] == pytest.approx(
+        skm.mean_poisson_deviance(COUNTS.reshape(-1), mu))
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(COUNTS.reshape(-1), mu))
+
+
+# ------------------------------------------------------------------------------ data
+def test_builtin_multilabel_and_count_sets_are_fixed():
+    x1, y1, names = data.multilabel_set()
+    x2, y2, _ = data.multilabel_set()
+    assert x1.shape == (2000, 20) and y1.shape == (2000, 8) and np.array_equal(y1, y2)
+    assert names[0] == "label_0" and set(np.unique(y1)) == {0, 1}
+    x, counts, _ = data.count_set()
+    assert x.shape == (442, 10) and counts.min() >= 0 and 2.5 < counts.mean() < 4.5
+    assert np.array_equal(counts, data.count_set()[1])
+
+
+def test_the_multilabel_long_tail_follows_cuis_profile_on_the_training_split_only():
+    plain = data.load(spec_mod.DatasetSpec(name="multilabel"), "multilabel", seed=0)
+    tail = data.load(spec_mod.DatasetSpec(name="multilabel", long_tail=20.0), "multilabel",
+                     seed=0)
+    before, after = np.array(plain.class_counts), np.array(tail.class_counts)
+    assert after.max() / after.min() > 2 * before.max() / before.min()
+    assert len(tail.y_train) < len(plain.y_train)
+    assert np.array_equal(tail.y_val, plain.y_val)  # validation untouched
+    assert tail.y_train.shape[1] == tail.num_classes == 8
+
+
+def test_a_multilabel_csv_names_its_label_columns(tmp_path):
+    rows = "".join(f"{i % 7},{i % 3},{int(i % 2 == 0)},{int(i % 3 == 0)}\n" for i in range(60))
+    (tmp_path / "d.csv").write_text("f1,f2,cat,dog\n" + rows)
+    ds = spec_mod.DatasetSpec(name="csv", path="d.csv", target=["cat", "dog"])
+    splits = data.load(ds, "multilabel", seed=0, base_dir=tmp_path)
+    assert splits.class_names == ["cat", "dog"] and splits.x_train.shape[1] == 2
+    assert splits.y_train.shape[1] == 2 and set(np.unique(splits.y_train)) <= {0, 1}
+
+
+def test_counts_are_not_scaled():
+    splits = data.load(spec_mod.DatasetSpec(name="counts"), "count", seed=0)
+    assert splits.y_scale == 1.0 and splits.y_center == 0.0
+    assert np.array_equal(splits.y_train, np.round(splits.y_train)) and splits.y_train.min() >= 0
+
+
+# ------------------------------------------------------------------------------ end to end
+def _tiny(name: str, tmp_path: Path, **changes) -> Path:
+    raw = tomllib.loads((ROOT / "studies" / f"{name}.toml").read_text())
+    raw.update({"n_trials": 4, "racing": {"max_seeds": 2}, **changes})
+    raw["training"] = {**raw["training"], "epochs": 3}
+    raw["pruner"] = {"name": "none"}
+    path = tmp_path / f"{name}.toml"
+    path.write_text(tomli_w.dumps(raw))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, figure", [("multilabel_longtail", "Per-label AP"),
+                                          ("counts", "Expected against true counts")])
+def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure):
+    monkeypatch.chdir(tmp_path)
+    path = _tiny(name, tmp_path)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    runner = CliRunner()
+    searched = runner.invoke(main, ["search", str(path), "--storage", url])
+    assert searched.exit_code == 0, searched.output
+    study = optuna.load_study(study_name=name, storage=url)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) >= 4
+    task = tasks.TASKS[spec_mod.load(path).task]
+    for t in done:
+        assert set(task.metrics) <= {k[len(results.VAL):] for k in t.user_attrs}
+    if name == "multilabel_longtail":
+        assert all(len(t.user_attrs[results.AP_PER_LABEL]) == 8 for t in done)
+    else:
+        assert all(min(t.user_attrs[results.PREDICTIONS]) > 0 for t in done)
+    shown = json.loads(runner.invoke(main, ["show", name, "--storage", url, "-f",
+                                            "json"]).output)
+    assert shown["metric"] == task.default_metric and shown["verdict"]["test"]
+    reported = runner.invoke(main, ["report", name, "--storage", url, "-o",
+                                    str(tmp_path / "r.html")])
+    assert reported.exit_code == 0, reported.output
+    html = (tmp_path / "r.html").read_text()
+    assert figure in html and f"no per-label" not in html and "no stored predictions" not in html
+    exported = runner.invoke(main, ["export", name, "--storage", url, "-o",
+                                    str(tmp_path / "b.json")])
+    assert exported.exit_code == 0, exported.output
+    loss = losses.load_loss(tmp_path / "b.json")
+    winner = json.loads((tmp_path / "b.json").read_text())["design"]["family"]
+    assert type(loss).__name__ == catalog.load(catalog.family(winner).loss).__name__

@@ -21,14 +21,15 @@ def test_loss_tests_pass_under_other_backends(backend):
     otherwise freeze at trace time."""
     env = {**os.environ, "KERAS_BACKEND": backend}
     files = ["tests/test_losses.py", "tests/test_schedules.py", "tests/test_audit.py",
-             "tests/test_compiled.py", "tests/test_population.py"]
+             "tests/test_compiled.py", "tests/test_population.py", "tests/test_tasks.py"]
     # On JAX the population studies are left out (each new model compiles for seconds there
     # and the suite's budget is short): the loss, retune and population unit tests run.
-    # On torch the member-against-alone studies run; the others (verdict, pruning, CNN,
+    # On torch the member-against-alone studies and the new tasks' example studies run (on
+    # JAX those take a minute: left out); the others (verdict, pruning, CNN,
     # factory) are backend-neutral orchestration, tested on TensorFlow.
     skip = "torch_backend or cnn_population or pruned_members or factory_model" \
         " or verdict_of_the_same" + (" or a_member_computes or same_results_with_and_without_reuse"
-                                      if backend == "jax" else "")
+                                      " or each_example_study" if backend == "jax" else "")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files,
          "-k", f"not ({skip})"],

@@ -56,6 +56,25 @@ REGRESSION = merge(CLASSIFICATION, {
                "cross_entropy": None, "focal": None, "class_balanced": None, "poly1": None,
                "soft_fbeta": None}})
 REGRESSION_DESIGNS = ["mse", "mae", "huber", "log_cosh", "dynamic", "dynamic", "huber"]
+_OTHERS = {"cross_entropy": None, "focal": None, "class_balanced": None, "poly1": None,
+           "soft_fbeta": None}
+MULTILABEL = merge(CLASSIFICATION, {
+    "task": "multilabel", "dataset": {"name": "multilabel", "max_samples": 400},
+    "objective": {"metric": "mean_average_precision"},
+    "search": {**_OTHERS, "families": ["binary_crossentropy", "binary_focal",
+                                       "class_balanced_bce", "sigmoid_soft_fbeta"],
+               "dynamic": None, "binary_crossentropy": {"label_smoothing": {"low": 0.0,
+                                                                            "high": 0.2}}}})
+MULTILABEL_DESIGNS = ["binary_crossentropy", "binary_focal", "class_balanced_bce",
+                      "sigmoid_soft_fbeta", "binary_focal"]
+COUNT = merge(CLASSIFICATION, {
+    "task": "count", "dataset": {"name": "counts"}, "objective": {"metric": "poisson_deviance"},
+    "search": {**_OTHERS, "families": ["poisson", "log1p_mse", "count_huber", "dynamic"],
+               "dynamic": {"w_balance": None}}})
+COUNT_DESIGNS = ["poisson", "log1p_mse", "count_huber", "dynamic", "count_huber"]
+CASES = {"classification": (CLASSIFICATION, CLASSIFICATION_DESIGNS),
+         "regression": (REGRESSION, REGRESSION_DESIGNS),
+         "multilabel": (MULTILABEL, MULTILABEL_DESIGNS), "count": (COUNT, COUNT_DESIGNS)}
 
 
 def _run(tmp_path: Path, base: dict, designs: list[str], population_size: int, tag: str
@@ -95,12 +114,11 @@ def _same(alone: list, together: list, k: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["classification", "regression"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_a_member_computes_what_its_trial_computes_alone(tmp_path, case):
-    """Every family (DynamicLoss with schedules included), each member with its own learning
-    rate and epoch count, against the same trials trained one at a time."""
-    base, designs = ((CLASSIFICATION, CLASSIFICATION_DESIGNS) if case == "classification"
-                     else (REGRESSION, REGRESSION_DESIGNS))
+    """Every family of every task (DynamicLoss with schedules included), each member with its
+    own learning rate and epoch count, against the same trials trained one at a time."""
+    base, designs = CASES[case]
     alone = _run(tmp_path, base, designs, 1, "alone")
     together = _run(tmp_path, base, designs, len(designs), "together")
     _same(alone, together, len(designs))

@@ -244,6 +244,7 @@ def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure)
     task = tasks.TASKS[spec_mod.load(path).task]
     for t in done:
         assert set(task.metrics) <= {k[len(results.VAL):] for k in t.user_attrs}
+        assert t.user_attrs[results.BACKEND] == keras.backend.backend()  # torch, run again there
     if name == "multilabel_longtail":
         assert all(len(t.user_attrs[results.AP_PER_LABEL]) == 8 for t in done)
     else:

@@ -600,3 +600,21 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "sigmoid": {"start": 0.0, "end": 1.0, "steepness": 10.0, "midpoint": 0.5, "warmup": 0},
 }
 SEARCHED_SCHEDULES = ("constant", "linear", "cosine")  # a study's default [search.schedule]
+
+
+# ------------------------------------------------------------------------------ penalties
+# Terms a design adds to any task's loss through the model's add_loss (losstune.losses._penalty):
+# searched like a loss parameter (``penalty.l1_activity``) and part of the design's identity,
+# words and export. The default search when a study's [search.penalty] names one with `true`.
+PENALTIES = {p.name: p for p in (
+    Parameter("l1_activity", 0.0, "[0, inf)", symbol="L1 activity penalty",
+              search={"low": 1e-6, "high": 1e-2, "log": True}),
+    Parameter("l2_kernel", 0.0, "[0, inf)", symbol="L2 kernel decay λ",
+              search={"low": 1e-6, "high": 1e-2, "log": True}),
+)}
+
+
+def penalty_words(penalty: Mapping[str, Any] | None) -> str:
+    """"L1 activity penalty = 0.0001, L2 kernel decay λ = 0.001" (the non-zero ones)."""
+    return ", ".join(PENALTIES[k].words(v) for k, v in sorted((penalty or {}).items())
+                     if k in PENALTIES and v)

@@ -40,10 +40,14 @@ def load_factory(reference: str, base_dir: Path | str = "."):
 
 
 def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
-          base_dir: Path | str = ".", builder: Any = None):
+          base_dir: Path | str = ".", builder: Any = None,
+          penalty: dict[str, float] | None = None):
     """A fresh, uncompiled ``keras.Model``. ``builder``: the model function of a study made
-    from Python (``model.kind = "python"``)."""
+    from Python (``model.kind = "python"``). ``penalty``: a design's penalties, added to a
+    built-in model (losstune.losses._penalty); a study checks that its model is built in."""
     import keras
+
+    from losstune.losses._penalty import layers_for
 
     if spec.kind == "python" and builder is None:
         raise LosstuneError("this study's model is a Python function: give it again "
@@ -57,18 +61,22 @@ def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
             raise TypeError(f"model.factory {spec.factory!r} returned "
                             f"{type(model).__name__}, not a keras.Model")
         return model
+    penalties, decay = layers_for(penalty)
     layers = [keras.Input(input_shape)]
     if spec.kind == "cnn":
         for filters in spec.filters:
-            layers += [keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
+            layers += [keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
+                                           kernel_regularizer=decay),
                        keras.layers.MaxPooling2D(2, padding="same")]
         layers.append(keras.layers.GlobalAveragePooling2D())
     else:
         layers.append(keras.layers.Flatten())
     for width in spec.hidden:
-        layers.append(keras.layers.Dense(width, activation="relu"))
+        layers.append(keras.layers.Dense(width, activation="relu", kernel_regularizer=decay))
         if spec.dropout:
             layers.append(keras.layers.Dropout(spec.dropout))
+    if penalties is not None:  # on the penultimate layer's output
+        layers.append(penalties)
     # float32 output even under mixed precision, so the loss is computed in float32.
-    layers.append(keras.layers.Dense(units, dtype="float32"))
+    layers.append(keras.layers.Dense(units, dtype="float32", kernel_regularizer=decay))
     return keras.Sequential(layers, name=f"losstune_{spec.kind}")

@@ -75,6 +75,9 @@ def unsupported(spec: Any) -> str | None:
         return "mixed precision scales the loss of the whole model at once"
     if spec.multi_objective and "train_time" in spec.objective.metrics:
         return "the objective train_time measures a trial's training alone"
+    if spec.search.penalty.searched:
+        # The stacked layers hold no per-member penalty coefficients (not built).
+        return "penalties (search.penalty) are added to models that train alone"
     return None
 
 

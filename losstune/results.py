@@ -105,6 +105,7 @@ def design_key(description: dict[str, Any], training: dict[str, Any] | None = No
     if isinstance(params.get("base_params"), dict):
         params["base_params"] = dict(params["base_params"])
     params.update({f"training.{k}": v for k, v in (training or {}).items()})
+    params.update({f"penalty.{k}": v for k, v in (description.get("penalty") or {}).items()})
     return description.get("family", "?") + json.dumps(params, sort_keys=True,
                                                        separators=(",", ":"))
 
@@ -165,9 +166,12 @@ def records(search_trials: Iterable[Any], replicate_trials: Iterable[Any] = ()) 
 def exported_design(description: dict[str, Any]) -> dict[str, Any]:
     """A loss description without what was fitted to the study's data (``export`` writes the
     design; ``load_loss`` takes the data-fitted values separately)."""
-    return {"family": description.get("family"),
-            "params": {k: v for k, v in description.get("params", {}).items()
-                       if k not in FITTED}}
+    design = {"family": description.get("family"),
+              "params": {k: v for k, v in description.get("params", {}).items()
+                         if k not in FITTED}}
+    if description.get("penalty"):
+        design["penalty"] = dict(description["penalty"])
+    return design
 
 
 # ------------------------------------------------------------------------------------ designs

@@ -22,10 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class LossDesign:
-    """A loss design as plain data: family + parameters (no data-dependent values)."""
+    """A loss design as plain data: family + parameters (no data-dependent values), and the
+    penalties it adds through the model (``{"l2_kernel": 1e-4}``; none for a baseline)."""
 
     family: str
     params: dict[str, Any] = field(default_factory=dict)
+    penalty: dict[str, float] = field(default_factory=dict)
 
     def description(self, *, epochs: int, class_counts: list[int] | None,
                     from_logits: bool = True) -> dict[str, Any]:
@@ -45,8 +47,11 @@ class LossDesign:
             schedule = params.pop("schedule", None)
             params["schedule"] = {"name": schedule or "constant",
                                   "params": params.pop("schedule_params", {})}
-        return catalog.fit({"family": self.family, "params": params}, epochs=epochs,
-                           class_counts=list(class_counts or []), from_logits=from_logits)
+        described: dict[str, Any] = {"family": self.family, "params": params}
+        if any(self.penalty.values()):
+            described["penalty"] = {k: float(v) for k, v in sorted(self.penalty.items()) if v}
+        return catalog.fit(described, epochs=epochs, class_counts=list(class_counts or []),
+                           from_logits=from_logits)
 
 
 def _suggest(trial: "optuna.Trial", name: str, value: Param, *, whole: bool = False) -> Any:
@@ -99,7 +104,16 @@ def suggest_design(trial: "optuna.Trial", spec: StudySpec) -> LossDesign:
     gate = record.schedule_gate
     if gate and float(params.get(gate, 0.0)) > 0:
         params["schedule"], params["schedule_params"] = _suggest_schedule(trial, spec)
-    return LossDesign(family, params)
+    return LossDesign(family, params, suggest_penalty(trial, spec))
+
+
+def suggest_penalty(trial: "optuna.Trial", spec: StudySpec) -> dict[str, float]:
+    """The penalties of a searched design (``penalty.l1_activity``...); a baseline has none:
+    it is the plain loss a study compares with."""
+    if results.BASELINE in trial.user_attrs:
+        return {}
+    return {name: float(_suggest(trial, f"penalty.{name}", value))
+            for name, value in spec.search.penalty.searched.items()}
 
 
 def _suggest_schedule(trial: "optuna.Trial", spec: StudySpec) -> tuple[str, dict[str, Any]]:

@@ -328,7 +328,8 @@ def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
     loss = losses.build_loss(description)
     model = models.build(spec.model, input_shape=splits.input_shape,
                          units=models.output_units(spec.task, splits.num_classes),
-                         base_dir=ctx.base_dir, builder=ctx.model_fn)
+                         base_dir=ctx.base_dir, builder=ctx.model_fn,
+                         penalty=description.get("penalty"))
     y_train = _targets(splits, splits.y_train)
     batch = min(len(y_train), AUDIT_BATCH)
     outputs = keras.ops.convert_to_numpy(model(splits.x_train[:batch]))

@@ -263,3 +263,82 @@ def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure)
     loss = losses.load_loss(tmp_path / "b.json")
     winner = json.loads((tmp_path / "b.json").read_text())["design"]["family"]
     assert type(loss).__name__ == catalog.load(catalog.family(winner).loss).__name__
+
+
+# ------------------------------------------------------------------------------ penalties
+def _penalised_mlp(penalty):
+    from losstune import models
+
+    return models.build(spec_mod.ModelSpec(kind="mlp", hidden=(8, 6)), input_shape=(4,),
+                        units=3, penalty=penalty)
+
+
+def test_penalties_are_keras_l2_on_kernels_and_a_per_sample_l1_on_the_penultimate_layer():
+    x = RNG.normal(size=(10, 4)).astype("float32")
+    model = _penalised_mlp({"l1_activity": 0.01, "l2_kernel": 0.001})
+    model(x)
+    penultimate = keras.Model(model.inputs, model.get_layer("penalties").output)(x)
+    l1 = 0.01 * np.mean(np.abs(_np(penultimate)).sum(axis=-1))
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    l2 = sum(_np(keras.regularizers.L2(0.001)(layer.kernel)) for layer in dense)
+    assert len(dense) == 3
+    assert sum(_np(v) for v in model.losses) == pytest.approx(l1 + l2, rel=1e-5)
+    assert _penalised_mlp(None).losses == []  # no penalty: no term, no layer
+
+
+def test_a_reused_compiled_model_reads_the_new_penalty():
+    from losstune import compiled
+
+    cache = compiled.CompiledModels()
+    x = RNG.normal(size=(16, 4)).astype("float32")
+    y = np.eye(3, dtype="float32")[RNG.integers(0, 3, 16)]
+    loss = losses.build_loss({"family": "cross_entropy", "params": {"from_logits": True}})
+    values, first = [], None
+    for decay in (0.0001, 0.1):
+        model = _penalised_mlp({"l2_kernel": decay})
+        first = first or [v.numpy() for v in model.weights if "penalties" not in v.path]
+        for v, value in zip([v for v in model.weights if "penalties" not in v.path], first):
+            v.assign(value)  # the same weights: only the coefficient differs
+        model, _, reused = cache.prepare(model, loss, optimizer="adam", learning_rate=1e-3,
+                                         jit_compile=False, steps=1, sample=(x, y))
+        kernels = sum(float(np.sum(_np(v) ** 2)) for v in model.weights
+                      if v.regularizer is not None)
+        values.append((reused, float(model.test_on_batch(x, y, return_dict=True)["loss"])
+                       - decay * kernels))
+    # The same data loss both times: the compiled step read each model's own coefficient.
+    assert [r for r, _ in values] == [False, True]
+    assert values[1][1] == pytest.approx(values[0][1], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_searched_penalties_are_part_of_the_design_its_words_and_its_export(tmp_path):
+    from tests.conftest import write_study
+
+    study = write_study(tmp_path, {"n_trials": 5, "baselines": True, "search": {
+        "families": ["cross_entropy"], "penalty": {"l1_activity": True,
+                                                   "l2_kernel": {"low": 1e-4, "high": 1e-2,
+                                                                 "log": True}}}})
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    result = CliRunner().invoke(main, ["search", str(study), "--storage", url])
+    assert result.exit_code == 0, result.output
+    trials = optuna.load_study(study_name="tiny", storage=url).trials
+    searched = [t for t in trials if not t.user_attrs.get(results.BASELINE)]
+    baselines = [t for t in trials if t.user_attrs.get(results.BASELINE)]
+    assert len(baselines) == 2 and all("penalty.l2_kernel" not in t.params for t in baselines)
+    assert all("+ L1 activity penalty" not in t.user_attrs[results.WORDS] for t in baselines)
+    for t in searched:
+        described = json.loads(t.user_attrs[results.LOSS])
+        assert described["penalty"] == {"l1_activity": t.params["penalty.l1_activity"],
+                                        "l2_kernel": t.params["penalty.l2_kernel"]}
+        assert "L2 kernel decay λ = " in t.user_attrs[results.WORDS]
+        assert '"penalty.l2_kernel"' in t.user_attrs[results.DESIGN_KEY]
+        assert t.user_attrs[results.POPULATION] == 1 and "penalties" in t.user_attrs[
+            results.POPULATION_NOTE]
+    out = tmp_path / "b.json"
+    exported = CliRunner().invoke(main, ["export", "tiny", "--storage", url, "-o", str(out),
+                                         "--trial", str(searched[0].number)])
+    assert exported.exit_code == 0, exported.output
+    written = json.loads(out.read_text())
+    assert written["design"]["penalty"]["l2_kernel"] == searched[0].params["penalty.l2_kernel"]
+    assert "L2 kernel decay" in written["description"]
+    losses.load_loss(out)  # the loss itself builds; the penalty is the model's

@@ -72,6 +72,10 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
                 fail(f"dataset.{key}", f"only for the csv and npz datasets; {spec.dataset.name!r} "
                                        "is built in (remove it)")
 
+    if spec.search.penalty.searched and spec.model.kind not in ("mlp", "cnn"):
+        fail("search.penalty", f"penalties are added to the built-in models (model.kind mlp or "
+                               f"cnn), not to a {spec.model.kind} model: add them in it "
+                               "(kernel_regularizer, add_loss)")
     metrics = spec.objective.metrics
     if not metrics:
         fail("objective.metric", "give at least one metric")

@@ -365,6 +365,31 @@ ScheduleSpace = create_model(
        for p in catalog.SCHEDULE_PARAMETERS.values()})
 
 
+class PenaltySpace(BaseModel):
+    """[search.penalty]: L1 activity and L2 kernel penalties, each a number, a range or
+    choices, or ``true`` for the catalog's default search (catalog.PENALTIES)."""
+
+    model_config = _FROZEN
+    l1_activity: Union[StrictBool, Param, None] = None
+    l2_kernel: Union[StrictBool, Param, None] = None
+
+    @field_validator("l1_activity", "l2_kernel")
+    @classmethod
+    def _rule(cls, value: Any, info: Any) -> Any:
+        rule = catalog.PENALTIES[info.field_name]
+        if value is True:
+            return _as_param(rule.search)
+        if value is False or value is None:
+            return None
+        return _check_rule(rule, value)
+
+    @property
+    def searched(self) -> dict[str, Param]:
+        """The penalties a design carries, with their search."""
+        return {name: getattr(self, name) for name in catalog.PENALTIES
+                if getattr(self, name) is not None}
+
+
 def default_space(family: str, task: str = "multiclass") -> dict[str, Param]:
     """A family's search space when the study file has no table for it (the catalog's)."""
     record = catalog.family(family)
@@ -382,6 +407,7 @@ class SearchSpec(BaseModel):
     __pydantic_extra__: dict[str, dict[str, Param]] = Field(init=False)
     families: tuple[str, ...] | None = None
     schedule: ScheduleSpace = Field(default_factory=ScheduleSpace)
+    penalty: PenaltySpace = Field(default_factory=PenaltySpace)
 
     @model_validator(mode="before")
     @classmethod

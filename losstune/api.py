@@ -452,11 +452,14 @@ def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = No
             ``output_units`` without activation (logits), or a ``keras.Model`` to clone.
         x: features (NumPy, pandas), or a ``tf.data.Dataset`` / ``keras.utils.PyDataset`` of
             ``(x, y)`` batches (then leave ``y`` out).
-        y: integer, string or one-hot labels; numbers for regression.
+        y: integer, string or one-hot labels; numbers for regression; 0/1 columns, one per
+            label, for multilabel; whole numbers >= 0 for count (``task="count"``).
         validation_data: ``(x_val, y_val)``; else ``validation_split`` of the training data is
             held out (stratified, drawn anew for every seed).
-        task: ``multiclass``, ``binary`` or ``regression`` (default: inferred from ``y``).
-        metric: the objective (default ``macro_f1``, or ``mae`` for regression).
+        task: ``multiclass``, ``binary``, ``regression``, ``multilabel`` or ``count``
+            (default: inferred from ``y``; a count is never inferred).
+        metric: the objective (default: the task's first metric: ``macro_f1``, ``mae`` for
+            regression, ``poisson_deviance`` for count).
         families: loss families to search (default: the task's).
         n_trials: new designs to try; racing adds seeds to the close ones.
         space: per-family search space overrides, as in a study file's ``[search.FAMILY]``,
@@ -467,7 +470,7 @@ def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = No
     Returns:
         The :class:`Study`, searched.
     """
-    from losstune import data, spec as spec_mod
+    from losstune import data, spec as spec_mod, tasks
 
     source = InMemory(build_model, x, y, validation_data, validation_split)
     if task is None:
@@ -479,7 +482,8 @@ def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = No
         "model": {"kind": "python", "factory": _reference(build_model)},
         "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                      "optimizer": optimizer},
-        "objective": {"metric": metric or ("mae" if task == "regression" else "macro_f1")},
+        "objective": {"metric": metric or (tasks.TASKS[task].default_metric
+                                           if task in tasks.TASKS else "macro_f1")},
         "sampler": {"name": sampler}, "pruner": {"name": pruner},
         "baselines": baselines, "racing": racing,
         "search": {**({"families": list(families)} if families else {}), **(space or {})},

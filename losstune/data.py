@@ -553,11 +553,13 @@ def from_datasets(data: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def infer_task(y: np.ndarray) -> str:
-    """The task ``y`` implies: one-hot rows, integer, string or boolean labels are classes
-    (binary for two); floating-point numbers are a regression target (whole-number floats
-    too: diabetes progression is one). Pass ``task=`` to say otherwise."""
+    """The task ``y`` implies: 0/1 columns whose rows do not all sum to 1 are labels
+    (multilabel); one-hot rows, integer, string or boolean labels are classes (binary for two);
+    floating-point numbers are a regression target (whole-number floats too: diabetes
+    progression is one). Pass ``task=`` to say otherwise (``count`` is never inferred)."""
     if y.ndim == 2 and y.shape[1] > 1:
-        return "multiclass" if y.shape[1] > 2 else "binary"
+        multi_hot = np.isin(y, (0, 1)).all() and (y.sum(axis=1) != 1).any()
+        return "multilabel" if multi_hot else "multiclass" if y.shape[1] > 2 else "binary"
     flat = y.reshape(-1)
     if flat.dtype.kind == "f":
         if not np.all(np.isfinite(flat)):
@@ -617,7 +619,7 @@ def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
         if not validation_split or not 0 < validation_split < 1:
             raise DataError(f"validation_split must lie in (0, 1), got {validation_split}")
         stratify = None
-        if task != "regression":
+        if task in ("multiclass", "binary"):
             stratify = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
         try:
             x_train, x_val, y_train, y_val = train_test_split(
@@ -625,7 +627,16 @@ def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
         except ValueError as err:  # a class too small to stratify, a split with no rows
             raise DataError(f"validation_split={validation_split}: {err}") from None
     empty = np.empty((0, *x_train.shape[1:]), dtype="float32")
-    if task == "regression":
+    if task == "multilabel":
+        y_train, names = as_labels(y_train, [], "y")
+        y_val, _ = as_labels(y_val, names, "y_val")
+        splits = Splits(x_train, y_train, x_val, y_val, empty, np.empty((0, len(names)), "int64"),
+                        task, num_classes=len(names), class_names=names)
+    elif task == "count":
+        splits = Splits(x_train, as_counts(y_train, "y").astype("float32"), x_val,
+                        as_counts(y_val, "y_val").astype("float32"), empty,
+                        np.empty(0, "float32"), task)
+    elif task == "regression":
         try:
             y_train = y_train.astype("float64").reshape(-1)
             y_val = y_val.astype("float64").reshape(-1)

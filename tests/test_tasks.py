@@ -342,3 +342,17 @@ def test_searched_penalties_are_part_of_the_design_its_words_and_its_export(tmp_
     assert written["design"]["penalty"]["l2_kernel"] == searched[0].params["penalty.l2_kernel"]
     assert "L2 kernel decay" in written["description"]
     losses.load_loss(out)  # the loss itself builds; the penalty is the model's
+
+
+def test_the_python_api_infers_multilabel_and_takes_counts():
+    multi_hot = (RNG.random((40, 4)) < 0.4).astype("int64")
+    multi_hot[0] = [1, 1, 0, 0]  # some row has two labels
+    assert data.infer_task(multi_hot) == "multilabel"
+    assert data.infer_task(np.eye(4, dtype="int64")[RNG.integers(0, 4, 40)]) == "multiclass"
+    x = RNG.normal(size=(40, 3)).astype("float32")
+    splits = data.from_arrays(x, multi_hot, task="multilabel")
+    assert splits.num_classes == 4 and splits.y_train.shape[1] == 4
+    counts = data.from_arrays(x, RNG.poisson(2.0, 40), task="count")
+    assert counts.y_scale == 1.0 and counts.y_train.dtype == np.float32
+    with pytest.raises(data.DataError, match="a count target must be whole numbers >= 0"):
+        data.from_arrays(x, RNG.normal(size=40), task="count")

@@ -33,6 +33,7 @@ CLASSIFICATION = ("multiclass", "binary")
 REGRESSION = ("regression",)
 MULTILABEL = ("multilabel",)
 COUNT = ("count",)
+EMBEDDING = ("embedding",)
 
 # What a family may need at build time, and the loss description key that carries it.
 NEEDS = {"logits": "from_logits", "class_counts": "class_counts", "epochs": "epochs"}
@@ -283,6 +284,7 @@ ARGUMENTS = {p.name: p for p in (GAMMA, ALPHA, DELTA, LABEL_SMOOTHING, FROM_LOGI
 _OURS = "losstune.losses._families:"
 _LABELS = "losstune.losses._multilabel:"
 _COUNTS = "losstune.losses._counts:"
+_EMBED = "losstune.losses._embedding:"
 DYNAMIC_BASES = (
     Base("categorical_crossentropy", _OURS + "CategoricalCrossentropy",
          ("from_logits", "label_smoothing"), CLASSIFICATION, classes=True,
@@ -425,6 +427,32 @@ def _builtin() -> tuple[Family, ...]:
                           search={"low": 0.5, "high": 20.0, "log": True}),),
                words="Huber loss on counts", title="Huber loss on counts", default_for=COUNT,
                note="δ is in counts."),
+        # ------------------------------------------------------------------ embeddings
+        # Margins are on L2-normalised embeddings: squared distances in [0, 4], cosines in
+        # [-1, 1] (losstune.losses._embedding).
+        Family("triplet", EMBEDDING, _EMBED + "TripletLoss",
+               (Parameter("margin", 0.2, "[0, 4]", symbol="α",
+                          search={"low": 0.05, "high": 1.0, "log": True}),
+                Parameter("mining", "all", kind="name", names=("all", "semi_hard", "hard"),
+                          search={"choices": ["all", "semi_hard", "hard"]})),
+               words="triplet loss", title="Triplet loss", default_for=EMBEDDING,
+               baseline={"margin": 0.2, "mining": "all"}, contour=()),
+        Family("contrastive", EMBEDDING, _EMBED + "ContrastiveLoss",
+               (Parameter("margin", 1.0, "[0, 2]", symbol="m",
+                          search={"low": 0.25, "high": 2.0}),),
+               words="contrastive loss", title="Contrastive loss", default_for=EMBEDDING),
+        Family("quadruplet", EMBEDDING, _EMBED + "QuadrupletLoss",
+               (Parameter("margin", 0.2, "[0, 4]", symbol="α₁",
+                          search={"low": 0.05, "high": 1.0, "log": True}),
+                Parameter("margin2", 0.1, "[0, 4]", symbol="α₂",
+                          search={"low": 0.02, "high": 0.5, "log": True})),
+               words="quadruplet loss", title="Quadruplet loss",
+               contour=("margin", "margin2")),
+        Family("cosine_embedding", EMBEDDING, _EMBED + "CosineEmbeddingLoss",
+               (Parameter("margin", 0.0, "[-1, 1)", symbol="m",
+                          search={"low": -0.5, "high": 0.5}),),
+               words="cosine embedding loss", title="Cosine embedding loss",
+               default_for=EMBEDDING),
     )
 
 

@@ -61,6 +61,22 @@ class Splits:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def val_inputs(self) -> np.ndarray:
+        """What the model is run on to score the validation split: its features, then (for
+        an embedding, whose validation samples are scored by their nearest training samples)
+        the training split's."""
+        return self._with_gallery(self.x_val)
+
+    @property
+    def test_inputs(self) -> np.ndarray:
+        return self._with_gallery(self.x_test)
+
+    def _with_gallery(self, x: np.ndarray) -> np.ndarray:
+        if tasks.TASKS[self.task].outputs != "embedding":
+            return x
+        return np.concatenate([x, self.x_train])
+
 
 def data_file(spec: DatasetSpec, base_dir: Path | str = ".") -> Path:
     """The csv/npz file a dataset names (relative paths from the study file's folder)."""
@@ -420,6 +436,32 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
             raise DataError(f"{where}: target values too large to scale (largest |value| "
                             f"{np.abs(y).max():g}); rescale them first")
     return splits
+
+
+def pk_batches(labels: np.ndarray, batch_size: int, per_class: int, epochs: int,
+               seed: int) -> tuple[np.ndarray, int]:
+    """The training order of an embedding task: every batch holds P = batch_size // per_class
+    classes drawn at random and per_class samples of each (Hermans et al. 2017's P × K
+    batches: every anchor has positives and negatives in its batch). Samples of a class are
+    drawn without replacement while the class has enough, with replacement otherwise.
+    Returns the indices for all ``epochs`` one after another and the batches per epoch
+    (fit reads them with ``steps_per_epoch``, which continues one iterator across epochs)."""
+    labels = np.asarray(labels).reshape(-1).astype("int64")
+    classes = np.unique(labels)
+    p = batch_size // per_class
+    if p > len(classes):
+        raise DataError(f"training.batch_size {batch_size} with samples_per_class {per_class} "
+                        f"asks for {p} classes per batch; the training split has "
+                        f"{len(classes)}")
+    rng = np.random.default_rng(seed)
+    members = {c: np.flatnonzero(labels == c) for c in classes}
+    steps = max(1, len(labels) // (p * per_class))
+    order = []
+    for _ in range(epochs * steps):
+        for c in rng.choice(classes, size=p, replace=False):
+            pool = members[c]
+            order.append(rng.choice(pool, size=per_class, replace=len(pool) < per_class))
+    return np.concatenate(order), steps
 
 
 def as_labels(y: np.ndarray, names: list[str], where: Any) -> tuple[np.ndarray, list[str]]:

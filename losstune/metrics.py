@@ -89,6 +89,29 @@ def _finite(out: np.ndarray) -> np.ndarray:
 
 
 MULTILABEL_METRICS = ("macro_f1", "micro_f1", "mean_average_precision")
+EMBEDDING_METRICS = ("knn_accuracy", "recall_at_1")
+KNN_NEIGHBOURS = 5
+
+
+def embedding(y: np.ndarray, emb: np.ndarray, y_gallery: np.ndarray, gallery: np.ndarray,
+              only: str | None = None) -> dict[str, float]:
+    """How well a split's embeddings find their class among the training embeddings (the
+    gallery), both L2-normalised as the losses see them: ``knn_accuracy``, the vote of the
+    5 nearest training embeddings (``KNeighborsClassifier``), and ``recall_at_1``, whether the
+    nearest one has the sample's class (Recall@1 of the retrieval literature)."""
+    from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+    from sklearn.preprocessing import normalize
+
+    emb, gallery = normalize(_finite(emb)), normalize(_finite(gallery))
+    y, y_gallery = np.asarray(y).reshape(-1), np.asarray(y_gallery).reshape(-1)
+    compute = {
+        "knn_accuracy": lambda: KNeighborsClassifier(n_neighbors=KNN_NEIGHBOURS).fit(
+            gallery, y_gallery).score(emb, y),
+        "recall_at_1": lambda: float(np.mean(y_gallery[NearestNeighbors(n_neighbors=1).fit(
+            gallery).kneighbors(emb, return_distance=False)[:, 0]] == y)),
+    }
+    with _checked_inputs():
+        return {name: float(compute[name]()) for name in ((only,) if only else EMBEDDING_METRICS)}
 
 
 def multilabel(y_true: np.ndarray, logits: np.ndarray, only: str | None = None,

@@ -17,10 +17,10 @@ from losstune.errors import LosstuneError
 from losstune.spec import ModelSpec
 
 
-def output_units(task: str, num_classes: int) -> int:
+def output_units(task: str, num_classes: int, embedding_dim: int = 0) -> int:
     from losstune import tasks
 
-    return tasks.units(task, num_classes)
+    return tasks.units(task, num_classes, embedding_dim)
 
 
 def load_factory(reference: str, base_dir: Path | str = "."):

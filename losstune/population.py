@@ -305,7 +305,10 @@ class PopulationLoss(Tunable, keras.losses.Loss):
         """Per sample and member, (batch, K); and DynamicLoss's terms, (batch, K, terms), for
         the members that have them (zeros elsewhere), or None when no member has."""
         if len(y_true.shape) < len(y_pred.shape):  # one target per sample for all members
-            y_true = ops.broadcast_to(ops.expand_dims(y_true, 1), ops.shape(y_pred))
+            # (batch, K) + the target's own shape: an embedding's label is one column while
+            # its prediction has the embedding's dimension.
+            shape = ops.shape(y_pred)[:2] + tuple(y_true.shape[1:])
+            y_true = ops.broadcast_to(ops.expand_dims(y_true, 1), shape)
         values, terms, start = [], [], 0
         any_terms = any(isinstance(g, DynamicLoss) for g in self.groups)
         for group, n in zip(self.groups, self.sizes):
@@ -452,7 +455,9 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
     spec, splits = ctx.spec, ctx.splits
     k, groups = len(members), _groups(members)
     optimizer = members[0].training["optimizer"]
-    units = int(sample[1].shape[-1])  # one output per target column (checked on the model)
+    from losstune import models
+
+    units = models.output_units(spec.task, splits.num_classes, spec.model.embedding_dim)
     steps = compiled.steps_per_execution(spec.training.steps_per_execution, ctx.backend)
     key = json.dumps([spec.model.model_dump(mode="json"), id(ctx.model_fn), k,
                       list(splits.input_shape), units,
@@ -462,8 +467,6 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
     entry = _CACHE.get(key) if spec.training.reuse_compiled else None
     if entry is None:
         if spec.model.kind in SIDE_BY_SIDE:
-            from losstune import models
-
             model = SideBySide([models.build(spec.model, input_shape=splits.input_shape,
                                              units=units, base_dir=ctx.base_dir,
                                              builder=ctx.model_fn) for _ in range(k)],
@@ -519,7 +522,8 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
         # member's initial weights.
         keras.utils.set_random_seed(seed)
         alone = models.build(spec.model, input_shape=splits.input_shape,
-                             units=models.output_units(spec.task, splits.num_classes),
+                             units=models.output_units(spec.task, splits.num_classes,
+                                                       spec.model.embedding_dim),
                              base_dir=ctx.base_dir, builder=ctx.model_fn)
         cap = _fits_beside(alone) if spec.model.kind in SIDE_BY_SIDE else len(members)
         if len(members) > cap:  # more copies of this model than fit in memory: in parts
@@ -537,9 +541,9 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
         watch = _Watch(members, ctx, loss, report=report)
         keras.utils.set_random_seed(seed)  # the batches each member sees alone
         start = time.perf_counter()
-        model.fit(**trial_mod._fit_data(ctx.backend, splits.x_train, y_train,
-                                        members[0].training["batch_size"], seed),
-                  epochs=max(m.epochs for m in members), verbose=0, callbacks=[watch])
+        model.fit(**trial_mod.fit_arguments(ctx, y_train, members[0].training["batch_size"],
+                                            seed, max(m.epochs for m in members)),
+                  verbose=0, callbacks=[watch])
         seconds = time.perf_counter() - start
     finally:
         if spec.training.mixed_precision:
@@ -588,7 +592,7 @@ class _Watch(keras.callbacks.Callback):
             return
         splits = self.ctx.splits
         means, terms = self._means()
-        val = trial_mod._predict(self.model, splits.x_val)
+        val = trial_mod._predict(self.model, splits.val_inputs)
         test = None
         for k, m in enumerate(self.members):
             if not self.active[k]:
@@ -603,7 +607,7 @@ class _Watch(keras.callbacks.Callback):
                 self.active[k] = False
                 continue
             try:
-                value = trial_mod.score(None, splits, splits.x_val, splits.y_val,
+                value = trial_mod.score(None, splits, splits.val_inputs, splits.y_val,
                                         only=self.metric, out=val[:, k])[self.metric]
             except FloatingPointError as err:
                 m.diverged = f"{err} at epoch {epoch}"
@@ -618,7 +622,7 @@ class _Watch(keras.callbacks.Callback):
                     continue
             if epoch + 1 >= m.epochs:
                 if test is None and len(splits.y_test):
-                    test = trial_mod._predict(self.model, splits.x_test)
+                    test = trial_mod._predict(self.model, splits.test_inputs)
                 m.val_out = val[:, k]
                 m.test_out = test[:, k] if test is not None else None
                 self.active[k] = False

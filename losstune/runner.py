@@ -408,7 +408,8 @@ class Search:
 
         splits = self.ctx.splits
         return population.size(self.ctx.spec, splits.input_shape,
-                               models.output_units(self.ctx.spec.task, splits.num_classes),
+                               models.output_units(self.ctx.spec.task, splits.num_classes,
+                                                    self.ctx.spec.model.embedding_dim),
                                remaining)
 
     def _execute(self, runs: list[Any]) -> None:

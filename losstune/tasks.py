@@ -23,12 +23,15 @@ MAXIMIZE, MINIMIZE = "maximize", "minimize"
 class Task:
     """``targets``: ``classes`` (one class per sample), ``labels`` (0/1 for each of several
     labels), ``values`` (a real number, robustly scaled) or ``counts`` (a whole number >= 0,
-    never scaled). ``unit``: what one output unit stands for, in an error message.
+    never scaled). ``outputs``: ``scores`` (one unit per class or label), ``value`` (one
+    unit) or ``embedding`` (``model.embedding_dim`` units). ``unit``: what one output unit
+    stands for, in an error message.
     ``metrics``: name -> direction; the first is the default objective. ``datasets``: the
     built-in datasets of this task."""
 
     name: str
     targets: str
+    outputs: str
     unit: str
     output: str
     metrics: Mapping[str, str]
@@ -49,19 +52,26 @@ class Task:
 _CLASS_METRICS = {"macro_f1": MAXIMIZE, "balanced_accuracy": MAXIMIZE, "accuracy": MAXIMIZE,
                   "roc_auc": MAXIMIZE, "log_loss": MINIMIZE}
 _TASKS = (
-    Task("multiclass", "classes", "class", "logits without an activation", _CLASS_METRICS,
-         ("digits", "wine"), "one class of several per sample", "recall"),
-    Task("binary", "classes", "class", "logits without an activation", _CLASS_METRICS,
-         ("breast_cancer",), "one of two classes per sample", "recall"),
-    Task("regression", "values", "target", "one linear unit",
+    Task("multiclass", "classes", "scores", "class", "logits without an activation",
+         _CLASS_METRICS, ("digits", "wine"), "one class of several per sample", "recall"),
+    Task("binary", "classes", "scores", "class", "logits without an activation",
+         _CLASS_METRICS, ("breast_cancer",), "one of two classes per sample", "recall"),
+    Task("regression", "values", "value", "target", "one linear unit",
          {"mae": MINIMIZE, "rmse": MINIMIZE, "r2": MAXIMIZE}, ("diabetes",),
          "a real-valued target", "residuals"),
-    Task("multilabel", "labels", "label", "logits without an activation (one per label)",
+    Task("multilabel", "labels", "scores", "label",
+         "logits without an activation (one per label)",
          {"macro_f1": MAXIMIZE, "micro_f1": MAXIMIZE, "mean_average_precision": MAXIMIZE},
          ("multilabel",), "several yes/no labels per sample", "labels"),
-    Task("count", "counts", "count", "one linear unit: the log of the expected count",
+    Task("count", "counts", "value", "count", "one linear unit: the log of the expected count",
          {"poisson_deviance": MINIMIZE, "mae": MINIMIZE, "rmse": MINIMIZE},
          ("counts",), "a whole-number count per sample", "counts"),
+    # Scored by the nearest training embeddings of each validation embedding (k = 5 votes,
+    # and the single nearest); the losses compare the samples of a batch with each other.
+    Task("embedding", "classes", "embedding", "embedding dimension",
+         "one linear unit per embedding dimension (model.embedding_dim)",
+         {"knn_accuracy": MAXIMIZE, "recall_at_1": MAXIMIZE}, ("digits",),
+         "an embedding in which samples of a class are near each other", "projection"),
 )
 TASKS: dict[str, Task] = {t.name: t for t in _TASKS}
 NAMES = tuple(TASKS)
@@ -93,11 +103,17 @@ def metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
     return out
 
 
-def builtin_datasets() -> dict[str, str]:
-    """Built-in dataset -> its task."""
-    return {d: t.name for t in _TASKS for d in t.datasets}
+def builtin_datasets() -> dict[str, tuple[str, ...]]:
+    """Built-in dataset -> the tasks it serves."""
+    out: dict[str, tuple[str, ...]] = {}
+    for t in _TASKS:
+        for d in t.datasets:
+            out[d] = (*out.get(d, ()), t.name)
+    return out
 
 
-def units(name: str, num_classes: int) -> int:
-    """Output units of a model for this task: one per class or label, else one."""
-    return num_classes if TASKS[name].has_classes else 1
+def units(name: str, num_classes: int, embedding_dim: int = 0) -> int:
+    """Output units of a model for this task: one per class or label, the embedding's
+    dimension, or one."""
+    outputs = TASKS[name].outputs
+    return num_classes if outputs == "scores" else embedding_dim if outputs == "embedding" else 1

@@ -75,6 +75,9 @@ def score(model: "keras.Model | None", splits: Splits, x: np.ndarray, y: np.ndar
     from losstune import metrics
 
     out = _predict(model, x) if out is None else out
+    if splits.task == "embedding":  # x: the split's features, then the training split's
+        n = len(y)
+        return metrics.embedding(y, out[:n], splits.y_train, out[n:], only=only)
     if splits.task == "multilabel":
         return metrics.multilabel(y, out, only=only, per_label=True)
     if splits.task == "count":
@@ -121,7 +124,7 @@ def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool
                 self.model.stop_training = True
                 return
             try:
-                value = score(self.model, ctx.splits, ctx.splits.x_val, ctx.splits.y_val,
+                value = score(self.model, ctx.splits, ctx.splits.val_inputs, ctx.splits.y_val,
                               only=metric)[metric]
             except FloatingPointError as err:
                 self.diverged = f"{err} at epoch {epoch}"
@@ -151,9 +154,27 @@ def _targets(splits: Splits, y: np.ndarray) -> np.ndarray:
     one column of values or counts."""
     if splits.task == "multilabel":
         return np.asarray(y, dtype="float32")
+    if splits.task == "embedding":  # class labels: the losses compare samples by them
+        return np.asarray(y, dtype="float32").reshape(-1, 1)
     if splits.task in ("regression", "count"):
         return np.asarray(y, dtype="float32").reshape(-1, 1)
     return np.eye(splits.num_classes, dtype="float32")[y]
+
+
+def fit_arguments(ctx: Context, y: np.ndarray, batch_size: int, seed: int,
+                  epochs: int) -> dict[str, Any]:
+    """``fit`` arguments for the training split: shuffled every epoch, or for an embedding
+    task in P × K batches (:func:`losstune.data.pk_batches`)."""
+    splits = ctx.splits
+    if splits.task != "embedding":
+        return {**_fit_data(ctx.backend, splits.x_train, y, batch_size, seed), "epochs": epochs}
+    from losstune import data
+
+    per_class = ctx.spec.training.samples_per_class
+    order, steps = data.pk_batches(splits.y_train, batch_size, per_class, epochs, seed)
+    return {"x": splits.x_train[order], "y": y[order],
+            "batch_size": batch_size // per_class * per_class, "shuffle": False,
+            "steps_per_epoch": steps, "epochs": epochs}
 
 
 def _fit_data(backend: str, x: np.ndarray, y: np.ndarray, batch_size: int,
@@ -230,8 +251,9 @@ def train_alone(trial: "optuna.Trial", ctx: Context, training: dict[str, Any],
         trained = _train(trial, ctx, built, training, seed)
         _stop_unless_finished(trial, trained.scorer)
         model = built.model
-        return record_scores(trial, ctx, description, val_out=_predict(model, ctx.splits.x_val),
-                             test_out=(_predict(model, ctx.splits.x_test)
+        return record_scores(trial, ctx, description,
+                             val_out=_predict(model, ctx.splits.val_inputs),
+                             test_out=(_predict(model, ctx.splits.test_inputs)
                                        if len(ctx.splits.y_test) else None),
                              seconds=trained.seconds,
                              epoch_seconds=trained.scorer.epoch_seconds,
@@ -327,7 +349,8 @@ def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
     spec, splits = ctx.spec, ctx.splits
     loss = losses.build_loss(description)
     model = models.build(spec.model, input_shape=splits.input_shape,
-                         units=models.output_units(spec.task, splits.num_classes),
+                         units=models.output_units(spec.task, splits.num_classes,
+                                                   spec.model.embedding_dim),
                          base_dir=ctx.base_dir, builder=ctx.model_fn,
                          penalty=description.get("penalty"))
     y_train = _targets(splits, splits.y_train)
@@ -372,9 +395,8 @@ def _train(trial: "optuna.Trial", ctx: Context, built: Built, training: dict[str
     start = time.perf_counter()
     # No validation_data: the scorer computes the objective on the validation split itself,
     # and a Keras validation pass would trace a second graph and compute a loss nobody reads.
-    history = built.model.fit(**_fit_data(ctx.backend, splits.x_train, built.y_train,
-                                          training["batch_size"], seed),
-                              epochs=training["epochs"], verbose=0,
+    history = built.model.fit(**fit_arguments(ctx, built.y_train, training["batch_size"], seed,
+                                              training["epochs"]), verbose=0,
                               callbacks=[*losses.loss_callbacks(built.loss), scorer])
     trained = Trained(scorer, history.history, time.perf_counter() - start)
     record_training(trial, metric, scorer.values, trained.logs, trained.seconds,
@@ -455,8 +477,10 @@ def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, An
 def _check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) -> None:
     """The model's outputs must match the targets (a user's factory may return anything):
     say what was expected instead of a backend's shape error deep inside the loss."""
-    want, got = tuple(targets.shape[1:]), tuple(outputs.shape[1:])
     task = tasks.TASKS[spec.task]
+    want, got = tuple(targets.shape[1:]), tuple(outputs.shape[1:])
+    if task.outputs == "embedding":
+        want = (spec.model.embedding_dim,)
     if got != want:
         source = (f"model.factory {spec.model.factory!r}" if spec.model.kind == "factory"
                   else f"model.kind {spec.model.kind!r}")

@@ -203,7 +203,7 @@ CASES = [
     ("overflowing-sigmoid", {"search": {"schedule": {"steepness": 1000.0}}},
      "search.schedule.steepness: steepness must lie in [1e-6, 500], got 1000", BOTH),
     ("dataset-task-mismatch", {"dataset": {"name": "diabetes"}},
-     "task: dataset 'diabetes' is a regression task", BOTH),
+     "task: dataset 'diabetes' is a regression dataset", BOTH),
     # Data: built-in datasets take no columns; user files are checked.
     ("features-on-builtin-dataset", {"dataset": {"features": ["alcohol"]}},
      "dataset.features: only for the csv and npz datasets; 'wine' is built in", BOTH),

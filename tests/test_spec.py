@@ -75,7 +75,7 @@ BAD = [
     ({"dataset": {"long_tail": 0.5}}, "dataset.long_tail", "must lie in [1, inf), got 0.5"),
     ({"dataset": {"name": "csv", "path": "missing.csv", "target": "y"}}, "dataset.path",
      "file not found"),
-    ({"dataset": {"name": "diabetes"}}, "task", "dataset 'diabetes' is a regression task"),
+    ({"dataset": {"name": "diabetes"}}, "task", "dataset 'diabetes' is a regression dataset"),
     ({"objective": {"metric": "f2"}}, "objective.metric",
      "unknown metric 'f2' for a multiclass task; allowed: macro_f1"),
     ({"objective": {"metric": "rmse"}}, "objective.metric", "unknown metric 'rmse'"),

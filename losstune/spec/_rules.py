@@ -21,10 +21,10 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         raise SpecError(path, key, message)
 
     if spec.dataset.name in BUILTIN_DATASETS:
-        native = BUILTIN_DATASETS[spec.dataset.name]
-        if native != spec.task:
-            fail("task", f"dataset {spec.dataset.name!r} is a {native} task, got task = "
-                         f"{spec.task!r}")
+        serves = BUILTIN_DATASETS[spec.dataset.name]
+        if spec.task not in serves:
+            fail("task", f"dataset {spec.dataset.name!r} is a {' or '.join(serves)} dataset, "
+                         f"got task = {spec.task!r}")
     if spec.dataset.image and spec.dataset.name != "digits":
         fail("dataset.image", "only the digits dataset has images")
     if spec.model.kind == "cnn" and not spec.dataset.image:

@@ -216,6 +216,8 @@ class ModelSpec(BaseModel):
     filters: tuple[int, ...] = (16, 32)
     dropout: float = Field(0.0, ge=0, lt=1)
     factory: str | None = None
+    # The embedding task's output units (the embedding's dimension).
+    embedding_dim: int = Field(16, ge=2, le=4096)
 
     @field_validator("hidden", "filters")
     @classmethod
@@ -233,6 +235,9 @@ class ModelSpec(BaseModel):
 
 class TrainingSpec(BaseModel):
     model_config = _FROZEN
+    # The embedding task's batches: batch_size // samples_per_class classes, each with
+    # samples_per_class samples (P x K batches, Hermans et al. 2017).
+    samples_per_class: int = Field(4, ge=1)
     epochs: Union[int, Range, Choices] = 10
     batch_size: Union[int, Range, Choices] = 64
     optimizer: Union[Literal[OPTIMIZERS], Choices] = "adam"

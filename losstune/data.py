@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from losstune import tasks
+from losstune.tasks import a as a_task
 from losstune.errors import DataError
 from losstune.spec import DatasetSpec
 
@@ -347,7 +348,7 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
     where = data_file(spec, base_dir) if spec.name in ("csv", "npz") else spec.name
     x, y, names = _load_raw(spec, Path(base_dir))
     if y.ndim == 2 and kind != "labels":
-        raise DataError(f"{where}: the target has {y.shape[1]} columns; a {task} task has one "
+        raise DataError(f"{where}: the target has {y.shape[1]} columns; {a_task(task)} has one "
                         "(several label columns are for a multilabel task)")
     if kind == "values":
         try:

@@ -79,6 +79,11 @@ NAMES = tuple(TASKS)
 TRAIN_TIME = "train_time"
 
 
+def a(name: str) -> str:
+    """"a multiclass task", "an embedding task": the task's name with its article."""
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name} task"
+
+
 def task(name: str) -> Task:
     found = TASKS.get(name)
     if found is None:

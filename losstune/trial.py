@@ -22,6 +22,7 @@ from losstune.errors import LosstuneError
 from losstune.space import LossDesign, suggest_design, suggest_training
 from losstune.spec import StudySpec
 from losstune import results, tasks
+from losstune.tasks import a as a_task
 from losstune.stopping import INTERRUPTED, STOP, TrialInterrupted
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -485,7 +486,7 @@ def _check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) ->
         source = (f"model.factory {spec.model.factory!r}" if spec.model.kind == "factory"
                   else f"model.kind {spec.model.kind!r}")
         raise LosstuneError(f"{source} returned outputs of shape (batch, "
-                            f"{', '.join(map(str, got))}); a {spec.task} task here needs "
+                            f"{', '.join(map(str, got))}); {a_task(spec.task)} here needs "
                             f"(batch, {', '.join(map(str, want))}): one unit per "
                             f"{task.unit}, {task.output}")
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 
 from losstune import catalog
-from losstune.tasks import TASKS
+from losstune.tasks import TASKS, a as a_task
 from losstune.errors import SpecError
 from pathlib import Path
 
@@ -72,6 +72,7 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
                 fail(f"dataset.{key}", f"only for the csv and npz datasets; {spec.dataset.name!r} "
                                        "is built in (remove it)")
 
+    _check_embedding(spec, fail)
     if spec.search.penalty.searched and spec.model.kind not in ("mlp", "cnn"):
         fail("search.penalty", f"penalties are added to the built-in models (model.kind mlp or "
                                f"cnn), not to a {spec.model.kind} model: add them in it "
@@ -83,7 +84,7 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         key = "objective.metric" if len(metrics) == 1 else f"objective.metric[{i}]"
         valid = list(TASKS[spec.task].metrics)  # the task's own order: its default first
         if metric not in METRICS or spec.task not in METRICS[metric][1]:
-            fail(key, f"unknown metric {metric!r} for a {spec.task} task; allowed: "
+            fail(key, f"unknown metric {metric!r} for {a_task(spec.task)}; allowed: "
                       f"{', '.join(valid)}")
         if metric == "train_time" and i == 0:
             fail(key, "train_time can only be a second objective; put a quality metric first")
@@ -98,8 +99,9 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
             fail(f"search.families[{i}]", f"unknown loss family {family!r}; allowed: "
                                           f"{', '.join(valid_families)}")
         if family not in valid_families:
-            fail(f"search.families[{i}]", f"family {family!r} is not valid for a {spec.task} "
-                                          f"task; allowed: {', '.join(valid_families)}")
+            fail(f"search.families[{i}]", f"family {family!r} is not valid for "
+                                          f"{a_task(spec.task)}; allowed: "
+                                          f"{', '.join(valid_families)}")
 
     for name in spec.search.tables:
         if catalog.find(name) is None:
@@ -134,6 +136,29 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         fail("n_trials", "give n_trials, timeout or both")
 
 
+def _check_embedding(spec: StudySpec, fail: Callable[[str, str], None]) -> None:
+    """An embedding's P x K batches need K >= 2 samples of a class (positives for every
+    anchor) and P >= 2 classes (negatives); the settings are the embedding task's alone."""
+    per_class = spec.training.samples_per_class
+    if spec.task != "embedding":
+        if "samples_per_class" in spec.training.model_fields_set:
+            fail("training.samples_per_class", f"only for the embedding task (P x K batches); "
+                                               f"{a_task(spec.task)} shuffles its batches")
+        if "embedding_dim" in spec.model.model_fields_set:
+            fail("model.embedding_dim", f"only for the embedding task; {a_task(spec.task)}'s "
+                                        "outputs follow its targets")
+        return
+    if per_class < 2:
+        fail("training.samples_per_class", f"an embedding task needs >= 2 samples of a class "
+                                           f"per batch (every anchor needs a positive), got "
+                                           f"{per_class}")
+    smallest = param_bounds(spec.training.batch_size)[0]
+    if smallest < 2 * per_class:
+        fail("training.batch_size", f"an embedding batch holds batch_size // samples_per_class "
+                                    f"classes and needs >= 2 (negatives): batch_size >= "
+                                    f"{2 * per_class}, got {smallest:g}")
+
+
 def _check_family_param(family: str, name: str, value: Param, task: str, key: str,
                         fail: Callable[[str, str], None]) -> None:
     """One loss parameter (searched or a baseline's): a known name, a value of the right kind
@@ -144,7 +169,7 @@ def _check_family_param(family: str, name: str, value: Param, task: str, key: st
         fail(key, f"family {family!r} has no parameter {name!r}; allowed: "
                   f"{', '.join(allowed) or 'none'}")
     rule = record.param(name)
-    where = f" for a {task} task" if record.choices(rule, task) != record.choices(rule) else ""
+    where = f" for {a_task(task)}" if record.choices(rule, task) != record.choices(rule) else ""
     try:
         _check_rule(rule, value, record.choices(rule, task), where)
     except ValueError as err:

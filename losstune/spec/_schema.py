@@ -235,9 +235,6 @@ class ModelSpec(BaseModel):
 
 class TrainingSpec(BaseModel):
     model_config = _FROZEN
-    # The embedding task's batches: batch_size // samples_per_class classes, each with
-    # samples_per_class samples (P x K batches, Hermans et al. 2017).
-    samples_per_class: int = Field(4, ge=1)
     epochs: Union[int, Range, Choices] = 10
     batch_size: Union[int, Range, Choices] = 64
     optimizer: Union[Literal[OPTIMIZERS], Choices] = "adam"
@@ -255,6 +252,9 @@ class TrainingSpec(BaseModel):
     # Trials trained together as one model (losstune/population.py): "auto" chooses from the
     # model's size and the free memory; 1 trains each trial alone.
     population: Union[int, Literal["auto"]] = "auto"
+    # The embedding task's batches: batch_size // samples_per_class classes, each with
+    # samples_per_class samples (P x K batches, Hermans et al. 2017).
+    samples_per_class: int = Field(4, ge=1)
 
     @field_validator("epochs", "batch_size")
     @classmethod

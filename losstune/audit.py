@@ -140,7 +140,12 @@ def check(loss: keras.losses.Loss, y_true, y_pred) -> AuditReport:
         # grows with the epoch); max keeps the earliest epoch on ties.
         reports.append(max(found, key=lambda r: (r.grad_norm, abs(r.value))))
         weight = getattr(loss, f"w_{name}", 1.0)
-        if weight != 0.0 and all(r.grad_norm == 0.0 for r in found):
+        satisfied = getattr(loss, "satisfied", "")  # a margin loss: what a zero loss means
+        if satisfied and all(r.grad_norm == 0.0 and r.value == 0.0 for r in found):
+            warnings.append(f"{satisfied} on the audit batch: zero loss and zero gradient, so "
+                            "training starts with nothing to learn from it; a larger margin "
+                            "(or harder mining) gives it a gradient.")
+        elif weight != 0.0 and all(r.grad_norm == 0.0 for r in found):
             where = f" at {_epochs_text(epochs)}" if dynamic else ""
             warnings.append(
                 f"loss component {name!r} has zero gradient with respect to the predictions"

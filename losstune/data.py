@@ -440,13 +440,14 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
 
 
 def pk_batches(labels: np.ndarray, batch_size: int, per_class: int, epochs: int,
-               seed: int) -> tuple[np.ndarray, int]:
+               seed: int, multiple_of: int = 1) -> tuple[np.ndarray, int]:
     """The training order of an embedding task: every batch holds P = batch_size // per_class
     classes drawn at random and per_class samples of each (Hermans et al. 2017's P × K
     batches: every anchor has positives and negatives in its batch). Samples of a class are
     drawn without replacement while the class has enough, with replacement otherwise.
-    Returns the indices for all ``epochs`` one after another and the batches per epoch
-    (fit reads them with ``steps_per_epoch``, which continues one iterator across epochs)."""
+    Returns the indices for all ``epochs`` one after another and the batches per epoch, a
+    multiple of ``multiple_of`` (fit reads them with ``steps_per_epoch``, which continues one
+    iterator across epochs, ``multiple_of`` steps per compiled call)."""
     labels = np.asarray(labels).reshape(-1).astype("int64")
     classes = np.unique(labels)
     p = batch_size // per_class
@@ -457,6 +458,7 @@ def pk_batches(labels: np.ndarray, batch_size: int, per_class: int, epochs: int,
     rng = np.random.default_rng(seed)
     members = {c: np.flatnonzero(labels == c) for c in classes}
     steps = max(1, len(labels) // (p * per_class))
+    steps = max(multiple_of, steps // multiple_of * multiple_of)
     order = []
     for _ in range(epochs * steps):
         for c in rng.choice(classes, size=p, replace=False):

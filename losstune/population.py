@@ -450,7 +450,7 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
     """A compiled population model for these members, starting from ``alone``'s weights:
     a kept one (same shape, same loss structures, same training settings) made to match, or a
     new one."""
-    from losstune import compiled
+    from losstune import trial as trial_mod
 
     spec, splits = ctx.spec, ctx.splits
     k, groups = len(members), _groups(members)
@@ -458,7 +458,7 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
     from losstune import models
 
     units = models.output_units(spec.task, splits.num_classes, spec.model.embedding_dim)
-    steps = compiled.steps_per_execution(spec.training.steps_per_execution, ctx.backend)
+    steps = trial_mod.execution_steps(ctx, members[0].training["batch_size"])
     key = json.dumps([spec.model.model_dump(mode="json"), id(ctx.model_fn), k,
                       list(splits.input_shape), units,
                       [(g[0].key, len(g)) for g in groups], optimizer,

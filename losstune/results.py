@@ -60,6 +60,7 @@ CURVE = "curve."                 # + "val_<metric>", "loss", "loss_<component>":
 RECALL = "val.recall_per_class"
 F1_PER_LABEL = "val.f1_per_label"   # multilabel: F1 of each label at 0.5
 AP_PER_LABEL = "val.ap_per_label"   # multilabel: average precision of each label
+PROJECTION = "val.projection"   # embedding: 2-D PCA of validation embeddings, [[x...], [y...]]
 PREDICTIONS = "val.pred"         # regression: validation predictions, for residual plots
 
 # Study-level user attributes.

@@ -287,6 +287,11 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
         if splits.task in ("regression", "count"):
             y = splits.y_val[:MAX_STORED_PREDICTIONS] * splits.y_scale + splits.y_center
             study.set_user_attr(results.VAL_TARGETS, [float(f"{v:.5g}") for v in y.tolist()])
+        elif splits.task == "embedding":  # the classes of the projected embeddings
+            from losstune.trial import MAX_PROJECTED
+
+            study.set_user_attr(results.VAL_TARGETS,
+                                [int(v) for v in splits.y_val[:MAX_PROJECTED].tolist()])
 
 
 def optimize(study: "optuna.Study", ctx: Any, *, n_trials: int | None, timeout: float | None,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Regression trials keep their validation predictions (for residual plots), at most this many.
 MAX_STORED_PREDICTIONS = 1000
+MAX_PROJECTED = 400  # validation embeddings kept per trial for the report's projection
 GC_EVERY = 10
 # Samples of the training split the loss audit checks on the untrained model.
 AUDIT_BATCH = 256
@@ -162,6 +163,21 @@ def _targets(splits: Splits, y: np.ndarray) -> np.ndarray:
     return np.eye(splits.num_classes, dtype="float32")[y]
 
 
+def execution_steps(ctx: Context, batch_size: int) -> int:
+    """Train steps per call into the compiled function. An embedding task's epochs are
+    ``steps_per_epoch`` batches of one long P × K order, and a call runs all its steps even
+    past an epoch's end (taking the next epoch's batches): there, never more than an epoch's
+    batches, and the epoch is trimmed to a whole number of calls (:func:`fit_arguments`)."""
+    from losstune import compiled
+
+    steps = compiled.steps_per_execution(ctx.spec.training.steps_per_execution, ctx.backend)
+    if ctx.splits.task == "embedding":
+        per_class = ctx.spec.training.samples_per_class
+        steps = max(1, min(steps, len(ctx.splits.y_train) // (batch_size // per_class
+                                                               * per_class)))
+    return steps
+
+
 def fit_arguments(ctx: Context, y: np.ndarray, batch_size: int, seed: int,
                   epochs: int) -> dict[str, Any]:
     """``fit`` arguments for the training split: shuffled every epoch, or for an embedding
@@ -172,7 +188,8 @@ def fit_arguments(ctx: Context, y: np.ndarray, batch_size: int, seed: int,
     from losstune import data
 
     per_class = ctx.spec.training.samples_per_class
-    order, steps = data.pk_batches(splits.y_train, batch_size, per_class, epochs, seed)
+    order, steps = data.pk_batches(splits.y_train, batch_size, per_class, epochs, seed,
+                                   multiple_of=execution_steps(ctx, batch_size))
     return {"x": splits.x_train[order], "y": y[order],
             "batch_size": batch_size // per_class * per_class, "shuffle": False,
             "steps_per_epoch": steps, "epochs": epochs}
@@ -362,7 +379,7 @@ def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
     model, loss, reused = compiled.CACHE.prepare(
         model, loss, optimizer=training["optimizer"],
         learning_rate=training["learning_rate"], jit_compile=spec.training.jit_compile,
-        steps=compiled.steps_per_execution(spec.training.steps_per_execution, ctx.backend),
+        steps=execution_steps(ctx, training["batch_size"]),
         sample=(splits.x_train[:2], y_train[:2]), reuse=spec.training.reuse_compiled)
     trial.set_user_attr(results.COMPILED, "reused" if reused else "new")
     return Built(loss, model, y_train, reused, warnings)
@@ -454,6 +471,8 @@ def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, An
         pred = (pred * splits.y_scale + splits.y_center if splits.task == "regression"
                 else np.exp(np.minimum(pred, 80.0)))
         trial.set_user_attr(results.PREDICTIONS, compact(pred.tolist()))
+    if splits.task == "embedding":  # for the report's projection
+        trial.set_user_attr(results.PROJECTION, projection(val_out[:len(splits.y_val)]))
     for name, value in val.items():
         trial.set_user_attr(results.VAL + name, _round(value))
     if len(splits.y_test):
@@ -473,6 +492,17 @@ def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, An
     cost = steady_epoch_seconds(epoch_seconds) * len(epoch_seconds)
     return (objective, *[cost if m == "train_time" else val[m]
                          for m in spec.objective.metrics[1:]])
+
+
+def projection(embeddings: np.ndarray) -> list[list[float]]:
+    """The first MAX_PROJECTED embeddings, L2-normalised as the losses see them, projected on
+    their first two principal components (scikit-learn's PCA): [[x...], [y...]]."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import normalize
+
+    points = normalize(np.asarray(embeddings[:MAX_PROJECTED], dtype="float64"))
+    xy = PCA(n_components=2, random_state=0).fit_transform(points)
+    return [compact(xy[:, 0].tolist()), compact(xy[:, 1].tolist())]
 
 
 def _check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) -> None:

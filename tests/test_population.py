@@ -72,9 +72,16 @@ COUNT = merge(CLASSIFICATION, {
     "search": {**_OTHERS, "families": ["poisson", "log1p_mse", "count_huber", "dynamic"],
                "dynamic": {"w_balance": None}}})
 COUNT_DESIGNS = ["poisson", "log1p_mse", "count_huber", "dynamic", "count_huber"]
+EMBEDDING = merge(CLASSIFICATION, {
+    "task": "embedding", "dataset": {"name": "digits", "max_samples": 400},
+    "model": {"embedding_dim": 8}, "objective": {"metric": "knn_accuracy"},
+    "search": {**_OTHERS, "families": ["triplet", "contrastive", "quadruplet",
+                                       "cosine_embedding"], "dynamic": None}})
+EMBEDDING_DESIGNS = ["triplet", "contrastive", "quadruplet", "cosine_embedding", "triplet"]
 CASES = {"classification": (CLASSIFICATION, CLASSIFICATION_DESIGNS),
          "regression": (REGRESSION, REGRESSION_DESIGNS),
-         "multilabel": (MULTILABEL, MULTILABEL_DESIGNS), "count": (COUNT, COUNT_DESIGNS)}
+         "multilabel": (MULTILABEL, MULTILABEL_DESIGNS), "count": (COUNT, COUNT_DESIGNS),
+         "embedding": (EMBEDDING, EMBEDDING_DESIGNS)}
 
 
 def _run(tmp_path: Path, base: dict, designs: list[str], population_size: int, tag: str

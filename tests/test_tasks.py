@@ -230,7 +230,8 @@ def _tiny(name: str, tmp_path: Path, **changes) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, figure", [("multilabel_longtail", "Per-label AP"),
-                                          ("counts", "Expected against true counts")])
+                                          ("counts", "Expected against true counts"),
+                                          ("embedding_digits", "Validation embeddings")])
 def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure):
     monkeypatch.chdir(tmp_path)
     path = _tiny(name, tmp_path)
@@ -247,6 +248,8 @@ def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure)
         assert t.user_attrs[results.BACKEND] == keras.backend.backend()  # torch, run again there
     if name == "multilabel_longtail":
         assert all(len(t.user_attrs[results.AP_PER_LABEL]) == 8 for t in done)
+    elif name == "embedding_digits":
+        assert all(len(t.user_attrs[results.PROJECTION][0]) == 359 for t in done)
     else:
         assert all(min(t.user_attrs[results.PREDICTIONS]) > 0 for t in done)
     shown = json.loads(runner.invoke(main, ["show", name, "--storage", url, "-f",
@@ -256,7 +259,7 @@ def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure)
                                     str(tmp_path / "r.html")])
     assert reported.exit_code == 0, reported.output
     html = (tmp_path / "r.html").read_text()
-    assert figure in html and f"no per-label" not in html and "no stored predictions" not in html
+    assert figure in html and "no per-label" not in html and "no stored" not in html
     exported = runner.invoke(main, ["export", name, "--storage", url, "-o",
                                     str(tmp_path / "b.json")])
     assert exported.exit_code == 0, exported.output
@@ -356,3 +359,145 @@ def test_the_python_api_infers_multilabel_and_takes_counts():
     assert counts.y_scale == 1.0 and counts.y_train.dtype == np.float32
     with pytest.raises(data.DataError, match="a count target must be whole numbers >= 0"):
         data.from_arrays(x, RNG.normal(size=40), task="count")
+
+
+# ------------------------------------------------------------------------------ embeddings
+def _batch(seed: int = 1, classes: int = 4, per_class: int = 3, dim: int = 5):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), per_class).astype("float32")[:, None]
+    return labels, rng.normal(size=(len(labels), dim)).astype("float32")
+
+
+def _reference_pairs(labels, emb):
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    cos = e @ e.T
+    d = np.maximum(2 - 2 * cos, 0)
+    y = labels.reshape(-1)
+    same = y[:, None] == y[None, :]
+    return cos, d, same & ~np.eye(len(y), dtype=bool), ~same
+
+
+def _triplet_reference(labels, emb, margin, mining):
+    """Plain loops over anchors, positives and negatives: the definitions, not the tensors."""
+    _, d, pos, neg = _reference_pairs(labels, emb)
+    out = []
+    for a in range(len(d)):
+        ps, ns = np.flatnonzero(pos[a]), np.flatnonzero(neg[a])
+        if mining == "all":
+            out.append(np.mean([max(d[a, p] - d[a, n] + margin, 0) for p in ps for n in ns]))
+        elif mining == "hard":
+            out.append(max(d[a, ps].max() - d[a, ns].min() + margin, 0))
+        else:
+            per = []
+            for p in ps:
+                farther = [d[a, n] for n in ns if d[a, n] > d[a, p]]
+                chosen = min(farther) if farther else d[a, ns].max()
+                per.append(max(d[a, p] - chosen + margin, 0))
+            out.append(np.mean(per))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("mining", ["all", "semi_hard", "hard"])
+def test_triplet_loss_mines_as_defined(mining):
+    labels, emb = _batch()
+    loss = losses.build_loss({"family": "triplet", "params": {"margin": 0.3, "mining": mining}})
+    loss.reduction = None
+    np.testing.assert_allclose(_np(loss(labels, emb)),
+                               _triplet_reference(labels, emb, 0.3, mining), rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_contrastive_quadruplet_and_cosine_losses_against_numpy():
+    labels, emb = _batch(seed=2)
+    cos, d2, pos, neg = _reference_pairs(labels, emb)
+    d = np.sqrt(d2)
+    pairs = pos | neg
+    contrastive = np.where(pos, d2, np.maximum(0.8 - d, 0) ** 2)
+    expected = (contrastive * pairs).sum(1) / pairs.sum(1)
+    got = losses.build_loss({"family": "contrastive", "params": {"margin": 0.8}})
+    got.reduction = None
+    np.testing.assert_allclose(_np(got(labels, emb)), expected, rtol=1e-4, atol=1e-6)
+    # Cosine: its cosine is Keras's cosine similarity (negated) of the two embeddings.
+    keras_cos = -_np(keras.losses.cosine_similarity(np.repeat(emb, len(emb), axis=0),
+                                                    np.tile(emb, (len(emb), 1))))
+    np.testing.assert_allclose(keras_cos.reshape(len(emb), len(emb)), cos, atol=1e-5)
+    per = np.where(pos, 1 - cos, np.maximum(cos - 0.1, 0))
+    got = losses.build_loss({"family": "cosine_embedding", "params": {"margin": 0.1}})
+    got.reduction = None
+    np.testing.assert_allclose(_np(got(labels, emb)), (per * pairs).sum(1) / pairs.sum(1),
+                               rtol=1e-4, atol=1e-6)
+    # Quadruplet, batch-hard: the nearest pair of negatives of two classes, neither a's.
+    y = labels.reshape(-1)
+    expected = []
+    for a in range(len(y)):
+        hardest_p = d2[a, pos[a]].max()
+        nearest_n = d2[a, neg[a]].min()
+        others = [d2[i, j] for i in range(len(y)) for j in range(len(y))
+                  if y[i] != y[a] and y[j] != y[a] and y[i] != y[j]]
+        expected.append(max(hardest_p - nearest_n + 0.2, 0) + max(hardest_p - min(others)
+                                                                  + 0.1, 0))
+    got = losses.build_loss({"family": "quadruplet", "params": {"margin": 0.2,
+                                                                "margin2": 0.1}})
+    got.reduction = None
+    np.testing.assert_allclose(_np(got(labels, emb)), expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("family, params", [
+    ("triplet", [{"margin": 0.1, "mining": "semi_hard"}, {"margin": 0.5, "mining": "semi_hard"}]),
+    ("quadruplet", [{"margin": 0.1, "margin2": 0.05}, {"margin": 0.4, "margin2": 0.3}])])
+def test_embedding_losses_stack_member_by_member(family, params):
+    from losstune.losses._tunable import stack
+
+    labels, emb = _batch(seed=3)
+    members = [losses.build_loss({"family": family, "params": p}) for p in params]
+    other = np.random.default_rng(4).normal(size=emb.shape).astype("float32")
+    pred = np.stack([emb, other], axis=1)  # (batch, members, dim)
+    together = _np(stack(members).call(np.repeat(labels[:, None], 2, axis=1), pred))
+    for k, (loss, e) in enumerate(zip(members, (emb, other))):
+        np.testing.assert_allclose(together[:, k], _np(loss.call(labels, e)), rtol=1e-5)
+
+
+def test_a_margin_every_triplet_already_meets_is_a_warning():
+    from losstune import audit
+
+    labels = np.repeat(np.arange(3), 2).astype("float32")[:, None]
+    emb = np.eye(3, dtype="float32")[np.repeat(np.arange(3), 2)] * 5.0  # classes apart
+    report = audit.check(losses.build_loss({"family": "triplet", "params": {"margin": 0.1}}),
+                         labels, emb)
+    assert len(report.warnings) == 1
+    assert report.warnings[0].startswith("every triplet already satisfies its margin on the "
+                                         "audit batch: zero loss and zero gradient")
+    wide = audit.check(losses.build_loss({"family": "triplet", "params": {"margin": 3.0}}),
+                       labels, emb)
+    assert wide.warnings == ()
+
+
+def test_embedding_metrics_are_nearest_neighbours_of_scikit_learn():
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import normalize
+
+    rng = np.random.default_rng(5)
+    gallery, y_gallery = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+    emb, y = rng.normal(size=(20, 4)), rng.integers(0, 3, 20)
+    got = metrics.embedding(y, emb, y_gallery, gallery)
+    knn = KNeighborsClassifier(5).fit(normalize(gallery), y_gallery)
+    assert got["knn_accuracy"] == pytest.approx(knn.score(normalize(emb), y))
+    nearest = np.argmax(normalize(emb) @ normalize(gallery).T, axis=1)
+    assert got["recall_at_1"] == pytest.approx(np.mean(y_gallery[nearest] == y))
+
+
+def test_pk_batches_hold_p_classes_of_k_samples_and_are_seeded():
+    y = np.repeat(np.arange(10), [30, 20, 12, 8, 5, 3, 3, 2, 2, 1])
+    order, steps = data.pk_batches(y, 16, 4, epochs=3, seed=7)
+    assert steps == len(y) // 16 and len(order) == 3 * steps * 16
+    for batch in order.reshape(-1, 16):
+        counts = np.unique(y[batch], return_counts=True)[1]
+        assert len(counts) == 4 and set(counts) == {4}  # P = 4 classes x K = 4
+    # A compiled call of 4 steps never runs into the next epoch: epochs of whole calls.
+    assert data.pk_batches(y, 16, 4, epochs=1, seed=7, multiple_of=4)[1] == steps // 4 * 4
+    again, _ = data.pk_batches(y, 16, 4, epochs=3, seed=7)
+    assert np.array_equal(order, again)
+    assert not np.array_equal(order, data.pk_batches(y, 16, 4, epochs=3, seed=8)[0])
+    with pytest.raises(data.DataError, match="asks for 12 classes per batch; the training "
+                                             "split has 10"):
+        data.pk_batches(y, 48, 4, epochs=1, seed=0)

@@ -71,6 +71,7 @@ class TripletLoss(ConfigLoss):
 
     _config_keys = ("margin", "mining")
     _variable_keys = ("margin",)
+    satisfied = "every triplet already satisfies its margin"
 
     def __init__(self, margin: float = 0.2, mining: str = "all",
                  reduction="sum_over_batch_size", name="triplet", dtype=None):
@@ -110,6 +111,7 @@ class ContrastiveLoss(ConfigLoss):
 
     _config_keys = ("margin",)
     _variable_keys = ("margin",)
+    satisfied = "every pair already satisfies its margin"
 
     def __init__(self, margin: float = 1.0, reduction="sum_over_batch_size",
                  name="contrastive", dtype=None):
@@ -134,6 +136,7 @@ class QuadrupletLoss(ConfigLoss):
 
     _config_keys = ("margin", "margin2")
     _variable_keys = ("margin", "margin2")
+    satisfied = "every quadruplet already satisfies both margins"
 
     def __init__(self, margin: float = 0.2, margin2: float = 0.1,
                  reduction="sum_over_batch_size", name="quadruplet", dtype=None):
@@ -163,6 +166,7 @@ class CosineEmbeddingLoss(ConfigLoss):
 
     _config_keys = ("margin",)
     _variable_keys = ("margin",)
+    satisfied = "every pair already satisfies its margin"
 
     def __init__(self, margin: float = 0.0, reduction="sum_over_batch_size",
                  name="cosine_embedding", dtype=None):

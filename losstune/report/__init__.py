@@ -99,6 +99,13 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
         add("Expected against true counts", "The best design's expected count exp(η) of "
             "every validation sample against its count; the line is a perfect prediction.",
             _plots.counts(info) if info else None, "no stored predictions")
+    elif task == "embedding":
+        info = _info.projection_info(trials, maximize, attrs.get("val_targets"),
+                                     attrs.get("class_names"))
+        add("Validation embeddings", "The best design's validation embeddings (L2-normalised) "
+            "on their first two principal components (scikit-learn's PCA), one colour per "
+            "class: classes apart are what the losses aim for.",
+            _plots.projection(info) if info else None, "no stored embeddings")
     elif task == "multilabel":
         for key, score, words in ((results.F1_PER_LABEL, "F1", "F1 at a 0.5 threshold"),
                                   (results.AP_PER_LABEL, "AP", "average precision")):

@@ -175,6 +175,23 @@ def residuals_info(trials: Sequence[Any], maximize: bool,
             "label": design_label(order[0])}
 
 
+def projection_info(trials: Sequence[Any], maximize: bool, targets: Sequence[int] | None,
+                    class_names: Sequence[str] | None) -> dict[str, Any] | None:
+    """The best embedding design's validation embeddings in 2-D, grouped by class."""
+    order = ranked(trials, maximize)
+    if not order or not targets or results.PROJECTION not in order[0].user_attrs:
+        return None
+    xs, ys = order[0].user_attrs[results.PROJECTION]
+    names = list(class_names or [])
+    groups: dict[str, dict[str, list[float]]] = {}
+    for x, y, c in zip(xs, ys, targets):
+        name = names[c] if c < len(names) else str(c)
+        group = groups.setdefault(name, {"x": [], "y": []})
+        group["x"].append(x)
+        group["y"].append(y)
+    return {"classes": groups, "label": design_label(order[0])}
+
+
 def counts_info(trials: Sequence[Any], maximize: bool,
                 targets: Sequence[float] | None) -> dict[str, Any] | None:
     """Expected against true counts of the best count design, validation split."""

@@ -112,6 +112,14 @@ def residuals(info: dict[str, Any]) -> go.Figure:
                   xaxis_title="target", yaxis_title="prediction − target")
 
 
+def projection(info: dict[str, Any]) -> go.Figure:
+    fig = go.Figure([go.Scatter(x=g["x"], y=g["y"], mode="markers", name=esc(name),
+                                marker=dict(size=6, opacity=0.75))
+                     for name, g in info["classes"].items()])
+    return _style(fig, f"Validation embeddings, first two principal components: {info['label']}",
+                  xaxis_title="PC 1", yaxis_title="PC 2", showlegend=True)
+
+
 def counts(info: dict[str, Any]) -> go.Figure:
     top = max([*info["target"], *info["predicted"], 1.0])
     fig = go.Figure(go.Scatter(x=info["target"], y=info["predicted"], mode="markers",

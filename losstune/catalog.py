@@ -34,6 +34,7 @@ REGRESSION = ("regression",)
 MULTILABEL = ("multilabel",)
 COUNT = ("count",)
 EMBEDDING = ("embedding",)
+AUTOENCODER = ("autoencoder",)
 
 # What a family may need at build time, and the loss description key that carries it.
 NEEDS = {"logits": "from_logits", "class_counts": "class_counts", "epochs": "epochs"}
@@ -216,6 +217,9 @@ class Family:
     bases: tuple[Base, ...] = ()
     terms: tuple[str, ...] = ()
     schedule_gate: str = ""
+    # The model its designs need, where the task's usual one will not do: "variational" (a
+    # VAE: the latent code's mean and log-variance, a sampled code in training).
+    model: str = ""
 
     def param(self, name: str) -> Parameter:
         for p in self.params:
@@ -285,6 +289,7 @@ _OURS = "losstune.losses._families:"
 _LABELS = "losstune.losses._multilabel:"
 _COUNTS = "losstune.losses._counts:"
 _EMBED = "losstune.losses._embedding:"
+_AE = "losstune.losses._autoencoder:"
 DYNAMIC_BASES = (
     Base("categorical_crossentropy", _OURS + "CategoricalCrossentropy",
          ("from_logits", "label_smoothing"), CLASSIFICATION, classes=True,
@@ -453,6 +458,33 @@ def _builtin() -> tuple[Family, ...]:
                           search={"low": -0.5, "high": 0.5}),),
                words="cosine embedding loss", title="Cosine embedding loss",
                default_for=EMBEDDING),
+        # ------------------------------------------------------------------ autoencoders
+        # Inputs scaled to [0, 1]; the model outputs reconstruction logits, then its code.
+        Family("reconstruction_mse", AUTOENCODER, _AE + "ReconstructionMSE",
+               words="reconstruction MSE", title="Reconstruction MSE", default_for=AUTOENCODER,
+               baseline={}),
+        Family("reconstruction_mae", AUTOENCODER, _AE + "ReconstructionMAE",
+               words="reconstruction MAE", title="Reconstruction MAE",
+               default_for=AUTOENCODER),
+        Family("reconstruction_huber", AUTOENCODER, _AE + "ReconstructionHuber",
+               (Parameter("delta", 0.1, "(0, inf)", symbol="δ",
+                          search={"low": 0.01, "high": 0.5, "log": True}),),
+               words="reconstruction Huber loss", title="Reconstruction Huber loss",
+               default_for=AUTOENCODER, note="δ is in input units (inputs scaled to [0, 1])."),
+        Family("reconstruction_bce", AUTOENCODER, _AE + "ReconstructionBCE",
+               words="reconstruction cross-entropy", title="Reconstruction cross-entropy",
+               default_for=AUTOENCODER),
+        Family("vae", AUTOENCODER, _AE + "VAELoss",
+               (Parameter("reconstruction", "bce", kind="name", names=("bce", "mse"),
+                          search={"choices": ["bce", "mse"]}),
+                Parameter("beta", 1.0, "[0, inf)", symbol="β",
+                          search={"low": 0.05, "high": 4.0, "log": True}),
+                Parameter("schedule", None, kind="schedule", role="built")),
+               words="VAE", title="Variational autoencoder (β-VAE)", needs={"epochs": None},
+               default_for=AUTOENCODER, baseline={"beta": 1.0, "reconstruction": "bce"},
+               # β > 0: a warm-up schedule of the KL term is searched ([search.schedule]).
+               schedule_gate="beta", model="variational",
+               note="The KL term is β × schedule(epoch) × KL; β = 1 is the ELBO."),
     )
 
 
@@ -631,18 +663,27 @@ SEARCHED_SCHEDULES = ("constant", "linear", "cosine")  # a study's default [sear
 
 
 # ------------------------------------------------------------------------------ penalties
-# Terms a design adds to any task's loss through the model's add_loss (losstune.losses._penalty):
-# searched like a loss parameter (``penalty.l1_activity``) and part of the design's identity,
-# words and export. The default search when a study's [search.penalty] names one with `true`.
-PENALTIES = {p.name: p for p in (
-    Parameter("l1_activity", 0.0, "[0, inf)", symbol="L1 activity penalty",
-              search={"low": 1e-6, "high": 1e-2, "log": True}),
-    Parameter("l2_kernel", 0.0, "[0, inf)", symbol="L2 kernel decay λ",
-              search={"low": 1e-6, "high": 1e-2, "log": True}),
-)}
+# What a design adds to its loss through the model, for any family: penalties through the
+# model's add_loss (losstune.losses._penalty), and an autoencoder's input noise (a denoising
+# autoencoder, losstune.losses._autoencoder). Searched like a loss parameter
+# (``penalty.l1_activity``, ``denoise.sigma``) and part of the design's identity, words and
+# export; a baseline has none. The default search is the one a study's ``[search.penalty]``
+# takes for ``l1_activity = true``.
+MODEL_TERMS: dict[str, dict[str, Parameter]] = {
+    "penalty": {p.name: p for p in (
+        Parameter("l1_activity", 0.0, "[0, inf)", symbol="L1 activity penalty",
+                  search={"low": 1e-6, "high": 1e-2, "log": True}),
+        Parameter("l2_kernel", 0.0, "[0, inf)", symbol="L2 kernel decay λ",
+                  search={"low": 1e-6, "high": 1e-2, "log": True}))},
+    "denoise": {p.name: p for p in (
+        Parameter("sigma", 0.0, "[0, inf)", symbol="denoising input noise σ",
+                  search={"low": 0.01, "high": 0.5, "log": True}),)},
+}
+PENALTIES = MODEL_TERMS["penalty"]
 
 
-def penalty_words(penalty: Mapping[str, Any] | None) -> str:
+def model_term_words(description: Mapping[str, Any]) -> str:
     """"L1 activity penalty = 0.0001, L2 kernel decay λ = 0.001" (the non-zero ones)."""
-    return ", ".join(PENALTIES[k].words(v) for k, v in sorted((penalty or {}).items())
-                     if k in PENALTIES and v)
+    return ", ".join(rules[k].words(v) for group, rules in MODEL_TERMS.items()
+                     for k, v in sorted((description.get(group) or {}).items())
+                     if k in rules and v)

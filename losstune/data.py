@@ -47,6 +47,8 @@ class Splits:
     y_center: float = 0.0
     y_scale: float = 1.0
     description: str = ""
+    # An autoencoder's code width (model.embedding_dim): its outputs after the reconstruction.
+    latent_dim: int = 0
 
     @property
     def class_counts(self) -> list[int]:
@@ -65,8 +67,8 @@ class Splits:
     @property
     def val_inputs(self) -> np.ndarray:
         """What the model is run on to score the validation split: its features, then (for
-        an embedding, whose validation samples are scored by their nearest training samples)
-        the training split's."""
+        an embedding or an autoencoder's code, whose validation samples are scored by their
+        nearest training samples) the training split's."""
         return self._with_gallery(self.x_val)
 
     @property
@@ -74,7 +76,7 @@ class Splits:
         return self._with_gallery(self.x_test)
 
     def _with_gallery(self, x: np.ndarray) -> np.ndarray:
-        if tasks.TASKS[self.task].outputs != "embedding":
+        if tasks.TASKS[self.task].outputs not in ("embedding", "reconstruction"):
             return x
         return np.concatenate([x, self.x_train])
 
@@ -342,7 +344,7 @@ def add_outliers(y: np.ndarray, fraction: float, scale: float,
 def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".") -> Splits:
     """Load, split, transform (training split only) and scale a study's dataset."""
     from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
     kind = tasks.TASKS[task].targets
     where = data_file(spec, base_dir) if spec.name in ("csv", "npz") else spec.name
@@ -371,12 +373,13 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
         if task == "binary" and len(names) != 2:
             raise DataError(f"{where}: task 'binary' needs exactly 2 classes, found {len(names)}")
     rng = np.random.default_rng(seed)
-    stratify = y if kind == "classes" else None
+    classes = kind in ("classes", "inputs")  # an autoencoder's labels score its code
+    stratify = y if classes else None
     if spec.max_samples and len(y) > spec.max_samples:
         keep, _ = train_test_split(np.arange(len(y)), train_size=spec.max_samples,
                                    random_state=seed, stratify=stratify)
         x, y = x[keep], y[keep]
-        stratify = y if kind == "classes" else None
+        stratify = y if classes else None
     holdout = spec.validation + spec.test
     try:
         x_train, x_rest, y_train, y_rest = train_test_split(
@@ -384,7 +387,7 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
         if spec.test > 0:
             x_val, x_test, y_val, y_test = train_test_split(
                 x_rest, y_rest, test_size=spec.test / holdout, random_state=seed + 1,
-                stratify=y_rest if kind == "classes" else None)
+                stratify=y_rest if classes else None)
         else:
             x_val, y_val, x_test, y_test = x_rest, y_rest, x_rest[:0], y_rest[:0]
     except ValueError as err:
@@ -392,7 +395,7 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
 
     notes = [f"{spec.name}: {len(y_train)} train / {len(y_val)} validation / "
              f"{len(y_test)} test"]
-    num_classes = len(names) if kind in ("classes", "labels") else 0
+    num_classes = len(names) if kind in ("classes", "labels", "inputs") else 0
     if kind == "classes":
         if spec.long_tail > 1:
             keep = long_tail_indices(y_train, spec.long_tail, rng)
@@ -415,7 +418,10 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
         y_train, y_val, y_test = (a.astype("float32") for a in (y_train, y_val, y_test))
 
     with np.errstate(over="ignore", invalid="ignore"):
-        scaler = StandardScaler().fit(x_train)
+        if kind == "inputs":  # reconstructed through a sigmoid: [0, 1], fitted on training
+            scaler = MinMaxScaler(clip=True).fit(x_train)
+        else:
+            scaler = StandardScaler().fit(x_train)
         x_train, x_val, x_test = (scaler.transform(a).astype("float32")
                                   for a in (x_train, x_val, x_test))
     if not all(np.isfinite(a).all() for a in (x_train, x_val, x_test)):

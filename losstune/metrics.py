@@ -93,6 +93,26 @@ EMBEDDING_METRICS = ("knn_accuracy", "recall_at_1")
 KNN_NEIGHBOURS = 5
 
 
+def autoencoder(x: np.ndarray, logits: np.ndarray, y: np.ndarray, code: np.ndarray,
+                y_gallery: np.ndarray, gallery_code: np.ndarray,
+                only: str | None = None) -> dict[str, float]:
+    """``reconstruction_mse``: the mean squared error of the reconstruction sigmoid(logits)
+    against the clean inputs (``mean_squared_error``); ``latent_knn_accuracy``: the vote of the
+    5 nearest training codes on each code's class (``KNeighborsClassifier``)."""
+    from scipy.special import expit
+    from sklearn.metrics import mean_squared_error
+    from sklearn.neighbors import KNeighborsClassifier
+
+    compute = {
+        "reconstruction_mse": lambda: mean_squared_error(x, expit(_finite(logits))),
+        "latent_knn_accuracy": lambda: KNeighborsClassifier(n_neighbors=KNN_NEIGHBOURS).fit(
+            _finite(gallery_code), y_gallery).score(_finite(code), y),
+    }
+    with _checked_inputs():
+        return {name: float(compute[name]())
+                for name in ((only,) if only else ("reconstruction_mse", "latent_knn_accuracy"))}
+
+
 def embedding(y: np.ndarray, emb: np.ndarray, y_gallery: np.ndarray, gallery: np.ndarray,
               only: str | None = None) -> dict[str, float]:
     """How well a split's embeddings find their class among the training embeddings (the

@@ -23,6 +23,39 @@ def output_units(task: str, num_classes: int, embedding_dim: int = 0) -> int:
     return tasks.units(task, num_classes, embedding_dim)
 
 
+def build_autoencoder(spec: ModelSpec, *, input_shape: tuple[int, ...], variational: bool,
+                      noise: float = 0.0):
+    """The autoencoder task's model: an MLP encoder (``spec.hidden``) to a code of
+    ``spec.embedding_dim`` units, the mirrored decoder, and one reconstruction logit per input
+    feature; it outputs the logits, then the code (a VAE: the code's mean μ and log-variance,
+    with a code sampled from them in training and μ itself otherwise). ``noise``: the standard
+    deviation of Gaussian noise added to the inputs in training (a denoising autoencoder)."""
+    import keras
+
+    from losstune.losses._autoencoder import InputNoise, SampledCode
+
+    inputs = keras.Input(input_shape)
+    h = keras.layers.Flatten()(inputs)
+    width = h.shape[-1]
+    if noise:
+        h = InputNoise(noise, name="input_noise")(h)
+    for units in spec.hidden:
+        h = keras.layers.Dense(units, activation="relu")(h)
+    mean = keras.layers.Dense(spec.embedding_dim, name="code")(h)
+    parts = [mean]
+    code = mean
+    if variational:
+        log_var = keras.layers.Dense(spec.embedding_dim, name="code_log_var")(h)
+        parts.append(log_var)
+        code = SampledCode(name="sampled_code")([mean, log_var])
+    h = code
+    for units in reversed(spec.hidden):
+        h = keras.layers.Dense(units, activation="relu")(h)
+    logits = keras.layers.Dense(width, dtype="float32", name="reconstruction")(h)
+    outputs = keras.layers.Concatenate(dtype="float32")([logits, *parts])
+    return keras.Model(inputs, outputs, name="losstune_vae" if variational else "losstune_ae")
+
+
 def load_factory(reference: str, base_dir: Path | str = "."):
     """Import ``package.module:function``. This runs the user's code, as the README says."""
     module_name, _, func_name = reference.partition(":")

@@ -75,6 +75,8 @@ def unsupported(spec: Any) -> str | None:
         return "mixed precision scales the loss of the whole model at once"
     if spec.multi_objective and "train_time" in spec.objective.metrics:
         return "the objective train_time measures a trial's training alone"
+    if spec.task == "autoencoder":
+        return "an autoencoder (encoder, code and decoder) trains alone"
     if spec.search.penalty.searched:
         # The stacked layers hold no per-member penalty coefficients (not built).
         return "penalties (search.penalty) are added to models that train alone"
@@ -425,7 +427,7 @@ def unstackable(members: list[Member], ctx: Any) -> list[Member]:
     from losstune import trial as trial_mod
 
     splits = ctx.splits
-    y = trial_mod._targets(splits, splits.y_train[:16])
+    y = trial_mod.training_targets(splits)[:16]
     bad: list[Member] = []
     for group in _groups(sorted(members, key=lambda m: m.key)):
         if len(group) < 2:
@@ -531,7 +533,7 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
             for start in range(0, len(members), cap):
                 done += train(members[start:start + cap], ctx, report=report)
             return done
-        y_train = trial_mod._targets(splits, splits.y_train)
+        y_train = trial_mod.training_targets(splits)
         n = min(len(y_train), trial_mod.AUDIT_BATCH)
         outputs = ops.convert_to_numpy(alone(splits.x_train[:n]))
         trial_mod._check_outputs(spec, outputs, y_train[:n])

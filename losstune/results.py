@@ -61,6 +61,7 @@ RECALL = "val.recall_per_class"
 F1_PER_LABEL = "val.f1_per_label"   # multilabel: F1 of each label at 0.5
 AP_PER_LABEL = "val.ap_per_label"   # multilabel: average precision of each label
 PROJECTION = "val.projection"   # embedding: 2-D PCA of validation embeddings, [[x...], [y...]]
+RECONSTRUCTIONS = "val.reconstructions"  # autoencoder: the first validation inputs rebuilt
 PREDICTIONS = "val.pred"         # regression: validation predictions, for residual plots
 
 # Study-level user attributes.
@@ -71,6 +72,8 @@ SPEC = "spec"                    # the study file, validated (storage URL masked
 BASE_DIR = "base_dir"            # where relative data paths and factories are found
 DATA = "data"                    # the data in words
 CLASS_NAMES = "class_names"
+SHOWN_INPUTS = "val_inputs_shown"  # autoencoder: the validation inputs reconstructed
+IMAGE_SHAPE = "image_shape"        # autoencoder: how to draw an input (8 x 8 digits)
 VAL_TARGETS = "val_targets"      # regression: validation targets, for residual plots
 VERSION = "losstune_version"
 
@@ -96,6 +99,7 @@ def is_repeat(trial: Any) -> bool:
 
 # Parameters of a loss description fitted to the study's data, not part of the design.
 FITTED = catalog.FITTED
+MODEL_TERMS = catalog.MODEL_TERMS
 
 
 def design_key(description: dict[str, Any], training: dict[str, Any] | None = None) -> str:
@@ -106,7 +110,8 @@ def design_key(description: dict[str, Any], training: dict[str, Any] | None = No
     if isinstance(params.get("base_params"), dict):
         params["base_params"] = dict(params["base_params"])
     params.update({f"training.{k}": v for k, v in (training or {}).items()})
-    params.update({f"penalty.{k}": v for k, v in (description.get("penalty") or {}).items()})
+    for group in MODEL_TERMS:  # penalties, input noise: part of the design
+        params.update({f"{group}.{k}": v for k, v in (description.get(group) or {}).items()})
     return description.get("family", "?") + json.dumps(params, sort_keys=True,
                                                        separators=(",", ":"))
 
@@ -170,8 +175,9 @@ def exported_design(description: dict[str, Any]) -> dict[str, Any]:
     design = {"family": description.get("family"),
               "params": {k: v for k, v in description.get("params", {}).items()
                          if k not in FITTED}}
-    if description.get("penalty"):
-        design["penalty"] = dict(description["penalty"])
+    for group in MODEL_TERMS:
+        if description.get(group):
+            design[group] = dict(description[group])
     return design
 
 

@@ -7,6 +7,7 @@ of that name whose objective differs from the file's is refused rather than mixe
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -257,7 +258,9 @@ def load_data(spec: StudySpec, base_dir: Path) -> Any:
     """The study's splits (scikit-learn only, no Keras): bad data fails before any storage write."""
     from losstune import data
 
-    return data.load(spec.dataset, spec.task, seed=spec.seed, base_dir=base_dir)
+    splits = data.load(spec.dataset, spec.task, seed=spec.seed, base_dir=base_dir)
+    splits.latent_dim = spec.model.embedding_dim
+    return splits
 
 
 def load_context(spec: StudySpec, base_dir: Path, splits: Any = None,
@@ -287,6 +290,16 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
         if splits.task in ("regression", "count"):
             y = splits.y_val[:MAX_STORED_PREDICTIONS] * splits.y_scale + splits.y_center
             study.set_user_attr(results.VAL_TARGETS, [float(f"{v:.5g}") for v in y.tolist()])
+        elif splits.task == "autoencoder":  # the inputs whose reconstructions are kept
+            from losstune.trial import SHOWN_RECONSTRUCTIONS
+
+            shown = splits.x_val[:SHOWN_RECONSTRUCTIONS].reshape(
+                min(SHOWN_RECONSTRUCTIONS, len(splits.x_val)), -1)
+            study.set_user_attr(results.SHOWN_INPUTS,
+                                [[float(f"{v:.3g}") for v in row] for row in shown.tolist()])
+            side = int(round(math.sqrt(shown.shape[1])))
+            if side * side == shown.shape[1]:  # square inputs (digits): drawn as images
+                study.set_user_attr(results.IMAGE_SHAPE, [side, side])
         elif splits.task == "embedding":  # the classes of the projected embeddings
             from losstune.trial import MAX_PROJECTED
 

@@ -22,12 +22,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class LossDesign:
-    """A loss design as plain data: family + parameters (no data-dependent values), and the
-    penalties it adds through the model (``{"l2_kernel": 1e-4}``; none for a baseline)."""
+    """A loss design as plain data: family + parameters (no data-dependent values), and what
+    it adds through the model (catalog.MODEL_TERMS: ``{"penalty": {"l2_kernel": 1e-4}}``;
+    nothing for a baseline)."""
 
     family: str
     params: dict[str, Any] = field(default_factory=dict)
-    penalty: dict[str, float] = field(default_factory=dict)
+    model_terms: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def description(self, *, epochs: int, class_counts: list[int] | None,
                     from_logits: bool = True) -> dict[str, Any]:
@@ -48,8 +49,9 @@ class LossDesign:
             params["schedule"] = {"name": schedule or "constant",
                                   "params": params.pop("schedule_params", {})}
         described: dict[str, Any] = {"family": self.family, "params": params}
-        if any(self.penalty.values()):
-            described["penalty"] = {k: float(v) for k, v in sorted(self.penalty.items()) if v}
+        for group, values in sorted(self.model_terms.items()):
+            if any(values.values()):
+                described[group] = {k: float(v) for k, v in sorted(values.items()) if v}
         return catalog.fit(described, epochs=epochs, class_counts=list(class_counts or []),
                            from_logits=from_logits)
 
@@ -102,18 +104,20 @@ def suggest_design(trial: "optuna.Trial", spec: StudySpec) -> LossDesign:
                                           space[name])
     params.update(trial.user_attrs.get(results.BASELINE_PARAMS, {}))
     gate = record.schedule_gate
-    if gate and float(params.get(gate, 0.0)) > 0:
+    # A baseline is a fixed reference: its schedule is constant, never sampled.
+    if gate and float(params.get(gate, 0.0)) > 0 and results.BASELINE not in trial.user_attrs:
         params["schedule"], params["schedule_params"] = _suggest_schedule(trial, spec)
-    return LossDesign(family, params, suggest_penalty(trial, spec))
+    return LossDesign(family, params, suggest_model_terms(trial, spec))
 
 
-def suggest_penalty(trial: "optuna.Trial", spec: StudySpec) -> dict[str, float]:
-    """The penalties of a searched design (``penalty.l1_activity``...); a baseline has none:
-    it is the plain loss a study compares with."""
+def suggest_model_terms(trial: "optuna.Trial", spec: StudySpec) -> dict[str, dict[str, float]]:
+    """The penalties and input noise of a searched design (``penalty.l1_activity``,
+    ``denoise.sigma``); a baseline has none: it is the plain loss a study compares with."""
     if results.BASELINE in trial.user_attrs:
         return {}
-    return {name: float(_suggest(trial, f"penalty.{name}", value))
-            for name, value in spec.search.penalty.searched.items()}
+    return {group: {name: float(_suggest(trial, f"{group}.{name}", value))
+                    for name, value in getattr(spec.search, group).searched.items()}
+            for group in catalog.MODEL_TERMS if getattr(spec.search, group).searched}
 
 
 def _suggest_schedule(trial: "optuna.Trial", spec: StudySpec) -> tuple[str, dict[str, Any]]:

@@ -68,6 +68,14 @@ _TASKS = (
          ("counts",), "a whole-number count per sample", "counts"),
     # Scored by the nearest training embeddings of each validation embedding (k = 5 votes,
     # and the single nearest); the losses compare the samples of a batch with each other.
+    # The reconstruction error of the clean validation inputs is the default objective; the
+    # code's k-nearest-neighbour accuracy (classes as labels) is recorded too, or chosen.
+    Task("autoencoder", "inputs", "reconstruction", "input feature",
+         "reconstruction logits of every input feature, then the latent code "
+         "(model.embedding_dim units; a VAE's log-variance after it)",
+         {"reconstruction_mse": MINIMIZE, "latent_knn_accuracy": MAXIMIZE},
+         ("digits", "breast_cancer"), "a reconstruction of the input through a small code",
+         "reconstructions"),
     Task("embedding", "classes", "embedding", "embedding dimension",
          "one linear unit per embedding dimension (model.embedding_dim)",
          {"knn_accuracy": MAXIMIZE, "recall_at_1": MAXIMIZE}, ("digits",),

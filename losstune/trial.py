@@ -21,7 +21,7 @@ from losstune.data import Splits
 from losstune.errors import LosstuneError
 from losstune.space import LossDesign, suggest_design, suggest_training
 from losstune.spec import StudySpec
-from losstune import results, tasks
+from losstune import catalog, results, tasks
 from losstune.tasks import a as a_task
 from losstune.stopping import INTERRUPTED, STOP, TrialInterrupted
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Regression trials keep their validation predictions (for residual plots), at most this many.
 MAX_STORED_PREDICTIONS = 1000
+SHOWN_RECONSTRUCTIONS = 8  # validation inputs whose reconstructions each trial keeps
 MAX_PROJECTED = 400  # validation embeddings kept per trial for the report's projection
 GC_EVERY = 10
 # Samples of the training split the loss audit checks on the untrained model.
@@ -77,6 +78,12 @@ def score(model: "keras.Model | None", splits: Splits, x: np.ndarray, y: np.ndar
     from losstune import metrics
 
     out = _predict(model, x) if out is None else out
+    if splits.task == "autoencoder":  # x: the split's inputs, then the training split's
+        n, width = len(y), int(np.prod(splits.input_shape))
+        clean = x[:n].reshape(n, -1)
+        code = out[:, width:width + splits.latent_dim]
+        return metrics.autoencoder(clean, out[:n, :width], y, code[:n], splits.y_train,
+                                   code[n:], only=only)
     if splits.task == "embedding":  # x: the split's features, then the training split's
         n = len(y)
         return metrics.embedding(y, out[:n], splits.y_train, out[n:], only=only)
@@ -149,6 +156,14 @@ def steady_epoch_seconds(seconds: list[float]) -> float:
     import statistics
 
     return statistics.median(seconds[1:] or seconds) if seconds else 0.0
+
+
+def training_targets(splits: Splits) -> np.ndarray:
+    """What the model is trained to output for the training split: an autoencoder's own
+    (flattened) inputs, else the targets as the losses take them."""
+    if tasks.TASKS[splits.task].outputs == "reconstruction":
+        return splits.x_train.reshape(len(splits.x_train), -1)
+    return _targets(splits, splits.y_train)
 
 
 def _targets(splits: Splits, y: np.ndarray) -> np.ndarray:
@@ -366,12 +381,18 @@ def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
 
     spec, splits = ctx.spec, ctx.splits
     loss = losses.build_loss(description)
-    model = models.build(spec.model, input_shape=splits.input_shape,
-                         units=models.output_units(spec.task, splits.num_classes,
-                                                   spec.model.embedding_dim),
-                         base_dir=ctx.base_dir, builder=ctx.model_fn,
-                         penalty=description.get("penalty"))
-    y_train = _targets(splits, splits.y_train)
+    if spec.task == "autoencoder":
+        model = models.build_autoencoder(
+            spec.model, input_shape=splits.input_shape,
+            variational=catalog.family(description["family"]).model == "variational",
+            noise=float((description.get("denoise") or {}).get("sigma", 0.0)))
+    else:
+        model = models.build(spec.model, input_shape=splits.input_shape,
+                             units=models.output_units(spec.task, splits.num_classes,
+                                                       spec.model.embedding_dim),
+                             base_dir=ctx.base_dir, builder=ctx.model_fn,
+                             penalty=description.get("penalty"))
+    y_train = training_targets(splits)
     batch = min(len(y_train), AUDIT_BATCH)
     outputs = keras.ops.convert_to_numpy(model(splits.x_train[:batch]))
     _check_outputs(spec, outputs, y_train[:batch])
@@ -433,8 +454,8 @@ def record_training(trial: "optuna.Trial", metric: str, values: list[float],
     trial.set_user_attr(results.EPOCH_TIME, float(f"{steady_epoch_seconds(epoch_seconds):.6g}"))
     trial.set_user_attr(results.EPOCHS_TRAINED, len(logs.get("loss", [])))
     trial.set_user_attr(f"{results.CURVE}val_{metric}", compact(values))
-    for key in ("loss", *(f"loss_{c}" for c in losses.COMPONENTS)):
-        if key in logs:
+    for key in logs:  # the loss, and its components where it has some (loss_<component>)
+        if key == "loss" or key.startswith("loss_"):
             trial.set_user_attr(results.CURVE + key, compact([float(v) for v in logs[key]]))
 
 
@@ -473,6 +494,11 @@ def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, An
         trial.set_user_attr(results.PREDICTIONS, compact(pred.tolist()))
     if splits.task == "embedding":  # for the report's projection
         trial.set_user_attr(results.PROJECTION, projection(val_out[:len(splits.y_val)]))
+    if splits.task == "autoencoder":  # for the report's reconstructions
+        width = int(np.prod(splits.input_shape))
+        shown = 1.0 / (1.0 + np.exp(-val_out[:SHOWN_RECONSTRUCTIONS, :width]))
+        trial.set_user_attr(results.RECONSTRUCTIONS,
+                            [[float(f"{v:.3g}") for v in row] for row in shown.tolist()])
     for name, value in val.items():
         trial.set_user_attr(results.VAL + name, _round(value))
     if len(splits.y_test):
@@ -509,6 +535,8 @@ def _check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) ->
     """The model's outputs must match the targets (a user's factory may return anything):
     say what was expected instead of a backend's shape error deep inside the loss."""
     task = tasks.TASKS[spec.task]
+    if task.outputs == "reconstruction":
+        return  # the built-in autoencoder (its task allows no other model)
     want, got = tuple(targets.shape[1:]), tuple(outputs.shape[1:])
     if task.outputs == "embedding":
         want = (spec.model.embedding_dim,)

@@ -60,7 +60,7 @@ def test_multi_objective(tmp_path):
 # (changes to the tiny study, key path in the message, fragment of the message)
 BAD = [
     ({"tasks": "x"}, "tasks", "unknown key; allowed: name, task"),
-    ({"task": "ranking"}, "task", "must be 'multiclass', 'binary', 'regression', 'multilabel', 'count' or 'embedding'"),
+    ({"task": "ranking"}, "task", "must be 'multiclass', 'binary', 'regression', 'multilabel', 'count', 'autoencoder' or 'embedding'"),
     ({"n_trials": "ten"}, "n_trials", "valid integer"),
     ({"n_trials": 0}, "n_trials", "must lie in [1, 1000000], got 0"),
     ({"training": {"epochs": 0}}, "training.epochs", "must lie in [1, inf)"),
@@ -258,7 +258,7 @@ def test_a_stored_spec_reads_back_equal_and_lists_every_family(study_file):
     family's table is in it (empty where the file has none), as before the catalog."""
     loaded = spec_mod.load(study_file)
     stored = json.loads(loaded.model_dump_json())
-    assert set(stored["search"]) == {"families", "schedule", "penalty", *catalog.names()}
+    assert set(stored["search"]) == {"families", "schedule", "penalty", "denoise", *catalog.names()}
     assert stored["search"]["mse"] == {} and stored["search"]["focal"] == {
         "gamma": {"low": 0.5, "high": 3.0, "log": False, "step": None}}
     assert spec_mod.StudySpec.model_validate(stored) == loaded

@@ -73,8 +73,8 @@ def describe_in_words(description: Mapping[str, Any]) -> str:
         part = _words(family, param, params)
         if part:
             parts.append(part)
-    penalty = catalog.penalty_words(description.get("penalty"))
-    return ", ".join(parts) + (f"; + {penalty}" if penalty else "")
+    terms = catalog.model_term_words(description)
+    return ", ".join(parts) + (f"; + {terms}" if terms else "")
 
 
 def _words(family: catalog.Family, param: catalog.Parameter, params: Mapping[str, Any]) -> str:

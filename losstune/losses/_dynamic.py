@@ -185,9 +185,11 @@ class DynamicLossCallback(keras.callbacks.Callback):
 
 
 class ComponentMeans(keras.metrics.Metric):
-    """Mean of every DynamicLoss component, logged as ``loss_<component>`` each epoch.
+    """Mean of every component of a loss with components (DynamicLoss's four terms, a VAE's
+    reconstruction and KL: its ``component_names``), logged as ``loss_<component>`` each
+    epoch.
 
-    One metric for all four components: four separate metrics would trace the components four
+    One metric for all components: four separate metrics would trace the components four
     times into the train step. In a train step it reuses the terms the loss has just computed
     from the same tensors (TensorFlow and torch pass the loss and the metrics the same objects);
     otherwise (JAX, whose loss runs inside its gradient trace) it computes them again.
@@ -196,21 +198,23 @@ class ComponentMeans(keras.metrics.Metric):
     writes).
     """
 
-    def __init__(self, loss: "DynamicLoss", name: str = "loss_components", **kwargs):
+    def __init__(self, loss: Any, name: str = "loss_components", **kwargs):
         super().__init__(name=name, **kwargs)
         self.loss = loss
-        # Sums of the components over samples, in COMPONENTS order, and the sample count.
-        self.sums = self.add_variable((len(COMPONENTS),), initializer="zeros", name="sums")
+        self.names = tuple(getattr(loss, "component_names", COMPONENTS))
+        # Sums of the components over samples, in ``names`` order, and the sample count.
+        self.sums = self.add_variable((len(self.names),), initializer="zeros", name="sums")
         self.count = self.add_variable((), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         terms = self.loss._terms_for(y_true, y_pred)
         n = ops.cast(ops.shape(y_pred)[0], self.dtype)
-        sums = [ops.cast(ops.sum(terms[c]), self.dtype) * (1.0 if c in DynamicLoss._PER_SAMPLE
-                                                          else n) for c in COMPONENTS]
+        # A term of one value per batch (DynamicLoss's progress and balance) counts n times.
+        sums = [ops.cast(ops.sum(terms[c]), self.dtype) * (n if len(terms[c].shape) == 0
+                                                          else 1.0) for c in self.names]
         self.sums.assign_add(ops.stack(sums))
         self.count.assign_add(n)
 
     def result(self):
         means = self.sums / ops.maximum(self.count, 1.0)
-        return {f"loss_{c}": means[i] for i, c in enumerate(COMPONENTS)}
+        return {f"loss_{c}": means[i] for i, c in enumerate(self.names)}

@@ -87,9 +87,9 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
         add("Validation curves of the top designs", f"{metric} on the validation split after "
             "every epoch.", _plots.lines(curves["val"], f"Validation {metric} per epoch", metric), "")
     if curves["components"]:
-        add("Loss components of the top DynamicLoss designs", "Mean value of each weighted "
+        add("Loss components of the top designs", "Mean value of each weighted "
             "component per epoch (training).",
-            _plots.lines(curves["components"], "DynamicLoss components per epoch", "value"), "")
+            _plots.lines(curves["components"], "Loss components per epoch", "value"), "")
     if task == "regression":
         info = _info.residuals_info(trials, maximize, attrs.get("val_targets"))
         add("Residuals", "Prediction − target for the best design, validation split.",
@@ -99,6 +99,12 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
         add("Expected against true counts", "The best design's expected count exp(η) of "
             "every validation sample against its count; the line is a perfect prediction.",
             _plots.counts(info) if info else None, "no stored predictions")
+    elif task == "autoencoder":
+        info = _info.reconstructions_info(trials, maximize, attrs.get(results.SHOWN_INPUTS),
+                                          attrs.get(results.IMAGE_SHAPE))
+        add("Reconstructions", "The first validation inputs (top) and the best design's "
+            "reconstructions of them (bottom), from the clean inputs.",
+            _plots.reconstructions(info) if info else None, "no stored reconstructions")
     elif task == "embedding":
         info = _info.projection_info(trials, maximize, attrs.get("val_targets"),
                                      attrs.get("class_names"))

@@ -130,15 +130,17 @@ def schedules_info(trials: Sequence[Any], maximize: bool, top: int = 5) -> list[
 
 def curves_info(trials: Sequence[Any], maximize: bool, metric: str,
                 top: int = 5) -> dict[str, list[dict[str, Any]]]:
-    """Per-epoch validation metric of the top designs, and DynamicLoss component curves."""
+    """Per-epoch validation metric of the top designs, and the curves of their losses'
+    components (DynamicLoss's terms, a VAE's reconstruction and KL)."""
     val, components = [], []
     for t in ranked(trials, maximize)[:top]:
         curve = t.user_attrs.get(f"{results.CURVE}val_{metric}")
         if curve:
             val.append({"trial": t.number, "label": f"#{t.number} {design_label(t)[:40]}",
                         "values": curve})
-        for c in catalog.DYNAMIC_TERMS:
-            values = t.user_attrs.get(f"{results.CURVE}loss_{c}")
+        prefix = f"{results.CURVE}loss_"
+        for key in sorted(k for k in t.user_attrs if k.startswith(prefix)):
+            c, values = key[len(prefix):], t.user_attrs[key]
             if values and any(v for v in values if v is not None):
                 components.append({"trial": t.number, "component": c,
                                    "label": f"#{t.number} {c}", "values": values})
@@ -190,6 +192,19 @@ def projection_info(trials: Sequence[Any], maximize: bool, targets: Sequence[int
         group["x"].append(x)
         group["y"].append(y)
     return {"classes": groups, "label": design_label(order[0])}
+
+
+def reconstructions_info(trials: Sequence[Any], maximize: bool,
+                         inputs: Sequence[Sequence[float]] | None,
+                         image_shape: Sequence[int] | None) -> dict[str, Any] | None:
+    """The shown validation inputs and the best design's reconstructions of them."""
+    order = ranked(trials, maximize)
+    if not order or not inputs or results.RECONSTRUCTIONS not in order[0].user_attrs:
+        return None
+    rebuilt = order[0].user_attrs[results.RECONSTRUCTIONS]
+    n = min(len(inputs), len(rebuilt))
+    return {"inputs": list(inputs[:n]), "rebuilt": list(rebuilt[:n]),
+            "shape": list(image_shape) if image_shape else None, "label": design_label(order[0])}
 
 
 def counts_info(trials: Sequence[Any], maximize: bool,

@@ -120,6 +120,33 @@ def projection(info: dict[str, Any]) -> go.Figure:
                   xaxis_title="PC 1", yaxis_title="PC 2", showlegend=True)
 
 
+def reconstructions(info: dict[str, Any]) -> go.Figure:
+    """Inputs on the top row, reconstructions below: images where the inputs are square
+    (digits), else each input's features as a line with its reconstruction."""
+    from plotly.subplots import make_subplots
+
+    n = len(info["inputs"])
+    title = f"Validation inputs and their reconstructions: {info['label']}"
+    if not info["shape"]:
+        fig = make_subplots(rows=1, cols=n, shared_yaxes=True)
+        for i, (x, r) in enumerate(zip(info["inputs"], info["rebuilt"]), start=1):
+            fig.add_trace(go.Scatter(y=x, mode="lines", line_color="#444", name="input",
+                                     showlegend=i == 1), row=1, col=i)
+            fig.add_trace(go.Scatter(y=r, mode="lines", line_color=PALETTE[0],
+                                     name="reconstruction", showlegend=i == 1), row=1, col=i)
+        return _style(fig, title, showlegend=True)
+    rows, cols = info["shape"]
+    fig = make_subplots(rows=2, cols=n, horizontal_spacing=0.01, vertical_spacing=0.04)
+    for i, (x, r) in enumerate(zip(info["inputs"], info["rebuilt"]), start=1):
+        for row, values in ((1, x), (2, r)):
+            fig.add_trace(go.Heatmap(z=[values[k * cols:(k + 1) * cols] for k in range(rows)],
+                                     zmin=0, zmax=1, colorscale="Greys", showscale=False),
+                          row=row, col=i)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed")
+    return _style(fig, title)
+
+
 def counts(info: dict[str, Any]) -> go.Figure:
     top = max([*info["target"], *info["predicted"], 1.0])
     fig = go.Figure(go.Scatter(x=info["target"], y=info["predicted"], mode="markers",

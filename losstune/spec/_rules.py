@@ -29,8 +29,8 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         fail("dataset.image", "only the digits dataset has images")
     if spec.model.kind == "cnn" and not spec.dataset.image:
         fail("model.kind", "the cnn model needs image data: set dataset.image = true (digits)")
-    if spec.task in ("regression", "count") and (spec.dataset.long_tail != 1
-                                                  or spec.dataset.label_noise):
+    if spec.task in ("regression", "count", "autoencoder") and (spec.dataset.long_tail != 1
+                                                                 or spec.dataset.label_noise):
         fail("dataset", f"long_tail and label_noise are for classes and labels, not a "
                         f"{spec.task} task" + ("; use outliers" if spec.task == "regression"
                                                else ""))
@@ -73,6 +73,16 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
                                        "is built in (remove it)")
 
     _check_embedding(spec, fail)
+    if spec.task == "autoencoder" and spec.model.kind != "mlp":
+        fail("model.kind", f"an autoencoder task trains the built-in autoencoder (model.kind "
+                           f"= \"mlp\": hidden layers, a code of embedding_dim units, the "
+                           f"mirrored decoder), got {spec.model.kind!r}")
+    if spec.search.denoise.searched and spec.task != "autoencoder":
+        fail("search.denoise", f"input noise is for the autoencoder task (a denoising "
+                               f"autoencoder), not {a_task(spec.task)}")
+    if spec.task == "autoencoder" and spec.search.penalty.searched:
+        fail("search.penalty", "penalties are added to the mlp and cnn models of the other "
+                               "tasks; the autoencoder's regulariser is the VAE's KL term")
     if spec.search.penalty.searched and spec.model.kind not in ("mlp", "cnn"):
         fail("search.penalty", f"penalties are added to the built-in models (model.kind mlp or "
                                f"cnn), not to a {spec.model.kind} model: add them in it "
@@ -144,9 +154,10 @@ def _check_embedding(spec: StudySpec, fail: Callable[[str, str], None]) -> None:
         if "samples_per_class" in spec.training.model_fields_set:
             fail("training.samples_per_class", f"only for the embedding task (P x K batches); "
                                                f"{a_task(spec.task)} shuffles its batches")
-        if "embedding_dim" in spec.model.model_fields_set:
-            fail("model.embedding_dim", f"only for the embedding task; {a_task(spec.task)}'s "
-                                        "outputs follow its targets")
+        if "embedding_dim" in spec.model.model_fields_set and spec.task != "autoencoder":
+            fail("model.embedding_dim", f"only for the embedding and autoencoder tasks (the "
+                                        f"embedding's or the code's width); "
+                                        f"{a_task(spec.task)}'s outputs follow its targets")
         return
     if per_class < 2:
         fail("training.samples_per_class", f"an embedding task needs >= 2 samples of a class "

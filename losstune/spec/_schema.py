@@ -370,29 +370,35 @@ ScheduleSpace = create_model(
        for p in catalog.SCHEDULE_PARAMETERS.values()})
 
 
-class PenaltySpace(BaseModel):
-    """[search.penalty]: L1 activity and L2 kernel penalties, each a number, a range or
-    choices, or ``true`` for the catalog's default search (catalog.PENALTIES)."""
-
+class _ModelTermTable(BaseModel):
     model_config = _FROZEN
-    l1_activity: Union[StrictBool, Param, None] = None
-    l2_kernel: Union[StrictBool, Param, None] = None
-
-    @field_validator("l1_activity", "l2_kernel")
-    @classmethod
-    def _rule(cls, value: Any, info: Any) -> Any:
-        rule = catalog.PENALTIES[info.field_name]
-        if value is True:
-            return _as_param(rule.search)
-        if value is False or value is None:
-            return None
-        return _check_rule(rule, value)
 
     @property
     def searched(self) -> dict[str, Param]:
-        """The penalties a design carries, with their search."""
-        return {name: getattr(self, name) for name in catalog.PENALTIES
+        """What a design carries, with its search (a number is fixed)."""
+        return {name: getattr(self, name) for name in type(self).model_fields
                 if getattr(self, name) is not None}
+
+
+def _model_term_space(group: str) -> type:
+    """[search.penalty], [search.denoise]: each of the group's catalog.MODEL_TERMS a number, a
+    range or choices, or ``true`` for the catalog's default search; absent or false: none."""
+    rules = catalog.MODEL_TERMS[group]
+
+    def rule(cls: type, value: Any, info: Any) -> Any:
+        if value is True:
+            return _as_param(rules[info.field_name].search)
+        if value is False or value is None:
+            return None
+        return _check_rule(rules[info.field_name], value)
+
+    return create_model(f"{group.title()}Space", __base__=_ModelTermTable,
+                        __validators__={"_rule": field_validator(*rules)(rule)},
+                        **{name: (Union[StrictBool, Param, None], None) for name in rules})
+
+
+PenaltySpace = _model_term_space("penalty")
+DenoiseSpace = _model_term_space("denoise")
 
 
 def default_space(family: str, task: str = "multiclass") -> dict[str, Param]:
@@ -413,6 +419,7 @@ class SearchSpec(BaseModel):
     families: tuple[str, ...] | None = None
     schedule: ScheduleSpace = Field(default_factory=ScheduleSpace)
     penalty: PenaltySpace = Field(default_factory=PenaltySpace)
+    denoise: DenoiseSpace = Field(default_factory=DenoiseSpace)
 
     @model_validator(mode="before")
     @classmethod

@@ -231,7 +231,8 @@ def _tiny(name: str, tmp_path: Path, **changes) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("name, figure", [("multilabel_longtail", "Per-label AP"),
                                           ("counts", "Expected against true counts"),
-                                          ("embedding_digits", "Validation embeddings")])
+                                          ("embedding_digits", "Validation embeddings"),
+                                          ("autoencoder_digits", "Reconstructions")])
 def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure):
     monkeypatch.chdir(tmp_path)
     path = _tiny(name, tmp_path)
@@ -250,6 +251,10 @@ def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure)
         assert all(len(t.user_attrs[results.AP_PER_LABEL]) == 8 for t in done)
     elif name == "embedding_digits":
         assert all(len(t.user_attrs[results.PROJECTION][0]) == 359 for t in done)
+    elif name == "autoencoder_digits":
+        assert all(len(t.user_attrs[results.RECONSTRUCTIONS]) == 8 for t in done)
+        vae = [t for t in done if t.params["loss"] == "vae"]
+        assert vae and all(results.CURVE + "loss_kl" in t.user_attrs for t in vae)
     else:
         assert all(min(t.user_attrs[results.PREDICTIONS]) > 0 for t in done)
     shown = json.loads(runner.invoke(main, ["show", name, "--storage", url, "-f",
@@ -501,3 +506,81 @@ def test_pk_batches_hold_p_classes_of_k_samples_and_are_seeded():
     with pytest.raises(data.DataError, match="asks for 12 classes per batch; the training "
                                              "split has 10"):
         data.pk_batches(y, 48, 4, epochs=1, seed=0)
+
+
+# ------------------------------------------------------------------------------ autoencoders
+X01 = RNG.random((12, 6)).astype("float32")  # inputs in [0, 1]
+AE_LOGITS = RNG.normal(size=(12, 6 + 3)).astype("float32")  # 6 reconstruction logits, code 3
+
+
+@pytest.mark.parametrize("family, keras_loss", [
+    ("reconstruction_mse", keras.losses.MeanSquaredError()),
+    ("reconstruction_mae", keras.losses.MeanAbsoluteError()),
+    ("reconstruction_huber", keras.losses.Huber(delta=0.05))])
+def test_reconstruction_losses_are_keras_on_the_sigmoid_of_the_logits(family, keras_loss):
+    params = {"delta": 0.05} if family == "reconstruction_huber" else {}
+    ours = losses.build_loss({"family": family, "params": params})
+    recon = _np(ops.sigmoid(AE_LOGITS[:, :6])).astype("float32")
+    assert _np(ours(X01, AE_LOGITS)) == pytest.approx(_np(keras_loss(X01, recon)), rel=1e-5)
+
+
+def test_reconstruction_bce_is_keras_bce_from_logits():
+    ours = losses.build_loss({"family": "reconstruction_bce", "params": {}})
+    keras_own = keras.losses.BinaryCrossentropy(from_logits=True)
+    assert _np(ours(X01, AE_LOGITS)) == pytest.approx(_np(keras_own(X01, AE_LOGITS[:, :6])),
+                                                      rel=1e-5)
+
+
+def test_the_vae_kl_is_the_closed_form_and_its_weight_follows_the_warm_up():
+    out = RNG.normal(size=(12, 6 + 2 * 3)).astype("float32")  # logits, μ, log σ²
+    loss = losses.build_loss({"family": "vae", "params": {
+        "reconstruction": "mse", "beta": 2.0, "epochs": 5,
+        "schedule": {"name": "linear", "params": {"start": 0.0, "end": 1.0}}}})
+    mu, log_var = out[:, 6:9].astype("float64"), out[:, 9:].astype("float64")
+    kl = 0.5 * np.sum(mu ** 2 + np.exp(log_var) - log_var - 1.0, axis=1)
+    recon = np.sum((_sigmoid(out[:, :6]) - X01) ** 2, axis=1)
+    for epoch, factor in ((0, 0.0), (2, 0.5), (4, 1.0)):
+        loss.set_epoch(epoch)
+        terms = loss.components(X01, out)
+        np.testing.assert_allclose(_np(terms["kl"]), 2.0 * factor * kl, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(_np(terms["reconstruction"]), recon, rtol=1e-5)
+        assert _np(loss(X01, out)) == pytest.approx(np.mean(recon + 2.0 * factor * kl),
+                                                    rel=1e-5)
+
+
+def test_the_built_in_autoencoder_outputs_logits_then_its_code():
+    from losstune import models
+    from losstune.losses._autoencoder import InputNoise
+
+    spec = spec_mod.ModelSpec(hidden=(16,), embedding_dim=3)
+    plain = models.build_autoencoder(spec, input_shape=(6,), variational=False)
+    vae = models.build_autoencoder(spec, input_shape=(6,), variational=True, noise=0.2)
+    assert plain(X01).shape == (12, 6 + 3) and vae(X01).shape == (12, 6 + 3 + 3)
+    # Inference uses μ itself; training samples the code, and noises the inputs.
+    assert np.allclose(_np(vae(X01, training=False)), _np(vae(X01, training=False)))
+    assert not np.allclose(_np(vae(X01, training=True)), _np(vae(X01, training=False)))
+    noise = InputNoise(0.2)
+    big = np.zeros((4000, 6), "float32")
+    assert np.std(_np(noise(big, training=True))) == pytest.approx(0.2, rel=0.05)
+    assert np.array_equal(_np(noise(big, training=False)), big)
+
+
+def test_autoencoder_metrics_are_scikit_learns():
+    from sklearn.metrics import mean_squared_error
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(6)
+    code, gallery = rng.normal(size=(12, 3)), rng.normal(size=(40, 3))
+    y, y_gallery = rng.integers(0, 2, 12), rng.integers(0, 2, 40)
+    got = metrics.autoencoder(X01, AE_LOGITS[:, :6], y, code, y_gallery, gallery)
+    assert got["reconstruction_mse"] == pytest.approx(
+        mean_squared_error(X01, _sigmoid(AE_LOGITS[:, :6])))
+    assert got["latent_knn_accuracy"] == pytest.approx(
+        KNeighborsClassifier(5).fit(gallery, y_gallery).score(code, y))
+
+
+def test_autoencoder_inputs_are_scaled_to_the_unit_interval_on_the_training_split():
+    splits = data.load(spec_mod.DatasetSpec(name="breast_cancer"), "autoencoder", seed=0)
+    assert splits.x_train.min() == 0.0 and splits.x_train.max() == 1.0
+    assert 0.0 <= splits.x_val.min() and splits.x_val.max() <= 1.0  # clipped
+    assert splits.num_classes == 2 and splits.class_counts == []  # labels score the code

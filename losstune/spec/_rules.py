@@ -77,6 +77,13 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         fail("model.kind", f"an autoencoder task trains the built-in autoencoder (model.kind "
                            f"= \"mlp\": hidden layers, a code of embedding_dim units, the "
                            f"mirrored decoder), got {spec.model.kind!r}")
+    scheduled = [f for f in spec.families if catalog.family(f).schedule_gate] \
+        if all(catalog.find(f) for f in spec.families) else [None]
+    if "schedule" in spec.search.model_fields_set and not scheduled:
+        with_schedule = [f.name for f in catalog.families(spec.task) if f.schedule_gate]
+        fail("search.schedule", f"a schedule (a curriculum, a β warm-up) is searched only for "
+                                f"{', '.join(with_schedule) or 'no family of this task'}; "
+                                f"this study searches {', '.join(spec.families)}")
     if spec.search.denoise.searched and spec.task != "autoencoder":
         fail("search.denoise", f"input noise is for the autoencoder task (a denoising "
                                f"autoencoder), not {a_task(spec.task)}")

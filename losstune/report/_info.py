@@ -186,7 +186,7 @@ def projection_info(trials: Sequence[Any], maximize: bool, targets: Sequence[int
     xs, ys = order[0].user_attrs[results.PROJECTION]
     names = list(class_names or [])
     groups: dict[str, dict[str, list[float]]] = {}
-    for x, y, c in zip(xs, ys, targets):
+    for x, y, c in sorted(zip(xs, ys, targets), key=lambda p: p[2]):  # legend in class order
         name = names[c] if c < len(names) else str(c)
         group = groups.setdefault(name, {"x": [], "y": []})
         group["x"].append(x)

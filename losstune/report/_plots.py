@@ -144,17 +144,22 @@ def reconstructions(info: dict[str, Any]) -> go.Figure:
                           row=row, col=i)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed")
-    return _style(fig, title)
+    for k in range(1, 2 * n + 1):  # square pixels: each image's y axis follows its x axis
+        suffix = "" if k == 1 else str(k)
+        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
+    return _style(fig, title, height=max(220, 90 * rows // 4))
 
 
 def counts(info: dict[str, Any]) -> go.Figure:
     top = max([*info["target"], *info["predicted"], 1.0])
     fig = go.Figure(go.Scatter(x=info["target"], y=info["predicted"], mode="markers",
+                               name="validation sample",
                                marker=dict(color=PALETTE[0], opacity=0.6)))
     fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line_color="#888",
-                             hoverinfo="skip"))
+                             name="expected = true", hoverinfo="skip"))
     return _style(fig, f"Expected against true counts (validation): {info['label']}",
-                  xaxis_title="true count", yaxis_title="expected count exp(η)")
+                  xaxis_title="true count", yaxis_title="expected count exp(η)",
+                  showlegend=False)
 
 
 def confirmation(rows: Sequence[Any], metric: str) -> go.Figure:

@@ -456,8 +456,10 @@ def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = No
             label, for multilabel; whole numbers >= 0 for count (``task="count"``).
         validation_data: ``(x_val, y_val)``; else ``validation_split`` of the training data is
             held out (stratified, drawn anew for every seed).
-        task: ``multiclass``, ``binary``, ``regression``, ``multilabel`` or ``count``
-            (default: inferred from ``y``; a count is never inferred).
+        task: ``multiclass``, ``binary``, ``regression``, ``multilabel``, ``count`` or
+            ``embedding`` (default: inferred from ``y``; a count or an embedding never is).
+            An embedding's ``build_model`` gets ``output_units`` = 16, the embedding's width;
+            the autoencoder task trains the built-in autoencoder, so it needs a study file.
         metric: the objective (default: the task's first metric: ``macro_f1``, ``mae`` for
             regression, ``poisson_deviance`` for count).
         families: loss families to search (default: the task's).

@@ -584,3 +584,38 @@ def test_autoencoder_inputs_are_scaled_to_the_unit_interval_on_the_training_spli
     assert splits.x_train.min() == 0.0 and splits.x_train.max() == 1.0
     assert 0.0 <= splits.x_val.min() and splits.x_val.max() <= 1.0  # clipped
     assert splits.num_classes == 2 and splits.class_counts == []  # labels score the code
+
+
+# ------------------------------------------------------------------------------ the seeds
+def test_the_seeds_triplet_splits_features_not_samples_and_ignores_the_labels():
+    """Seed 003's triplet_loss splits each prediction's *features* in three (tf.split on axis
+    1) and never reads y_true: which samples share a class cannot change it. losstune mines
+    anchors, positives and negatives among the batch's samples by their labels."""
+    def seed_triplet(y_true, y_pred, alpha=0.2):  # the seed's code, in keras.ops
+        anchor, positive, negative = ops.split(y_pred, 3, axis=1)
+        pos = ops.sum(ops.square(anchor - positive), axis=1)
+        neg = ops.sum(ops.square(anchor - negative), axis=1)
+        return ops.mean(ops.maximum(pos - neg + alpha, 0.0))
+
+    labels, emb = _batch(seed=7, dim=6)
+    shuffled = labels[np.random.default_rng(0).permutation(len(labels))]
+    assert _np(seed_triplet(labels, emb)) == _np(seed_triplet(shuffled, emb))
+    ours = losses.build_loss({"family": "triplet", "params": {"margin": 0.2}})
+    assert _np(ours(labels, emb)) != pytest.approx(_np(ours(shuffled, emb)))
+
+
+def test_the_activity_penalty_does_not_grow_with_the_batch_as_the_seeds_does():
+    """Seed 003's L1PenaltyLayer adds factor × Σ|inputs| over the whole batch (and calls it a
+    penalty on weights): twice the batch, twice the penalty, so its factor means something
+    else at every batch size. losstune's is the mean over samples of Σ|a|."""
+    from losstune.losses._penalty import Penalties
+
+    a = RNG.normal(size=(8, 5)).astype("float32")
+    twice = np.concatenate([a, a])
+    seed_penalty = lambda x: 0.01 * float(np.sum(np.abs(x)))  # noqa: E731
+    assert seed_penalty(twice) == pytest.approx(2 * seed_penalty(a))
+    ours = Penalties(l1_activity=True, values={"l1_activity": 0.01})
+    ours(a)
+    one = sum(_np(v) for v in ours.losses)
+    ours(twice)
+    assert sum(_np(v) for v in ours.losses) == pytest.approx(one, rel=1e-6)

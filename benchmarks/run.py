@@ -207,7 +207,7 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
 
 
 def arm_loss_overhead(steps: int, steps_per_execution: int = 1,
-                      hidden: tuple[int, ...] = (128,)) -> dict[str, Any]:
+                      hidden: tuple[int, ...] = (128,), rounds: int = 5) -> dict[str, Any]:
     """Train-step time of DynamicLoss (all four components, a cosine schedule) against
     Keras's CategoricalCrossentropy, same model and data, traced once, timed after warm-up.
     Fed like a trial feeds TensorFlow: a tf.data pipeline (NumPy arrays would add Keras's
@@ -229,7 +229,7 @@ def arm_loss_overhead(steps: int, steps_per_execution: int = 1,
                                w_curriculum=0.5, epochs=100,
                                schedule={"name": "cosine", "params": {"start": 0.0, "end": 1.0}}),
     }
-    for round_ in range(5):  # interleaved rounds: machine noise hits both the same way
+    for round_ in range(rounds):  # interleaved rounds: machine noise hits both the same way
         for name, loss in losses.items():
             keras.utils.set_random_seed(0)
             model = keras.Sequential([keras.Input((64,)),
@@ -710,11 +710,12 @@ def _loss_overhead(q: bool) -> dict[str, Any]:
     """At losstune's default of 64 steps per execution and at Keras's default of 1, on the
     headline MLP; and on a wider one, to show the overhead is per step, not per unit of work."""
     out: dict[str, Any] = {}
-    for name, spe, hidden in (("mlp128_steps_per_execution_64", 64, [128]),
-                              ("mlp128_steps_per_execution_1", 1, [128]),
-                              ("mlp512x512_steps_per_execution_64", 64, [512, 512])):
+    arms = (("mlp128_steps_per_execution_64", 64, [128]),
+            ("mlp128_steps_per_execution_1", 1, [128]),
+            ("mlp512x512_steps_per_execution_64", 64, [512, 512]))
+    for name, spe, hidden in arms[:1] if q else arms:  # --quick: one arm, one round
         r = run_arm("loss_overhead", steps=2 if q else 30, steps_per_execution=spe,
-                    hidden=hidden)
+                    hidden=hidden, rounds=1 if q else 5)
         out[name] = {"cross_entropy_s": r["cross_entropy"], "dynamic_s": r["dynamic"],
                      "ratio": r["dynamic"] / r["cross_entropy"]}
     out["ratio"] = out["mlp128_steps_per_execution_64"]["ratio"]

@@ -260,7 +260,7 @@ class Study:
         timeout = timeout or spec.timeout
         base_dir = self._base_dir()
         # Bad data fails before the storage is touched.
-        splits = (self._source.splits(spec.task, spec.seed) if in_memory
+        splits = (runner.fitted(spec, self._source.splits(spec.task, spec.seed)) if in_memory
                   else runner.load_data(spec, base_dir))
         study = runner.create_or_load(spec, self.storage, study_name=self.name,
                                       base_dir=base_dir)
@@ -403,9 +403,11 @@ class Study:
         """Context arguments for in-memory studies: the model function and the data per seed."""
         if spec.dataset.name != IN_MEMORY:
             return {}
+        from losstune import runner
+
         source = self._source
         return {"model_fn": source.model_fn(),
-                "reload": lambda seed: source.splits(spec.task, seed)}
+                "reload": lambda seed: runner.fitted(spec, source.splits(spec.task, seed))}
 
 
 def stored_spec(study: "optuna.Study") -> "StudySpec":

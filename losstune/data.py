@@ -670,7 +670,7 @@ def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
         if not validation_split or not 0 < validation_split < 1:
             raise DataError(f"validation_split must lie in (0, 1), got {validation_split}")
         stratify = None
-        if task in ("multiclass", "binary"):
+        if tasks.TASKS[task].targets == "classes":
             stratify = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
         try:
             x_train, x_val, y_train, y_val = train_test_split(

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from losstune.results import AP_PER_LABEL_NAME, F1_PER_LABEL_NAME
+
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc")
 
@@ -163,9 +165,9 @@ def multilabel(y_true: np.ndarray, logits: np.ndarray, only: str | None = None,
         out: dict[str, Any] = {name: float(compute[name]())
                                for name in ((only,) if only else MULTILABEL_METRICS)}
         if per_label and not only:
-            out["f1_per_label"] = [float(v) for v in skm.f1_score(
+            out[F1_PER_LABEL_NAME] = [float(v) for v in skm.f1_score(
                 y_true, y_pred, average=None, zero_division=0)]
-            out["ap_per_label"] = [float(v) for v in ap_per_label()]
+            out[AP_PER_LABEL_NAME] = [float(v) for v in ap_per_label()]
     return out
 
 
@@ -174,6 +176,8 @@ def counts(y_true: np.ndarray, log_counts: np.ndarray) -> dict[str, float]:
     from sklearn import metrics as skm
 
     mu = np.exp(np.minimum(_finite(log_counts).reshape(-1), 80.0))
+    if not np.all(mu > 0):  # exp underflowed: the deviance is undefined, the model diverged
+        raise FloatingPointError("the model's expected counts underflowed to 0")
     y = np.asarray(y_true, dtype="float64").reshape(-1)
     with _checked_inputs():
         return {"poisson_deviance": float(skm.mean_poisson_deviance(y, mu)),

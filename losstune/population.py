@@ -603,7 +603,7 @@ class _Watch(keras.callbacks.Callback):
             m.logs.setdefault("loss", []).append(float(means[k]))
             if isinstance(m.loss, DynamicLoss):
                 for i, c in enumerate(COMPONENTS):
-                    m.logs.setdefault(f"loss_{c}", []).append(float(terms[k, i]))
+                    m.logs.setdefault(results.COMPONENT + c, []).append(float(terms[k, i]))
             if not math.isfinite(means[k]):
                 m.diverged = f"the training loss became {float(means[k])} at epoch {epoch}"
                 self.active[k] = False

@@ -58,11 +58,13 @@ VAL = "val."                     # + metric: the validation split's figures
 TEST = "test."                   # + metric: the test split's (reported, never searched on)
 CURVE = "curve."                 # + "val_<metric>", "loss", "loss_<component>": per epoch
 RECALL = "val.recall_per_class"
-F1_PER_LABEL = "val.f1_per_label"   # multilabel: F1 of each label at 0.5
-AP_PER_LABEL = "val.ap_per_label"   # multilabel: average precision of each label
+# multilabel: F1 of each label at 0.5, and its average precision (metrics.multilabel's names)
+F1_PER_LABEL_NAME, AP_PER_LABEL_NAME = "f1_per_label", "ap_per_label"
+F1_PER_LABEL, AP_PER_LABEL = VAL + F1_PER_LABEL_NAME, VAL + AP_PER_LABEL_NAME
+COMPONENT = "loss_"  # + a loss's component: its logged mean per epoch (curve.loss_kl, ...)
 PROJECTION = "val.projection"   # embedding: 2-D PCA of validation embeddings, [[x...], [y...]]
 RECONSTRUCTIONS = "val.reconstructions"  # autoencoder: the first validation inputs rebuilt
-PREDICTIONS = "val.pred"         # regression: validation predictions, for residual plots
+PREDICTIONS = "val.pred"         # regression, count: validation predictions (original units)
 
 # Study-level user attributes.
 OBJECTIVE = "objective"          # the metric names
@@ -74,7 +76,7 @@ DATA = "data"                    # the data in words
 CLASS_NAMES = "class_names"
 SHOWN_INPUTS = "val_inputs_shown"  # autoencoder: the validation inputs reconstructed
 IMAGE_SHAPE = "image_shape"        # autoencoder: how to draw an input (8 x 8 digits)
-VAL_TARGETS = "val_targets"      # regression: validation targets, for residual plots
+VAL_TARGETS = "val_targets"      # regression, count: validation targets; embedding: classes
 VERSION = "losstune_version"
 
 

@@ -258,8 +258,27 @@ def load_data(spec: StudySpec, base_dir: Path) -> Any:
     """The study's splits (scikit-learn only, no Keras): bad data fails before any storage write."""
     from losstune import data
 
-    splits = data.load(spec.dataset, spec.task, seed=spec.seed, base_dir=base_dir)
+    return fitted(spec, data.load(spec.dataset, spec.task, seed=spec.seed, base_dir=base_dir))
+
+
+def fitted(spec: StudySpec, splits: Any) -> Any:
+    """The splits with what the study's model needs from them, checked before any trial: an
+    autoencoder's code width; an embedding's P x K batches, which need as many classes as
+    the largest batch asks for."""
+    import numpy as np
+
+    from losstune.errors import DataError
+    from losstune.spec import param_bounds
+
     splits.latent_dim = spec.model.embedding_dim
+    if spec.task == "embedding":
+        per_class = spec.training.samples_per_class
+        largest = int(param_bounds(spec.training.batch_size)[1])
+        classes = len(np.unique(splits.y_train))
+        if largest // per_class > classes:
+            raise DataError(f"training.batch_size {largest} with samples_per_class {per_class} "
+                            f"asks for {largest // per_class} classes per batch; the training "
+                            f"split has {classes}: use batch_size <= {classes * per_class}")
     return splits
 
 

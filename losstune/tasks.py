@@ -36,8 +36,6 @@ class Task:
     output: str
     metrics: Mapping[str, str]
     datasets: tuple[str, ...] = ()
-    words: str = ""
-    figure: str = ""  # the report's task figure: recall, residuals, labels, counts
 
     @property
     def default_metric(self) -> str:
@@ -53,33 +51,30 @@ _CLASS_METRICS = {"macro_f1": MAXIMIZE, "balanced_accuracy": MAXIMIZE, "accuracy
                   "roc_auc": MAXIMIZE, "log_loss": MINIMIZE}
 _TASKS = (
     Task("multiclass", "classes", "scores", "class", "logits without an activation",
-         _CLASS_METRICS, ("digits", "wine"), "one class of several per sample", "recall"),
+         _CLASS_METRICS, ("digits", "wine")),
     Task("binary", "classes", "scores", "class", "logits without an activation",
-         _CLASS_METRICS, ("breast_cancer",), "one of two classes per sample", "recall"),
+         _CLASS_METRICS, ("breast_cancer",)),
     Task("regression", "values", "value", "target", "one linear unit",
-         {"mae": MINIMIZE, "rmse": MINIMIZE, "r2": MAXIMIZE}, ("diabetes",),
-         "a real-valued target", "residuals"),
+         {"mae": MINIMIZE, "rmse": MINIMIZE, "r2": MAXIMIZE}, ("diabetes",)),
     Task("multilabel", "labels", "scores", "label",
          "logits without an activation (one per label)",
          {"macro_f1": MAXIMIZE, "micro_f1": MAXIMIZE, "mean_average_precision": MAXIMIZE},
-         ("multilabel",), "several yes/no labels per sample", "labels"),
-    Task("count", "counts", "value", "count", "one linear unit: the log of the expected count",
+         ("multilabel",)),
+    Task("count", "counts", "value", "target", "a linear unit: the log of the expected count",
          {"poisson_deviance": MINIMIZE, "mae": MINIMIZE, "rmse": MINIMIZE},
-         ("counts",), "a whole-number count per sample", "counts"),
-    # Scored by the nearest training embeddings of each validation embedding (k = 5 votes,
-    # and the single nearest); the losses compare the samples of a batch with each other.
+         ("counts",)),
     # The reconstruction error of the clean validation inputs is the default objective; the
     # code's k-nearest-neighbour accuracy (classes as labels) is recorded too, or chosen.
     Task("autoencoder", "inputs", "reconstruction", "input feature",
          "reconstruction logits of every input feature, then the latent code "
          "(model.embedding_dim units; a VAE's log-variance after it)",
          {"reconstruction_mse": MINIMIZE, "latent_knn_accuracy": MAXIMIZE},
-         ("digits", "breast_cancer"), "a reconstruction of the input through a small code",
-         "reconstructions"),
+         ("digits", "breast_cancer")),
+    # Scored by the nearest training embeddings of each validation embedding (k = 5 votes,
+    # and the single nearest); the losses compare the samples of a batch with each other.
     Task("embedding", "classes", "embedding", "embedding dimension",
          "one linear unit per embedding dimension (model.embedding_dim)",
-         {"knn_accuracy": MAXIMIZE, "recall_at_1": MAXIMIZE}, ("digits",),
-         "an embedding in which samples of a class are near each other", "projection"),
+         {"knn_accuracy": MAXIMIZE, "recall_at_1": MAXIMIZE}, ("digits",)),
 )
 TASKS: dict[str, Task] = {t.name: t for t in _TASKS}
 NAMES = tuple(TASKS)
@@ -97,11 +92,6 @@ def task(name: str) -> Task:
     if found is None:
         raise ValueError(f"task must be one of {', '.join(NAMES)}, got {name!r}.")
     return found
-
-
-def with_targets(*kinds: str) -> tuple[str, ...]:
-    """The tasks whose targets are of these kinds (``classes``, ``labels``, ...)."""
-    return tuple(t.name for t in _TASKS if t.targets in kinds)
 
 
 def metrics() -> dict[str, tuple[str, tuple[str, ...]]]:

@@ -455,7 +455,7 @@ def record_training(trial: "optuna.Trial", metric: str, values: list[float],
     trial.set_user_attr(results.EPOCHS_TRAINED, len(logs.get("loss", [])))
     trial.set_user_attr(f"{results.CURVE}val_{metric}", compact(values))
     for key in logs:  # the loss, and its components where it has some (loss_<component>)
-        if key == "loss" or key.startswith("loss_"):
+        if key == "loss" or key.startswith(results.COMPONENT):
             trial.set_user_attr(results.CURVE + key, compact([float(v) for v in logs[key]]))
 
 

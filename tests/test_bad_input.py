@@ -350,6 +350,16 @@ CASES = [
       "training": {"batch_size": 6}, "search": {"families": ["triplet"]}},
      "training.batch_size: an embedding batch holds batch_size // samples_per_class classes "
      "and needs >= 2 (negatives): batch_size >= 8, got 6", BOTH),
+    ("embedding-more-classes-per-batch-than-the-data-has",
+     {"task": "embedding", "dataset": {"name": "digits"}, "objective": {"metric": "knn_accuracy"},
+      "training": {"batch_size": 64}, "search": {"families": ["triplet"]}},
+     "training.batch_size 64 with samples_per_class 4 asks for 16 classes per batch; the "
+     "training split has 10: use batch_size <= 40", SEARCH),
+    ("quadruplet-with-two-classes-per-batch",
+     {"task": "embedding", "dataset": {"name": "digits"}, "objective": {"metric": "knn_accuracy"},
+      "training": {"batch_size": 8}, "search": {"families": ["quadruplet"]}},
+     "training.batch_size: the quadruplet loss needs >= 3 classes per batch: batch_size >= 12",
+     BOTH),
     ("samples-per-class-on-multiclass", {"training": {"samples_per_class": 4}},
      "training.samples_per_class: only for the embedding task", BOTH),
     ("family-not-for-embedding",

@@ -63,8 +63,8 @@ MULTILABEL = merge(CLASSIFICATION, {
     "objective": {"metric": "mean_average_precision"},
     "search": {**_OTHERS, "families": ["binary_crossentropy", "binary_focal",
                                        "class_balanced_bce", "sigmoid_soft_fbeta"],
-               "dynamic": None, "binary_crossentropy": {"label_smoothing": {"low": 0.0,
-                                                                            "high": 0.2}}}})
+               "dynamic": None, "schedule": None,
+               "binary_crossentropy": {"label_smoothing": {"low": 0.0, "high": 0.2}}}})
 MULTILABEL_DESIGNS = ["binary_crossentropy", "binary_focal", "class_balanced_bce",
                       "sigmoid_soft_fbeta", "binary_focal"]
 COUNT = merge(CLASSIFICATION, {
@@ -76,7 +76,8 @@ EMBEDDING = merge(CLASSIFICATION, {
     "task": "embedding", "dataset": {"name": "digits", "max_samples": 400},
     "model": {"embedding_dim": 8}, "objective": {"metric": "knn_accuracy"},
     "search": {**_OTHERS, "families": ["triplet", "contrastive", "quadruplet",
-                                       "cosine_embedding"], "dynamic": None}})
+                                       "cosine_embedding"], "dynamic": None,
+               "schedule": None}})
 EMBEDDING_DESIGNS = ["triplet", "contrastive", "quadruplet", "cosine_embedding", "triplet"]
 CASES = {"classification": (CLASSIFICATION, CLASSIFICATION_DESIGNS),
          "regression": (REGRESSION, REGRESSION_DESIGNS),
@@ -141,7 +142,7 @@ def test_the_cnn_population_matches_its_trials_alone(tmp_path):
     base = merge(CLASSIFICATION, {
         "dataset": {"name": "digits", "image": True},
         "model": {"kind": "cnn", "filters": [4, 6], "hidden": [8]},
-        "search": {"families": ["cross_entropy", "focal"]}})
+        "search": {"families": ["cross_entropy", "focal"], "schedule": None}})
     designs = ["cross_entropy", "focal", "focal"]
     _same(_run(tmp_path, base, designs, 1, "alone"),
           _run(tmp_path, base, designs, 3, "together"), 3)

@@ -220,8 +220,9 @@ def test_curriculum_figure_names_and_shows_every_line():
     study = _study("curriculum", [trial(0.8, "cross_entropy", baseline="ce"),
                                   trial(0.9, "cross_entropy", loss=json.dumps(desc))])
     figures = {title: fig for title, _, fig in _figures(study, study.trials, True, "macro_f1")}
-    fig = figures["Curriculum schedules of the top designs"]
+    fig = figures["Schedules of the top designs"]
     assert len(fig.data) == 1  # a single line: plotly would hide its legend by default
+    assert fig.data[0].name.startswith("#1 w_curriculum × linear")
     assert all(t.name and t.name.strip() for t in fig.data)
     assert fig.layout.showlegend is True
     from losstune.report import _plots

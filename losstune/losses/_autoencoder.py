@@ -143,6 +143,7 @@ class VAELoss(ConfigLoss):
 
     def components(self, y_true, y_pred) -> dict[str, Any]:
         """The reconstruction error and the weighted KL term, one value per sample."""
+        y_pred = ops.convert_to_tensor(y_pred)
         x = ops.cast(y_true, y_pred.dtype)
         logits, code = split(x, y_pred)
         z = code.shape[-1] // 2

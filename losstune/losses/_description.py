@@ -134,10 +134,18 @@ def load_loss(path: str | Path, *, class_counts: Sequence[int] | None = None,
 
     ``class_counts`` / ``epochs``: your own training set's class counts and your planned epochs,
     for a design that uses them (class-balanced weights, DynamicLoss's prior and schedule);
-    ignored by one that does not. By default, the study's.
+    ignored by one that does not. By default, the study's. A design's penalties or input noise
+    are the model's, not the loss's: a warning names them.
 
     >>> loss = load_loss("best_loss.json", class_counts=[500, 50, 5])  # doctest: +SKIP
     >>> model.compile(optimizer="adam", loss=loss)  # doctest: +SKIP
     """
-    return build_loss(with_fitted(read_description(path), class_counts=class_counts,
-                                  epochs=epochs))
+    description = read_description(path)
+    terms = catalog.model_term_words(description)
+    if terms:
+        import warnings
+
+        warnings.warn(f"{path}: the design also adds {terms} through its model; load_loss "
+                      "returns the loss alone: add them to your model (README: Tasks)",
+                      stacklevel=2)
+    return build_loss(with_fitted(description, class_counts=class_counts, epochs=epochs))

@@ -22,6 +22,7 @@ import keras
 from keras import ops
 
 from losstune import catalog
+from losstune.results import COMPONENT
 from losstune.losses._families import EPS, PACKAGE, ConfigLoss, per_sample, probabilities
 from losstune.losses._validation import check_base_params, check_counts, check_params
 from losstune.schedules import Schedule, progress
@@ -217,4 +218,4 @@ class ComponentMeans(keras.metrics.Metric):
 
     def result(self):
         means = self.sums / ops.maximum(self.count, 1.0)
-        return {f"loss_{c}": means[i] for i, c in enumerate(self.names)}
+        return {COMPONENT + c: means[i] for i, c in enumerate(self.names)}

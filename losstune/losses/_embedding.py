@@ -52,6 +52,11 @@ def _pairs(y_true, y_pred):
     return gram, distance, same * (1.0 - eye), 1.0 - same, back
 
 
+def _any(mask):
+    """1 where an anchor has at least one pair of this kind in the batch, else 0."""
+    return ops.cast(ops.greater(ops.sum(mask, axis=-1), 0.0), mask.dtype)
+
+
 def _masked_mean(values, mask, axis):
     return ops.sum(values * mask, axis=axis) / ops.maximum(ops.sum(mask, axis=axis), 1.0)
 
@@ -83,10 +88,13 @@ class TripletLoss(ConfigLoss):
     def call(self, y_true, y_pred):
         _, d, positive, negative, back = _pairs(y_true, y_pred)
         margin = self._h("margin", d.dtype)
+        # An anchor without a positive or a negative in the batch has no triplet: 0. (P x K
+        # batches give every anchor both; an exported loss may meet other batches.)
+        has = _any(positive) * _any(negative)
         if self.mining == "hard":
             hardest_p = ops.max(d * positive, axis=-1)
             nearest_n = ops.min(d + BIG * (1.0 - negative), axis=-1)
-            return back(ops.relu(hardest_p - nearest_n + _per_member(margin, 2)))
+            return back(has * ops.relu(hardest_p - nearest_n + _per_member(margin, 2)))
         # (members, anchor, positive, negative)
         d_ap, d_an = d[:, :, :, None], d[:, :, None, :]
         valid = positive[:, :, :, None] * negative[:, :, None, :]
@@ -100,7 +108,7 @@ class TripletLoss(ConfigLoss):
         has = ops.cast(ops.greater(ops.sum(farther, axis=-1), 0.0), d.dtype)
         chosen = has * semi + (1.0 - has) * farthest
         per = ops.relu(d - chosen + _per_member(margin, 3))
-        return back(_masked_mean(per, positive, axis=-1))
+        return back(has * _masked_mean(per, positive, axis=-1))
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -155,7 +163,10 @@ class QuadrupletLoss(ConfigLoss):
                                      (ops.shape(d)[0], ops.shape(d)[1], -1)), axis=-1)
         first = ops.relu(hardest_p - nearest_n + _per_member(self._h("margin", d.dtype), 2))
         second = ops.relu(hardest_p - pair_d + _per_member(self._h("margin2", d.dtype), 2))
-        return back(first + second)
+        # Each term only where its members exist in the batch (see TripletLoss).
+        has_triplet = _any(positive) * _any(negative)
+        has_pair = ops.cast(ops.less(pair_d, BIG / 2), d.dtype)
+        return back(has_triplet * (first + has_pair * second))
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -43,9 +43,9 @@ class Penalties(keras.layers.Layer):
             trainable=False, name="l2_kernel")
 
     def call(self, x):
-        if self.l1_on:
-            flat = ops.reshape(ops.abs(x), (ops.shape(x)[0], -1))
-            self.add_loss(ops.cast(self.l1_activity, x.dtype) * ops.mean(ops.sum(flat, axis=-1)))
+        if self.l1_on:  # in float32: under mixed precision Σ|a| can overflow float16
+            flat = ops.reshape(ops.abs(ops.cast(x, "float32")), (ops.shape(x)[0], -1))
+            self.add_loss(ops.cast(self.l1_activity, "float32") * ops.mean(ops.sum(flat, axis=-1)))
         return x
 
     def compute_output_shape(self, input_shape):

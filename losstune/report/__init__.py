@@ -42,7 +42,7 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
     from losstune.report import _plots
 
     attrs = study.user_attrs
-    task = attrs.get("task", "multiclass")
+    task = attrs.get(results.TASK, "multiclass")
     out: list[tuple[str, str, Any]] = []
 
     def add(title: str, caption: str, fig: Any, missing: str) -> None:
@@ -77,8 +77,9 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
             fig if fig is not None else _plots.family_params(fam, metric, maximize), "")
     schedules = _info.schedules_info(trials, maximize)
     if schedules:
-        add("Curriculum schedules of the top designs", "w_curriculum × schedule(epoch).",
-            _plots.lines(schedules, "Curriculum weight over epochs", "weight × factor"), "")
+        add("Schedules of the top designs", "The scheduled weight × schedule(epoch): "
+            "DynamicLoss's curriculum weight, a VAE's β (its KL warm-up).",
+            _plots.lines(schedules, "Scheduled weight over epochs", "weight × factor"), "")
     curves = _info.curves_info(trials, maximize, metric)
     numbers = {t.number: t for t in trials}
     for s in curves["val"]:  # the whole design (wrapped by _plots.lines), not its first 40 chars
@@ -91,11 +92,11 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
             "component per epoch (training).",
             _plots.lines(curves["components"], "Loss components per epoch", "value"), "")
     if task == "regression":
-        info = _info.residuals_info(trials, maximize, attrs.get("val_targets"))
+        info = _info.residuals_info(trials, maximize, attrs.get(results.VAL_TARGETS))
         add("Residuals", "Prediction − target for the best design, validation split.",
             _plots.residuals(info) if info else None, "no stored predictions")
     elif task == "count":
-        info = _info.counts_info(trials, maximize, attrs.get("val_targets"))
+        info = _info.counts_info(trials, maximize, attrs.get(results.VAL_TARGETS))
         add("Expected against true counts", "The best design's expected count exp(η) of "
             "every validation sample against its count; the line is a perfect prediction.",
             _plots.counts(info) if info else None, "no stored predictions")
@@ -106,8 +107,8 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
             "reconstructions of them (bottom), from the clean inputs.",
             _plots.reconstructions(info) if info else None, "no stored reconstructions")
     elif task == "embedding":
-        info = _info.projection_info(trials, maximize, attrs.get("val_targets"),
-                                     attrs.get("class_names"))
+        info = _info.projection_info(trials, maximize, attrs.get(results.VAL_TARGETS),
+                                     attrs.get(results.CLASS_NAMES))
         add("Validation embeddings", "The best design's validation embeddings (L2-normalised) "
             "on their first two principal components (scikit-learn's PCA), one colour per "
             "class: classes apart are what the losses aim for.",
@@ -115,13 +116,13 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
     elif task == "multilabel":
         for key, score, words in ((results.F1_PER_LABEL, "F1", "F1 at a 0.5 threshold"),
                                   (results.AP_PER_LABEL, "AP", "average precision")):
-            info = _info.recall_info(trials, maximize, attrs.get("class_names"), key=key)
+            info = _info.recall_info(trials, maximize, attrs.get(results.CLASS_NAMES), key=key)
             add(f"Per-label {score}", f"{words[0].upper() + words[1:]} of every label for the "
                 "best design and the best baseline (validation).",
                 _plots.recall(info, score, "label") if info else None,
                 f"no per-label {score} recorded")
     else:
-        info = _info.recall_info(trials, maximize, attrs.get("class_names"))
+        info = _info.recall_info(trials, maximize, attrs.get(results.CLASS_NAMES))
         add("Per-class recall", "Recall of every class for the best design and the best "
             "baseline.", _plots.recall(info) if info else None, "no per-class recall recorded")
     return out

@@ -110,7 +110,8 @@ def params_present(trials: Sequence[Any], names: Sequence[str]) -> int:
 
 # ------------------------------------------------------------------------------ top designs
 def schedules_info(trials: Sequence[Any], maximize: bool, top: int = 5) -> list[dict[str, Any]]:
-    """Curriculum factor per epoch for the top designs that use a schedule."""
+    """The scheduled weight per epoch (DynamicLoss's w_curriculum, a VAE's β) × its schedule's
+    factor, for the top designs that use a schedule."""
     out = []
     for t in ranked(trials, maximize):
         desc = json.loads(t.user_attrs.get(results.LOSS, "{}"))
@@ -121,7 +122,9 @@ def schedules_info(trials: Sequence[Any], maximize: bool, top: int = 5) -> list[
             continue
         sched = Schedule.from_dict(params.get("schedule"))
         epochs = int(params.get("epochs", 10))
-        out.append({"trial": t.number, "label": f"#{t.number} {sched.describe()}",
+        out.append({"trial": t.number,
+                    "label": f"#{t.number} {catalog.label(gate, record.name)} × "
+                             f"{sched.describe()}",
                     "values": [params[gate] * v for v in sched.values(epochs)]})
         if len(out) == top:
             break
@@ -138,7 +141,7 @@ def curves_info(trials: Sequence[Any], maximize: bool, metric: str,
         if curve:
             val.append({"trial": t.number, "label": f"#{t.number} {design_label(t)[:40]}",
                         "values": curve})
-        prefix = f"{results.CURVE}loss_"
+        prefix = results.CURVE + results.COMPONENT
         for key in sorted(k for k in t.user_attrs if k.startswith(prefix)):
             c, values = key[len(prefix):], t.user_attrs[key]
             if values and any(v for v in values if v is not None):

@@ -38,8 +38,9 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         fail("dataset.label_noise", "label_noise is for multiclass and binary tasks; a "
                                     "multilabel task takes long_tail")
     if spec.task != "regression" and spec.dataset.outliers:
-        fail("dataset.outliers", "outliers are for regression; use label_noise for "
-                                 "classification")
+        fail("dataset.outliers", f"outliers are for regression, not {a_task(spec.task)}"
+                                 + ("; use label_noise for classification"
+                                    if spec.task in catalog.CLASSIFICATION else ""))
     if isinstance(spec.dataset.target, tuple) and spec.task != "multilabel":
         fail("dataset.target", f"a list of target columns is for a multilabel task; a "
                                f"{spec.task} task has one target column")
@@ -122,8 +123,8 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
 
     for name in spec.search.tables:
         if catalog.find(name) is None:
-            fail(f"search.{name}", "unknown key; allowed: families, schedule, "
-                                   f"{', '.join(catalog.names())}")
+            fail(f"search.{name}", "unknown key; allowed: families, schedule, penalty, "
+                                   f"denoise, {', '.join(catalog.names())}")
     for family in catalog.names():
         space = spec.search.family_space(family, spec.task)
         for name, value in space.items():
@@ -134,8 +135,8 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
     if spec.baselines is not True and spec.baselines is not False:
         for i, base in enumerate(spec.baselines):
             if base.family not in valid_families:
-                fail(f"baselines[{i}].family", f"family {base.family!r} is not valid for a "
-                                               f"{spec.task} task; allowed: "
+                fail(f"baselines[{i}].family", f"family {base.family!r} is not valid for "
+                                               f"{a_task(spec.task)}; allowed: "
                                                f"{', '.join(valid_families)}")
             # The same names, intervals and types as the search space: a baseline trains too.
             for name, value in base.params.items():
@@ -171,6 +172,10 @@ def _check_embedding(spec: StudySpec, fail: Callable[[str, str], None]) -> None:
                                            f"per batch (every anchor needs a positive), got "
                                            f"{per_class}")
     smallest = param_bounds(spec.training.batch_size)[0]
+    if "quadruplet" in spec.families and smallest < 3 * per_class:
+        # Its second term compares two negatives of different classes, neither the anchor's.
+        fail("training.batch_size", f"the quadruplet loss needs >= 3 classes per batch: "
+                                    f"batch_size >= {3 * per_class}, got {smallest:g}")
     if smallest < 2 * per_class:
         fail("training.batch_size", f"an embedding batch holds batch_size // samples_per_class "
                                     f"classes and needs >= 2 (negatives): batch_size >= "
@@ -196,13 +201,13 @@ def _check_family_param(family: str, name: str, value: Param, task: str, key: st
 
 def _check_class_terms(family: str, params: dict[str, Any], task: str, key: str,
                        fail: Callable[[str, str], None]) -> None:
-    """A weight of a term that reads class probabilities is 0 in a regression study."""
+    """A weight of a term that reads class probabilities is 0 in a study without classes."""
     if task in catalog.CLASSIFICATION:
         return
     for rule in catalog.family(family).studied:
         if rule.classes_only and param_bounds(params.get(rule.name, 0.0))[1] > 0:
-            fail(f"{key}.{rule.name}", f"must be 0 for regression ({rule.name} weighs a term "
-                                       "that needs class probabilities)")
+            fail(f"{key}.{rule.name}", f"must be 0 for {a_task(task)} ({rule.name} weighs a "
+                                       "term that needs class probabilities)")
 
 
 def _check_grid(spec: StudySpec, fail) -> None:
@@ -217,6 +222,11 @@ def _check_grid(spec: StudySpec, fail) -> None:
         for name, value in spec.search.family_space(family, spec.task).items():
             if not discrete(value):
                 fail(f"search.{family}.{name}",
+                     "the grid sampler needs a step or {choices = [...]}")
+    for group in catalog.MODEL_TERMS:
+        for name, value in getattr(spec.search, group).searched.items():
+            if not discrete(value):
+                fail(f"search.{group}.{name}",
                      "the grid sampler needs a step or {choices = [...]}")
 
 

@@ -619,3 +619,19 @@ def test_the_activity_penalty_does_not_grow_with_the_batch_as_the_seeds_does():
     one = sum(_np(v) for v in ours.losses)
     ours(twice)
     assert sum(_np(v) for v in ours.losses) == pytest.approx(one, rel=1e-6)
+
+
+@pytest.mark.parametrize("family, params", [("triplet", {"mining": "hard"}),
+                                            ("triplet", {"mining": "semi_hard"}),
+                                            ("triplet", {"mining": "all"}), ("quadruplet", {})])
+def test_an_anchor_without_a_positive_or_a_negative_adds_nothing(family, params):
+    """Outside P x K batches (an exported loss on shuffled data): an anchor alone in its class,
+    or a batch of one class, has no triplet; it must give 0, not a margin or a huge value."""
+    rng = np.random.default_rng(8)
+    loss = losses.build_loss({"family": family, "params": params})
+    loss.reduction = None
+    emb = rng.normal(size=(5, 4)).astype("float32")
+    lonely = np.array([[0], [0], [1], [1], [2]], "float32")  # sample 4 has no positive
+    assert _np(loss(lonely, emb))[4] == 0.0
+    one_class = np.zeros((5, 1), "float32")  # no negatives anywhere
+    assert np.all(_np(loss(one_class, emb)) == 0.0)

@@ -105,8 +105,8 @@ class TripletLoss(ConfigLoss):
         farther = valid * ops.cast(ops.greater(d_an, d_ap), d.dtype)
         semi = ops.min(d_an + BIG * (1.0 - farther), axis=-1)
         farthest = ops.max(d_an * valid - BIG * (1.0 - valid), axis=-1)
-        has = ops.cast(ops.greater(ops.sum(farther, axis=-1), 0.0), d.dtype)
-        chosen = has * semi + (1.0 - has) * farthest
+        found = ops.cast(ops.greater(ops.sum(farther, axis=-1), 0.0), d.dtype)
+        chosen = found * semi + (1.0 - found) * farthest
         per = ops.relu(d - chosen + _per_member(margin, 3))
         return back(has * _masked_mean(per, positive, axis=-1))
 

@@ -421,9 +421,11 @@ def fig_racing(q: bool, tmp: Path) -> dict[str, Any]:
     study = str(ROOT / "studies" / "quickstart.toml")
     trials = ["--n-trials", "4"] if q else []
     out = {}
-    for arm, racing in (("single_seed", False), ("racing", True)):
+    # --quick: 3 epochs and up to 3 seeds, enough to show that racing adds trainings.
+    quick = {"training.epochs": 3} if q else {}
+    for arm, racing in (("single_seed", False), ("racing", {"max_seeds": 3} if q else True)):
         out[arm] = run_arm("cli_search", study_file=study, db=str(tmp / f"race_{arm}.db"),
-                           args=trials, changes={"racing": racing})
+                           args=trials, changes={"racing": racing, **quick})
     out["wall_ratio"] = out["racing"]["seconds"] / out["single_seed"]["seconds"]
     out["trainings_ratio"] = out["racing"]["trainings"] / out["single_seed"]["trainings"]
     return out

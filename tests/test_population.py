@@ -66,19 +66,19 @@ MULTILABEL = merge(CLASSIFICATION, {
                "dynamic": None, "schedule": None,
                "binary_crossentropy": {"label_smoothing": {"low": 0.0, "high": 0.2}}}})
 MULTILABEL_DESIGNS = ["binary_crossentropy", "binary_focal", "class_balanced_bce",
-                      "sigmoid_soft_fbeta", "binary_focal"]
+                      "sigmoid_soft_fbeta"]
 COUNT = merge(CLASSIFICATION, {
     "task": "count", "dataset": {"name": "counts"}, "objective": {"metric": "poisson_deviance"},
     "search": {**_OTHERS, "families": ["poisson", "log1p_mse", "count_huber", "dynamic"],
                "dynamic": {"w_balance": None}}})
-COUNT_DESIGNS = ["poisson", "log1p_mse", "count_huber", "dynamic", "count_huber"]
+COUNT_DESIGNS = ["poisson", "log1p_mse", "count_huber", "dynamic"]
 EMBEDDING = merge(CLASSIFICATION, {
     "task": "embedding", "dataset": {"name": "digits", "max_samples": 400},
     "model": {"embedding_dim": 8}, "objective": {"metric": "knn_accuracy"},
     "search": {**_OTHERS, "families": ["triplet", "contrastive", "quadruplet",
                                        "cosine_embedding"], "dynamic": None,
                "schedule": None}})
-EMBEDDING_DESIGNS = ["triplet", "contrastive", "quadruplet", "cosine_embedding", "triplet"]
+EMBEDDING_DESIGNS = ["triplet", "contrastive", "quadruplet", "cosine_embedding"]
 CASES = {"classification": (CLASSIFICATION, CLASSIFICATION_DESIGNS),
          "regression": (REGRESSION, REGRESSION_DESIGNS),
          "multilabel": (MULTILABEL, MULTILABEL_DESIGNS), "count": (COUNT, COUNT_DESIGNS),

@@ -220,8 +220,8 @@ def test_counts_are_not_scaled():
 # ------------------------------------------------------------------------------ end to end
 def _tiny(name: str, tmp_path: Path, **changes) -> Path:
     raw = tomllib.loads((ROOT / "studies" / f"{name}.toml").read_text())
-    raw.update({"n_trials": 4, "racing": {"max_seeds": 2}, **changes})
-    raw["training"] = {**raw["training"], "epochs": 3}
+    raw.update({"n_trials": 3, "racing": {"max_seeds": 2}, **changes})
+    raw["training"] = {**raw["training"], "epochs": 2}
     raw["pruner"] = {"name": "none"}
     path = tmp_path / f"{name}.toml"
     path.write_text(tomli_w.dumps(raw))
@@ -242,7 +242,7 @@ def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure)
     assert searched.exit_code == 0, searched.output
     study = optuna.load_study(study_name=name, storage=url)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(done) >= 4
+    assert len(done) >= 3
     task = tasks.TASKS[spec_mod.load(path).task]
     for t in done:
         assert set(task.metrics) <= {k[len(results.VAL):] for k in t.user_attrs}

@@ -44,7 +44,13 @@ def _errors(error: str, x, logits, delta=None):
 
 
 class _Reconstruction(ConfigLoss):
+    """The mean over features of one error (``error``) of the reconstruction."""
+
     error = "mse"
+
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(name=name or f"reconstruction_{self.error}", reduction=reduction,
+                         dtype=dtype)
 
     def call(self, y_true, y_pred):
         x = ops.cast(y_true, y_pred.dtype)
@@ -58,9 +64,6 @@ class ReconstructionMSE(_Reconstruction):
 
     error = "mse"
 
-    def __init__(self, reduction="sum_over_batch_size", name="reconstruction_mse", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ReconstructionMAE(_Reconstruction):
@@ -68,18 +71,12 @@ class ReconstructionMAE(_Reconstruction):
 
     error = "mae"
 
-    def __init__(self, reduction="sum_over_batch_size", name="reconstruction_mae", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ReconstructionBCE(_Reconstruction):
     """Binary cross-entropy of the reconstruction, inputs in [0, 1] as soft targets."""
 
     error = "bce"
-
-    def __init__(self, reduction="sum_over_batch_size", name="reconstruction_bce", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -111,22 +111,31 @@ class TripletLoss(ConfigLoss):
         return back(has * _masked_mean(per, positive, axis=-1))
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class ContrastiveLoss(ConfigLoss):
-    """Hadsell et al. (2006) over every pair of the batch: d² for a pair of one class,
-    relu(margin − d)² for a pair of two, d the Euclidean distance of unit embeddings; the
-    mean over the anchor's pairs."""
+class _PairLoss(ConfigLoss):
+    """A loss over every pair of the batch with one margin (its family: ``family``)."""
 
     _config_keys = ("margin",)
     _variable_keys = ("margin",)
     satisfied = "every pair already satisfies its margin"
+    family = ""
 
-    def __init__(self, margin: float = 1.0, reduction="sum_over_batch_size",
-                 name="contrastive", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        check_params("contrastive", {"margin": margin})
+    def __init__(self, margin: float, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(name=name or self.family, reduction=reduction, dtype=dtype)
+        check_params(self.family, {"margin": margin})
         self.margin = float(margin)
         self._init_hp(margin=self.margin)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ContrastiveLoss(_PairLoss):
+    """Hadsell et al. (2006) over every pair of the batch: d² for a pair of one class,
+    relu(margin − d)² for a pair of two, d the Euclidean distance of unit embeddings; the
+    mean over the anchor's pairs."""
+
+    family = "contrastive"
+
+    def __init__(self, margin: float = 1.0, **kwargs):
+        super().__init__(margin, **kwargs)
 
     def call(self, y_true, y_pred):
         _, d2, positive, negative, back = _pairs(y_true, y_pred)
@@ -170,21 +179,15 @@ class QuadrupletLoss(ConfigLoss):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class CosineEmbeddingLoss(ConfigLoss):
+class CosineEmbeddingLoss(_PairLoss):
     """Over every pair of the batch: 1 − cos for a pair of one class, relu(cos − margin) for
     a pair of two (PyTorch's ``CosineEmbeddingLoss``); the mean over the anchor's pairs. Its
     cosine is ``-keras.losses.cosine_similarity`` of the two embeddings."""
 
-    _config_keys = ("margin",)
-    _variable_keys = ("margin",)
-    satisfied = "every pair already satisfies its margin"
+    family = "cosine_embedding"
 
-    def __init__(self, margin: float = 0.0, reduction="sum_over_batch_size",
-                 name="cosine_embedding", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        check_params("cosine_embedding", {"margin": margin})
-        self.margin = float(margin)
-        self._init_hp(margin=self.margin)
+    def __init__(self, margin: float = 0.0, **kwargs):
+        super().__init__(margin, **kwargs)
 
     def call(self, y_true, y_pred):
         cos, _, positive, negative, back = _pairs(y_true, y_pred)

@@ -96,7 +96,7 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
         add("Residuals", "Prediction − target for the best design, validation split.",
             _plots.residuals(info) if info else None, "no stored predictions")
     elif task == "count":
-        info = _info.counts_info(trials, maximize, attrs.get(results.VAL_TARGETS))
+        info = _info.predictions_info(trials, maximize, attrs.get(results.VAL_TARGETS))
         add("Expected against true counts", "The best design's expected count exp(η) of "
             "every validation sample against its count; the line is a perfect prediction.",
             _plots.counts(info) if info else None, "no stored predictions")

@@ -171,13 +171,11 @@ def recall_info(trials: Sequence[Any], maximize: bool, class_names: Sequence[str
 def residuals_info(trials: Sequence[Any], maximize: bool,
                    targets: Sequence[float] | None) -> dict[str, Any] | None:
     """Validation residuals (prediction − target) of the best regression design."""
-    order = ranked(trials, maximize)
-    if not order or not targets or results.PREDICTIONS not in order[0].user_attrs:
+    info = predictions_info(trials, maximize, targets)
+    if info is None:
         return None
-    pred = order[0].user_attrs[results.PREDICTIONS]
-    n = min(len(pred), len(targets))
-    return {"target": list(targets[:n]), "residual": [p - y for p, y in zip(pred[:n], targets[:n])],
-            "label": design_label(order[0])}
+    return {"target": info["target"], "label": info["label"],
+            "residual": [p - y for p, y in zip(info["predicted"], info["target"])]}
 
 
 def projection_info(trials: Sequence[Any], maximize: bool, targets: Sequence[int] | None,
@@ -210,9 +208,10 @@ def reconstructions_info(trials: Sequence[Any], maximize: bool,
             "shape": list(image_shape) if image_shape else None, "label": design_label(order[0])}
 
 
-def counts_info(trials: Sequence[Any], maximize: bool,
-                targets: Sequence[float] | None) -> dict[str, Any] | None:
-    """Expected against true counts of the best count design, validation split."""
+def predictions_info(trials: Sequence[Any], maximize: bool,
+                     targets: Sequence[float] | None) -> dict[str, Any] | None:
+    """The best design's validation predictions (regression; a count's expected counts)
+    against the targets."""
     order = ranked(trials, maximize)
     if not order or not targets or results.PREDICTIONS not in order[0].user_attrs:
         return None

@@ -49,6 +49,8 @@ class Splits:
     description: str = ""
     # An autoencoder's code width (model.embedding_dim): its outputs after the reconstruction.
     latent_dim: int = 0
+    # How one sample is drawn as a picture (digits: 8 x 8), flat or not; () for other data.
+    image_shape: tuple[int, ...] = ()
 
     @property
     def class_counts(self) -> list[int]:
@@ -430,7 +432,8 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
     if spec.image:
         x_train, x_val, x_test = (a.reshape(-1, 8, 8, 1) for a in (x_train, x_val, x_test))
     splits = Splits(x_train, y_train, x_val, y_val, x_test, y_test, task,
-                    num_classes=num_classes, class_names=names, description="; ".join(notes))
+                    num_classes=num_classes, class_names=names, description="; ".join(notes),
+                    image_shape=(8, 8) if spec.name == "digits" else ())
     if kind == "values":
         with np.errstate(over="ignore", invalid="ignore"):
             splits.y_center, scale = float(np.median(y_train)), robust_scale(y_train)

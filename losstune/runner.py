@@ -7,7 +7,6 @@ of that name whose objective differs from the file's is refused rather than mixe
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -316,9 +315,8 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
                 min(SHOWN_RECONSTRUCTIONS, len(splits.x_val)), -1)
             study.set_user_attr(results.SHOWN_INPUTS,
                                 [[float(f"{v:.3g}") for v in row] for row in shown.tolist()])
-            side = int(round(math.sqrt(shown.shape[1])))
-            if side * side == shown.shape[1]:  # square inputs (digits): drawn as images
-                study.set_user_attr(results.IMAGE_SHAPE, [side, side])
+            if splits.image_shape:  # digits: drawn as images
+                study.set_user_attr(results.IMAGE_SHAPE, list(splits.image_shape))
         elif splits.task == "embedding":  # the classes of the projected embeddings
             from losstune.trial import MAX_PROJECTED
 

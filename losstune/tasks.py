@@ -43,7 +43,7 @@ class Task:
 
     @property
     def has_classes(self) -> bool:
-        """Targets that are classes or labels: class counts, logits, stratified splits."""
+        """Targets that are classes or labels: class counts, and logits as outputs."""
         return self.targets in ("classes", "labels")
 
 

@@ -77,7 +77,9 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
     if spec.task == "autoencoder" and spec.model.kind != "mlp":
         fail("model.kind", f"an autoencoder task trains the built-in autoencoder (model.kind "
                            f"= \"mlp\": hidden layers, a code of embedding_dim units, the "
-                           f"mirrored decoder), got {spec.model.kind!r}")
+                           f"mirrored decoder), got {spec.model.kind!r}"
+                           + ("; write a study file for it" if spec.model.kind == "python"
+                              else ""))
     scheduled = [f for f in spec.families if catalog.family(f).schedule_gate] \
         if all(catalog.find(f) for f in spec.families) else [None]
     if "schedule" in spec.search.model_fields_set and not scheduled:

@@ -93,6 +93,25 @@ class CompiledModels:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def kept(self, key: str | None) -> _Entry | None:
+        """The kept entry of ``key`` (now the most recently used), its optimizer back in its
+        state before the first step; None when there is none."""
+        entry = self._entries.get(key) if key else None
+        if entry is not None:
+            self._entries.move_to_end(key)
+            for variable, value in zip(entry.model.optimizer.variables, entry.optimizer_start):
+                variable.assign(value)
+        return entry
+
+    def keep(self, key: str, model: keras.Model, loss: Any) -> _Entry:
+        """Keep a compiled, built model (and its loss) under ``key``, with its optimizer's
+        state before the first step; the least recently used entry goes past ``size``."""
+        start = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+        entry = self._entries[key] = _Entry(model, loss, start)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return entry
+
     def prepare(self, model: keras.Model, loss: keras.losses.Loss, *, optimizer: str,
                 learning_rate: float, jit_compile: bool | str, steps: int,
                 sample: tuple[Any, Any], reuse: bool = True
@@ -108,16 +127,13 @@ class CompiledModels:
                                   str(jit_compile), steps,
                                   keras.mixed_precision.global_policy().name])
         entry = self._entries.get(key) if key else None
-        if entry is not None and len(entry.model.variables) != len(model.variables):
-            entry = None  # cannot happen for one architecture; never copy misaligned weights
-        if entry is not None:
-            self._entries.move_to_end(key)
+        if entry is not None and len(entry.model.variables) == len(model.variables):
+            # (A different count cannot happen for one architecture: never copy misaligned
+            # weights.)
+            entry = self.kept(key)
             for target, source in zip(entry.model.variables, model.variables):
                 target.assign(source.value)
-            opt = entry.model.optimizer
-            for variable, value in zip(opt.variables, entry.optimizer_start):
-                variable.assign(value)
-            opt.learning_rate = learning_rate
+            entry.model.optimizer.learning_rate = learning_rate
             retune(entry.loss, loss)
             return entry.model, entry.loss, True
 
@@ -131,10 +147,7 @@ class CompiledModels:
         model.test_on_batch(*sample)
         model.optimizer.build(model.trainable_variables)
         if key:  # its state before the first step, restored when the model is reused
-            start = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
-            self._entries[key] = _Entry(model, loss, start)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            self.keep(key, model, loss)
         return model, loss, False
 
 

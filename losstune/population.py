@@ -40,7 +40,6 @@ import itertools
 import json
 import math
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +48,7 @@ import numpy as np
 from keras import ops
 
 from losstune import results
+from losstune.compiled import CompiledModels
 from losstune.losses import (COMPONENTS, DynamicLoss, LossState, Tunable, compiled_key,
                              restack, stack)
 from losstune.stopping import STOP
@@ -405,14 +405,8 @@ class Member:
         return compiled_key(self.loss)
 
 
-@dataclass
-class _Entry:
-    model: keras.Model
-    loss: PopulationLoss
-    optimizer_start: list[np.ndarray]
-
-
-_CACHE: "OrderedDict[str, _Entry]" = OrderedDict()
+# Compiled population models a worker keeps, as losstune.compiled keeps single ones.
+KEPT = CompiledModels(size=MAX_ENTRIES)
 
 
 def _groups(members: list[Member]) -> list[list[Member]]:
@@ -466,7 +460,7 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
                       [(g[0].key, len(g)) for g in groups], optimizer,
                       str(spec.training.jit_compile), steps,
                       keras.mixed_precision.global_policy().name], sort_keys=True, default=str)
-    entry = _CACHE.get(key) if spec.training.reuse_compiled else None
+    entry = KEPT.kept(key) if spec.training.reuse_compiled else None
     if entry is None:
         if spec.model.kind in SIDE_BY_SIDE:
             model = SideBySide([models.build(spec.model, input_shape=splits.input_shape,
@@ -484,22 +478,23 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
         # Built now, as a kept model is, so fit draws nothing to build them (see compiled.py).
         model.test_on_batch(*sample)
         model.optimizer.build(model.trainable_variables)
-        entry = _Entry(model, loss, [ops.convert_to_numpy(v) for v in model.optimizer.variables])
         if spec.training.reuse_compiled:
-            _CACHE[key] = entry
-            while len(_CACHE) > MAX_ENTRIES:
-                _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
-        for variable, value in zip(entry.model.optimizer.variables, entry.optimizer_start):
-            variable.assign(value)
-        for stacked, g in zip(entry.loss.groups, groups):
-            restack(stacked, [m.loss for m in g])
-    copy_weights(entry.model, alone, k)
-    entry.model.optimizer.member_lr.assign(
+            KEPT.keep(key, model, loss)
+        return _start(model, loss, alone, members)
+    for stacked, g in zip(entry.loss.groups, groups):
+        restack(stacked, [m.loss for m in g])
+    return _start(entry.model, entry.loss, alone, members)
+
+
+def _start(model: keras.Model, loss: PopulationLoss, alone: keras.Model,
+           members: list[Member]) -> tuple[keras.Model, PopulationLoss]:
+    """The population model from ``alone``'s weights, each member at its own learning rate,
+    every member active."""
+    copy_weights(model, alone, len(members))
+    model.optimizer.member_lr.assign(
         np.array([m.training["learning_rate"] for m in members], "float32"))
-    entry.loss._hp["active"].assign(np.ones(k, "float32"))
-    return entry.model, entry.loss
+    loss._hp["active"].assign(np.ones(len(members), "float32"))
+    return model, loss
 
 
 def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:

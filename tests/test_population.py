@@ -391,3 +391,23 @@ def test_a_loss_that_does_not_stack_is_found_and_trains_alone():
     focal = [member(losses.build_loss({"family": "focal", "params": {
         "gamma": g, "from_logits": True}})) for g in (0.5, 1.0, 2.0)]
     assert population.unstackable(tempered + focal, ctx) == tempered
+
+
+@pytest.mark.slow
+def test_a_kept_population_model_trains_as_a_new_one_would(tmp_path, monkeypatch):
+    """Two populations of one structure: the second reuses the first's compiled model
+    (weights, optimizer state and loss values replaced) and gives what a new model gives."""
+    hits = []
+    kept = population.KEPT.kept
+    monkeypatch.setattr(population.KEPT, "kept",
+                        lambda key: hits.append(kept(key)) or hits[-1])
+    designs = ["focal", "cross_entropy", "focal", "cross_entropy"]
+    base = merge(CLASSIFICATION, {"search": {"families": ["cross_entropy", "focal"],
+                                             "schedule": None}})
+    reused = _run(tmp_path, merge(base, {"training": {"reuse_compiled": True}}), designs, 2,
+                  "kept")
+    fresh = _run(tmp_path, merge(base, {"training": {"reuse_compiled": False}}), designs, 2,
+                 "fresh")
+    assert any(h is not None for h in hits)  # a population model was reused
+    for a, b in zip(reused, fresh):
+        assert a.params == b.params and a.value == pytest.approx(b.value, rel=1e-5, abs=1e-7)

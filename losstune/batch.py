@@ -98,7 +98,8 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
             alone = members if len(members) == 1 else population.unstackable(members, c)
             for m in alone:  # alone: a kept compiled model where one fits
                 tell(m.trial, _alone(m, c))
-            members = [m for m in members if m not in alone]
+            trained_alone = {id(m) for m in alone}
+            members = [m for m in members if id(m) not in trained_alone]
             if not members:
                 continue
             try:

@@ -6,6 +6,9 @@ concept lives in a private module:
 
 * ``_families``: the loss classes (cross-entropy, focal, Huber with their numbers in variables;
   class-balanced, Poly-1, soft F-beta), integer or one-hot labels alike;
+* ``_multilabel``, ``_counts``, ``_embedding``, ``_autoencoder``: the losses of those tasks
+  (losstune.tasks), and the autoencoder's sampled code and input-noise layers;
+* ``_penalty``: penalties a design adds through the model's ``add_loss``;
 * ``_dynamic``: :class:`DynamicLoss`, its epoch callback and its per-term metric;
 * ``_description``: loss descriptions (:func:`build_loss`, :func:`describe_loss`,
   :func:`describe_in_words`, :func:`load_loss`);

@@ -41,6 +41,9 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         fail("dataset.outliers", f"outliers are for regression, not {a_task(spec.task)}"
                                  + ("; use label_noise for classification"
                                     if spec.task in catalog.CLASSIFICATION else ""))
+    if isinstance(spec.dataset.target, tuple) and spec.dataset.name == "npz":
+        fail("dataset.target", "an npz file's multilabel target is one array of shape "
+                               "(samples, labels): give its name")
     if isinstance(spec.dataset.target, tuple) and spec.task != "multilabel":
         fail("dataset.target", f"a list of target columns is for a multilabel task; a "
                                f"{spec.task} task has one target column")

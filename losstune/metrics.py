@@ -93,6 +93,24 @@ def _finite(out: np.ndarray) -> np.ndarray:
 MULTILABEL_METRICS = ("macro_f1", "micro_f1", "mean_average_precision")
 EMBEDDING_METRICS = ("knn_accuracy", "recall_at_1")
 KNN_NEIGHBOURS = 5
+# A count model's log-count is capped here before exp (losstune.losses._counts too): exp(80)
+# ~ 5.5e34 stays finite in float32, so a diverging model scores huge, not inf.
+MAX_LOG_COUNT = 80.0
+
+
+def expected_counts(log_counts: np.ndarray) -> np.ndarray:
+    """A count model's expected counts exp(η), η capped at MAX_LOG_COUNT."""
+    return np.exp(np.minimum(np.asarray(log_counts, dtype="float64"), MAX_LOG_COUNT))
+
+
+def _knn_accuracy(gallery: np.ndarray, y_gallery: np.ndarray, points: np.ndarray,
+                  y: np.ndarray) -> float:
+    """The share of ``points`` whose KNN_NEIGHBOURS nearest gallery points vote their class
+    (scikit-learn's KNeighborsClassifier)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(n_neighbors=KNN_NEIGHBOURS).fit(gallery, y_gallery).score(
+        points, y)
 
 
 def autoencoder(x: np.ndarray, logits: np.ndarray, y: np.ndarray, code: np.ndarray,
@@ -103,12 +121,11 @@ def autoencoder(x: np.ndarray, logits: np.ndarray, y: np.ndarray, code: np.ndarr
     5 nearest training codes on each code's class (``KNeighborsClassifier``)."""
     from scipy.special import expit
     from sklearn.metrics import mean_squared_error
-    from sklearn.neighbors import KNeighborsClassifier
 
     compute = {
         "reconstruction_mse": lambda: mean_squared_error(x, expit(_finite(logits))),
-        "latent_knn_accuracy": lambda: KNeighborsClassifier(n_neighbors=KNN_NEIGHBOURS).fit(
-            _finite(gallery_code), y_gallery).score(_finite(code), y),
+        "latent_knn_accuracy": lambda: _knn_accuracy(_finite(gallery_code), y_gallery,
+                                                     _finite(code), y),
     }
     with _checked_inputs():
         return {name: float(compute[name]())
@@ -121,14 +138,13 @@ def embedding(y: np.ndarray, emb: np.ndarray, y_gallery: np.ndarray, gallery: np
     gallery), both L2-normalised as the losses see them: ``knn_accuracy``, the vote of the
     5 nearest training embeddings (``KNeighborsClassifier``), and ``recall_at_1``, whether the
     nearest one has the sample's class (Recall@1 of the retrieval literature)."""
-    from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+    from sklearn.neighbors import NearestNeighbors
     from sklearn.preprocessing import normalize
 
     emb, gallery = normalize(_finite(emb)), normalize(_finite(gallery))
     y, y_gallery = np.asarray(y).reshape(-1), np.asarray(y_gallery).reshape(-1)
     compute = {
-        "knn_accuracy": lambda: KNeighborsClassifier(n_neighbors=KNN_NEIGHBOURS).fit(
-            gallery, y_gallery).score(emb, y),
+        "knn_accuracy": lambda: _knn_accuracy(gallery, y_gallery, emb, y),
         "recall_at_1": lambda: float(np.mean(y_gallery[NearestNeighbors(n_neighbors=1).fit(
             gallery).kneighbors(emb, return_distance=False)[:, 0]] == y)),
     }
@@ -146,20 +162,22 @@ def multilabel(y_true: np.ndarray, logits: np.ndarray, only: str | None = None,
 
     proba = expit(_finite(logits))
     y_pred = (proba >= 0.5).astype("int64")
+    present = y_true.sum(axis=0) > 0
+    ap: list[np.ndarray] = []  # computed once, when first asked for
 
     def ap_per_label() -> np.ndarray:
-        present = y_true.sum(axis=0) > 0
-        ap = np.full(y_true.shape[1], math.nan)
-        if present.any():
-            ap[present] = skm.average_precision_score(y_true[:, present], proba[:, present],
-                                                      average=None)
-        return ap
+        if not ap:
+            ap.append(np.full(y_true.shape[1], math.nan))
+            if present.any():
+                ap[0][present] = skm.average_precision_score(
+                    y_true[:, present], proba[:, present], average=None)
+        return ap[0]
 
     compute = {
         "macro_f1": lambda: skm.f1_score(y_true, y_pred, average="macro", zero_division=0),
         "micro_f1": lambda: skm.f1_score(y_true, y_pred, average="micro", zero_division=0),
         "mean_average_precision": lambda: float(np.nanmean(ap_per_label()))
-        if (y_true.sum(axis=0) > 0).any() else math.nan,
+        if present.any() else math.nan,
     }
     with _checked_inputs():
         out: dict[str, Any] = {name: float(compute[name]())
@@ -175,7 +193,7 @@ def counts(y_true: np.ndarray, log_counts: np.ndarray) -> dict[str, float]:
     """Mean Poisson deviance, MAE and RMSE of the expected counts exp(η) against the counts."""
     from sklearn import metrics as skm
 
-    mu = np.exp(np.minimum(_finite(log_counts).reshape(-1), 80.0))
+    mu = expected_counts(_finite(log_counts).reshape(-1))
     if not np.all(mu > 0):  # exp underflowed: the deviance is undefined, the model diverged
         raise FloatingPointError("the model's expected counts underflowed to 0")
     y = np.asarray(y_true, dtype="float64").reshape(-1)

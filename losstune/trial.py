@@ -171,9 +171,9 @@ def _targets(splits: Splits, y: np.ndarray) -> np.ndarray:
     one column of values or counts."""
     if splits.task == "multilabel":
         return np.asarray(y, dtype="float32")
-    if splits.task == "embedding":  # class labels: the losses compare samples by them
-        return np.asarray(y, dtype="float32").reshape(-1, 1)
-    if splits.task in ("regression", "count"):
+    # One column: values, counts, or an embedding's class labels (the losses compare samples
+    # by them).
+    if splits.task in ("regression", "count", "embedding"):
         return np.asarray(y, dtype="float32").reshape(-1, 1)
     return np.eye(splits.num_classes, dtype="float32")[y]
 
@@ -484,19 +484,23 @@ def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, An
                   ) -> float | tuple[float, ...]:
     """Every metric on the validation (and test) split, from the trained model's outputs
     there, recorded; the objective(s) returned."""
+    from scipy.special import expit
+
+    from losstune import metrics
+
     spec, splits = ctx.spec, ctx.splits
     metric = spec.objective.metrics[0]
     val = score(None, splits, splits.x_val, splits.y_val, out=val_out)
     if splits.task in ("regression", "count"):  # for the report's residual / count plot
         pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1)
         pred = (pred * splits.y_scale + splits.y_center if splits.task == "regression"
-                else np.exp(np.minimum(pred, 80.0)))
+                else metrics.expected_counts(pred))
         trial.set_user_attr(results.PREDICTIONS, compact(pred.tolist()))
     if splits.task == "embedding":  # for the report's projection
         trial.set_user_attr(results.PROJECTION, projection(val_out[:len(splits.y_val)]))
     if splits.task == "autoencoder":  # for the report's reconstructions
         width = int(np.prod(splits.input_shape))
-        shown = 1.0 / (1.0 + np.exp(-val_out[:SHOWN_RECONSTRUCTIONS, :width]))
+        shown = expit(val_out[:SHOWN_RECONSTRUCTIONS, :width])
         trial.set_user_attr(results.RECONSTRUCTIONS,
                             [[float(f"{v:.3g}") for v in row] for row in shown.tolist()])
     for name, value in val.items():

@@ -13,10 +13,9 @@ from keras import ops
 
 from losstune.losses._families import PACKAGE, ConfigLoss
 from losstune.losses._validation import check_params
-
-# exp(η) of a diverging model stays finite in float32 (exp(80) ~ 5.5e34): the loss is then huge
-# and finite, and the trial's divergence check names it, instead of inf meeting 0 as NaN.
-MAX_LOG_COUNT = 80.0
+# exp(η) of a diverging model stays finite in float32: the loss is then huge and finite, and the
+# trial's divergence check names it, instead of inf meeting 0 as NaN. The scores cap it alike.
+from losstune.metrics import MAX_LOG_COUNT
 
 
 def expected_count(log_count):

@@ -150,6 +150,12 @@ def curves_info(trials: Sequence[Any], maximize: bool, metric: str,
     return {"val": val, "components": components}
 
 
+def _best_with(trials: Sequence[Any], maximize: bool, key: str) -> Any:
+    """The best design's trial, if it recorded ``key`` (a task figure's data); else None."""
+    order = ranked(trials, maximize)
+    return order[0] if order and key in order[0].user_attrs else None
+
+
 def recall_info(trials: Sequence[Any], maximize: bool, class_names: Sequence[str] | None,
                 key: str = results.RECALL) -> dict[str, Any] | None:
     """A per-class validation score (recall; for labels, F1 or AP: ``key``) of the best design
@@ -181,10 +187,10 @@ def residuals_info(trials: Sequence[Any], maximize: bool,
 def projection_info(trials: Sequence[Any], maximize: bool, targets: Sequence[int] | None,
                     class_names: Sequence[str] | None) -> dict[str, Any] | None:
     """The best embedding design's validation embeddings in 2-D, grouped by class."""
-    order = ranked(trials, maximize)
-    if not order or not targets or results.PROJECTION not in order[0].user_attrs:
+    best = _best_with(trials, maximize, results.PROJECTION)
+    if best is None or not targets:
         return None
-    xs, ys = order[0].user_attrs[results.PROJECTION]
+    xs, ys = best.user_attrs[results.PROJECTION]
     names = list(class_names or [])
     groups: dict[str, dict[str, list[float]]] = {}
     for x, y, c in sorted(zip(xs, ys, targets), key=lambda p: p[2]):  # legend in class order
@@ -192,33 +198,33 @@ def projection_info(trials: Sequence[Any], maximize: bool, targets: Sequence[int
         group = groups.setdefault(name, {"x": [], "y": []})
         group["x"].append(x)
         group["y"].append(y)
-    return {"classes": groups, "label": design_label(order[0])}
+    return {"classes": groups, "label": design_label(best)}
 
 
 def reconstructions_info(trials: Sequence[Any], maximize: bool,
                          inputs: Sequence[Sequence[float]] | None,
                          image_shape: Sequence[int] | None) -> dict[str, Any] | None:
     """The shown validation inputs and the best design's reconstructions of them."""
-    order = ranked(trials, maximize)
-    if not order or not inputs or results.RECONSTRUCTIONS not in order[0].user_attrs:
+    best = _best_with(trials, maximize, results.RECONSTRUCTIONS)
+    if best is None or not inputs:
         return None
-    rebuilt = order[0].user_attrs[results.RECONSTRUCTIONS]
+    rebuilt = best.user_attrs[results.RECONSTRUCTIONS]
     n = min(len(inputs), len(rebuilt))
     return {"inputs": list(inputs[:n]), "rebuilt": list(rebuilt[:n]),
-            "shape": list(image_shape) if image_shape else None, "label": design_label(order[0])}
+            "shape": list(image_shape) if image_shape else None, "label": design_label(best)}
 
 
 def predictions_info(trials: Sequence[Any], maximize: bool,
                      targets: Sequence[float] | None) -> dict[str, Any] | None:
     """The best design's validation predictions (regression; a count's expected counts)
     against the targets."""
-    order = ranked(trials, maximize)
-    if not order or not targets or results.PREDICTIONS not in order[0].user_attrs:
+    best = _best_with(trials, maximize, results.PREDICTIONS)
+    if best is None or not targets:
         return None
-    pred = order[0].user_attrs[results.PREDICTIONS]
+    pred = best.user_attrs[results.PREDICTIONS]
     n = min(len(pred), len(targets))
     return {"target": list(targets[:n]), "predicted": list(pred[:n]),
-            "label": design_label(order[0])}
+            "label": design_label(best)}
 
 
 # ------------------------------------------------------------------------------ per-family designs

@@ -289,6 +289,14 @@ class Study:
                 faults = workers_mod.run(self._study_file, self.storage, self.name,
                                          workers=workers, n_trials=n_trials, timeout=timeout,
                                          gpus=gpus, on_poll=hooks.refresh)
+                search = None
+                if spec.race is not None and spec.race.test_seeds and not faults \
+                        and not stopping.STOP.is_set():
+                    ctx = runner.load_context(spec, base_dir, splits, **self._memory(spec))
+                    search = runner.Search(study, ctx, storage, on_run=hooks.refresh)
+            if search is not None and search.racer is not None and search.racer.fresh_seeds:
+                hooks.status("the winner and the baselines on fresh seeds (the verdict's test)")
+                search.test()
         except KeyboardInterrupt:  # a second Ctrl-C
             interrupted = True
         finally:
@@ -315,17 +323,18 @@ class Study:
                                          f"last error: {result.last_error or 'unknown error'}")
         return result
 
-    def confirm(self, seeds: int = 5, *, top: int = 3,
+    def confirm(self, seeds: int = 5, *, top: int = 3, test_seeds: int | None = None,
                 on_run: Callable[[int, int], None] | None = None) -> "Verdict":
         """Give the baselines and the ``top`` best other designs seeds 0..seeds−1 (racing's
-        machinery), then return the verdict."""
+        machinery), then the winner and the baselines ``test_seeds`` fresh seeds (default: the
+        study's ``racing.test_seeds``), and return the verdict."""
         from losstune import confirm as confirm_mod
 
         spec = self.spec
         self.check_trainable("confirm")
         memory = self._memory(spec) if spec.dataset.name == IN_MEMORY else None
-        return confirm_mod.run(self.storage, self.name, top=top, seeds=seeds, on_run=on_run,
-                               memory=memory)
+        return confirm_mod.run(self.storage, self.name, top=top, seeds=seeds,
+                               test_seeds=test_seeds, on_run=on_run, memory=memory)
 
     def report(self, path: str | Path | None = None) -> Path:
         """Write the self-contained HTML report (default ``reports/<name>.html``)."""

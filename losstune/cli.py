@@ -152,12 +152,16 @@ def print_verdict(study: Any, verdict: Any, top: int, console: Any) -> None:
         cmp = by_key.get(d.key)
         marks = (" [baseline]" if d.baseline else "") + (" ★" if i == 1 and verdict.significant
                                                           else "")
-        table.add_row(str(i), Text(d.words + marks), str(d.n), f"{d.mean:.4f}",
+        table.add_row(str(i), Text(d.words + marks),
+                      f"{d.n}+{len(d.fresh)}" if d.fresh else str(d.n), f"{d.mean:.4f}",
                       f"[{d.ci[0]:.4f}, {d.ci[1]:.4f}]" if d.ci else "—",
                       f"{cmp.diff:+.4f}" if cmp and cmp.diff is not None else "",
                       _p_adj(cmp),
                       _trials(d.trials))
     console.print(table)
+    if any(d.fresh for d in rows):
+        console.print(Text("seeds: n+m = n seeds that ranked the design (mean, CI) + m fresh "
+                           "seeds that tested it against the baselines (winner − this, p_adj)"))
     console.print(Text("Verdict: " + verdict.sentence + "."))
     for note in verdict.notes:
         console.print(Text(f"note: {note}."))
@@ -311,6 +315,9 @@ def _plan_line(spec: Any) -> str:
     race = spec.race
     if race:
         line += f"; racing up to {race.max_seeds} seeds per design (p < {race.alpha:g})"
+        if race.test_seeds:
+            line += (f", then the winner and the baselines on {race.test_seeds} fresh seeds "
+                     "for the verdict")
     else:
         line += "; single-seed search (racing off" + (
             ", several objectives)" if spec.multi_objective else ")")
@@ -517,9 +524,13 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
               help="Distinct top designs to give more seeds (the baselines are added).")
 @click.option("--seeds", type=click.IntRange(min=2, max=100), default=5, show_default=True,
               help="Seeds per design in all, the search's own seed included (a new data split "
-                   "and initialisation each).")
+                   "and initialisation each): the seeds the winner is picked on.")
+@click.option("--test-seeds", type=click.IntRange(min=2, max=100), default=None,
+              help="Fresh seeds in all for the winner and the baselines, on which the verdict "
+                   "tests [default: the study's racing.test_seeds].")
 @handle_errors
-def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
+def confirm(study: str, storage: str | None, top: int, seeds: int,
+            test_seeds: int | None) -> None:
     """Give the top designs and the baselines more seeds, then print the verdict."""
     from rich.progress import Progress
 
@@ -533,7 +544,7 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
         def on_run(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        verdict = loaded.confirm(seeds, top=top, on_run=on_run)
+        verdict = loaded.confirm(seeds, top=top, test_seeds=test_seeds, on_run=on_run)
     console = _console()
     print_verdict(loaded.optuna_study, verdict, top + 4, console)
 

@@ -3,8 +3,14 @@
 It uses racing's machinery (:mod:`losstune.racing`): the runs go into the companion study
 ``<study>:runs`` with ``design_key``, ``seed_index`` and ``source_trial``; seed index ``i`` is the
 same data split, initialisation and batch order for every design, so the verdict compares designs
-seed by seed. Seed index 0 is the search itself. Running the command again only adds the runs
-that are missing.
+seed by seed. Seed index 0 is the search itself. Two kinds of seeds are added:
+
+* ``seeds``: the top designs and the baselines get racing seeds 0 .. seeds-1, on which the
+  winner is picked (more of them: a surer pick);
+* ``test_seeds``: the winner (picked again) and the baselines get that many fresh seeds, on
+  which the verdict tests (more of them: more power).
+
+Running the command again only adds the runs that are missing.
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ def choose(verdict: results.Verdict, top: int) -> list[results.Design]:
     return baselines + others
 
 
-def run(storage_url: str, study_name: str, *, top: int, seeds: int,
+def run(storage_url: str, study_name: str, *, top: int, seeds: int, test_seeds: int | None = None,
         on_run: Callable[[int, int], None] | None = None,
         memory: dict[str, Any] | None = None) -> results.Verdict:
-    """Add the missing runs (seed indices 0..seeds-1 of the chosen designs); returns the
-    verdict afterwards. ``memory``: the model function and data of a study made from Python
-    (``load_context``'s ``model_fn`` and ``reload``)."""
+    """Add the missing runs (seed indices 0..seeds-1 of the chosen designs, then ``test_seeds``
+    fresh seeds of the winner and the baselines: default, the study's ``racing.test_seeds``, or
+    that setting's default for a study raced without them); returns the verdict. ``memory``:
+    the model function and data of a study made from Python (``load_context``'s ``model_fn``
+    and ``reload``)."""
     from losstune import runner
     from losstune.storage import open_storage
 
@@ -62,9 +70,16 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int,
         ctx = runner.load_context(spec, base_dir, splits, **memory)
     else:
         ctx = runner.load_context(spec, base_dir)
+    if test_seeds is None:
+        test_seeds = (spec.race or RacingSpec()).test_seeds or RacingSpec().test_seeds
     search = runner.Search(parent, ctx, storage, on_run=tick,
-                           race=RacingSpec(max_seeds=max(seeds, 1)))
+                           race=RacingSpec(max_seeds=max(seeds, 1), test_seeds=test_seeds))
     search.racer.extend(chosen, seeds)
+    ranking = runner.study_verdict(parent, storage).ranking  # the winner, picked again
+    tested = ranking[:1] + [d for d in ranking[1:] if d.baseline is not None]
+    todo.extend((d.key, s) for s in range(results.FRESH_SEEDS, results.FRESH_SEEDS + test_seeds)
+                for d in tested if s not in d.fresh)
+    search.racer.test(test_seeds)
     verdict = runner.study_verdict(parent, storage)
     verdict.notes.extend(_check_made(verdict, todo, search.companion))
     return verdict
@@ -73,7 +88,7 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int,
 def _check_made(verdict: results.Verdict, todo: list[tuple[str, int]],
                 companion: Any) -> list[str]:
     """Every requested run failing is an error (say why); some failing is a note."""
-    have = {(d.key, s) for d in verdict.ranking for s in d.by_seed}
+    have = {(d.key, s) for d in verdict.ranking for s in [*d.by_seed, *d.fresh]}
     missing = [pair for pair in todo if pair not in have]
     if not missing:
         return []

@@ -68,8 +68,72 @@ def next_seed(by_seed: dict[int, float], failed: set[int] = frozenset()) -> int:
                 if i not in by_seed and i not in failed)
 
 
-def noise_sd(found: Sequence[results.Design]) -> float | None:
-    """The seed-to-seed standard deviation of one run, pooled over designs with ≥ 2 seeds."""
+@dataclass(frozen=True)
+class Noise:
+    """One run's noise: its standard deviation, the degrees of freedom it was estimated with,
+    and whether it is the paired residual (True) or the raw spread over seeds (False). A paired
+    estimate carries the raw one, when there is one, as a cap (:meth:`margin`)."""
+
+    sd: float
+    dof: int
+    paired: bool = True
+    raw: "Noise | None" = None
+
+    def margin(self, band: float, n: int) -> float:
+        """How far a challenger's mean paired difference over ``n`` common seeds may trail the
+        incumbent before it is rejected: ``band`` standard errors (a difference of two runs
+        has variance 2 sd²).
+
+        The paired residual's band is widened to Student's t with its degrees of freedom, so
+        that a residual estimated from a handful of runs cannot be small by luck and reject a
+        good design (a 1-dof estimate is below a fifth of the truth 16 % of the time). The raw
+        spread is not widened: it holds the seed effect too, so it is wide already. While the
+        residual has few degrees of freedom its widened band can exceed the raw one, and the
+        narrower of the two is used: both are on the safe side."""
+        from scipy import special
+
+        quantile = float(special.stdtrit(self.dof, special.ndtr(band))) if self.paired \
+            else band
+        margin = quantile * self.sd * math.sqrt(2.0 / n)
+        return min(margin, self.raw.margin(band, n)) if self.raw is not None else margin
+
+
+def noise_sd(found: Sequence[results.Design]) -> Noise | None:
+    """The run noise that decides "close to the incumbent": the residual standard deviation of
+    the two-way layout value = design effect + seed effect + residual, fitted by least squares
+    over the designs with >= 2 seeds (search and racing seeds only).
+
+    Designs share seeds (split, initialisation, batch order), so the seed effect cancels in
+    every paired difference; a design's raw spread over seeds also holds that seed effect,
+    which was 2-8x the run noise on real studies, and as a band it kept nearly every design
+    racing to the cap. Until the layout has a residual degree of freedom (only the incumbent
+    has a second seed), the pooled raw spread stands in: wider, so a close call gets a seed.
+
+    Written with NumPy's least squares: scipy.stats has no two-way layout with missing cells,
+    and statsmodels would be a large dependency for one residual.
+    """
+    import numpy as np
+
+    rows = [(d.key, s, v) for d in found if d.n >= 2 for s, v in d.by_seed.items()]
+    keys = sorted({k for k, _, _ in rows})
+    seeds = sorted({s for _, s, _ in rows})
+    if len(keys) >= 2:
+        x = np.zeros((len(rows), len(keys) + len(seeds)))
+        for i, (k, s, _) in enumerate(rows):
+            x[i, keys.index(k)] = 1.0
+            x[i, len(keys) + seeds.index(s)] = 1.0
+        y = np.array([v for _, _, v in rows])
+        coef, _, rank_, _ = np.linalg.lstsq(x, y, rcond=None)
+        dof = len(rows) - int(rank_)
+        if dof > 0:
+            return Noise(math.sqrt(float(np.sum((y - x @ coef) ** 2)) / dof), dof,
+                         raw=raw_sd(found))
+    return raw_sd(found)
+
+
+def raw_sd(found: Sequence[results.Design]) -> Noise | None:
+    """The seed-to-seed standard deviation of one design's runs, pooled over designs with
+    >= 2 seeds: the seed effect and the run noise together."""
     ss, dof = 0.0, 0
     for d in found:
         if d.n >= 2:
@@ -77,16 +141,32 @@ def noise_sd(found: Sequence[results.Design]) -> float | None:
             mean = math.fsum(values) / len(values)
             ss += math.fsum((v - mean) ** 2 for v in values)
             dof += len(values) - 1
-    return math.sqrt(ss / dof) if dof else None
+    return Noise(math.sqrt(ss / dof), dof, paired=False) if dof else None
+
+
+def paired_p(diffs: Sequence[float]) -> float:
+    """The two-sided p-value of the paired t-test on these differences: the same number as
+    ``scipy.stats.ttest_rel`` (tests/test_racing.py checks it), through scipy's Student-t
+    distribution function directly. Racing asks this at every decision, and the calibration
+    test simulates thousands of races: ttest_rel's input checks took 3/4 of that time."""
+    from scipy import special
+
+    n = len(diffs)
+    mean = math.fsum(diffs) / n
+    sd = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1))
+    if sd == 0:
+        return 1.0 if mean == 0 else 0.0
+    t = mean / (sd / math.sqrt(n))
+    return float(2.0 * special.stdtr(n - 1, -abs(t)))
 
 
 def decide(challenger: dict[int, float], incumbent: dict[int, float], *, maximize: bool,
-           max_seeds: int, alpha: float, noise: float | None,
+           max_seeds: int, alpha: float, noise: Noise | None, band: float = 2.0,
            failed: tuple[set[int], set[int]] = (frozenset(), frozenset())) -> Step:
-    """One decision of a race between two designs (their values by seed index). ``failed``:
-    the seeds on which the challenger's and the incumbent's runs failed, never asked again."""
-    from scipy import stats
-
+    """One decision of a race between two designs (their values by seed index). ``noise``:
+    one run's noise (:func:`noise_sd`); ``band``: how many standard errors of the paired
+    difference a challenger may trail the incumbent and still race. ``failed``: the seeds on
+    which the challenger's and the incumbent's runs failed, never asked again."""
     challenger_failed, incumbent_failed = failed
     if len(incumbent) < min(2, max_seeds):
         return Step("incumbent", next_seed(incumbent, incumbent_failed),
@@ -99,8 +179,7 @@ def decide(challenger: dict[int, float], incumbent: dict[int, float], *, maximiz
     diffs = [sign * (challenger[s] - incumbent[s]) for s in common]
     diff = math.fsum(diffs) / len(diffs)  # > 0: the challenger is better
     if len(common) >= 2 and not all(d == diffs[0] for d in diffs):
-        p = float(stats.ttest_rel([challenger[s] for s in common],
-                                  [incumbent[s] for s in common]).pvalue)
+        p = paired_p(diffs)
         if p < alpha and diff < 0:
             return Step("reject", reason=f"worse on {len(common)} seeds (p = {p:.3g})")
         if p < alpha:
@@ -108,12 +187,10 @@ def decide(challenger: dict[int, float], incumbent: dict[int, float], *, maximiz
                 return Step("challenger", missing[0], f"better (p = {p:.3g}); completing the "
                                                       "incumbent's seeds")
             return Step("accept", reason=f"better on {len(common)} seeds (p = {p:.3g})")
-    # Within the noise: two standard errors of a difference of two n-seed means. ``noise`` is
-    # each design's spread over its seeds, which includes the shared per-seed effect that
-    # pairing cancels: the band is wide on purpose, a close call gets another seed.
-    band = 0.0 if noise is None else 2.0 * noise * math.sqrt(2.0 / len(common))
-    if diff < -band:
-        return Step("reject", reason=f"worse by {-diff:.3g}, beyond the seed noise ({band:.3g})")
+    margin = 0.0 if noise is None else noise.margin(band, len(common))
+    if diff < -margin:
+        return Step("reject", reason=f"worse by {-diff:.3g}, beyond the run noise "
+                                     f"({margin:.3g})")
     if missing:
         return Step("challenger", missing[0], "within the seed noise: the incumbent's next seed")
     if len(incumbent) < max_seeds:
@@ -135,6 +212,8 @@ class Racer:
     maximize: bool
     max_seeds: int = 5
     alpha: float = results.ALPHA
+    band: float = 2.0
+    fresh_seeds: int = 0  # > 0: the verdict tests on fresh seeds; baselines need not follow
     log: list[str] = field(default_factory=list)
     _tried: set[tuple[str, int]] = field(default_factory=set)
 
@@ -157,10 +236,11 @@ class Racer:
                 break
             found = self.designs()
             noise = noise_sd(list(found.values()))
+            ranking = results.rank(found.values(), self.maximize)  # once a round, not a design
             runs: dict[tuple[str, int], Run] = {}
             still = []
             for key in undecided:
-                step = self._step(key, found, noise)
+                step = self._step(key, found, ranking, noise)
                 if isinstance(step, str):
                     outcomes[key] = step
                     continue
@@ -180,22 +260,24 @@ class Racer:
                 break
             self.execute(list(runs.values()))
             undecided = still
-        self.follow_baselines()
+        if not self.fresh_seeds:
+            self.follow_baselines()
         return outcomes
 
-    def _step(self, key: str, found: dict[str, results.Design], noise: float
+    def _step(self, key: str, found: dict[str, results.Design],
+              ranking: list[results.Design], noise: Noise | None
               ) -> "str | tuple[results.Design, int, str]":
         """Design ``key``'s next step: an outcome ("accept", "reject", "incumbent", "no run"),
         or the run to train next (the design to train, its seed index, why)."""
         challenger = found.get(key)
         if challenger is None:
             return "no run"
-        others = [d for d in results.rank(found.values(), self.maximize) if d.key != key]
+        others = [d for d in ranking if d.key != key]
         if not others or challenger.n > others[0].n:
             return "incumbent"  # it has more seeds than any other design
         incumbent = others[0]
         step = decide(challenger.by_seed, incumbent.by_seed, maximize=self.maximize,
-                      max_seeds=self.max_seeds, alpha=self.alpha, noise=noise,
+                      max_seeds=self.max_seeds, alpha=self.alpha, noise=noise, band=self.band,
                       failed=(challenger.failed, incumbent.failed))
         if step.kind in ("accept", "reject"):
             self.log.append(f"{challenger.words}: {step.kind}ed, {step.reason}")
@@ -218,6 +300,19 @@ class Racer:
                 return
             self._train_all([(design, seed, "a baseline follows the incumbent's seeds")
                              for design, seed in todo])
+
+    def test(self, seeds: int | None = None) -> int:
+        """Train the winner of the race and every baseline on fresh seeds (seed indices
+        ``results.FRESH_SEEDS`` ... + seeds - 1), all handed to ``execute`` at once: the verdict
+        tests on them alone. Returns runs made (a run made before is not made again)."""
+        seeds = self.fresh_seeds if seeds is None else seeds
+        ranking = results.rank(self.designs().values(), self.maximize)
+        if not ranking or seeds < 1:
+            return 0
+        chosen = [ranking[0], *(d for d in ranking[1:] if d.baseline is not None)]
+        return self._train_all([(d, results.FRESH_SEEDS + i, "fresh seed: the verdict's test")
+                                for i in range(seeds) for d in chosen
+                                if results.FRESH_SEEDS + i not in d.fresh])
 
     def extend(self, chosen: Sequence[results.Design], seeds: int) -> int:
         """Give every chosen design seeds 0..seeds-1 (``losstune confirm``), all runs handed

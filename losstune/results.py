@@ -27,6 +27,17 @@ from losstune.stopping import INTERRUPTED
 
 RUNS_SUFFIX = ":runs"  # the companion study that holds replicate runs
 ALPHA = 0.05
+# Seed indices from FRESH_SEEDS on are *fresh* seeds: after racing has picked its winner, the
+# winner and the baselines train on them, and the verdict's tests use them alone, so the winner
+# is never tested on the seeds that picked it (the winner's curse). Indices below are the search
+# and racing seeds, on which designs are ranked. Racing never reaches this index
+# (RacingSpec.max_seeds <= 100).
+FRESH_SEEDS = 100
+
+
+def is_fresh(seed_index: int) -> bool:
+    """A seed index reserved for the verdict's test (never used to pick a design)."""
+    return seed_index >= FRESH_SEEDS
 
 # ---------------------------------------------------------------- stored-record keys (user attrs)
 FAMILY = "family"
@@ -209,11 +220,12 @@ class Design:
     description: dict[str, Any]
     params: dict[str, Any]          # Optuna params of one of its runs (to enqueue more runs)
     baseline: str | None
-    by_seed: dict[int, float]
+    by_seed: dict[int, float]       # search and racing seeds: what the ranking reads
     trials: list[int]               # search trials that proposed it
     test: dict[int, float] = field(default_factory=dict)
     run_attrs: dict[str, Any] = field(default_factory=dict)  # what a new run of it starts with
     failed: set[int] = field(default_factory=set)  # seeds whose run failed (never completed)
+    fresh: dict[int, float] = field(default_factory=dict)  # fresh seeds: the verdict's test
 
     @property
     def n(self) -> int:
@@ -225,11 +237,18 @@ class Design:
 
     @property
     def mean(self) -> float:
-        return mean_ci(list(self.by_seed.values()))[0]
+        # Not mean_ci's: the ranking reads this for every design at every racing decision,
+        # and the interval (scipy.stats.t) is not needed there.
+        return math.fsum(self.by_seed.values()) / len(self.by_seed)
 
     @property
     def ci(self) -> tuple[float, float] | None:
         return mean_ci([self.by_seed[s] for s in self.seeds])[1]
+
+    @property
+    def fresh_mean(self) -> float | None:
+        """The mean over the fresh seeds (the verdict's test), None without any."""
+        return math.fsum(self.fresh.values()) / len(self.fresh) if self.fresh else None
 
     @property
     def test_mean(self) -> float | None:
@@ -251,13 +270,15 @@ def designs(runs: Iterable[RunRecord], metric: str | None = None) -> dict[str, D
             continue
         d = out.setdefault(r.design_key, _design(r))
         d.baseline = d.baseline or r.baseline
-        if r.seed_index not in d.by_seed:
+        if is_fresh(r.seed_index):
+            d.fresh.setdefault(r.seed_index, r.value)
+        elif r.seed_index not in d.by_seed:
             d.by_seed[r.seed_index] = r.value
             test = r.user_attrs.get(f"test.{metric}") if metric else None
             if test is not None:
                 d.test[r.seed_index] = test
     for d in out.values():
-        d.failed -= set(d.by_seed)  # a retry that completed
+        d.failed -= set(d.by_seed) | set(d.fresh)  # a retry that completed
     return {k: d for k, d in out.items() if d.by_seed}
 
 
@@ -299,7 +320,8 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 @dataclass
 class Comparison:
-    """The winner against one baseline, on the seeds both have."""
+    """The winner against one baseline, on the seeds both have: the fresh seeds when they have
+    any in common (the winner was not picked on them), else the seeds that picked it."""
 
     baseline: str                      # the baseline's words
     baseline_key: str
@@ -312,13 +334,18 @@ class Comparison:
     significant: bool = False          # p_adjusted < alpha, in either direction
     better: bool = False               # diff in the metric's better direction
     test: str = "paired t-test"        # or "sign test" when every difference is the same
+    fresh: bool = False                # tested on fresh seeds, not on those that picked the winner
+    seed_indices: tuple[int, ...] = ()  # the paired seeds' indices
+    between_baselines: bool = False    # the winner is a baseline too: no finding about a design
 
     def to_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "baseline_design": self.baseline_design,
-                "seeds": self.seeds, "diff": self.diff,
+                "seeds": self.seeds, "seed_indices": list(self.seed_indices),
+                "fresh_seeds": self.fresh, "diff": self.diff,
                 "ci": list(self.ci) if self.ci else None, "p": self.p,
                 "p_adjusted": self.p_adjusted, "significant": self.significant,
-                "test": self.test, "direction": self.direction}
+                "test": self.test, "direction": self.direction,
+                "between_baselines": self.between_baselines, "outcome": self.outcome}
 
     @property
     def direction(self) -> str:
@@ -326,14 +353,34 @@ class Comparison:
             return "equal" if self.diff == 0 else "not compared"
         return "better" if self.better else "worse"
 
+    @property
+    def outcome(self) -> str:
+        """The comparison in words, the same in every view (report, dashboard, terminal)."""
+        if self.p is None:
+            return ("not compared (no common seed)" if self.diff is None
+                    else "not tested (fewer than 2 paired seeds)")
+        said = f"significant, {self.direction}" if self.significant else "not significant"
+        if self.test != "paired t-test":
+            said += f" ({self.test}: the same difference on every seed)"
+        if self.between_baselines:
+            said = "baseline vs baseline: " + said
+        return said
+
 
 def compare(winner: Design, baseline: Design, maximize: bool) -> Comparison:
-    """Paired comparison on common seeds: ``scipy.stats.ttest_rel`` and its interval."""
+    """Paired comparison on common seeds: ``scipy.stats.ttest_rel`` and its interval. Fresh
+    seeds are used when the two have any in common; the seeds that picked the winner otherwise
+    (a study raced without fresh seeds, or from before they existed)."""
     from scipy import stats
 
-    common = sorted(set(winner.by_seed) & set(baseline.by_seed))
-    a = [winner.by_seed[s] for s in common]
-    b = [baseline.by_seed[s] for s in common]
+    fresh = sorted(set(winner.fresh) & set(baseline.fresh))
+    if fresh:
+        common, a_runs, b_runs = fresh, winner.fresh, baseline.fresh
+    else:
+        common = sorted(set(winner.by_seed) & set(baseline.by_seed))
+        a_runs, b_runs = winner.by_seed, baseline.by_seed
+    a = [a_runs[s] for s in common]
+    b = [b_runs[s] for s in common]
     diffs = [x - y for x, y in zip(a, b)]
     diff = math.fsum(diffs) / len(diffs) if diffs else None
     p, ci, test = None, None, "paired t-test"
@@ -354,7 +401,9 @@ def compare(winner: Design, baseline: Design, maximize: bool) -> Comparison:
     better = diff is not None and ((diff > 0) if maximize else (diff < 0))
     return Comparison(baseline=baseline.words, baseline_key=baseline.key,
                       baseline_design=exported_design(baseline.description),
-                      seeds=len(common), diff=diff, ci=ci, p=p, better=better, test=test)
+                      seeds=len(common), diff=diff, ci=ci, p=p, better=better, test=test,
+                      fresh=bool(fresh), seed_indices=tuple(common),
+                      between_baselines=winner.baseline is not None)
 
 
 # ------------------------------------------------------------------------------------ verdict
@@ -378,9 +427,27 @@ class Verdict:
     @property
     def significant(self) -> bool:
         """A searched design (not a baseline) wins and beats at least one baseline
-        significantly (Holm-adjusted)."""
+        significantly (Holm-adjusted). A baseline beating another baseline is reported in the
+        comparisons and the sentence, but is no finding about the searched designs."""
         return (self.winner is not None and self.winner.baseline is None
                 and any(c.significant and c.better for c in self.comparisons))
+
+    @property
+    def picked_on(self) -> list[int]:
+        """The seed indices the winner was picked on (search and racing)."""
+        return self.winner.seeds if self.winner is not None else []
+
+    @property
+    def tested_on(self) -> list[int]:
+        """The seed indices the comparisons were tested on (fresh ones, when there are)."""
+        return sorted({s for c in self.comparisons for s in c.seed_indices})
+
+    @property
+    def fresh_test(self) -> bool:
+        """Every tested comparison used fresh seeds: the winner was not tested on the seeds
+        that picked it."""
+        tested = [c for c in self.comparisons if c.p is not None]
+        return bool(tested) and all(c.fresh for c in tested)
 
     @property
     def sentence(self) -> str:
@@ -392,11 +459,15 @@ class Verdict:
         winner = None if w is None else {
             "words": w.words, "design": exported_design(w.description), "key": w.key,
             "mean": w.mean, "ci": list(w.ci) if w.ci else None, "seeds": w.n,
+            "fresh_mean": w.fresh_mean, "fresh_seeds": len(w.fresh),
             "baseline": w.baseline is not None, "trials": w.trials}
         return {"study": self.study, "metric": self.metric, "direction": self.direction,
                 "verdict": {"significant": self.significant, "sentence": self.sentence,
                             "alpha": self.alpha, "correction": "holm",
                             "test": "paired t-test across seeds (scipy.stats.ttest_rel)",
+                            "picked_on_seeds": self.picked_on,
+                            "tested_on_seeds": self.tested_on,
+                            "fresh_test": self.fresh_test,
                             "winner": winner,
                             "comparisons": [c.to_dict() for c in self.comparisons],
                             "notes": list(self.notes)},
@@ -407,7 +478,8 @@ class Verdict:
 def design_row(d: Design, rank_: int, verdict: Verdict) -> dict[str, Any]:
     return {"rank": rank_, "design": d.words, "family": d.family, "key": d.key,
             "baseline": d.baseline is not None, "seeds": d.n, "mean": d.mean,
-            "ci": list(d.ci) if d.ci else None, "test_mean": d.test_mean,
+            "ci": list(d.ci) if d.ci else None, "fresh_seeds": len(d.fresh),
+            "fresh_mean": d.fresh_mean, "test_mean": d.test_mean,
             "trials": d.trials, "failed_seeds": sorted(d.failed),
             "winner": verdict.winner is not None and d.key == verdict.winner.key,
             "loss": exported_design(d.description)}
@@ -415,7 +487,8 @@ def design_row(d: Design, rank_: int, verdict: Verdict) -> dict[str, Any]:
 
 def verdict(study_name: str, metric: str, maximize: bool, runs: Iterable[RunRecord],
             alpha: float = ALPHA) -> Verdict:
-    """Rank the designs and test the winner against each baseline (Holm across them)."""
+    """Rank the designs on the search and racing seeds, and test the winner against each
+    baseline (on fresh seeds where it has them; Holm across the baselines)."""
     found = designs(runs, metric)
     ranking = rank(found.values(), maximize)
     winner = ranking[0] if ranking else None
@@ -431,6 +504,9 @@ def verdict(study_name: str, metric: str, maximize: bool, runs: Iterable[RunReco
              f"{'s' if len(d.failed) > 1 else ''} {', '.join(map(str, sorted(d.failed)))} "
              f"failed; its mean leaves {'them' if len(d.failed) > 1 else 'it'} out"
              for d in ranking if d.failed]
+    if any(c.p is not None and not c.fresh for c in comparisons):
+        notes.append("the winner was tested on the seeds that picked it, so its p-values are "
+                     "optimistic (the winner's curse); `losstune confirm` adds fresh seeds")
     return Verdict(study_name, metric, maximize, winner, comparisons, ranking, alpha,
                    notes=notes)
 
@@ -442,7 +518,29 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _p(c: Comparison) -> str:
-    return "not tested, 1 seed" if c.p_adjusted is None else f"p_adj = {c.p_adjusted:.3g}"
+    if c.p_adjusted is None:
+        return "not tested, 1 seed"
+    seeds = f"{c.seeds} fresh seeds" if c.fresh else f"{c.seeds} seeds that also picked it"
+    return f"p_adj = {c.p_adjusted:.3g}, {seeds}"
+
+
+def _against(cs: Sequence[Comparison], m: str) -> list[str]:
+    """The comparisons in words: significant wins, significant losses, the rest."""
+    parts = []
+    wins = [c for c in cs if c.significant and c.better]
+    if wins:
+        parts.append("better than " + ", ".join(
+            f"{c.baseline} by {c.diff:+.3f} {m} [{fmt(c.ci[0])}, {fmt(c.ci[1])}] ({_p(c)})"
+            for c in wins))
+    worse = [c for c in cs if c.significant and not c.better]
+    if worse:
+        parts.append("worse than " + ", ".join(f"{c.baseline} by {c.diff:+.3f} {m} ({_p(c)})"
+                                                for c in worse))
+    others = [c for c in cs if not c.significant]
+    if others:
+        parts.append("not significantly different from " + ", ".join(
+            f"{c.baseline} ({_p(c)})" for c in others))
+    return parts
 
 
 def _sentence(v: Verdict) -> str:
@@ -451,35 +549,28 @@ def _sentence(v: Verdict) -> str:
         return "no complete run yet: nothing to conclude"
     m = v.metric
     seeds = f"{w.n} seed{'s' if w.n != 1 else ''}"
+    compared = [c for c in v.comparisons if c.diff is not None]
     if w.baseline is not None:
-        # A baseline beating another baseline is no finding about the searched designs.
+        # A baseline beating another baseline is no finding about the searched designs, but
+        # it is a finding: say what the tests against the other baselines found.
         head = (f"no searched design is significantly better than the baselines; the best is "
                 f"the baseline {w.words} ({m} {fmt(w.mean, 4)}, {seeds})")
-        return head + ("; single-seed: add seeds with racing or `losstune confirm`"
-                       if w.n < 2 else "")
-    compared = [c for c in v.comparisons if c.diff is not None]
+        if w.n < 2:
+            return head + "; single-seed: add seeds with racing or `losstune confirm`"
+        tested = [c for c in compared if c.p is not None]
+        if tested:
+            head += "; against the other baselines it is " + "; ".join(_against(tested, m))
+        return head
     if not compared:
         return (f"{w.words} has the best mean {m} ({fmt(w.mean, 4)}, {seeds}); there is no "
                 "baseline run on the same seeds to compare it with")
-    wins = [c for c in compared if c.significant and c.better]
-    if not wins:
+    if not any(c.significant and c.better for c in compared):
         best = min(compared, key=lambda c: (c.p_adjusted is None,
                                             1.0 if c.p_adjusted is None else c.p_adjusted,
                                             -abs(c.diff)))
-        tested = "" if best.p_adjusted is None else f", {best.seeds} seeds"
         head = (f"no design is significantly better than the baselines (best: {w.words}, "
-                f"{best.diff:+.3f} {m} vs {best.baseline}, {_p(best)}{tested})")
-        if w.n < 2:
+                f"{best.diff:+.3f} {m} vs {best.baseline}, {_p(best)})")
+        if w.n < 2 and not best.fresh:
             head += "; single-seed: add seeds with racing or `losstune confirm`"
         return head
-    parts = [f"{w.words} is better than {c.baseline} by {c.diff:+.3f} {m} "
-             f"[{fmt(c.ci[0])}, {fmt(c.ci[1])}] ({_p(c)}, {c.seeds} seeds)" for c in wins]
-    worse = [c for c in compared if c.significant and not c.better]
-    if worse:
-        parts.append("worse than " + ", ".join(f"{c.baseline} by {c.diff:+.3f} {m} ({_p(c)})"
-                                                for c in worse))
-    others = [c for c in compared if not c.significant]
-    if others:
-        parts.append("not significantly different from " + ", ".join(
-            f"{c.baseline} ({_p(c)})" for c in others))
-    return "; ".join(parts)
+    return f"{w.words} is " + "; ".join(_against(compared, m))

@@ -425,7 +425,8 @@ class Search:
             self.racer = Racer(load=lambda: run_records(self.study, self.companion),
                                execute=self._execute,
                                maximize=study.directions[0].name == "MAXIMIZE",
-                               max_seeds=race.max_seeds, alpha=race.alpha)
+                               max_seeds=race.max_seeds, alpha=race.alpha,
+                               fresh_seeds=race.test_seeds)
 
     def next_size(self, remaining: int | None = None) -> int:
         """Search trials for the next step: a population; for a model from user code, no more
@@ -542,6 +543,21 @@ class Search:
             if self.on_run:
                 self.on_run()
         return new, repeats
+
+    def test(self) -> int:
+        """After the search: the race's winner and every baseline on the fresh seeds that the
+        verdict tests on (racing.Racer.test); returns runs made. Nothing without racing."""
+        from losstune.stopping import STOP
+
+        if self.racer is None or STOP.is_set():
+            return 0
+        # The timeout bounds the search; the test is a fixed number of runs that the verdict
+        # needs, (1 + baselines) x test_seeds, so it runs past the deadline.
+        self.deadline = None
+        made = self.racer.test()
+        if made and self.on_run:
+            self.on_run()
+        return made
 
     def _guard(self, study: "optuna.Study", trial: Any) -> None:
         """The failure guard outside study.optimize, where study.stop() is refused: the

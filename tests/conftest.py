@@ -104,7 +104,8 @@ def copy_db(url: str, folder: Path) -> str:
 
 @pytest.fixture(scope="session")
 def confirmed_report(finished, tmp_path_factory):
-    """The finished tiny study, confirmed (top 1 + baselines, 2 seeds), then reported."""
+    """The finished tiny study, confirmed (top 1 + baselines, 2 seeds; the winner and the
+    baselines on 2 fresh seeds), then reported."""
     folder = tmp_path_factory.mktemp("confirmed")
     url = copy_db(finished[1], folder)
     from click.testing import CliRunner
@@ -113,7 +114,7 @@ def confirmed_report(finished, tmp_path_factory):
 
     runner = CliRunner()
     result = runner.invoke(main, ["confirm", "tiny", "--storage", url, "--top", "1",
-                                  "--seeds", "2"], catch_exceptions=False)
+                                  "--seeds", "2", "--test-seeds", "2"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = folder / "tiny.html"
     result = runner.invoke(main, ["report", "tiny", "--storage", url, "-o", str(out)],

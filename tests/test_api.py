@@ -53,7 +53,8 @@ def notebook(tmp_path_factory):
     url = f"sqlite:///{folder / 'api.db'}"
     study = losstune.search(_build, x, names, validation_split=0.3,
                             families=["cross_entropy", "focal"], n_trials=3, epochs=3,
-                            racing={"max_seeds": 2}, storage=url, study_name="nb")
+                            racing={"max_seeds": 2, "test_seeds": 2}, storage=url,
+                            study_name="nb")
     return study, url, folder, (x, names)
 
 
@@ -95,8 +96,10 @@ def test_the_cli_reads_a_python_study_and_says_what_needs_python(notebook, tmp_p
     again = losstune.load_study("nb", storage=url)
     with pytest.raises(LosstuneError, match="made from Python"):
         again.confirm(seeds=3)
-    verdict = again.attach(_build, x, names, validation_split=0.3).confirm(seeds=3, top=1)
-    assert all(d.n == 3 for d in verdict.ranking if d.baseline)
+    verdict = again.attach(_build, x, names, validation_split=0.3).confirm(seeds=3, top=1,
+                                                                            test_seeds=2)
+    baselines = [d for d in verdict.ranking if d.baseline]
+    assert baselines and all(d.n == 3 and len(d.fresh) == 2 for d in baselines)
     out = again.export(tmp_path / "b.json")
     payload = json.loads(out.read_text())
     assert payload["design"]["family"] == verdict.winner.family
@@ -164,6 +167,7 @@ def test_other_data_cannot_join_a_python_study(notebook):
                                             "dataset.fingerprint"):
         losstune.search(_build, x[:-1], names[:-1], validation_split=0.3,
                         families=["cross_entropy", "focal"], n_trials=1, epochs=3,
-                        racing={"max_seeds": 2}, storage=url, study_name="nb")
+                        racing={"max_seeds": 2, "test_seeds": 2}, storage=url,
+                        study_name="nb")
     with pytest.raises(LosstuneError, match="was made with other data"):
         losstune.load_study("nb", storage=url).attach(_build, x, names, validation_split=0.4)

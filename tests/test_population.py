@@ -325,7 +325,7 @@ def test_a_population_study_gives_the_verdict_of_the_same_study_alone(tmp_path):
         "training": {"epochs": 6, "batch_size": 64, "learning_rate": 0.003},
         "objective": {"metric": "macro_f1"},
         "sampler": {"name": "random"}, "pruner": {"name": "none"},
-        "racing": {"max_seeds": 4},
+        "racing": {"max_seeds": 4, "test_seeds": 4},
         "search": {"families": ["class_balanced"],
                    "class_balanced": {"beta": {"choices": [0.999]}}},
     }
@@ -338,7 +338,9 @@ def test_a_population_study_gives_the_verdict_of_the_same_study_alone(tmp_path):
         url = f"sqlite:///{tmp_path / f'sep_{size}.db'}"
         study = runner.create_or_load(spec, url, base_dir=tmp_path)
         storage = open_storage(url)
-        runner.Search(study, runner.load_context(spec, tmp_path), storage).run(spec.n_trials)
+        search = runner.Search(study, runner.load_context(spec, tmp_path), storage)
+        search.run(spec.n_trials)
+        search.test()
         verdicts[size] = runner.study_verdict(study, storage).to_dict()["verdict"]
         populations = {t.user_attrs.get(results.POPULATION) for t in study.get_trials()
                        if t.state.name == "COMPLETE" and not results.is_repeat(t)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import optuna
@@ -16,6 +17,11 @@ from tests.conftest import write_study
 KW = {"maximize": True, "max_seeds": 5, "alpha": 0.05}
 
 
+def known(sd: float) -> racing.Noise:
+    """A run noise known exactly (infinite degrees of freedom): the band is ``band`` SEs."""
+    return racing.Noise(sd, math.inf)
+
+
 # ------------------------------------------------------------------------------ decisions
 def test_incumbent_gets_a_second_seed_first():
     step = racing.decide({0: 0.9}, {0: 0.8}, noise=None, **KW)
@@ -23,36 +29,36 @@ def test_incumbent_gets_a_second_seed_first():
 
 
 def test_clearly_worse_challenger_is_rejected_after_one_seed():
-    step = racing.decide({0: 0.70}, {0: 0.90, 1: 0.91}, noise=0.01, **KW)
-    assert step.kind == "reject" and "beyond the seed noise" in step.reason
+    step = racing.decide({0: 0.70}, {0: 0.90, 1: 0.91}, noise=known(0.01), **KW)
+    assert step.kind == "reject" and "beyond the run noise" in step.reason
 
 
 def test_challenger_within_noise_runs_on_the_incumbents_seeds_in_order():
     inc = {0: 0.90, 1: 0.91, 2: 0.89}
-    step = racing.decide({0: 0.895}, inc, noise=0.01, **KW)
+    step = racing.decide({0: 0.895}, inc, noise=known(0.01), **KW)
     assert (step.kind, step.seed_index) == ("challenger", 1)
-    step = racing.decide({0: 0.895, 1: 0.915}, inc, noise=0.01, **KW)
+    step = racing.decide({0: 0.895, 1: 0.915}, inc, noise=known(0.01), **KW)
     assert (step.kind, step.seed_index) == ("challenger", 2)
 
 
 def test_tied_designs_both_gain_seeds_up_to_the_cap():
     tied = {0: 0.90, 1: 0.91}
-    step = racing.decide({0: 0.905, 1: 0.905}, tied, noise=0.01, **KW)
+    step = racing.decide({0: 0.905, 1: 0.905}, tied, noise=known(0.01), **KW)
     assert (step.kind, step.seed_index) == ("incumbent", 2)
     full = {i: 0.9 + 0.01 * (i % 2) for i in range(5)}
     step = racing.decide({i: v + 0.001 * (-1) ** i for i, v in full.items()}, full,
-                         noise=0.01, **KW)
+                         noise=known(0.01), **KW)
     assert step.kind in ("accept", "reject") and "seed cap" in step.reason
 
 
 def test_paired_test_separates_before_the_cap_and_direction_counts():
     inc = {0: 0.80, 1: 0.85, 2: 0.78}
     better = {0: 0.85, 1: 0.91, 2: 0.83}  # +0.05, +0.06, +0.05 on every seed
-    assert racing.decide(better, inc, noise=0.05, **KW).kind == "accept"
-    assert racing.decide(inc, better, noise=0.05, **KW).kind == "reject"
+    assert racing.decide(better, inc, noise=known(0.05), **KW).kind == "accept"
+    assert racing.decide(inc, better, noise=known(0.05), **KW).kind == "reject"
     # For a minimised metric the same numbers mean the opposite.
     low = {**KW, "maximize": False}
-    assert racing.decide(better, inc, noise=0.05, **low).kind == "reject"
+    assert racing.decide(better, inc, noise=known(0.05), **low).kind == "reject"
 
 
 def test_seed_index_zero_is_the_study_seed():
@@ -120,7 +126,7 @@ def raced(tmp_path_factory):
     every further proposal repeats a known design, until the space counts as exhausted."""
     folder = tmp_path_factory.mktemp("raced")
     path = write_study(folder, {
-        "n_trials": 4, "racing": {"max_seeds": 3},
+        "n_trials": 4, "racing": {"max_seeds": 3, "test_seeds": 3},
         "training": {"epochs": 4},
         "search": {"families": ["cross_entropy", "dynamic"], "cross_entropy": None,
                    "focal": None, "dynamic": DEAD},
@@ -148,7 +154,16 @@ def test_real_race_gives_seeds_where_they_decide_something(raced):
             seeds.setdefault(r.family + str(r.description["params"].get("w_standard", "")),
                              set()).add(r.seed_index)
     assert seeds["dynamic0.0"] == {0}                     # cannot learn: one seed
-    assert max(len(s) for k, s in seeds.items() if k.startswith("cross_entropy")) == 3
+    racing_seeds = {k: {i for i in s if not results.is_fresh(i)} for k, s in seeds.items()}
+    assert max(len(s) for k, s in racing_seeds.items() if k.startswith("cross_entropy")) == 3
+    # After the race, the winner and both baselines (here: both cross-entropy designs, one
+    # of them the winner) train on the 3 fresh seeds, and only they do.
+    fresh: dict[str, list[int]] = {}
+    for r in records:
+        if r.trained and results.is_fresh(r.seed_index):
+            fresh.setdefault(r.family, []).append(r.seed_index)
+    assert sorted(fresh["cross_entropy"]) == [100, 100, 101, 101, 102, 102]
+    assert "dynamic" not in fresh
     # Re-sampled designs never train twice on a seed: one trained run per (design, seed).
     pairs = [(r.design_key, r.seed_index) for r in records if r.trained]
     assert len(pairs) == len(set(pairs))
@@ -219,15 +234,21 @@ def test_confirm_adds_seeds_through_the_same_machinery(raced, tmp_path):
     url = copy_db(raced[1], tmp_path)
     before = len(_trained(url)[1].trials)
     result = CliRunner().invoke(main, ["confirm", "tiny", "--storage", url, "--top", "1",
-                                       "--seeds", "4"], catch_exceptions=False)
+                                       "--seeds", "4", "--test-seeds", "4"],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     _, runs, records = _trained(url)
     v = results.verdict("tiny", "macro_f1", True, records)
     baselines = [d for d in v.ranking if d.baseline]
-    assert all(d.n == 4 for d in baselines)
+    assert baselines and all(d.n == 4 for d in baselines)
+    # The search gave 3 fresh seeds; confirm adds the 4th to the winner and the baselines, and
+    # the verdict tests on all 4.
+    assert all(sorted(d.fresh) == [100, 101, 102, 103] for d in [v.winner, *baselines])
+    assert v.fresh_test and v.tested_on == [100, 101, 102, 103]
     assert len(runs.trials) > before
     again = CliRunner().invoke(main, ["confirm", "tiny", "--storage", url, "--top", "1",
-                                      "--seeds", "4"], catch_exceptions=False)
+                                      "--seeds", "4", "--test-seeds", "4"],
+                               catch_exceptions=False)
     assert again.exit_code == 0 and len(_trained(url)[1].trials) == len(runs.trials)
 
 

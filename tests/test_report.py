@@ -101,19 +101,24 @@ def test_confirm_stores_linked_runs_and_report_ranks_them(confirmed_report):
     url, out = confirmed_report
     companion = optuna.load_study(study_name="tiny:runs", storage=url)
     assert companion.user_attrs["parent"] == "tiny"
-    runs = companion.trials
+    every = companion.trials
+    runs = [t for t in every if t.user_attrs["seed_index"] < 100]
     designs = {t.user_attrs["design_key"] for t in runs}
     assert len(designs) == 3  # 2 baselines + the best other design, each on seed 1
     assert len(runs) == 3 and {t.user_attrs["seed_index"] for t in runs} == {1}
     assert all(isinstance(t.user_attrs["source_trial"], int) for t in runs)
     assert sum(1 for t in runs if t.user_attrs.get("baseline")) == 2
+    # Then the winner (picked again) and the baselines on 2 fresh seeds: the verdict's test.
+    fresh = [t for t in every if t.user_attrs["seed_index"] >= 100]
+    assert {t.user_attrs["seed_index"] for t in fresh} == {100, 101}
+    assert {t.user_attrs["design_key"] for t in fresh} <= designs and len(fresh) in (4, 6)
     page = out.read_text()
     assert "Designs over seeds" in page and "single-seed" not in page
-    assert "Paired t-test" in page and "Holm" in page
+    assert "Paired t-test" in page and "Holm" in page and "tested on fresh seeds 100, 101" in page
     # Running it again adds nothing: every run is there already.
-    CliRunner().invoke(main, ["confirm", "tiny", "--storage", url, "--top", "1", "--seeds", "2"],
-                       catch_exceptions=False)
-    assert len(optuna.load_study(study_name="tiny:runs", storage=url).trials) == 3
+    CliRunner().invoke(main, ["confirm", "tiny", "--storage", url, "--top", "1", "--seeds", "2",
+                              "--test-seeds", "2"], catch_exceptions=False)
+    assert len(optuna.load_study(study_name="tiny:runs", storage=url).trials) == len(every)
 
 
 def test_single_seed_report_says_so_and_is_self_contained(finished, tmp_path):

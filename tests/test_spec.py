@@ -108,7 +108,7 @@ BAD = [
      "family 'huber' is not valid for a multiclass task"),
     ({"n_trials": None}, "n_trials", "give n_trials, timeout or both"),
     # Seeds leave room for racing's seed + 1000 * i (i < 100) inside 32 bits.
-    ({"seed": -1}, "seed", "seed must be a whole number in [0, 2147383647]"),
+    ({"seed": -1}, "seed", "seed must be a whole number in [0, 2147283647]"),
     ({"seed": spec_mod.MAX_SEED + 1}, "seed", f"got {spec_mod.MAX_SEED + 1}"),
     ({"sampler": {"seed": 2**31}}, "sampler.seed", "seed must be a whole number in [0, "),
     ({"seed": "7"}, "seed", "got '7'"),
@@ -182,7 +182,7 @@ BAD = [
     ({"dataset": {"path": "a.csv"}}, "dataset.path", "only for the csv and npz datasets"),
     # Other sections.
     ({"racing": {"max_seeds": 101}}, "racing.max_seeds", "must lie in [1, 100], got 101"),
-    ({"racing": {"seeds": 3}}, "racing.seeds", "unknown key; allowed: max_seeds, alpha"),
+    ({"racing": {"seeds": 3}}, "racing.seeds", "unknown key; allowed: max_seeds, alpha, test_seeds"),
     ({"n_trials": spec_mod.MAX_TRIALS + 1}, "n_trials", "must lie in [1, 1000000]"),
     ({"name": "two\nlines"}, "name", "name must be printable text"),
 ]
@@ -212,13 +212,18 @@ def test_missing_study_file(tmp_path):
         spec_mod.load(tmp_path / "nope.toml")
 
 
-def test_max_seed_leaves_room_for_racing():
-    from losstune import racing
+def test_max_seed_leaves_room_for_racing_and_the_fresh_seeds():
+    from losstune import racing, results
 
-    most = spec_mod.RacingSpec.model_fields["max_seeds"].metadata
-    assert max(m.le for m in most if hasattr(m, "le")) == 100
-    assert racing.seed_for(spec_mod.MAX_SEED, 100) < 2**31
-    assert racing.seed_for(spec_mod.MAX_SEED + 1, 100) >= 2**31
+    def most(name):
+        return max(m.le for m in spec_mod.RacingSpec.model_fields[name].metadata
+                   if hasattr(m, "le"))
+
+    # Racing's seed indices stay below the fresh ones; the last fresh index is a 32-bit seed.
+    assert most("max_seeds") <= results.FRESH_SEEDS
+    top = results.FRESH_SEEDS + most("test_seeds")
+    assert racing.seed_for(spec_mod.MAX_SEED, top) < 2**31
+    assert racing.seed_for(spec_mod.MAX_SEED + 1, top) >= 2**31
 
 
 def test_the_file_and_the_command_line_bound_the_budget_alike():

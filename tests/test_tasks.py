@@ -220,7 +220,7 @@ def test_counts_are_not_scaled():
 # ------------------------------------------------------------------------------ end to end
 def _tiny(name: str, tmp_path: Path, **changes) -> Path:
     raw = tomllib.loads((ROOT / "studies" / f"{name}.toml").read_text())
-    raw.update({"n_trials": 3, "racing": {"max_seeds": 2}, **changes})
+    raw.update({"n_trials": 3, "racing": {"max_seeds": 2, "test_seeds": 2}, **changes})
     raw["training"] = {**raw["training"], "epochs": 2}
     raw["pruner"] = {"name": "none"}
     path = tmp_path / f"{name}.toml"

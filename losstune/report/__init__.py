@@ -207,10 +207,11 @@ def _verdict_html(v: Any) -> str:
     winner = ""
     if w is not None:
         ci = f", 95% CI [{w.ci[0]:.4f}, {w.ci[1]:.4f}]" if w.ci else ""
+        fresh = (f"; {w.fresh_mean:.4f} over {len(w.fresh)} fresh seeds" if w.fresh else "")
         winner = (f"<p>Winner: <strong>{esc(w.words)}</strong> — mean {esc(v.metric)} "
-                  f"{w.mean:.4f}{ci} over {w.n} seed{'s' if w.n != 1 else ''}"
-                  f"{' (a baseline)' if w.baseline else ''}. <code>losstune export</code> "
-                  "writes this design.</p>")
+                  f"{w.mean:.4f}{ci} over the {w.n} seed{'s' if w.n != 1 else ''} that "
+                  f"picked it{fresh}{' (a baseline)' if w.baseline else ''}. <code>losstune "
+                  "export</code> writes this design.</p>")
     warning = ""
     if w is not None and w.n < 2:
         warning = ('<p class="warning">This ranking is <strong>single-seed</strong>: each '
@@ -223,14 +224,21 @@ def _verdict_html(v: Any) -> str:
         ci = f"[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]" if c.ci else "—"
         p = "—" if c.p is None else f"{c.p:.3g}"
         p_adj = "—" if c.p_adjusted is None else f"{c.p_adjusted:.3g}"
-        outcome = (f"significant, {c.direction}" if c.significant else "not significant") \
-            if c.p is not None else "not tested (fewer than 2 paired seeds)"
-        if c.test != "paired t-test" and c.p is not None:
-            outcome += f" ({c.test}: the same difference on every seed)"
-        rows.append(f"<tr><td>{esc(c.baseline)}</td><td>{c.seeds}</td><td>{_signed(c.diff)}</td>"
-                    f"<td>{ci}</td><td>{p}</td><td>{p_adj}</td><td>{outcome}</td></tr>")
+        seeds = f"{c.seeds} fresh" if c.fresh else str(c.seeds)
+        rows.append(f"<tr><td>{esc(c.baseline)}</td><td>{seeds}</td><td>{_signed(c.diff)}</td>"
+                    f"<td>{ci}</td><td>{p}</td><td>{p_adj}</td><td>{esc(c.outcome)}</td></tr>")
     table = ""
     if rows:
+        if v.fresh_test:
+            picked = (f"The winner was picked on seeds {esc(_seed_list(v.picked_on))} (search "
+                      f"and racing) and tested on fresh seeds {esc(_seed_list(v.tested_on))}, "
+                      "on which no design was picked, so its p-values are not inflated by the "
+                      "pick (the winner's curse). <code>losstune confirm --test-seeds N</code> "
+                      "adds fresh seeds.")
+        else:
+            picked = ("The winner was chosen on the same seeds it is tested on, so its p-values "
+                      "are optimistic; add fresh seeds (<code>losstune confirm --test-seeds N"
+                      "</code>) before a claim that must generalise.")
         table = f"""<table id="comparisons"><thead><tr><th>baseline</th>
 <th>paired seeds</th><th>winner − baseline ({esc(v.metric)})</th><th>95% CI</th><th>p</th>
 <th>p (Holm)</th><th>outcome</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
@@ -239,12 +247,15 @@ data split, initialisation and batch order for every design), two-sided (the exa
 every seed gives the same difference); p-values adjusted with Holm's method across the
 comparisons with the baselines; significant at p (Holm) &lt; {v.alpha:g}.
 The {esc(v.metric)} is {'maximised' if v.maximize else 'minimised'}. A verdict holds for this data,
-this model and this budget; the winner was chosen on the same seeds it is tested on, so add fresh
-seeds (<code>losstune confirm --seeds N</code>) before a claim that must generalise.</p>"""
+this model and this budget. {picked}</p>"""
     notes = "".join(f'<p class="warning">{esc(n)}.</p>' for n in v.notes)
     return f"""<section class="{cls}" id="verdict"><h2>Verdict</h2>
 <p class="sentence">{esc(v.sentence)}.</p>{notes}
 {winner}{warning}{table}</section>"""
+
+
+def _seed_list(indices: list[int]) -> str:
+    return ", ".join(str(i) for i in indices)
 
 
 def _signed(value: float | None) -> str:
@@ -258,18 +269,22 @@ def _ranking_html(v: Any, runs: Any | None) -> str:
         star = ' <span class="star" title="the verdict\'s winner, significant">★</span>' \
             if i == 1 and v.significant else ""
         ci = f"[{d.ci[0]:.4f}, {d.ci[1]:.4f}]" if d.ci else "—"
+        fresh = f"{len(d.fresh)}: {d.fresh_mean:.4f}" if d.fresh else "—"
         body.append(f"<tr><td>{i}</td><td>{esc(d.words)}{badge}{star}</td><td>{d.n}</td>"
-                    f"<td>{d.mean:.4f}</td><td>{ci}</td><td>{_fmt(d.test_mean)}</td>"
+                    f"<td>{d.mean:.4f}</td><td>{ci}</td><td>{fresh}</td>"
+                    f"<td>{_fmt(d.test_mean)}</td>"
                     f"<td>{esc(', '.join(str(n) for n in d.trials[:5]))}</td></tr>")
     where = (f" Runs on seeds other than the search's are in the companion study "
              f"<code>{esc(runs.study_name)}</code>.") if runs is not None else ""
     return f"""<section><h2>Designs over seeds</h2>
 <p class="caption">Every distinct design, those with the most seeds first, then by mean
-validation {esc(v.metric)}. Racing gives more seeds only to designs that stay within the seed noise
-of the best; a design sampled again is not trained again on a seed it has. 95% confidence
-interval from Student's t.{where}</p>
+validation {esc(v.metric)} over the search and racing seeds. Racing gives more seeds only to designs
+that stay within the run noise of the best; a design sampled again is not trained again on a seed it
+has. 95% confidence interval from Student's t. The fresh seeds (the winner and the baselines,
+after the race) are the verdict's test, and do not rank.{where}</p>
 <table class="sortable" id="ranking"><thead><tr><th>#</th><th>loss design</th>
-<th>seeds</th><th>mean {esc(v.metric)} (val)</th><th>95% CI</th><th>mean {esc(v.metric)} (test)</th>
+<th>seeds</th><th>mean {esc(v.metric)} (val)</th><th>95% CI</th>
+<th>fresh seeds: mean (val)</th><th>mean {esc(v.metric)} (test)</th>
 <th>search trials</th></tr></thead><tbody>{''.join(body)}</tbody></table></section>"""
 
 
@@ -349,15 +364,20 @@ def verdict_markdown(v: Any) -> str:
     """The verdict as the dashboard's study note."""
     lines = ["### Verdict", "", v.sentence + ".", "", *[f"> ⚠ {n}." for n in v.notes], ""]
     if v.comparisons:
-        lines += ["| baseline | paired seeds | winner − baseline | 95% CI | p | p (Holm) |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| baseline | paired seeds | winner − baseline | 95% CI | p | p (Holm) | "
+                  "outcome |", "|---|---|---|---|---|---|---|"]
         for c in v.comparisons:
             ci = f"[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]" if c.ci else "—"
-            lines.append(f"| {c.baseline} | {c.seeds} | {_signed(c.diff)} | {ci} | "
+            lines.append(f"| {c.baseline} | {c.seeds}{' fresh' if c.fresh else ''} | "
+                         f"{_signed(c.diff)} | {ci} | "
                          f"{'—' if c.p is None else f'{c.p:.3g}'} | "
-                         f"{'—' if c.p_adjusted is None else f'{c.p_adjusted:.3g}'} |")
-    lines += ["", "Paired t-test across seeds, Holm-adjusted; `losstune show STUDY -f json` has "
-              "the same figures."]
+                         f"{'—' if c.p_adjusted is None else f'{c.p_adjusted:.3g}'} | "
+                         f"{c.outcome} |")
+    seeds = (f"the winner was picked on seeds {_seed_list(v.picked_on)} and tested on fresh "
+             f"seeds {_seed_list(v.tested_on)}" if v.fresh_test
+             else "the winner was tested on the seeds that picked it")
+    lines += ["", f"Paired t-test across seeds, Holm-adjusted; {seeds}; `losstune show STUDY -f "
+              "json` has the same figures."]
     return "\n".join(lines)
 
 

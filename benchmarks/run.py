@@ -482,15 +482,15 @@ delta = { low = 30.0, high = 300.0, log = true }
 """)
 
 
-def fig_calibration(q: bool, tmp: Path) -> dict[str, Any]:
+def fig_calibration(q: bool, tmp: Path, per_set: int | None = None) -> dict[str, Any]:
     """Real A/A studies on bundled data with losstune's defaults (racing, fresh-seed test):
     how often does the verdict claim a win that is not there? Rate with its exact 95 % CI,
-    and trainings per study."""
+    and trainings per study. ``per_set``: studies (study seeds) per data set."""
     from scipy import stats
 
     sets = [("multiclass", "digits", "macro_f1"), ("binary", "breast_cancer", "macro_f1"),
             ("multiclass", "wine", "macro_f1"), ("regression", "diabetes", "rmse")]
-    per_set = 1 if q else 5
+    per_set = 1 if q else (per_set or 5)
     studies = []
     for task, dataset, metric in sets[:2] if q else sets:
         for seed in range(per_set):
@@ -738,6 +738,8 @@ def main() -> None:
                         help="population sizes of figure 13, e.g. 1,4,16,64,256")
     parser.add_argument("--scaling-trials", type=int, default=None,
                         help="trials per run of figure 13 (at least K; default 64)")
+    parser.add_argument("--aa-per-set", type=int, default=None,
+                        help="A/A studies per data set in figure 14 (default 5, 4 data sets)")
     parser.add_argument("--arm", help=argparse.SUPPRESS)
     parser.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -772,7 +774,7 @@ def main() -> None:
             ("12_confirmed_verdict", lambda: fig_confirmed_verdict(q, tmp)),
             ("13_population_scaling", lambda: fig_population_scaling(q, tmp, args.sizes,
                                                                      args.scaling_trials)),
-            ("14_calibration", lambda: fig_calibration(q, tmp)),
+            ("14_calibration", lambda: fig_calibration(q, tmp, args.aa_per_set)),
         ]
         for name, compute in figures:
             if args.only and name not in args.only and not (

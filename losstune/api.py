@@ -367,8 +367,12 @@ class Study:
             description, words = w.description, w.words
             extra = {"trial": w.trials[0] if w.trials else None, "mean": w.mean,
                      "ci": list(w.ci) if w.ci else None, "seeds": w.n,
+                     "fresh_mean": w.fresh_mean, "fresh_seeds": len(w.fresh),
                      "verdict": {"significant": verdict.significant,
-                                 "sentence": verdict.sentence}}
+                                 "sentence": verdict.sentence,
+                                 "picked_on_seeds": verdict.picked_on,
+                                 "tested_on_seeds": verdict.tested_on,
+                                 "fresh_test": verdict.fresh_test}}
         else:
             matches = [t for t in study.get_trials(deepcopy=False) if t.number == trial]
             if not matches:

@@ -196,6 +196,14 @@ def test_every_output_names_the_same_winner_and_significance(raced, tmp_path):
     assert results.design_key(payload["loss"]) == winner["key"]
     assert payload["verdict"]["significant"] == verdict["significant"]
     assert payload["verdict"]["sentence"] == verdict["sentence"]
+    # Every output says which seeds picked the winner and which tested it.
+    assert verdict["fresh_test"] and verdict["tested_on_seeds"] == [100, 101, 102]
+    assert 0 in verdict["picked_on_seeds"] and max(verdict["picked_on_seeds"]) < 100
+    for key in ("picked_on_seeds", "tested_on_seeds", "fresh_test"):
+        assert payload["verdict"][key] == verdict[key]
+    assert all(c["fresh_seeds"] and c["seed_indices"] == [100, 101, 102]
+               for c in verdict["comparisons"])
+    assert "3 fresh seeds" in verdict["sentence"]
     page = tmp_path / "r.html"
     reported = CliRunner().invoke(main, ["report", "tiny", "--storage", url, "-o", str(page)],
                                   catch_exceptions=False)
@@ -204,13 +212,15 @@ def test_every_output_names_the_same_winner_and_significance(raced, tmp_path):
 
     text = html.unescape(page.read_text())
     assert verdict["sentence"] in text and verdict["sentence"] in output.replace("\n", "")
+    assert "tested on fresh seeds 100, 101, 102" in text
     table = CliRunner().invoke(main, ["show", "tiny", "--storage", url],
                                catch_exceptions=False).output
     assert verdict["sentence"] in table.replace("\n", "")
     study = optuna.load_study(study_name="tiny", storage=url)
     from optuna_dashboard import get_note
 
-    assert verdict["sentence"] in get_note(study)
+    note = get_note(study)
+    assert verdict["sentence"] in note and "tested on fresh seeds 100, 101, 102" in note
 
 
 def test_single_seed_winner_is_never_called_better(finished, tmp_path):

@@ -512,19 +512,24 @@ def fig_calibration(q: bool, tmp: Path, per_set: int | None = None) -> dict[str,
             "target": "<= 5 % false wins (the sentence's promise)"}
 
 
+# --quick: what a figure's studies change to run in seconds (2 epochs, races of 2 seeds, 2 fresh
+# seeds): enough to run every arm end to end, not to measure anything.
+QUICK = {"training.epochs": 2, "racing": {"max_seeds": 2, "test_seeds": 2}}
+
+
 def fig_family_pruning(q: bool, tmp: Path) -> dict[str, Any]:
     """Pruning on the long-tailed digits study as shipped (racing on, the median rule within
     each family), against no pruning and against the median rule across the study. The epochs
     saved count every training (search trials and racing's runs, which are never pruned) and
     the search trials alone; the winner is each search's verdict."""
     study = str(ROOT / "studies" / "longtail_digits.toml")
-    n = ["--n-trials", "6"] if q else ["--n-trials", "30"]
+    n = ["--n-trials", "4"] if q else ["--n-trials", "30"]
     out = {}
     for arm, pruner in (("none", {"pruner.name": "none"}),
                         ("median_family", {}),
                         ("median_study", {"pruner.scope": "study"})):
         out[arm] = run_arm("cli_search", study_file=study, db=str(tmp / f"lt_{arm}.db"),
-                           args=n, changes=pruner)
+                           args=n, changes={**pruner, **(QUICK if q else {})})
     for arm in ("median_family", "median_study"):
         out[f"{arm}_epoch_saving"] = 1 - out[arm]["epochs"] / out["none"]["epochs"]
         out[f"{arm}_search_epoch_saving"] = (1 - out[arm]["search_epochs"]
@@ -544,7 +549,8 @@ def fig_verdicts(q: bool, tmp: Path) -> dict[str, Any]:
         if path.stem == "longtail_digits" and not q:
             args = ["--n-trials", "30"]  # half its budget: a full run takes most of an hour
         out[path.stem] = run_arm("cli_search", study_file=str(path),
-                                 db=str(tmp / f"v_{path.stem}.db"), args=args)
+                                 db=str(tmp / f"v_{path.stem}.db"), args=args,
+                                 changes=QUICK if q else None)
         out[path.stem]["args"] = args
     return out
 
@@ -711,10 +717,11 @@ def fig_confirmed_verdict(q: bool, tmp: Path) -> dict[str, Any]:
     digits study."""
     study = str(ROOT / "studies" / "longtail_digits.toml")
     args = ["--n-trials", "4" if q else "30"]
+    quick = QUICK if q else {}
     confirmed = run_arm("cli_search", study_file=study, db=str(tmp / "cv_race.db"), args=args,
-                        changes={"racing": {"max_seeds": 5}})
+                        changes={"racing": {"max_seeds": 5}, **quick})
     single = run_arm("cli_search", study_file=study, db=str(tmp / "cv_single.db"), args=args,
-                     changes={"racing": False, "training.population": 1})
+                     changes={**quick, "racing": False, "training.population": 1})
     return {"confirmed": confirmed, "single_seed_alone": single,
             "wall_ratio": confirmed["seconds"] / single["seconds"],
             "target": "<= 2x the single-seed search's wall time"}

@@ -302,10 +302,10 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
 
 def _plan_line(spec: Any) -> str:
     """What the search will do: searched families, baselines apart, and racing."""
-    from losstune.space import families_to_choose
+    from losstune.space import baseline_only_families
 
     searched = list(spec.families)
-    extra = [f for f in families_to_choose(spec) if f not in searched]
+    extra = baseline_only_families(spec)
     baselines = [b.family + (f" ({', '.join(f'{k}={v}' for k, v in b.params.items())})"
                              if b.params else "") for b in spec.baseline_designs]
     line = f"families searched: {', '.join(searched)}"

@@ -1,21 +1,26 @@
 """Racing over seeds: which (design, seed) runs come next.
 
-The idea is SMAC3's intensification and irace's racing, for a noisy objective:
+The idea is SMAC3's intensification and irace's racing, for a noisy objective. Racing picks the
+winner; the verdict then tests it on seeds racing never used:
 
 * a *run* is (design, seed index). Seed index ``i`` fixes the data split, the initialisation and
   the batch order for every design (:func:`seed_for`), so designs compare seed by seed;
 * a new design runs on seed 0 (its search trial);
 * the incumbent is the design with the most seeds and, among those, the best mean
-  (:func:`losstune.results.rank`); it gets a second seed first, so that the seed noise is known;
-* a challenger that comes within the seed noise of the incumbent, or beats it, runs on the
+  (:func:`losstune.results.rank`); it gets a second seed first;
+* a challenger that comes within the run noise of the incumbent, or beats it, runs on the
   incumbent's seeds in the same order, until a paired t-test separates the two (p < alpha) or
   both reach ``max_seeds``; the incumbent gains seeds one at a time while they stay tied.
-  A challenger clearly worse than the noise allows is rejected after one seed;
-* baselines are raced as challengers too, and afterwards follow the incumbent's seeds, so that
-  every verdict has paired runs against every baseline.
+  A challenger clearly worse than the noise allows is rejected, most often after one seed.
+  The noise is the design x seed residual (:func:`noise_sd`): pairing cancels the seed effect;
+* baselines are raced as challengers too. After the race, the winner and every baseline train
+  on fresh seeds (:meth:`Racer.test`, seed indices from ``results.FRESH_SEEDS``) and the
+  verdict's tests use those alone, so the winner is not tested on the seeds that picked it.
+  Without fresh seeds (``test_seeds = 0``) the baselines follow the incumbent's racing seeds
+  instead (:meth:`Racer.follow_baselines`), so that the verdict has paired runs.
 
-:class:`Racer` decides; whatever trains the runs is handed a list of :class:`Run` (one at a time
-today, a population of runs in one compiled step later) and the racer reads the results back from
+:class:`Racer` decides; whatever trains the runs is handed a list of :class:`Run` (a population
+of runs in one compiled step where the executor can) and the racer reads the results back from
 the storage, so any executor that records runs the way a trial does can take over.
 """
 
@@ -192,7 +197,7 @@ def decide(challenger: dict[int, float], incumbent: dict[int, float], *, maximiz
         return Step("reject", reason=f"worse by {-diff:.3g}, beyond the run noise "
                                      f"({margin:.3g})")
     if missing:
-        return Step("challenger", missing[0], "within the seed noise: the incumbent's next seed")
+        return Step("challenger", missing[0], "within the run noise: the incumbent's next seed")
     if len(incumbent) < max_seeds:
         return Step("incumbent", next_seed(incumbent, incumbent_failed),
                     "tied: both get another seed")

@@ -100,8 +100,7 @@ class _FamilyView:
 
     def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[Any]:
         return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states)
-                if t.params.get("loss") == self._family
-                and not results.is_repeat(t)]
+                if results.family_of(t) == self._family and not results.is_repeat(t)]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
@@ -124,7 +123,7 @@ def _family_pruner_class() -> type:
             self._inner = inner
 
         def prune(self, study: "optuna.Study", trial: Any) -> bool:
-            return self._inner.prune(_FamilyView(study, trial.params.get("loss")), trial)
+            return self._inner.prune(_FamilyView(study, results.family_of(trial)), trial)
 
     return FamilyPruner
 

@@ -78,12 +78,47 @@ def suggest_training(trial: "optuna.Trial", spec: StudySpec) -> dict[str, Any]:
 
 
 def families_to_choose(spec: StudySpec) -> list[str]:
-    """The ``loss`` choices: the study's families plus any family a baseline needs."""
-    families = list(spec.families)
-    for baseline in spec.baseline_designs:
-        if baseline.family not in families:
-            families.append(baseline.family)
-    return families
+    """The sampler's ``loss`` choices: the searched families. A baseline's family that the
+    study does not search is no choice: baselines are enqueued, never proposed (offered to the
+    random sampler, cross-entropy beside one searched family took half its proposals, each a
+    repeat of the baseline that trained nothing)."""
+    return list(spec.families)
+
+
+def baseline_only_families(spec: StudySpec) -> list[str]:
+    """The baselines' families that the study does not search."""
+    return list(dict.fromkeys(b.family for b in spec.baseline_designs
+                              if b.family not in spec.families))
+
+
+def _legacy_choices(spec: StudySpec) -> list[str]:
+    """The ``loss`` choices of a study made before 0.5: the baseline-only families too."""
+    return families_to_choose(spec) + baseline_only_families(spec)
+
+
+def _baseline_family(trial: "optuna.Trial", spec: StudySpec) -> str | None:
+    """A baseline trial's family when the study does not search it (from its label): it is
+    not a ``loss`` choice, so the trial suggests no ``loss`` at all."""
+    label = trial.user_attrs.get(results.BASELINE)
+    if label is None:
+        return None
+    for b in spec.baseline_designs:
+        if b.family not in spec.families and baseline_label(b.family, dict(b.params)) == label:
+            return b.family
+    return None
+
+
+def _choose_family(trial: "optuna.Trial", spec: StudySpec) -> str:
+    family = _baseline_family(trial, spec)
+    if family is not None:
+        return family
+    try:
+        return trial.suggest_categorical("loss", families_to_choose(spec))
+    except ValueError:
+        # A study made before 0.5 offered the baseline-only families too, and Optuna refuses
+        # another set of choices for a parameter its trials have ("does not support dynamic
+        # value space"): such a study keeps its own set.
+        return trial.suggest_categorical("loss", _legacy_choices(spec))
 
 
 def _suggest_param(trial: "optuna.Trial", rule: catalog.Parameter, name: str,
@@ -93,7 +128,7 @@ def _suggest_param(trial: "optuna.Trial", rule: catalog.Parameter, name: str,
 
 
 def suggest_design(trial: "optuna.Trial", spec: StudySpec) -> LossDesign:
-    family = trial.suggest_categorical("loss", families_to_choose(spec))
+    family = _choose_family(trial, spec)
     record = catalog.family(family)
     space = spec.search.family_space(family, spec.task)
     params: dict[str, Any] = {}
@@ -151,7 +186,9 @@ def baseline_params(spec: StudySpec) -> list[tuple[dict[str, Any], str, dict[str
         record = catalog.family(baseline.family)
         space = spec.search.family_space(baseline.family, spec.task)
         point = {name: baseline.params.get(name, _lowest(value)) for name, value in space.items()}
-        params: dict[str, Any] = {"loss": baseline.family}
+        # A family the study does not search is no ``loss`` choice (_choose_family).
+        params: dict[str, Any] = ({"loss": baseline.family}
+                                  if baseline.family in spec.families else {})
         params.update({f"{baseline.family}.{name}": point[name] for name, value in space.items()
                        if isinstance(value, (Range, Choices)) and record.uses(name, point)})
         params.update(training_point(spec))

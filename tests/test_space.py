@@ -128,8 +128,15 @@ def test_baseline_params_fill_the_rest_with_the_lowest_value_and_skip_what_is_no
     assert dynamic == {"loss": "dynamic", "dynamic.base": "categorical_crossentropy",
                        "dynamic.w_balance": 0.2, "dynamic.w_curriculum": 0.0,
                        "dynamic.label_smoothing": 0.0}
-    assert poly1 == {"loss": "poly1", "poly1.epsilon": 0.5}
-    assert "poly1" in space.families_to_choose(spec)  # a baseline-only family is a choice
+    # poly1 is not searched: its baseline names no `loss` (no sampler choice), only its params.
+    assert poly1 == {"poly1.epsilon": 0.5}
+    assert "poly1" not in space.families_to_choose(spec)
+    assert space.baseline_only_families(spec) == ["poly1"]
+    label = space.baseline_label("poly1", {"epsilon": 0.5})
+    trial, design = _ask(spec, poly1, {results.BASELINE: label,
+                                       results.BASELINE_PARAMS: {"epsilon": 0.5}})
+    assert design.family == "poly1" and design.params["epsilon"] == 0.5
+    assert "loss" not in trial.params
     # Enqueued into a real study, a baseline trial proposes exactly its design.
     trial, design = _ask(spec, dynamic, {results.BASELINE_PARAMS: own})
     assert design.family == "dynamic" and design.params["w_balance"] == 0.2
@@ -148,3 +155,47 @@ def test_baselines_train_at_a_declared_point_of_searched_training_settings():
         assert params["training.epochs"] == 4 and params["training.optimizer"] == "sgd"
     fixed = parse({"name": "b", "task": "multiclass", "n_trials": 2, "dataset": {"name": "wine"}})
     assert not any(k.startswith("training.") for p, _, _ in baseline_params(fixed) for k in p)
+
+
+def test_the_sampler_never_proposes_a_baseline_only_family():
+    """One searched family (focal) and the default baselines (cross-entropy, which the study
+    does not search, and focal): over many random proposals of a real study, the sampler
+    proposes focal only; the cross-entropy baseline still trains, enqueued."""
+    from losstune import runner
+
+    spec = _spec({"search": {"families": ["focal"]}})
+    assert space.families_to_choose(spec) == ["focal"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for params, label, own in space.baseline_params(spec):
+        study.enqueue_trial(params, user_attrs={results.BASELINE: label,
+                                                results.BASELINE_PARAMS: own})
+    proposed = []
+    for _ in range(300):
+        trial = study.ask()
+        design = space.suggest_design(trial, spec)
+        trial.set_user_attr(results.FAMILY, design.family)  # as trial._propose records it
+        study.tell(trial, 0.5)
+        proposed.append((design.family, results.BASELINE in trial.user_attrs))
+    assert proposed[:2] == [("cross_entropy", True), ("focal", True)]
+    assert {family for family, baseline in proposed[2:]} == {"focal"}
+    assert not any(baseline for _, baseline in proposed[2:])
+    # The family pruner still finds the cross-entropy baseline in its family (by the user
+    # attribute: the trial has no `loss` parameter).
+    assert [t.number for t in runner._FamilyView(study, "cross_entropy").get_trials()] == [0]
+    assert len(runner._FamilyView(study, "focal").get_trials()) == 299
+
+
+def test_a_study_made_before_keeps_its_loss_choices():
+    """A study whose trials offered the baseline-only families too (losstune before 0.5):
+    Optuna refuses another set of choices for `loss`, so its next trials keep the old set."""
+    spec = _spec({"search": {"families": ["focal"]}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    old = study.ask()
+    old.suggest_categorical("loss", ["focal", "cross_entropy"])
+    study.tell(old, 0.5)
+    families = set()
+    for _ in range(40):
+        trial = study.ask()
+        families.add(space.suggest_design(trial, spec).family)
+        study.tell(trial, 0.5)
+    assert families == {"focal", "cross_entropy"}

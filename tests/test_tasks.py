@@ -254,7 +254,7 @@ def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure)
     elif name == "autoencoder_digits":
         assert all(len(t.user_attrs[results.RECONSTRUCTIONS]) == 8 for t in done)
         assert study.user_attrs[results.IMAGE_SHAPE] == [8, 8]  # digits: drawn as images
-        vae = [t for t in done if t.params["loss"] == "vae"]
+        vae = [t for t in done if results.family_of(t) == "vae"]
         assert vae and all(results.CURVE + "loss_kl" in t.user_attrs for t in vae)
     else:
         assert all(min(t.user_attrs[results.PREDICTIONS]) > 0 for t in done)

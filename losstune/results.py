@@ -258,17 +258,25 @@ class Design:
 def designs(runs: Iterable[RunRecord], metric: str | None = None) -> dict[str, Design]:
     """Group trained runs by design. A seed trained twice (a retried run) counts once, first."""
     out: dict[str, Design] = {}
+
+    def design_of(r: RunRecord) -> Design:
+        # Not setdefault(key, _design(r)): that builds a Design for every run, and racing
+        # reads the designs at every round.
+        if r.design_key not in out:
+            out[r.design_key] = _design(r)
+        return out[r.design_key]
+
     for r in sorted(runs, key=lambda r: (r.replicate, r.number)):
         if r.state == "complete" and r.values and not r.replicate:
-            d = out.setdefault(r.design_key, _design(r))
+            d = design_of(r)
             if r.number not in d.trials:
                 d.trials.append(r.number)
             d.baseline = d.baseline or r.baseline
         if r.state == "fail" and r.user_attrs.get(ERROR) != INTERRUPTED:
-            out.setdefault(r.design_key, _design(r)).failed.add(r.seed_index)
+            design_of(r).failed.add(r.seed_index)
         if not r.trained:
             continue
-        d = out.setdefault(r.design_key, _design(r))
+        d = design_of(r)
         d.baseline = d.baseline or r.baseline
         if is_fresh(r.seed_index):
             d.fresh.setdefault(r.seed_index, r.value)

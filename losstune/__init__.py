@@ -10,7 +10,7 @@ imported by the functions that need them, so ``import losstune`` and ``losstune 
 at once.
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 from losstune.api import Study, load_study, search  # noqa: E402 - after the version
 

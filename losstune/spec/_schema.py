@@ -447,8 +447,9 @@ class RacingSpec(BaseModel):
     alpha: float = Field(0.05, gt=0, lt=1)
     # Fresh seeds on which the race's winner and every baseline train after the race: the
     # verdict's tests use them alone (0: test on the racing seeds, optimistic). 8 gives the
-    # paired t-test with Holm over 2-3 baselines 94-96 % power for a design better by 2 run-noise
-    # sd (6 gives 81 %, before racing has to find the design): tests/test_calibration.py.
+    # paired t-test with Holm over 2 or 3 baselines 94-95 % power for a design better by 2
+    # run-noise sd (6 gives 81-82 %), before racing has to find the design:
+    # tests/test_calibration.py::test_the_default_fresh_seeds_are_justified_by_power.
     test_seeds: int = Field(8, ge=0, le=100)
 
 

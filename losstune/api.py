@@ -289,9 +289,10 @@ class Study:
                 faults = workers_mod.run(self._study_file, self.storage, self.name,
                                          workers=workers, n_trials=n_trials, timeout=timeout,
                                          gpus=gpus, on_poll=hooks.refresh)
+                # The parent tests on fresh seeds once the workers are done, also after a
+                # worker died: a rerun only adds the runs still missing.
                 search = None
-                if spec.race is not None and spec.race.test_seeds and not faults \
-                        and not stopping.STOP.is_set():
+                if spec.race is not None and spec.race.test_seeds and not stopping.STOP.is_set():
                     ctx = runner.load_context(spec, base_dir, splits, **self._memory(spec))
                     search = runner.Search(study, ctx, storage, on_run=hooks.refresh)
             if search is not None and search.racer is not None and search.racer.fresh_seeds:

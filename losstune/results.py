@@ -376,17 +376,16 @@ class Comparison:
 
 
 def compare(winner: Design, baseline: Design, maximize: bool) -> Comparison:
-    """Paired comparison on common seeds: ``scipy.stats.ttest_rel`` and its interval. Fresh
-    seeds are used when the two have any in common; the seeds that picked the winner otherwise
-    (a study raced without fresh seeds, or from before they existed)."""
+    """Paired comparison on common seeds: ``scipy.stats.ttest_rel`` and its interval. On the
+    fresh seeds when the winner has any (then on those alone, for every baseline: one Holm
+    family never mixes them with the seeds that picked the winner); else on the racing seeds (a
+    study raced without fresh seeds, or from before they existed)."""
     from scipy import stats
 
-    fresh = sorted(set(winner.fresh) & set(baseline.fresh))
-    if fresh:
-        common, a_runs, b_runs = fresh, winner.fresh, baseline.fresh
-    else:
-        common = sorted(set(winner.by_seed) & set(baseline.by_seed))
-        a_runs, b_runs = winner.by_seed, baseline.by_seed
+    fresh = bool(winner.fresh)
+    a_runs, b_runs = (winner.fresh, baseline.fresh) if fresh else (winner.by_seed,
+                                                                   baseline.by_seed)
+    common = sorted(set(a_runs) & set(b_runs))
     a = [a_runs[s] for s in common]
     b = [b_runs[s] for s in common]
     diffs = [x - y for x, y in zip(a, b)]
@@ -410,7 +409,7 @@ def compare(winner: Design, baseline: Design, maximize: bool) -> Comparison:
     return Comparison(baseline=baseline.words, baseline_key=baseline.key,
                       baseline_design=exported_design(baseline.description),
                       seeds=len(common), diff=diff, ci=ci, p=p, better=better, test=test,
-                      fresh=bool(fresh), seed_indices=tuple(common),
+                      fresh=fresh, seed_indices=tuple(common),
                       between_baselines=winner.baseline is not None)
 
 
@@ -448,7 +447,7 @@ class Verdict:
     @property
     def tested_on(self) -> list[int]:
         """The seed indices the comparisons were tested on (fresh ones, when there are)."""
-        return sorted({s for c in self.comparisons for s in c.seed_indices})
+        return sorted({s for c in self.comparisons if c.p is not None for s in c.seed_indices})
 
     @property
     def fresh_test(self) -> bool:
@@ -515,6 +514,10 @@ def verdict(study_name: str, metric: str, maximize: bool, runs: Iterable[RunReco
     if any(c.p is not None and not c.fresh for c in comparisons):
         notes.append("the winner was tested on the seeds that picked it, so its p-values are "
                      "optimistic (the winner's curse); `losstune confirm` adds fresh seeds")
+    elif winner is not None and winner.n >= 2 and any(c.p is None for c in comparisons):
+        notes.append("the winner is not tested against every baseline (fewer than 2 paired "
+                     "seeds: the search stopped before its test, or runs failed); run the same "
+                     "`losstune search` again, or `losstune confirm`, to add them")
     return Verdict(study_name, metric, maximize, winner, comparisons, ranking, alpha,
                    notes=notes)
 
@@ -563,11 +566,11 @@ def _sentence(v: Verdict) -> str:
         # it is a finding: say what the tests against the other baselines found.
         head = (f"no searched design is significantly better than the baselines; the best is "
                 f"the baseline {w.words} ({m} {fmt(w.mean, 4)}, {seeds})")
-        if w.n < 2:
-            return head + "; single-seed: add seeds with racing or `losstune confirm`"
         tested = [c for c in compared if c.p is not None]
         if tested:
             head += "; against the other baselines it is " + "; ".join(_against(tested, m))
+        elif w.n < 2:
+            head += "; single-seed: add seeds with racing or `losstune confirm`"
         return head
     if not compared:
         return (f"{w.words} has the best mean {m} ({fmt(w.mean, 4)}, {seeds}); there is no "
@@ -578,6 +581,9 @@ def _sentence(v: Verdict) -> str:
                                             -abs(c.diff)))
         head = (f"no design is significantly better than the baselines (best: {w.words}, "
                 f"{best.diff:+.3f} {m} vs {best.baseline}, {_p(best)})")
+        worse = [c for c in compared if c.significant and not c.better]
+        if worse:  # a significant loss is said as such, not hidden in "no design is better"
+            head += f"; {w.words} is " + _against(worse, m)[0]
         if w.n < 2 and not best.fresh:
             head += "; single-seed: add seeds with racing or `losstune confirm`"
         return head

@@ -77,12 +77,22 @@ def suggest_training(trial: "optuna.Trial", spec: StudySpec) -> dict[str, Any]:
     return out
 
 
+# Samplers that model a parameter where trials have it (TPE with group=True, random) take
+# baseline trials without a ``loss``. The grid (a tree of every trial's parameters) and GP and
+# CMA-ES (the parameters every trial shares) need every trial to choose a ``loss``: there a
+# baseline-only family stays a choice.
+PROPOSE_SEARCHED_ONLY = ("tpe", "random")
+
+
 def families_to_choose(spec: StudySpec) -> list[str]:
     """The sampler's ``loss`` choices: the searched families. A baseline's family that the
     study does not search is no choice: baselines are enqueued, never proposed (offered to the
     random sampler, cross-entropy beside one searched family took half its proposals, each a
-    repeat of the baseline that trained nothing)."""
-    return list(spec.families)
+    repeat of the baseline that trained nothing). Except for samplers that need a ``loss`` on
+    every trial (PROPOSE_SEARCHED_ONLY)."""
+    if spec.sampler.name in PROPOSE_SEARCHED_ONLY:
+        return list(spec.families)
+    return _legacy_choices(spec)
 
 
 def baseline_only_families(spec: StudySpec) -> list[str]:
@@ -93,7 +103,7 @@ def baseline_only_families(spec: StudySpec) -> list[str]:
 
 def _legacy_choices(spec: StudySpec) -> list[str]:
     """The ``loss`` choices of a study made before 0.5: the baseline-only families too."""
-    return families_to_choose(spec) + baseline_only_families(spec)
+    return list(spec.families) + baseline_only_families(spec)
 
 
 def _baseline_family(trial: "optuna.Trial", spec: StudySpec) -> str | None:
@@ -102,8 +112,9 @@ def _baseline_family(trial: "optuna.Trial", spec: StudySpec) -> str | None:
     label = trial.user_attrs.get(results.BASELINE)
     if label is None:
         return None
+    choices = families_to_choose(spec)
     for b in spec.baseline_designs:
-        if b.family not in spec.families and baseline_label(b.family, dict(b.params)) == label:
+        if b.family not in choices and baseline_label(b.family, dict(b.params)) == label:
             return b.family
     return None
 
@@ -188,7 +199,7 @@ def baseline_params(spec: StudySpec) -> list[tuple[dict[str, Any], str, dict[str
         point = {name: baseline.params.get(name, _lowest(value)) for name, value in space.items()}
         # A family the study does not search is no ``loss`` choice (_choose_family).
         params: dict[str, Any] = ({"loss": baseline.family}
-                                  if baseline.family in spec.families else {})
+                                  if baseline.family in families_to_choose(spec) else {})
         params.update({f"{baseline.family}.{name}": point[name] for name, value in space.items()
                        if isinstance(value, (Range, Choices)) and record.uses(name, point)})
         params.update(training_point(spec))

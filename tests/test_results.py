@@ -180,5 +180,51 @@ def test_no_common_seed_is_not_compared_and_failed_seeds_are_noted():
     assert c.diff is None and c.to_dict()["direction"] == "not compared" and c.p is None
     assert "no baseline run on the same seeds" in v.sentence
     assert v.winner.failed == {5}
-    assert v.notes == ["focal {'gamma': 1.0}: the run on seed 5 failed; its mean leaves it out"]
+    assert v.notes[0] == "focal {'gamma': 1.0}: the run on seed 5 failed; its mean leaves it out"
+    assert "not tested against every baseline" in v.notes[1] and len(v.notes) == 2
     assert v.to_dict()["leaderboard"][0]["failed_seeds"] == [5]
+
+
+def _fresh(family, values, baseline=None, **params):
+    """Runs on fresh seeds 100, 101, ... (after the race)."""
+    return [run(family, v, seed=100 + i, baseline=baseline, replicate=True, number=200 + i,
+                **params) for i, v in enumerate(values)]
+
+
+def test_the_verdict_tests_on_fresh_seeds_only_once_the_winner_has_them():
+    """Ranked on the racing seeds, tested on the fresh ones: every comparison, with one Holm
+    family. A baseline without fresh runs is not compared on the seeds that picked the winner
+    (that would put an optimistic test into the family); the note says what is missing."""
+    fresh_win = [0.85, 0.86, 0.84, 0.87, 0.85, 0.86]
+    fresh_ce = [v - 0.04 + d for v, d in zip(fresh_win, [0.0, 0.01, -0.01, 0.0, 0.005, 0.0])]
+    runs = (design_runs("focal", WIN, gamma=1.0) + _fresh("focal", fresh_win, gamma=1.0)
+            + design_runs("cross_entropy", CE, baseline="ce")
+            + _fresh("cross_entropy", fresh_ce, baseline="ce")
+            + design_runs("class_balanced", CB, baseline="cb", beta=0.99))  # no fresh runs
+    v = results.verdict("s", "macro_f1", True, runs)
+    assert v.winner.family == "focal" and v.winner.n == 5 and v.winner.mean == pytest.approx(
+        sum(WIN) / 5)  # fresh values never rank
+    ce, cb = sorted(v.comparisons, key=lambda c: c.baseline)[::-1]
+    assert ce.baseline.startswith("cross_entropy") and ce.fresh and ce.seeds == 6
+    assert ce.p == pytest.approx(stats.ttest_rel(fresh_win, fresh_ce).pvalue)
+    assert cb.fresh and cb.diff is None and cb.p is None  # not tested on the racing seeds
+    assert ce.p_adjusted == pytest.approx(ce.p)  # Holm over the one tested comparison
+    assert v.tested_on == list(range(100, 106)) and v.picked_on == [0, 1, 2, 3, 4]
+    assert v.fresh_test and "6 fresh seeds" in v.sentence
+    assert any("not tested against every baseline" in n for n in v.notes)
+
+
+def test_a_significant_loss_is_said_even_when_nothing_wins():
+    """The searched winner of the race, significantly worse than a baseline on the fresh seeds:
+    "no design is significantly better" and also that it is worse."""
+    fresh_win = [0.80, 0.81, 0.79, 0.80, 0.82, 0.80, 0.81, 0.79]
+    fresh_ce = [v + 0.03 + d for v, d in zip(fresh_win, [0.0, 0.01, -0.01, 0.0, 0.005, 0.0,
+                                                          0.002, -0.003])]
+    runs = (design_runs("focal", WIN, gamma=1.0) + _fresh("focal", fresh_win, gamma=1.0)
+            + design_runs("cross_entropy", CE, baseline="ce")
+            + _fresh("cross_entropy", fresh_ce, baseline="ce"))
+    v = results.verdict("s", "macro_f1", True, runs)
+    (c,) = v.comparisons
+    assert c.significant and not c.better and not v.significant
+    assert v.sentence.startswith("no design is significantly better")
+    assert "is worse than cross_entropy" in v.sentence

@@ -199,3 +199,14 @@ def test_a_study_made_before_keeps_its_loss_choices():
         families.add(space.suggest_design(trial, spec).family)
         study.tell(trial, 0.5)
     assert families == {"focal", "cross_entropy"}
+
+
+@pytest.mark.parametrize("sampler", ["grid", "cmaes", "gp"])
+def test_samplers_that_need_a_loss_on_every_trial_keep_the_baseline_families(sampler):
+    """The grid (a tree of every trial's parameters) and GP and CMA-ES (the parameters every
+    trial shares) would lose the family choice to a baseline trial without `loss`."""
+    spec = _spec({"search": {"families": ["focal"], "focal": {
+        "gamma": {"low": None, "high": None, "choices": [1.0, 2.0]},
+        "alpha": {"choices": [0.25, 0.5]}}}, "sampler": {"name": sampler}})
+    assert space.families_to_choose(spec) == ["focal", "cross_entropy"]
+    assert all("loss" in params for params, _, _ in space.baseline_params(spec))

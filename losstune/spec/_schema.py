@@ -452,6 +452,14 @@ class RacingSpec(BaseModel):
     # tests/test_calibration.py::test_the_default_fresh_seeds_are_justified_by_power.
     test_seeds: int = Field(8, ge=0, le=100)
 
+    @field_validator("test_seeds")
+    @classmethod
+    def _testable(cls, v: int) -> int:
+        if v == 1:  # a paired test needs two seeds; one would never test anything
+            raise ValueError("test_seeds must be 0 (test on the racing seeds) or at least 2, "
+                             "got 1")
+        return v
+
 
 class Baseline(BaseModel):
     model_config = _FROZEN

@@ -88,8 +88,8 @@ def families_to_choose(spec: StudySpec) -> list[str]:
     """The sampler's ``loss`` choices: the searched families. A baseline's family that the
     study does not search is no choice: baselines are enqueued, never proposed (offered to the
     random sampler, cross-entropy beside one searched family took half its proposals, each a
-    repeat of the baseline that trained nothing). Except for samplers that need a ``loss`` on
-    every trial (PROPOSE_SEARCHED_ONLY)."""
+    repeat of the baseline that trained nothing). Samplers outside PROPOSE_SEARCHED_ONLY need a
+    ``loss`` on every trial: for them the baseline-only families stay choices."""
     if spec.sampler.name in PROPOSE_SEARCHED_ONLY:
         return list(spec.families)
     return _legacy_choices(spec)

@@ -167,11 +167,30 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
     url = f"sqlite:///{db}"
     start = time.perf_counter()
     rss = {}
+    fit_wall, statements = [0.0], [0]
+    if workers == 0:  # in process: time spent in Keras's fit, and SQL statements, counted
+        import keras
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        fit = keras.Model.fit
+
+        def timed_fit(self, *args, **kwargs):
+            begun = time.perf_counter()
+            try:
+                return fit(self, *args, **kwargs)
+            finally:
+                fit_wall[0] += time.perf_counter() - begun
+
+        keras.Model.fit = timed_fit
+        event.listen(Engine, "before_cursor_execute",
+                     lambda *a: statements.__setitem__(0, statements[0] + 1))
     if workers == 0:  # in process (workers=N>=1 runs the CLI with N worker processes)
         study = runner.create_or_load(spec, url)
         ctx = runner.load_context(spec, Path(study_file).parent)
         search = runner.Search(study, ctx, open_storage(url))
         setup = time.perf_counter() - start
+        fit_wall[0], statements[0] = 0.0, 0  # the search's own, not the start-up's
         start = time.perf_counter()
         done = 0
         for target in (*memory_at, spec.n_trials):
@@ -195,6 +214,10 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
     return {"seconds": wall, "setup_seconds": setup, "span_seconds": span,
             "best": max(t.value for t in complete) if complete else None,
             "fit_seconds": sum(t.user_attrs.get("train_time_s", 0) for t in trials),
+            # In process only: the wall time inside Keras's fit (a population's fit once),
+            # and the SQL statements of the search (start-up excluded).
+            "fit_wall_seconds": fit_wall[0] if workers == 0 else None,
+            "statements": statements[0] if workers == 0 else None,
             "epochs": sum(t.user_attrs.get("epochs_trained", 0) for t in trials),
             "trials": len(trials), "pruned": sum(t.state.name == "PRUNED" for t in trials),
             "trainings": sum("epochs_trained" in t.user_attrs for t in trials),
@@ -204,6 +227,49 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
             "population": max((t.user_attrs.get("population", 1) for t in trials), default=1),
             # Peak resident memory of this process (Linux reports KiB).
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def arm_bare_population(study_file: str, db: str, epochs: int) -> dict[str, Any]:
+    """The designs a losstune study trained (read from its database), all in one stacked
+    model built with losstune's own population layers, fitted once: no Optuna, no records, no
+    scoring. What a population's training costs by itself."""
+    import itertools
+
+    import keras
+    import numpy as np
+    import optuna
+
+    from losstune import losses, population, runner, spec as spec_mod
+    from losstune import trial as trial_mod
+    from losstune.losses import compiled_key, stack
+
+    spec = spec_mod.load(study_file)
+    ctx = runner.load_context(spec, Path(study_file).parent)
+    splits = ctx.splits
+    study = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{db}")
+    designs = [json.loads(t.user_attrs["loss"]) for t in study.get_trials(deepcopy=False)
+               if "epochs_trained" in t.user_attrs]
+    k = len(designs)
+    built = [losses.build_loss(d) for d in designs]
+    groups = [list(g) for _, g in itertools.groupby(
+        sorted(built, key=compiled_key), key=compiled_key)]
+    loss = population.PopulationLoss([stack(g) for g in groups],
+                                     [len(g) for g in groups])
+    start = time.perf_counter()
+    model = population.build_model(spec, input_shape=splits.input_shape,
+                                   units=splits.num_classes, members=k)
+    model.compile(optimizer=population.member_optimizer("adam", k,
+                                                        population._layouts(model, k)),
+                  loss=loss, steps_per_execution=trial_mod.execution_steps(ctx, 32))
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.member_lr.assign(np.full(k, 1e-3, "float32"))
+    loss._hp["active"].assign(np.ones(k, "float32"))
+    built_s = time.perf_counter() - start
+    y = trial_mod.training_targets(splits)
+    start = time.perf_counter()
+    model.fit(splits.x_train, y, epochs=epochs, batch_size=32, verbose=0)
+    return {"members": k, "fit_seconds": time.perf_counter() - start, "build_seconds": built_s,
+            "backend": keras.backend.backend()}
 
 
 def arm_loss_overhead(steps: int, steps_per_execution: int = 1,
@@ -603,6 +669,7 @@ def arm_storage_probe(study_file: str, db: str) -> dict[str, Any]:
 
 
 ARMS["storage_probe"] = arm_storage_probe
+ARMS["bare_population"] = arm_bare_population
 
 
 def fig_search_efficiency(q: bool, tmp: Path) -> dict[str, Any]:
@@ -679,6 +746,50 @@ class _GpuUse:
         if rows:
             self.mean = statistics.mean(r[0] for r in rows)
             self.peak_memory_mib = max(r[1] for r in rows)
+
+
+def fig_population_bookkeeping(q: bool, tmp: Path) -> dict[str, Any]:
+    """The 40-design study (digits MLP 64-128-10, focal γ/α, random sampler, 5 epochs, no
+    pruning, no racing): losstune with populations ("auto") and alone (population = 1), the
+    hand-written Optuna + Keras loop, and the same designs fitted as one bare stacked model,
+    side by side. Spans run from the first trial's start to the last one's end (start-up is
+    its own figure); "outside fit" is the span less the wall time inside Keras's fit."""
+    designs, epochs = (12, 2) if q else (40, 5)
+    text = HEADLINE.format(trials=designs, epochs=epochs, pruner="none")
+    auto = run_arm("losstune", study_file=_write(tmp, "bk_auto.toml", text),
+                   db=str(tmp / "bk_auto.db"))
+    alone = run_arm("losstune", study_file=_write(tmp, "bk_1.toml",
+                                                  _training(text, population=1)),
+                    db=str(tmp / "bk_1.db"))
+    hand = run_arm("optuna", trials=designs, epochs=epochs, db=str(tmp / "bk_hand.db"))
+    bare = run_arm("bare_population", study_file=str(tmp / "bk_auto.toml"),
+                   db=str(tmp / "bk_auto.db"), epochs=epochs)
+
+    def outside(r: dict[str, Any]) -> float:
+        return 1 - r["fit_wall_seconds"] / r["span_seconds"]
+
+    return {"setup": f"digits MLP 64-128-10, focal γ/α, {designs} designs x {epochs} epochs, "
+                     "random sampler, TensorFlow CPU",
+            "span_seconds": {"population_auto": auto["span_seconds"],
+                             "population_1": alone["span_seconds"],
+                             "handwritten_optuna": hand["seconds"],
+                             "bare_stacked_fit": bare["fit_seconds"]},
+            "startup_seconds": {"population_auto": auto["setup_seconds"],
+                                "population_1": alone["setup_seconds"]},
+            "trainings": {"population_auto": auto["trainings"],
+                          "population_1": alone["trainings"]},
+            "auto_vs_handwritten": hand["seconds"] / auto["span_seconds"],
+            "auto_vs_population_1": alone["span_seconds"] / auto["span_seconds"],
+            "auto_over_bare_fit": auto["span_seconds"] / bare["fit_seconds"],
+            "outside_fit_share": {"population_auto": outside(auto),
+                                  "population_1": outside(alone)},
+            "statements_per_trial": {"population_auto": auto["statements"] / auto["trials"],
+                                     "population_1": alone["statements"] / alone["trials"]},
+            "best": {"population_auto": auto["best"], "population_1": alone["best"],
+                     "handwritten_optuna": hand["best"]},
+            "target": ">= 15x the hand-written loop, >= 4x population = 1, <= 3x the bare "
+                      "fit; outside fit <= 10 % (population), <= 30 % (alone); <= 15 "
+                      "statements a trial"}
 
 
 def fig_population_scaling(q: bool, tmp: Path, sizes: list[int] | None = None,
@@ -782,6 +893,7 @@ def main() -> None:
             ("13_population_scaling", lambda: fig_population_scaling(q, tmp, args.sizes,
                                                                      args.scaling_trials)),
             ("14_calibration", lambda: fig_calibration(q, tmp, args.aa_per_set)),
+            ("15_population_bookkeeping", lambda: fig_population_bookkeeping(q, tmp)),
         ]
         for name, compute in figures:
             if args.only and name not in args.only and not (

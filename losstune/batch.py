@@ -37,7 +37,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
     import optuna
     from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
-    from losstune import population
+    from losstune import population, recording
     from losstune.runner import Contexts, quiet_optuna
     from losstune.stopping import STOP
 
@@ -52,7 +52,8 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         trials = [study.ask() for _ in range(k)]
     for t in trials:  # at once: a worker killed from here on leaves them all to be retried
-        t.set_user_attr(results.PID, os.getpid())
+        recording.start(t).set_user_attr(results.PID, os.getpid())
+    recording.flush(trials)  # one transaction for the K (losstune/recording.py)
     # Optuna's own heartbeat thread, one per running trial, as study.optimize starts it, and
     # stopped before the trial is told.
     beats = {t.number: get_heartbeat_thread(t._trial_id, study._storage) for t in trials}
@@ -63,6 +64,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
     def tell(trial: Any, outcome: tuple[Any, Any]) -> None:
         state, values = outcome
         beats.pop(trial.number).__exit__(None, None, None)
+        recording.start(trial).flush()  # the trial's record in one transaction, then its tell
         frozen = study.tell(trial, values, state=state)
         finished.append(frozen)
         for callback in callbacks:
@@ -80,6 +82,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
                 continue
             c = context_of(ctx, t, Contexts)
             outcome = _propose(t, c, numbers)
+            recording.start(t).flush()  # the early record: the design and its key, now
             if isinstance(outcome, population.Member):
                 contexts[id(c)] = c
                 key = (id(c), outcome.training["optimizer"], int(outcome.training["batch_size"]))
@@ -189,6 +192,7 @@ def _finish(member: Any, ctx: Any) -> tuple[Any, Any]:
         trial_mod._stop_unless_finished(t, member, interrupted=member.interrupted)
         values = trial_mod.record_scores(
             t, ctx, member.description, val_out=member.val_out, test_out=member.test_out,
+            val_scores=member.val_scores, test_scores=member.test_scores,
             seconds=member.seconds, epoch_seconds=member.epoch_seconds,
             warnings=member.warnings)
         return optuna.trial.TrialState.COMPLETE, values

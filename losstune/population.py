@@ -394,6 +394,8 @@ class Member:
     interrupted: bool = False
     val_out: np.ndarray | None = None
     test_out: np.ndarray | None = None
+    val_scores: dict[str, Any] | None = None  # every metric, when scored with the others
+    test_scores: dict[str, Any] | None = None
     index: int = 0
 
     @property
@@ -589,8 +591,9 @@ class _Watch(keras.callbacks.Callback):
             return
         splits = self.ctx.splits
         means, terms = self._means()
+        # One prediction of the stacked model per split, every member scored from it at once.
         val = trial_mod._predict(self.model, splits.val_inputs)
-        test = None
+        live = []
         for k, m in enumerate(self.members):
             if not self.active[k]:
                 continue
@@ -603,26 +606,28 @@ class _Watch(keras.callbacks.Callback):
                 m.diverged = f"the training loss became {float(means[k])} at epoch {epoch}"
                 self.active[k] = False
                 continue
-            try:
-                value = trial_mod.score(None, splits, splits.val_inputs, splits.y_val,
-                                        only=self.metric, out=val[:, k])[self.metric]
-            except FloatingPointError as err:
-                m.diverged = f"{err} at epoch {epoch}"
+            live.append(k)
+        scored = trial_mod.score_members(splits, splits.val_inputs, splits.y_val, val[:, live],
+                                         only=self.metric) if live else []
+        done = []
+        for k, value in zip(live, scored):
+            m = self.members[k]
+            if isinstance(value, FloatingPointError):
+                m.diverged = f"{value} at epoch {epoch}"
                 self.active[k] = False
                 continue
-            m.values.append(value)
+            m.values.append(value[self.metric])
             if self.report:
-                m.trial.report(value, epoch)
+                m.trial.report(value[self.metric], epoch)
                 if m.trial.should_prune():
                     m.pruned_at = epoch
                     self.active[k] = False
                     continue
             if epoch + 1 >= m.epochs:
-                if test is None and len(splits.y_test):
-                    test = trial_mod._predict(self.model, splits.test_inputs)
-                m.val_out = val[:, k]
-                m.test_out = test[:, k] if test is not None else None
+                done.append(k)
                 self.active[k] = False
+        if done:
+            self._finish(done, val)
         if not self.active.any():
             self.model.stop_training = True
             return
@@ -630,6 +635,27 @@ class _Watch(keras.callbacks.Callback):
         rates = [m.training["learning_rate"] if a else 0.0
                  for m, a in zip(self.members, self.active)]
         self.model.optimizer.member_lr.assign(np.array(rates, "float32"))
+
+    def _finish(self, done: list[int], val: np.ndarray) -> None:
+        """Members that finished this epoch: their outputs and every metric on the validation
+        and test splits, scored together (one test prediction for all of them)."""
+        from losstune import trial as trial_mod
+
+        splits = self.ctx.splits
+        vals = trial_mod.score_members(splits, splits.val_inputs, splits.y_val, val[:, done])
+        tests: list[Any] = [None] * len(done)
+        test = None
+        if len(splits.y_test):
+            test = trial_mod._predict(self.model, splits.test_inputs)
+            tests = trial_mod.score_members(splits, splits.test_inputs, splits.y_test,
+                                            test[:, done])
+        for k, v, t in zip(done, vals, tests):
+            m = self.members[k]
+            m.val_out = val[:, k]
+            m.test_out = test[:, k] if test is not None else None
+            # A FloatingPointError here is recorded by trial.record_scores, which scores again.
+            m.val_scores = None if isinstance(v, Exception) else v
+            m.test_scores = None if isinstance(t, Exception) else t
 
     def _means(self) -> tuple[np.ndarray, np.ndarray]:
         return self.loss.member_means.means()

@@ -101,6 +101,27 @@ def score(model: "keras.Model | None", splits: Splits, x: np.ndarray, y: np.ndar
     return result
 
 
+def score_members(splits: Splits, x: np.ndarray, y: np.ndarray, outs: np.ndarray,
+                  only: str | None = None) -> list[Any]:
+    """:func:`score` for K members at once, from their outputs ``outs`` (n, K, ...) on ``x``
+    (one prediction of a population's stacked model): each member's metrics, or the
+    FloatingPointError its outputs raise. Classification is scored for all members in one
+    go (metrics.classification_members); the other tasks member by member."""
+    from losstune import metrics
+
+    task = tasks.TASKS[splits.task]
+    if task.targets == "classes" and task.outputs == "scores":  # multiclass, binary
+        return metrics.classification_members(y, np.moveaxis(outs, 1, 0), splits.num_classes,
+                                              only=only, recall=only is None)
+    scored: list[Any] = []
+    for k in range(outs.shape[1]):
+        try:
+            scored.append(score(None, splits, x, y, only=only, out=outs[:, k]))
+        except FloatingPointError as err:
+            scored.append(err)
+    return scored
+
+
 def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool):
     import keras
 
@@ -251,12 +272,19 @@ class Trained:
 
 def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, ...]:
     """The Optuna objective for one trial: propose a design, build, train, record."""
+    from losstune import recording
+
     spec = ctx.spec
-    training, description = _propose(trial, ctx)
-    earlier = _repeat_of(trial, description)
-    if earlier is not None:
-        return answer_repeat(trial, earlier, spec)
-    return train_alone(trial, ctx, training, description)
+    record = recording.start(trial)
+    try:
+        training, description = _propose(trial, ctx)
+        earlier = _repeat_of(trial, description)
+        record.flush()  # the early record: what trains, where (losstune/recording.py)
+        if earlier is not None:
+            return answer_repeat(trial, earlier, spec)
+        return train_alone(trial, ctx, training, description)
+    finally:  # the rest, in one transaction, before Optuna tells the trial
+        record.flush()
 
 
 def train_alone(trial: "optuna.Trial", ctx: Context, training: dict[str, Any],
@@ -480,17 +508,20 @@ def _stop_unless_finished(trial: "optuna.Trial", scorer: Any,
 
 def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, Any], *,
                   val_out: np.ndarray, test_out: np.ndarray | None, seconds: float,
-                  epoch_seconds: list[float], warnings: tuple[str, ...]
-                  ) -> float | tuple[float, ...]:
+                  epoch_seconds: list[float], warnings: tuple[str, ...],
+                  val_scores: dict[str, Any] | None = None,
+                  test_scores: dict[str, Any] | None = None) -> float | tuple[float, ...]:
     """Every metric on the validation (and test) split, from the trained model's outputs
-    there, recorded; the objective(s) returned."""
+    there (or ``val_scores`` / ``test_scores``, already computed from them: a population
+    scores its members at once), recorded; the objective(s) returned."""
     from scipy.special import expit
 
     from losstune import metrics
 
     spec, splits = ctx.spec, ctx.splits
     metric = spec.objective.metrics[0]
-    val = score(None, splits, splits.x_val, splits.y_val, out=val_out)
+    val = val_scores if val_scores is not None else score(None, splits, splits.x_val,
+                                                          splits.y_val, out=val_out)
     if splits.task in ("regression", "count"):  # for the report's residual / count plot
         pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1)
         pred = (pred * splits.y_scale + splits.y_center if splits.task == "regression"
@@ -508,8 +539,9 @@ def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, An
     if len(splits.y_test):
         # Recorded for every trial but read only for the top designs: the sampler never
         # sees user attributes, so the search cannot select on the test split.
-        for name, value in score(None, splits, splits.x_test, splits.y_test,
-                                 out=test_out).items():
+        if test_scores is None:
+            test_scores = score(None, splits, splits.x_test, splits.y_test, out=test_out)
+        for name, value in test_scores.items():
             trial.set_user_attr(results.TEST + name, _round(value))
     objective = val[metric]
     _save_note(trial, description, val, metric, seconds, warnings)
@@ -570,8 +602,7 @@ def _earlier_run(trial: "optuna.Trial", key: str) -> Any:
 def _save_note(trial: "optuna.Trial", description: dict[str, Any], val: dict[str, Any],
                metric: str, train_time: float, warnings: tuple[str, ...]) -> None:
     """A markdown note optuna-dashboard shows on the trial page: the loss in words and figures."""
-    from optuna_dashboard import save_note
-
+    from losstune import recording
     from losstune.losses import describe_in_words
 
     lines = [f"### {describe_in_words(description)}", ""]
@@ -585,7 +616,7 @@ def _save_note(trial: "optuna.Trial", description: dict[str, Any], val: dict[str
               "Loss description (use with `losstune.losses.build_loss`):", "",
               "```json", json.dumps(description, indent=2, sort_keys=True), "```"]
     lines += [f"> ⚠ {w}" for w in warnings]
-    save_note(trial, "\n".join(lines))
+    recording.start(trial).note("\n".join(lines))
 
 
 def _round(value: Any) -> Any:

@@ -60,3 +60,30 @@ def test_per_class_recall_and_regression_metrics():
     assert got == pytest.approx({"mae": skm.mean_absolute_error(y, p),
                                  "rmse": math.sqrt(skm.mean_squared_error(y, p)),
                                  "r2": skm.r2_score(y, p)})
+
+
+@pytest.mark.parametrize("classes, n, missing", [(4, 97, None), (2, 60, None), (3, 50, 2),
+                                                  (10, 360, None)])
+def test_members_scored_at_once_equal_each_member_scored_by_scikit_learn(classes, n, missing):
+    """A population's members scored from one stacked prediction (metrics.classification_members)
+    equal each member's outputs scored alone through scikit-learn, ties and absent classes too."""
+    rng = np.random.default_rng(classes)
+    y = rng.integers(0, classes, size=n)
+    if missing is not None:
+        y[y == missing] = 0  # a class with no sample in the split: AUC is NaN
+    k = 6
+    logits = rng.normal(size=(k, n, classes)) * np.linspace(0.1, 3, k)[:, None, None]
+    logits[1] = np.round(logits[1])  # many ties in scores and in predictions
+    logits[2] = 0.0  # every output equal: every sample tied
+    logits[3, 5, 0] = np.nan  # not finite: this member alone fails
+    together = metrics.classification_members(y, logits, classes, recall=True)
+    assert isinstance(together[3], FloatingPointError)
+    for i in (0, 1, 2, 4, 5):
+        alone = metrics.classification(y, logits[i], classes)
+        alone["recall_per_class"] = metrics.per_class_recall(y, logits[i], classes)
+        assert together[i].keys() == alone.keys()
+        for name, value in alone.items():
+            np.testing.assert_allclose(together[i][name], value, rtol=1e-10, atol=1e-12,
+                                       err_msg=f"member {i}, {name}")
+    objective = metrics.classification_members(y, logits, classes, only="macro_f1")
+    assert objective[0] == {"macro_f1": together[0]["macro_f1"]}

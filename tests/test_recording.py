@@ -1,0 +1,202 @@
+"""A trial's record written in one transaction (losstune/recording.py): the same stored trial
+as Optuna's own calls give, on every storage; all of it or none of it; nothing lost to a kill."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna_dashboard import save_note
+from optuna_dashboard._note import get_note_from_system_attrs
+
+from losstune import recording
+from tests.conftest import write_study
+
+EXE = str(Path(sys.executable).parent / "losstune")
+LONG_NOTE = "### a note\n\n" + "| metric | value |\n" * 400  # several of the dashboard's chunks
+
+
+def _storages(tmp_path: Path, kind: str, postgres: str | None) -> object:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'r.db'}"
+    if kind == "postgresql":
+        return postgres
+    if kind == "journal":
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(str(tmp_path / "r.log")))
+    return optuna.storages.InMemoryStorage()
+
+
+def note_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    """The trial's note as optuna-dashboard reads it."""
+    return get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id),
+                                      trial._trial_id)["body"]
+
+
+def _record(trial: optuna.Trial) -> None:
+    """What a trial records, through the trial's own methods and the dashboard's note."""
+    trial.set_user_attr("family", "focal")
+    trial.set_user_attr("val.macro_f1", 0.8125)
+    trial.set_user_attr("curve.loss", [1.5, 0.75, None])
+    trial.set_user_attr("audit", {"loss": {"mean": 2.3}})
+    trial.set_user_attr("error", None)
+    trial.set_user_attr("family", "class_balanced")  # set twice: the last value stays
+    for step, value in enumerate([0.5, float("nan"), float("inf"), float("-inf"), 0.875]):
+        trial.report(value, step)
+    trial.report(0.1, 0)  # a step reported twice: ignored, as Optuna ignores it
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "journal", "in_memory"])
+def storage(request, tmp_path):
+    postgres = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    return _storages(tmp_path, request.param, postgres)
+
+
+@pytest.mark.filterwarnings("ignore:The reported value is ignored")
+def test_a_recorded_trial_is_stored_as_optunas_own_calls_store_it(storage):
+    study = optuna.create_study(storage=storage, direction="maximize")
+    optuna_way, ours = study.ask(), study.ask()
+    with pytest.warns(UserWarning, match="already reported"):
+        _record(optuna_way)
+    save_note(optuna_way, LONG_NOTE)
+    rec = recording.start(ours)
+    _record(ours)
+    rec.note(LONG_NOTE)
+    # Held on the trial until written: the trial and the pruner see it, the storage does not.
+    assert ours.user_attrs["family"] == "class_balanced"
+    if rec.buffered:  # SQLite and PostgreSQL; in-memory and journal storages write through
+        assert "family" not in study._storage.get_trial(ours._trial_id).user_attrs
+    assert rec.buffered == isinstance(storage, str)
+    rec.flush()
+    for t in (optuna_way, ours):
+        study.tell(t, 0.5)
+    a, b = study.get_trials()
+    assert a.user_attrs == b.user_attrs and a.user_attrs["family"] == "class_balanced"
+    assert a.intermediate_values.keys() == b.intermediate_values.keys() == set(range(5))
+    for step in range(5):
+        x, y = a.intermediate_values[step], b.intermediate_values[step]
+        assert x == y or (math.isnan(x) and math.isnan(y))
+    assert note_of(study, b) == note_of(study, a) == LONG_NOTE
+
+
+def _statements(url: str, action) -> int:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    count = [0]
+
+    def count_one(*args):  # noqa: ARG001
+        count[0] += 1
+
+    event.listen(Engine, "before_cursor_execute", count_one)
+    try:
+        action()
+    finally:
+        event.remove(Engine, "before_cursor_execute", count_one)
+    return count[0]
+
+
+def test_a_trials_record_is_one_transaction_and_several_trials_share_one(tmp_path):
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    study = optuna.create_study(storage=url, direction="maximize")
+    trials = [study.ask() for _ in range(4)]
+    for t in trials:
+        _record(recording.start(t).trial)
+        recording.start(t).note(LONG_NOTE)
+    one = _statements(url, lambda: recording.start(trials[0]).flush())
+    # A transaction: BEGIN, the trials' states, one upsert per table, COMMIT.
+    assert one <= 6, one
+    for t in trials[1:]:
+        t.set_user_attr("pid", 1)
+    assert _statements(url, lambda: recording.flush(trials[1:])) <= 4
+    # Optuna's own calls for the same record: a transaction each.
+    other = study.ask()
+    with pytest.warns(UserWarning, match="already reported"):
+        assert _statements(url, lambda: _record(other)) >= 20  # 11 calls, 2 or 3 each
+
+
+def test_a_record_that_fails_to_write_leaves_nothing_half_written(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    study = optuna.create_study(storage=url, direction="maximize")
+    trial = study.ask()
+    rec = recording.start(trial)
+    trial.set_user_attr("pid", 123)
+    rec.flush()
+    _record(trial)
+    rec.note("note")
+    from sqlalchemy.orm import Session
+
+    real, calls = Session.execute, [0]
+
+    def failing(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 4:  # the last upsert (the note), after the attributes and the curve
+            raise RuntimeError("disk full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "execute", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        rec.flush()
+    monkeypatch.setattr(Session, "execute", real)
+    study = optuna.load_study(study_name=study.study_name, storage=url)
+    stored = study.trials[0]
+    assert stored.user_attrs == {"pid": 123} and stored.intermediate_values == {}
+    assert note_of(study, stored) == ""
+    rec.flush()  # still pending: written whole the next time
+    stored = optuna.load_study(study_name=study.study_name, storage=url).trials[0]
+    assert stored.user_attrs["family"] == "class_balanced" and len(stored.intermediate_values) == 5
+
+
+KILL_BEFORE_RECORD = """
+import os, signal, sys
+from losstune import recording
+write = recording.write
+def killed_before_the_record(storage, records):
+    if any(k.startswith("val.") for r in records for k in r.user_attrs):
+        os.kill(os.getpid(), signal.SIGKILL)  # trained, record not yet written
+    write(storage, records)
+recording.write = killed_before_the_record
+from losstune.cli import main
+sys.argv = ["losstune", "search", sys.argv[1], "--storage", sys.argv[2]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_killed_between_training_and_its_record_loses_nothing(tmp_path):
+    """The population trained, the process dies before the one write of the records: its
+    trials stay RUNNING with their early record only (design, seed, pid), and the next run
+    fails them and trains them again."""
+    study = write_study(tmp_path, {"n_trials": 3, "model": {"hidden": [8]}, "baselines": False,
+                                   "racing": False,
+                                   "training": {"epochs": 2, "population": 3}})
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    env = {**os.environ, "LOSSTUNE_HEARTBEAT_INTERVAL": "1", "LOSSTUNE_GRACE_PERIOD": "2"}
+    killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_RECORD, str(study), url],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    trials = optuna.load_study(study_name="tiny", storage=url).trials
+    assert [t.state.name for t in trials] == ["RUNNING"] * 3
+    for t in trials:  # the early record, and not one key of the rest
+        assert {"pid", "design_key", "seed_index", "family"} <= t.user_attrs.keys()
+        assert not [k for k in t.user_attrs if k.startswith(("val.", "curve.", "test."))]
+        assert t.intermediate_values == {}
+    time.sleep(3)  # past the grace period: the dead worker's heartbeats are stale
+    again = subprocess.run([EXE, "search", str(study), "--storage", url], capture_output=True,
+                           text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    trials = optuna.load_study(study_name="tiny", storage=url).trials
+    states = [t.state.name for t in trials]
+    assert "RUNNING" not in states and states.count("FAIL") == 3, states
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    for lost in trials[:3]:
+        assert any(t.params == lost.params for t in done)
+    assert all(k in t.user_attrs for t in done for k in ("val.macro_f1", "curve.loss"))

@@ -696,17 +696,24 @@ def fig_search_efficiency(q: bool, tmp: Path) -> dict[str, Any]:
             "target": "TPE <= 0.5x random's trials to come within 1% of random's best"}
 
 
+def _side_by_side(tmp: Path, name: str, trials: int, epochs: int) -> tuple[dict, dict, dict]:
+    """The headline study with populations ("auto"), alone (population = 1), and the
+    hand-written Optuna + Keras loop, one after the other."""
+    text = HEADLINE.format(trials=trials, epochs=epochs, pruner="none")
+    auto = run_arm("losstune", study_file=_write(tmp, f"{name}_auto.toml", text),
+                   db=str(tmp / f"{name}_auto.db"))
+    alone = run_arm("losstune", study_file=_write(tmp, f"{name}_1.toml",
+                                                  _training(text, population=1)),
+                    db=str(tmp / f"{name}_1.db"))
+    hand = run_arm("optuna", trials=trials, epochs=epochs, db=str(tmp / f"{name}_hand.db"))
+    return auto, alone, hand
+
+
 def fig_population(q: bool, tmp: Path) -> dict[str, Any]:
     """The headline study: trials trained as populations ("auto", as shipped) against each
     trial alone (population = 1) and the hand-written Optuna + Keras loop, side by side."""
     trials, epochs = (8, 2) if q else (20, 5)
-    text = HEADLINE.format(trials=trials, epochs=epochs, pruner="none")
-    together = run_arm("losstune", study_file=_write(tmp, "pop_auto.toml", text),
-                       db=str(tmp / "pop_auto.db"))
-    alone = run_arm("losstune", study_file=_write(tmp, "pop_1.toml",
-                                                  _training(text, population=1)),
-                    db=str(tmp / "pop_1.db"))
-    hand = run_arm("optuna", trials=trials, epochs=epochs, db=str(tmp / "pop_hand.db"))
+    together, alone, hand = _side_by_side(tmp, "pop", trials, epochs)
     per_hour = lambda r: 3600 * trials / r["seconds"]  # noqa: E731
     return {"setup": f"digits MLP 64-128-10, focal gamma/alpha, {trials} trials x {epochs} "
                      "epochs, TensorFlow CPU",
@@ -755,13 +762,7 @@ def fig_population_bookkeeping(q: bool, tmp: Path) -> dict[str, Any]:
     side by side. Spans run from the first trial's start to the last one's end (start-up is
     its own figure); "outside fit" is the span less the wall time inside Keras's fit."""
     designs, epochs = (12, 2) if q else (40, 5)
-    text = HEADLINE.format(trials=designs, epochs=epochs, pruner="none")
-    auto = run_arm("losstune", study_file=_write(tmp, "bk_auto.toml", text),
-                   db=str(tmp / "bk_auto.db"))
-    alone = run_arm("losstune", study_file=_write(tmp, "bk_1.toml",
-                                                  _training(text, population=1)),
-                    db=str(tmp / "bk_1.db"))
-    hand = run_arm("optuna", trials=designs, epochs=epochs, db=str(tmp / "bk_hand.db"))
+    auto, alone, hand = _side_by_side(tmp, "bk", designs, epochs)
     bare = run_arm("bare_population", study_file=str(tmp / "bk_auto.toml"),
                    db=str(tmp / "bk_auto.db"), epochs=epochs)
 

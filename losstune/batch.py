@@ -9,9 +9,17 @@ as Optuna always does.
 
 Everything ``study.optimize`` does around one trial is done here for each of the K: stale
 trials failed and retried before asking (heartbeat storages), a heartbeat per running trial,
-the trial's record written exactly as :mod:`losstune.trial` writes it alone, and the callbacks
-called after each tell. A worker killed mid-population leaves its K trials RUNNING with its PID;
-the next run (or the parent, for local workers) fails and retries all of them.
+the trial's record, and the callbacks called after each tell. A worker killed mid-population
+leaves its K trials RUNNING with its PID; the next run (or the parent, for local workers)
+fails and retries all of them. Every search step and replicate run goes through here, a trial
+alone as a batch of one (``k = 1``: trained alone, a kept compiled model where one fits).
+
+Layer: training orchestration (above :mod:`losstune.trial`, :mod:`losstune.population` and
+:mod:`losstune.recording`; below :mod:`losstune.runner`). The bookkeeping around a trial is what
+sets the price of each verdict over seeds, so it is kept lean: the K trials are asked with one
+read of the waiting ones (:func:`ask`), proposals check for repeats against one read of the
+designs trained so far, records are written in one transaction each, and the tell skips
+Optuna's two reads of a trial this process holds (:func:`tell_trial`).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
     from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
     from losstune import population, recording
+    from losstune import trial as trial_mod
     from losstune.runner import Contexts, quiet_optuna
     from losstune.stopping import STOP
 
@@ -46,11 +55,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-    with warnings.catch_warnings():
-        # Optuna warns that heartbeats are meant for study.optimize; they are kept here the
-        # way study.optimize keeps them.
-        warnings.filterwarnings("ignore", message="Heartbeat of storage")
-        trials = [study.ask() for _ in range(k)]
+    trials = ask(study, k)
     for t in trials:  # at once: a worker killed from here on leaves them all to be retried
         recording.start(t).set_user_attr(results.PID, os.getpid())
     recording.flush(trials)  # one transaction for the K (losstune/recording.py)
@@ -65,7 +70,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         state, values = outcome
         beats.pop(trial.number).__exit__(None, None, None)
         recording.start(trial).flush()  # the trial's record in one transaction, then its tell
-        frozen = study.tell(trial, values, state=state)
+        frozen = tell_trial(study, trial, state, values)
         finished.append(frozen)
         for callback in callbacks:
             callback(study, frozen)
@@ -75,13 +80,17 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         contexts: dict[int, Any] = {}
         waiting: list[tuple[Any, Any]] = []  # repeats of a design training in this batch
         numbers = {t.number for t in trials}
+        # The designs trained so far, read once for the batch's search trials (replicate
+        # runs come with their design and seed).
+        known = (trial_mod.trained_designs(study)
+                 if any(results.SEED_INDEX not in t.user_attrs for t in trials) else {})
         for t in trials:
             if queued_only and results.SEED_INDEX not in t.user_attrs:
                 t.set_user_attr(results.ERROR, "no queued run left to train")
                 tell(t, (optuna.trial.TrialState.FAIL, None))
                 continue
             c = context_of(ctx, t, Contexts)
-            outcome = _propose(t, c, numbers)
+            outcome = _propose(t, c, numbers, known)
             recording.start(t).flush()  # the early record: the design and its key, now
             if isinstance(outcome, population.Member):
                 contexts[id(c)] = c
@@ -120,6 +129,74 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
     return finished
 
 
+def tell_trial(study: "optuna.Study", trial: "optuna.Trial", state: Any,
+               values: Any) -> "optuna.trial.FrozenTrial":
+    """``study.tell(trial, values, state=state)``, with its checks, its value for a pruned
+    trial (the last intermediate value) and its sampler hook, without its two reads of the
+    trial from the storage (before and after; 7 SQL statements each, the largest part of a
+    population's bookkeeping after the records): the trial this process ran is what it holds,
+    its record written just before (losstune/recording.py). The storage's update is Optuna's
+    own, atomic, refusing a trial that is already finished."""
+    import copy
+    import datetime
+
+    from optuna import pruners
+    from optuna.study._tell import _check_state_and_values, _check_values_are_feasible
+    from optuna.trial import TrialState
+
+    if values is not None and not isinstance(values, (list, tuple)):
+        values = [values]
+    _check_state_and_values(state, values)
+    frozen = copy.deepcopy(trial._cached_frozen_trial)
+    if state == TrialState.COMPLETE:
+        problem = _check_values_are_feasible(study, values)
+        if problem is not None:
+            raise ValueError(problem)
+    elif state == TrialState.PRUNED and frozen.last_step is not None:
+        last = frozen.intermediate_values[frozen.last_step]
+        if _check_values_are_feasible(study, [last]) is None:
+            values = [last]
+    values = None if values is None else [float(v) for v in values]
+    study._thread_local.cached_all_trials = None
+    try:
+        study.sampler.after_trial(pruners._filter_study(study, frozen), frozen, state, values)
+    finally:
+        study._storage.set_trial_state_values(frozen._trial_id, state, values)
+    frozen.state, frozen.values = state, values
+    frozen.datetime_complete = datetime.datetime.now()
+    return frozen
+
+
+def ask(study: "optuna.Study", k: int) -> list["optuna.Trial"]:
+    """``k`` trials, as ``k`` calls of ``study.ask()`` give them: waiting trials first (each
+    claimed by Optuna's own atomic WAITING → RUNNING update, so two workers never take the
+    same one), then new ones. ``study.ask()`` reads the study's waiting trials again for each
+    trial, and with the cached storage that read fetches every running trial whole (16 ms a
+    call with a population running); here it is read once for the K. Like ``study.ask()``,
+    the sampler's cache of trials is cleared before each trial, so TPE's constant liar sees
+    the trials asked before it in this batch."""
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage, ids = study._storage, []
+    for t in storage.get_all_trials(study._study_id, deepcopy=False,
+                                    states=(TrialState.WAITING,)):
+        if len(ids) == k:
+            break
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                ids.append(t._trial_id)
+        except UpdateFinishedTrialError:  # another worker finished it meanwhile
+            continue
+    trials = []
+    for i in range(k):
+        study._thread_local.cached_all_trials = None
+        trial_id = ids[i] if i < len(ids) else storage.create_new_trial(study._study_id)
+        trials.append(optuna.Trial(study, trial_id))
+    return trials
+
+
 def _stop_beats(beats: list[Any]) -> None:
     """Stop heartbeat threads, every one even if a second signal lands in here: Optuna's
     beats are non-daemon threads, and one left running keeps the process alive and its trial
@@ -138,7 +215,7 @@ def context_of(ctx: Any, trial: Any, contexts_type: type) -> Any:
     return ctx
 
 
-def _propose(trial: Any, ctx: Any, batch: set[int]) -> Any:
+def _propose(trial: Any, ctx: Any, batch: set[int], known: dict[str, Any]) -> Any:
     """The trial's design as a population member; or its outcome when it has one already (a
     repeat of a trained design, a failure to build its loss); or, for a repeat of a design
     that trains in this batch (trial numbers ``batch``), that trial's number."""
@@ -149,7 +226,7 @@ def _propose(trial: Any, ctx: Any, batch: set[int]) -> Any:
 
     try:
         training, description = trial_mod._propose(trial, ctx)
-        earlier = trial_mod._repeat_of(trial, description)
+        earlier = trial_mod._repeat_of(trial, description, known)
         if earlier is not None:
             if earlier.number in batch and earlier.state.name == "RUNNING":
                 return earlier.number

@@ -26,58 +26,28 @@ def _checked_inputs():
 
 
 def classification(y_true: np.ndarray, logits: np.ndarray, num_classes: int,
-                   only: str | None = None) -> dict[str, float]:
+                   only: str | None = None, recall: bool = False) -> dict[str, Any]:
     """Every classification metric, or ``only`` one (the per-epoch objective: computing all of
-    them after every epoch cost more than the epoch itself on small data)."""
-    from scipy.special import softmax
-    from sklearn import metrics as skm
-
-    if not np.all(np.isfinite(logits)):
-        raise FloatingPointError("the model's outputs are not finite")
-    proba = softmax(logits.astype("float64"), axis=-1)
-    y_pred = proba.argmax(axis=-1)
-    labels = list(range(num_classes))
-
-    def roc_auc() -> float:
-        try:
-            if num_classes == 2:
-                return skm.roc_auc_score(y_true, proba[:, 1])
-            return skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=labels)
-        except ValueError:  # a split without every class
-            return math.nan
-
-    compute = {
-        "accuracy": lambda: skm.accuracy_score(y_true, y_pred),
-        "balanced_accuracy": lambda: skm.balanced_accuracy_score(y_true, y_pred),
-        "macro_f1": lambda: skm.f1_score(y_true, y_pred, average="macro", labels=labels,
-                                         zero_division=0),
-        "log_loss": lambda: skm.log_loss(y_true, np.clip(proba, 1e-15, 1), labels=labels),
-        "roc_auc": roc_auc,
-    }
-    names = (only,) if only else CLASSIFICATION_METRICS
-    with _checked_inputs():
-        return {name: float(compute[name]()) for name in names}
-
-
-def per_class_recall(y_true: np.ndarray, logits: np.ndarray, num_classes: int) -> list[float]:
-    from sklearn.metrics import recall_score
-
-    y_pred = logits.argmax(axis=-1)
-    with _checked_inputs():
-        recall = recall_score(y_true, y_pred, labels=list(range(num_classes)), average=None,
-                              zero_division=0)
-    return [float(r) for r in recall]
+    them after every epoch cost more than the epoch itself on small data); ``recall``: also
+    each class's recall (``recall_per_class``). One model's outputs: see
+    :func:`classification_members`, which computes them."""
+    scored = classification_members(y_true, np.asarray(logits)[None], num_classes, only=only,
+                                    recall=recall)[0]
+    if isinstance(scored, Exception):
+        raise scored
+    return scored
 
 
 def classification_members(y_true: np.ndarray, logits: np.ndarray, num_classes: int,
                            only: str | None = None, recall: bool = False
                            ) -> list[dict[str, Any]]:
-    """:func:`classification` (and :func:`per_class_recall` with ``recall``) for K members'
-    outputs on one split at once, ``logits`` of shape (K, n, classes): a population scores its
-    members from one prediction of the stacked model.
+    """:func:`classification` for K members' outputs on one split at once, ``logits`` of
+    shape (K, n, classes): a population scores its members from one prediction of the stacked
+    model (and a trial alone is a population of one).
 
     Written by hand because scikit-learn scores one prediction a call, and its per-call
-    checks cost more than the arithmetic on small splits (0.15 s a trial for every metric).
+    checks cost more than the arithmetic on small splits (0.12 s a trial for every metric on
+    the validation and test splits, a quarter of a digits trial's time outside ``fit``).
     Each metric is scikit-learn's definition, from the K confusion matrices (one
     ``np.bincount``) and, for ROC AUC, from average ranks (``scipy.stats.rankdata``: the
     Mann-Whitney form of the area, ties counted half, as ``roc_auc_score`` counts them);

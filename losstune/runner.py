@@ -228,7 +228,8 @@ def incomparable_changes(stored: dict[str, Any] | None, spec: StudySpec) -> list
 
 
 class FailureGuard:
-    """Optuna callback: stop the run when its first trials all fail, keeping the reason."""
+    """A callback after each tell: the run stops (``tripped``, read by the search loop) when
+    its first trials all fail, keeping the reason."""
 
     def __init__(self, limit: int = MAX_FAILURES_WITHOUT_SUCCESS) -> None:
         self.limit, self.failures, self.successes = limit, 0, 0
@@ -244,8 +245,6 @@ class FailureGuard:
             self.last_error = trial.user_attrs.get(results.ERROR, "unknown error")
         elif trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
             self.successes += 1
-        if self.successes == 0 and self.failures >= self.limit:
-            study.stop()
 
     @property
     def tripped(self) -> bool:
@@ -321,27 +320,6 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
 
             study.set_user_attr(results.VAL_TARGETS,
                                 [int(v) for v in splits.y_val[:MAX_PROJECTED].tolist()])
-
-
-def optimize(study: "optuna.Study", ctx: Any, *, n_trials: int | None, timeout: float | None,
-             callbacks: list[Callable] = (), guard: FailureGuard | None = None) -> FailureGuard:
-    """Run trials in this process. Failed trials are recorded and the study goes on.
-    ``guard``: one kept across calls (a worker runs one trial per call). ``ctx``: a Context,
-    or a :class:`Contexts` for replicate runs (each run's seed index picks its context)."""
-    from losstune import trial as trial_mod
-    from losstune.stopping import stop_study_callback
-
-    quiet_optuna()
-    guard = guard or FailureGuard()
-    if isinstance(ctx, Contexts):
-        def objective(t: Any) -> Any:
-            return trial_mod.run(t, ctx.get(int(t.user_attrs.get(results.SEED_INDEX, 0))))
-    else:
-        def objective(t: Any) -> Any:
-            return trial_mod.run(t, ctx)
-    study.optimize(objective, n_trials=n_trials, timeout=timeout,
-                   catch=(Exception,), callbacks=[*callbacks, guard, stop_study_callback])
-    return guard
 
 
 # ------------------------------------------------------------------------------ racing
@@ -476,6 +454,7 @@ class Search:
     def _execute_alone(self, runs: list[Any]) -> None:
         import time
 
+        from losstune import batch
         from losstune.stopping import STOP
 
         for run in runs:
@@ -484,10 +463,10 @@ class Search:
             waiting = self._claim(run)
             if waiting is None:
                 continue  # done, or another worker is training it
-            # Optuna starts the oldest waiting trial, which may be another worker's request or
+            # Asking takes the oldest waiting trial, which may be another worker's request or
             # a retry of a killed run: each is a real run too. Go on until this one has run.
             for _ in range(64):
-                optimize(self.companion, self.contexts, n_trials=1, timeout=None)
+                batch.run(self.companion, self.contexts, 1, queued_only=True)
                 if self.on_run:
                     self.on_run()
                 if STOP.is_set() or self._state(waiting) != "WAITING":
@@ -521,16 +500,14 @@ class Search:
         proposed a new design and how many a design they had already (nothing trained)."""
         from losstune.stopping import STOP
 
-        finished: list[Any] = []
-        k = min(size, self.population_size(size))
-        if k > 1:
-            from losstune import batch
+        from losstune import batch
 
-            batch.run(self.study, self.ctx, k,
-                      callbacks=[*callbacks, self._guard, lambda s, t: finished.append(t)])
-        else:
-            optimize(self.study, self.ctx, n_trials=1, timeout=None, guard=self.guard,
-                     callbacks=[*callbacks, lambda s, t: finished.append(t)])
+        finished: list[Any] = []
+        # One trial alone (k = 1) goes the same way: asked, recorded and told as a
+        # population's are (losstune/batch.py, losstune/recording.py), then trained alone.
+        k = min(size, self.population_size(size))
+        batch.run(self.study, self.ctx, k,
+                  callbacks=[*callbacks, self.guard, lambda s, t: finished.append(t)])
         repeats = sum(1 for t in finished if results.is_repeat(t))
         new = (len(finished) or 1) - repeats
         if self.racer is None or STOP.is_set():
@@ -557,14 +534,6 @@ class Search:
         if made and self.on_run:
             self.on_run()
         return made
-
-    def _guard(self, study: "optuna.Study", trial: Any) -> None:
-        """The failure guard outside study.optimize, where study.stop() is refused: the
-        search loop reads ``guard.tripped`` instead."""
-        try:
-            self.guard(study, trial)
-        except RuntimeError:
-            pass
 
     def run(self, n_trials: int | None, callbacks: list[Callable] = ()) -> FailureGuard:
         """Search until ``n_trials`` new designs were tried (or the deadline, a stop, or the

@@ -40,8 +40,3 @@ def install() -> dict[int, Any]:
 def restore(previous: dict[int, Any]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-
-
-def stop_study_callback(study: Any, trial: Any) -> None:  # noqa: ARG001 - Optuna callback
-    if STOP.is_set():
-        study.stop()

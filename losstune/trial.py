@@ -94,11 +94,7 @@ def score(model: "keras.Model | None", splits: Splits, x: np.ndarray, y: np.ndar
     if splits.task == "regression":
         scale = lambda a: np.asarray(a, "float64").reshape(-1) * splits.y_scale + splits.y_center  # noqa: E731
         return metrics.regression(scale(y), scale(out))
-    result: dict[str, Any] = metrics.classification(y, out, splits.num_classes, only=only)
-    if only:
-        return result
-    result["recall_per_class"] = metrics.per_class_recall(y, out, splits.num_classes)
-    return result
+    return metrics.classification(y, out, splits.num_classes, only=only, recall=not only)
 
 
 def score_members(splits: Splits, x: np.ndarray, y: np.ndarray, outs: np.ndarray,
@@ -270,23 +266,6 @@ class Trained:
     seconds: float
 
 
-def run(trial: "optuna.Trial", ctx: Context) -> float | tuple[float, ...]:
-    """The Optuna objective for one trial: propose a design, build, train, record."""
-    from losstune import recording
-
-    spec = ctx.spec
-    record = recording.start(trial)
-    try:
-        training, description = _propose(trial, ctx)
-        earlier = _repeat_of(trial, description)
-        record.flush()  # the early record: what trains, where (losstune/recording.py)
-        if earlier is not None:
-            return answer_repeat(trial, earlier, spec)
-        return train_alone(trial, ctx, training, description)
-    finally:  # the rest, in one transaction, before Optuna tells the trial
-        record.flush()
-
-
 def train_alone(trial: "optuna.Trial", ctx: Context, training: dict[str, Any],
                 description: dict[str, Any]) -> float | tuple[float, ...]:
     """Train a proposed design by itself (a kept compiled model where one fits), score and
@@ -389,15 +368,37 @@ def _propose(trial: "optuna.Trial", ctx: Context) -> tuple[dict[str, Any], dict[
     return training, description
 
 
-def _repeat_of(trial: "optuna.Trial", description: dict[str, Any]) -> Any:
+def _repeat_of(trial: "optuna.Trial", description: dict[str, Any],
+               known: dict[str, Any] | None = None) -> Any:
     """For a search trial (seed 0 of its design): the earlier search trial of the same design,
-    if there is one. Replicate runs come with their design and seed already set."""
+    if there is one. Replicate runs come with their design and seed already set. ``known``:
+    :func:`trained_designs`, read once for a batch of trials; each new design is added."""
     if results.SEED_INDEX in trial.user_attrs:
         return None
     key = results.design_key(description, results.training_params(trial.params))
     trial.set_user_attr(results.DESIGN_KEY, key)
     trial.set_user_attr(results.SEED_INDEX, 0)
-    return _earlier_run(trial, key)
+    if known is None:
+        return _earlier_run(trial, key)
+    earlier = known.get(key)
+    if earlier is None:
+        known[key] = trial._cached_frozen_trial  # RUNNING: later trials of the batch wait
+    return earlier
+
+
+def trained_designs(study: "optuna.Study") -> dict[str, Any]:
+    """Each design's first search trial that trained or trains now (not a repeat), by key:
+    :func:`_earlier_run` for every key at once."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+              optuna.trial.TrialState.RUNNING)
+    known: dict[str, Any] = {}
+    for t in study.get_trials(deepcopy=False, states=states):
+        key = t.user_attrs.get(results.DESIGN_KEY)
+        if key is not None and key not in known and not results.is_repeat(t):
+            known[key] = t
+    return known
 
 
 def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
@@ -454,7 +455,7 @@ def _train(trial: "optuna.Trial", ctx: Context, built: Built, training: dict[str
 
     from losstune import losses
 
-    spec, splits = ctx.spec, ctx.splits
+    spec = ctx.spec
     metric = spec.objective.metrics[0]
     scorer = _epoch_scorer(trial, ctx, metric, report=not spec.multi_objective)
     # Again: the same batches whatever building, auditing or compiling drew before.
@@ -476,8 +477,6 @@ def record_training(trial: "optuna.Trial", metric: str, values: list[float],
                     epoch_seconds: list[float]) -> None:
     """The curves and times of a trial's training: the objective per epoch, the training loss
     (and DynamicLoss's terms) per epoch."""
-    from losstune import losses
-
     trial.set_user_attr(results.TRAIN_TIME, round(seconds, 3))
     trial.set_user_attr(results.EPOCH_TIME, float(f"{steady_epoch_seconds(epoch_seconds):.6g}"))
     trial.set_user_attr(results.EPOCHS_TRAINED, len(logs.get("loss", [])))

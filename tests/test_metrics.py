@@ -16,6 +16,27 @@ Y = np.array([0, 1, 2, 2, 1, 0, 2, 1])
 LOGITS = RNG.normal(size=(8, 3))
 
 
+def sklearn_scores(y_true: np.ndarray, logits: np.ndarray, num_classes: int) -> dict:
+    """The reference: each classification metric straight from scikit-learn, one model's
+    outputs at a time (what losstune computed before it scored members at once)."""
+    proba = softmax(logits.astype("float64"), axis=-1)
+    y_pred = proba.argmax(axis=-1)
+    labels = list(range(num_classes))
+    try:
+        auc = (skm.roc_auc_score(y_true, proba[:, 1]) if num_classes == 2 else
+               skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=labels))
+    except ValueError:  # a split without every class
+        auc = math.nan
+    return {"accuracy": skm.accuracy_score(y_true, y_pred),
+            "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
+            "macro_f1": skm.f1_score(y_true, y_pred, average="macro", labels=labels,
+                                     zero_division=0),
+            "log_loss": skm.log_loss(y_true, np.clip(proba, 1e-15, 1), labels=labels),
+            "roc_auc": auc,
+            "recall_per_class": list(skm.recall_score(y_true, y_pred, labels=labels,
+                                                      average=None, zero_division=0))}
+
+
 def test_classification_metrics_equal_scikit_learn():
     got = metrics.classification(Y, LOGITS, 3)
     pred = LOGITS.argmax(1)
@@ -53,7 +74,8 @@ def test_non_finite_outputs_are_a_floating_point_error():
 
 
 def test_per_class_recall_and_regression_metrics():
-    assert metrics.per_class_recall(Y, LOGITS, 3) == pytest.approx(
+    recall = metrics.classification(Y, LOGITS, 3, recall=True)["recall_per_class"]
+    assert recall == pytest.approx(
         skm.recall_score(Y, LOGITS.argmax(1), average=None, labels=[0, 1, 2], zero_division=0))
     y, p = np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0])
     got = metrics.regression(y, p.reshape(-1, 1))
@@ -66,7 +88,7 @@ def test_per_class_recall_and_regression_metrics():
                                                   (10, 360, None)])
 def test_members_scored_at_once_equal_each_member_scored_by_scikit_learn(classes, n, missing):
     """A population's members scored from one stacked prediction (metrics.classification_members)
-    equal each member's outputs scored alone through scikit-learn, ties and absent classes too."""
+    equal each member's outputs scored by scikit-learn, ties and absent classes too."""
     rng = np.random.default_rng(classes)
     y = rng.integers(0, classes, size=n)
     if missing is not None:
@@ -79,8 +101,7 @@ def test_members_scored_at_once_equal_each_member_scored_by_scikit_learn(classes
     together = metrics.classification_members(y, logits, classes, recall=True)
     assert isinstance(together[3], FloatingPointError)
     for i in (0, 1, 2, 4, 5):
-        alone = metrics.classification(y, logits[i], classes)
-        alone["recall_per_class"] = metrics.per_class_recall(y, logits[i], classes)
+        alone = sklearn_scores(y, logits[i], classes)
         assert together[i].keys() == alone.keys()
         for name, value in alone.items():
             np.testing.assert_allclose(together[i][name], value, rtol=1e-10, atol=1e-12,

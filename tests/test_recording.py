@@ -200,3 +200,32 @@ def test_a_worker_killed_between_training_and_its_record_loses_nothing(tmp_path)
     for lost in trials[:3]:
         assert any(t.params == lost.params for t in done)
     assert all(k in t.user_attrs for t in done for k in ("val.macro_f1", "curve.loss"))
+
+
+@pytest.mark.parametrize("state", ["COMPLETE", "PRUNED", "FAIL"])
+def test_a_batch_tell_stores_and_returns_what_optunas_tell_does(tmp_path, state):
+    """batch.tell_trial skips study.tell's two reads of the trial; what it stores and what it
+    hands the callbacks are the same."""
+    from losstune import batch
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 't.db'}", direction="maximize")
+    optuna_way, ours = study.ask(), study.ask()
+    for t in (optuna_way, ours):
+        t.suggest_categorical("gamma", [2.0])
+        recording.start(t)
+        t.set_user_attr("family", "focal")
+        for step, value in enumerate([0.25, 0.5]):
+            t.report(value, step)
+        recording.start(t).flush()
+    kind = optuna.trial.TrialState[state]
+    value = 0.75 if state == "COMPLETE" else None
+    told = [study.tell(optuna_way, value, state=kind), batch.tell_trial(study, ours, kind, value)]
+    stored = study.get_trials()
+    for a, b in (told, stored, (told[1], stored[1])):
+        assert (a.state, a.values, a.params, a.user_attrs, a.intermediate_values) == \
+            (b.state, b.values, b.params, b.user_attrs, b.intermediate_values)
+    assert stored[1].state == kind and stored[1].datetime_complete is not None
+    assert stored[1].values == ([0.75] if state == "COMPLETE" else
+                                [0.5] if state == "PRUNED" else None)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        batch.tell_trial(study, ours, kind, value)  # told once only

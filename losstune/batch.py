@@ -55,7 +55,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-    trials = ask(study, k)
+    trials = ask(study, k, waiting_only=queued_only)
     for t in trials:  # at once: a worker killed from here on leaves them all to be retried
         recording.start(t).set_user_attr(results.PID, os.getpid())
     recording.flush(trials)  # one transaction for the K (losstune/recording.py)
@@ -81,7 +81,9 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         waiting: list[tuple[Any, Any]] = []  # repeats of a design training in this batch
         numbers = {t.number for t in trials}
         # The designs trained so far, read once for the batch's search trials (replicate
-        # runs come with their design and seed).
+        # runs come with their design and seed). Another worker's design started during this
+        # batch's proposals (milliseconds) may be trained twice on seed 0: wasted time, not
+        # a wrong result (a design's runs are one design in every verdict).
         known = (trial_mod.trained_designs(study)
                  if any(results.SEED_INDEX not in t.user_attrs for t in trials) else {})
         for t in trials:
@@ -136,7 +138,10 @@ def tell_trial(study: "optuna.Study", trial: "optuna.Trial", state: Any,
     trial from the storage (before and after; 7 SQL statements each, the largest part of a
     population's bookkeeping after the records): the trial this process ran is what it holds,
     its record written just before (losstune/recording.py). The storage's update is Optuna's
-    own, atomic, refusing a trial that is already finished."""
+    own, atomic, refusing a trial that is already finished. The frozen trial handed to the
+    callbacks is the one this process holds: its system attributes are those it was asked
+    with (losstune's callbacks read its state, values and user attributes), its completion
+    time this process's clock."""
     import copy
     import datetime
 
@@ -147,6 +152,8 @@ def tell_trial(study: "optuna.Study", trial: "optuna.Trial", state: Any,
     if values is not None and not isinstance(values, (list, tuple)):
         values = [values]
     _check_state_and_values(state, values)
+    if trial._cached_frozen_trial.state != TrialState.RUNNING:  # told already, here
+        raise ValueError(f"Cannot tell a {trial._cached_frozen_trial.state.name} trial.")
     frozen = copy.deepcopy(trial._cached_frozen_trial)
     if state == TrialState.COMPLETE:
         problem = _check_values_are_feasible(study, values)
@@ -158,23 +165,32 @@ def tell_trial(study: "optuna.Study", trial: "optuna.Trial", state: Any,
             values = [last]
     values = None if values is None else [float(v) for v in values]
     study._thread_local.cached_all_trials = None
+    # The grid sampler (Optuna's BruteForceSampler) calls study.stop() from after_trial once
+    # its grid is covered, which Optuna allows only inside study.optimize. The search loop
+    # stops by itself: a covered grid proposes only designs already trained (runner.Search).
+    inside = study._thread_local.in_optimize_loop
+    study._thread_local.in_optimize_loop = True
     try:
         study.sampler.after_trial(pruners._filter_study(study, frozen), frozen, state, values)
     finally:
+        study._thread_local.in_optimize_loop = inside
+        study._stop_flag = False
         study._storage.set_trial_state_values(frozen._trial_id, state, values)
+    trial._cached_frozen_trial.state = state  # told: no second tell, no record after it
     frozen.state, frozen.values = state, values
     frozen.datetime_complete = datetime.datetime.now()
     return frozen
 
 
-def ask(study: "optuna.Study", k: int) -> list["optuna.Trial"]:
+def ask(study: "optuna.Study", k: int, waiting_only: bool = False) -> list["optuna.Trial"]:
     """``k`` trials, as ``k`` calls of ``study.ask()`` give them: waiting trials first (each
     claimed by Optuna's own atomic WAITING → RUNNING update, so two workers never take the
-    same one), then new ones. ``study.ask()`` reads the study's waiting trials again for each
+    same one), then new ones (none with ``waiting_only``: a replicate run is trained only
+    from its queued trial). ``study.ask()`` reads the study's waiting trials again for each
     trial, and with the cached storage that read fetches every running trial whole (16 ms a
-    call with a population running); here it is read once for the K. Like ``study.ask()``,
-    the sampler's cache of trials is cleared before each trial, so TPE's constant liar sees
-    the trials asked before it in this batch."""
+    call with a population running); here it is read once for the K. The trials' parameters
+    are written as they are proposed, and TPE's constant liar reads the running trials from
+    the storage, so a batch's proposals still spread out."""
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
@@ -190,8 +206,8 @@ def ask(study: "optuna.Study", k: int) -> list["optuna.Trial"]:
         except UpdateFinishedTrialError:  # another worker finished it meanwhile
             continue
     trials = []
-    for i in range(k):
-        study._thread_local.cached_all_trials = None
+    for i in range(len(ids) if waiting_only else k):
+        study._thread_local.cached_all_trials = None  # as study.ask() clears it
         trial_id = ids[i] if i < len(ids) else storage.create_new_trial(study._study_id)
         trials.append(optuna.Trial(study, trial_id))
     return trials

@@ -58,6 +58,8 @@ def classification_members(y_true: np.ndarray, logits: np.ndarray, num_classes: 
 
     logits = np.asarray(logits, dtype="float64")
     k, n, c = logits.shape
+    if c != num_classes:
+        raise ValueError(f"outputs for {c} classes, {num_classes} expected")
     finite = np.isfinite(logits).all(axis=(1, 2))
     out: list[Any] = [FloatingPointError("the model's outputs are not finite")] * k
     if not finite.any():

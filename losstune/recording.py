@@ -15,8 +15,11 @@ once, as with Optuna) and writes them together:
 * the **rest** (curves, intermediate values, metrics, audit, dashboard note) in one transaction
   just before the trial is told, so a worker killed in between leaves the early record and a
   RUNNING trial (failed and retried as before), never half a record;
-* during a long training, what is pending every :data:`FLUSH_EVERY` seconds, so the dashboard
-  still follows a running trial.
+* during a long training, the intermediate values reported so far, every
+  :data:`FLUSH_EVERY` seconds, so the dashboard still follows a running trial's curve.
+
+(A population's PID is written for its K trials in one transaction right after they are
+asked, before anything is proposed.)
 
 The pruner's decisions do not change: Optuna's pruners compare a trial's own intermediate
 values (held on the trial) with those of *finished* trials (all written before their tell).
@@ -31,6 +34,7 @@ exactly as Optuna's own calls store it, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,23 +74,45 @@ class Recording:
             trial.set_user_attr = self.set_user_attr
             trial.report = self.report
 
+    def _refuse_if_told(self) -> None:
+        frozen = self.trial._cached_frozen_trial
+        if frozen.state.is_finished():  # as Optuna's storage refuses it (never written else)
+            from optuna.exceptions import UpdateFinishedTrialError
+
+            raise UpdateFinishedTrialError(
+                f"Trial#{frozen.number} has already finished and can not be updated.")
+
     def set_user_attr(self, key: str, value: Any) -> None:
+        self._refuse_if_told()
         json.dumps(value)  # what Optuna's storage would refuse, refused now
         self.trial._cached_frozen_trial.user_attrs[key] = value
         self.pending.user_attrs[key] = value
 
     def report(self, value: float, step: int) -> None:
         """Optuna's ``Trial.report`` (same checks, same cache), written later."""
+        import warnings
+
+        if len(self.trial.study.directions) > 1:
+            raise NotImplementedError(
+                "Trial.report is not supported for multi-objective optimization.")
+        self._refuse_if_told()
         value, step = float(value), int(step)
         if step < 0:
             raise ValueError(f"step={step} must be non-negative.")
         frozen = self.trial._cached_frozen_trial
-        if step in frozen.intermediate_values:
-            return  # Optuna ignores a step reported twice
+        if step in frozen.intermediate_values:  # Optuna ignores it, and says so
+            warnings.warn(f"The reported value is ignored because this step={step} is "
+                          "already reported.", UserWarning, stacklevel=2)
+            return
         frozen.intermediate_values[step] = value
         self.pending.intermediate[step] = value
         if time.monotonic() - self._written > FLUSH_EVERY:
-            self.flush()
+            # The dashboard's live curve: the intermediate values alone. The record's other
+            # keys wait for the one write before the tell.
+            write(self.trial.storage, [Pending(self.pending.trial_id, self.pending.study_id,
+                                               intermediate=self.pending.intermediate)])
+            self.pending.intermediate = {}
+            self._written = time.monotonic()
 
     def note(self, body: str) -> None:
         """The trial's optuna-dashboard note (``optuna_dashboard.save_note`` stores it as
@@ -150,7 +176,12 @@ def _one_transaction_backend(storage: Any) -> Any:
     from optuna.storages import RDBStorage
 
     backend = getattr(storage, "_backend", storage)  # Optuna's _CachedStorage wraps the RDB
-    if isinstance(backend, RDBStorage) and backend.engine.name in ("sqlite", "postgresql"):
+    if not isinstance(backend, RDBStorage):
+        return None
+    if backend.engine.name == "postgresql":
+        return backend
+    # SQLite has upserts from 3.24 (Optuna falls back without them too).
+    if backend.engine.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
         return backend
     return None
 
@@ -168,15 +199,18 @@ def _write_rdb(backend: Any, records: list[Pending]) -> None:
 
     def upsert(model: Any, rows: list[dict[str, Any]], keys: list[str], values: list[str]
                ) -> None:
-        # SQLite allows 32,766 bound values a statement: parts of 1,000 rows stay far below.
-        for start in range(0, len(rows), 1000):
-            stmt = insert(model).values(rows[start:start + 1000])
+        # SQLite before 3.32 allows 999 bound values a statement: parts stay below that.
+        part = 999 // len(rows[0])
+        for start in range(0, len(rows), part):
+            stmt = insert(model).values(rows[start:start + part])
             session.execute(stmt.on_conflict_do_update(
                 index_elements=[getattr(model, k) for k in keys],
                 set_={v: getattr(stmt.excluded, v) for v in values}))
 
     to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
-    with _create_scoped_session(backend.scoped_session, True) as session:
+    # An IntegrityError here is a fault, not another worker's race: it is raised, and the
+    # records stay pending (Optuna's own attribute writes ignore it).
+    with _create_scoped_session(backend.scoped_session) as session:
         ids = sorted({r.trial_id for r in records})
         found = {t.trial_id: t.state for t in session.query(models.TrialModel).filter(
             models.TrialModel.trial_id.in_(ids))}

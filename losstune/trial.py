@@ -369,7 +369,7 @@ def _propose(trial: "optuna.Trial", ctx: Context) -> tuple[dict[str, Any], dict[
 
 
 def _repeat_of(trial: "optuna.Trial", description: dict[str, Any],
-               known: dict[str, Any] | None = None) -> Any:
+               known: dict[str, Any]) -> Any:
     """For a search trial (seed 0 of its design): the earlier search trial of the same design,
     if there is one. Replicate runs come with their design and seed already set. ``known``:
     :func:`trained_designs`, read once for a batch of trials; each new design is added."""
@@ -378,8 +378,6 @@ def _repeat_of(trial: "optuna.Trial", description: dict[str, Any],
     key = results.design_key(description, results.training_params(trial.params))
     trial.set_user_attr(results.DESIGN_KEY, key)
     trial.set_user_attr(results.SEED_INDEX, 0)
-    if known is None:
-        return _earlier_run(trial, key)
     earlier = known.get(key)
     if earlier is None:
         known[key] = trial._cached_frozen_trial  # RUNNING: later trials of the batch wait

@@ -13,15 +13,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The test files run again on each backend, in two groups so that a parallel run
+# (pytest-xdist) can spread them over the cores.
+GROUPS = {"losses": ["tests/test_losses.py", "tests/test_schedules.py", "tests/test_audit.py",
+                     "tests/test_compiled.py"],
+          "populations": ["tests/test_population.py", "tests/test_tasks.py"]}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("group", list(GROUPS))
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_loss_tests_pass_under_other_backends(backend):
+def test_loss_tests_pass_under_other_backends(backend, group):
     """On JAX this shows that a loss's variables (epoch, schedule factor, retuned
     hyperparameters) change inside the compiled step, which JAX's stateless step would
     otherwise freeze at trace time."""
     env = {**os.environ, "KERAS_BACKEND": backend}
-    files = ["tests/test_losses.py", "tests/test_schedules.py", "tests/test_audit.py",
-             "tests/test_compiled.py", "tests/test_population.py", "tests/test_tasks.py"]
+    files = GROUPS[group]
     # On JAX the population studies are left out (each new model compiles for seconds there
     # and the suite's budget is short): the loss, retune and population unit tests run.
     # On torch the member-against-alone studies and the new tasks' example studies run (on
@@ -35,7 +42,7 @@ def test_loss_tests_pass_under_other_backends(backend):
                            " or each_example_study or penalt or kept_population"
                            if backend == "jax" else "")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files,
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *files,
          "-k", f"not ({skip})"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -363,7 +363,7 @@ def test_integer_labels_on_torch_backend():
     pytest.importorskip("torch")
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", __file__,
          "-k", "integer_labels and not torch_backend"],
         cwd=root, env={**os.environ, "KERAS_BACKEND": "torch"}, capture_output=True, text=True,
         timeout=600)

@@ -227,5 +227,34 @@ def test_a_batch_tell_stores_and_returns_what_optunas_tell_does(tmp_path, state)
     assert stored[1].state == kind and stored[1].datetime_complete is not None
     assert stored[1].values == ([0.75] if state == "COMPLETE" else
                                 [0.5] if state == "PRUNED" else None)
+    with pytest.raises(ValueError, match="Cannot tell"):
+        batch.tell_trial(study, ours, kind, value)  # told once only, as Optuna says
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        batch.tell_trial(study, ours, kind, value)  # told once only
+        ours.set_user_attr("late", 1)  # nothing recorded after the tell
+
+
+@pytest.mark.parametrize("population", [1, 4])
+def test_a_grid_study_runs_to_the_end_of_its_grid(tmp_path, population):
+    """Optuna's grid sampler stops the study from its after_trial hook once the grid is
+    covered, which Optuna allows only inside study.optimize; every trial here is told by
+    batch.tell_trial, and the search ends when only trained designs are left."""
+    from click.testing import CliRunner
+
+    from losstune.cli import main
+
+    study = write_study(tmp_path, {
+        "n_trials": 10, "baselines": False, "sampler": {"name": "grid"},
+        "training": {"epochs": 1, "population": population},
+        "search": {"families": ["focal"], "cross_entropy": None,
+                   "focal": {"gamma": {"low": None, "high": None, "choices": [1.0, 2.0]},
+                             "alpha": {"choices": [0.25, 0.5]}}}})
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    result = CliRunner().invoke(main, ["search", str(study), "--storage", url])
+    assert result.exit_code == 0, result.output
+    trials = optuna.load_study(study_name="tiny", storage=url).trials
+    assert {t.state.name for t in trials} <= {"COMPLETE"}
+    trained = {(t.params.get("loss"), t.params.get("focal.gamma"), t.params.get("focal.alpha"))
+               for t in trials if "epochs_trained" in t.user_attrs}
+    assert len(trained) == len([t for t in trials if "epochs_trained" in t.user_attrs])
+    assert {(g, a) for loss, g, a in trained if loss == "focal"} == {
+        (1.0, 0.25), (1.0, 0.5), (2.0, 0.25), (2.0, 0.5)}

@@ -176,7 +176,9 @@ def tell_trial(study: "optuna.Study", trial: "optuna.Trial", state: Any,
         study._thread_local.in_optimize_loop = inside
         study._stop_flag = False
         study._storage.set_trial_state_values(frozen._trial_id, state, values)
-    trial._cached_frozen_trial.state = state  # told: no second tell, no record after it
+    # Told: no second tell, no record after it, and a later trial of the batch that proposes
+    # the same design reads this outcome (trial._repeat_of).
+    trial._cached_frozen_trial.state, trial._cached_frozen_trial.values = state, values
     frozen.state, frozen.values = state, values
     frozen.datetime_complete = datetime.datetime.now()
     return frozen

@@ -379,8 +379,9 @@ def _repeat_of(trial: "optuna.Trial", description: dict[str, Any],
     trial.set_user_attr(results.DESIGN_KEY, key)
     trial.set_user_attr(results.SEED_INDEX, 0)
     earlier = known.get(key)
-    if earlier is None:
+    if earlier is None or earlier.state.name == "FAIL":  # a failed one is no answer
         known[key] = trial._cached_frozen_trial  # RUNNING: later trials of the batch wait
+        return None
     return earlier
 
 

@@ -258,3 +258,19 @@ def test_a_grid_study_runs_to_the_end_of_its_grid(tmp_path, population):
     assert len(trained) == len([t for t in trials if "epochs_trained" in t.user_attrs])
     assert {(g, a) for loss, g, a in trained if loss == "focal"} == {
         (1.0, 0.25), (1.0, 0.5), (2.0, 0.25), (2.0, 0.5)}
+
+
+def test_a_design_that_failed_earlier_in_the_batch_is_no_answer_for_its_repeat():
+    """Repeats in a batch are checked against one read of the trained designs plus the
+    batch's own: a design whose trial failed there (its loss would not build) trains again
+    for the next proposal of it; one that trains is that proposal's answer."""
+    from losstune import trial as trial_mod
+
+    study = optuna.create_study(direction="maximize")
+    description = {"family": "focal", "gamma": 2.0, "alpha": 0.25}
+    known: dict = {}
+    first, second, third = study.ask(), study.ask(), study.ask()
+    assert trial_mod._repeat_of(first, description, known) is None
+    first._cached_frozen_trial.state = optuna.trial.TrialState.FAIL
+    assert trial_mod._repeat_of(second, description, known) is None
+    assert trial_mod._repeat_of(third, description, known).number == second.number

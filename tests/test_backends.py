@@ -31,16 +31,16 @@ def test_loss_tests_pass_under_other_backends(backend, group):
     files = GROUPS[group]
     # On JAX the population studies are left out (each new model compiles for seconds there
     # and the suite's budget is short): the loss, retune and population unit tests run.
-    # On torch the member-against-alone studies and the new tasks' example studies run (on
-    # JAX those take a minute: left out); the others (verdict, pruning, CNN,
-    # factory) are backend-neutral orchestration, tested on TensorFlow.
+    # On torch the member-against-alone studies run, for every task (on JAX those take a
+    # minute: left out); the others (the example studies, verdict, pruning, CNN, factory)
+    # are backend-neutral orchestration, tested on TensorFlow.
     # Data, metric and spec tests of the tasks are NumPy and scikit-learn only: not again.
     skip = "torch_backend or cnn_population or pruned_members or factory_model" \
         " or verdict_of_the_same or metrics_are or builtin_ or long_tail or multilabel_csv" \
         " or counts_are_not or scaled_to or pk_batches or python_api or every_metric_has" \
-        " or the_seeds" + (" or a_member_computes or same_results_with_and_without_reuse"
-                           " or each_example_study or penalt or kept_population"
-                           if backend == "jax" else "")
+        " or the_seeds or each_example_study" + (
+            " or a_member_computes or same_results_with_and_without_reuse"
+            " or penalt or kept_population" if backend == "jax" else "")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *files,
          "-k", f"not ({skip})"],

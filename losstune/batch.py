@@ -263,7 +263,8 @@ def _answer_later(trial: Any, ctx: Any) -> tuple[Any, Any]:
 
     from losstune import trial as trial_mod
 
-    earlier = trial_mod._earlier_run(trial, trial.user_attrs[results.DESIGN_KEY])
+    earlier = trial_mod.trained_designs(trial.study, but=trial.number).get(
+        trial.user_attrs[results.DESIGN_KEY])
     if earlier is None:  # it failed: this proposal fails with it, untrained
         trial.set_user_attr(results.ERROR, "the same design failed in this batch")
         return optuna.trial.TrialState.FAIL, None

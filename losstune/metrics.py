@@ -54,7 +54,6 @@ def classification_members(y_true: np.ndarray, logits: np.ndarray, num_classes: 
     tests/test_metrics.py checks each against scikit-learn member by member. A member whose
     outputs are not finite gets a FloatingPointError in its place."""
     from scipy.special import softmax
-    from scipy.stats import rankdata
 
     logits = np.asarray(logits, dtype="float64")
     k, n, c = logits.shape
@@ -89,7 +88,7 @@ def classification_members(y_true: np.ndarray, logits: np.ndarray, num_classes: 
             p = np.clip(np.clip(proba[:, np.arange(n), y], 1e-15, 1), eps, 1 - eps)
             values[name] = -np.log(p).mean(axis=1)
         elif name == "roc_auc":
-            values[name] = _roc_auc_members(y, proba, present, rankdata)
+            values[name] = _roc_auc_members(y, proba, present)
     for i in np.flatnonzero(finite):
         member: dict[str, Any] = {name: float(v[i]) for name, v in values.items()}
         if recall:
@@ -98,11 +97,12 @@ def classification_members(y_true: np.ndarray, logits: np.ndarray, num_classes: 
     return out
 
 
-def _roc_auc_members(y: np.ndarray, proba: np.ndarray, present: np.ndarray,
-                     rankdata: Any) -> np.ndarray:
+def _roc_auc_members(y: np.ndarray, proba: np.ndarray, present: np.ndarray) -> np.ndarray:
     """One-vs-rest macro ROC AUC of each member (binary: the positive class's); NaN where a
     class has no sample or every sample (scikit-learn raises, :func:`classification` says
     NaN)."""
+    from scipy.stats import rankdata
+
     k, n, c = proba.shape
     if not present.all() or present.sum() < 2:
         return np.full(k, math.nan)

@@ -131,7 +131,9 @@ class Recording:
         self.pending.study_system_attrs.update(split_body(body, tid))
 
     def flush(self) -> None:
-        write(self.trial.storage, [self.pending])
+        flush([self.trial])
+
+    def _written_now(self) -> None:
         self.pending = Pending(self.pending.trial_id, self.pending.study_id)
         self._written = time.monotonic()
 
@@ -146,8 +148,7 @@ def flush(trials: list[Any]) -> None:
     recordings = [start(t) for t in trials]
     write(trials[0].storage if trials else None, [r.pending for r in recordings])
     for r in recordings:
-        r.pending = Pending(r.pending.trial_id, r.pending.study_id)
-        r._written = time.monotonic()
+        r._written_now()
 
 
 # ------------------------------------------------------------------------------ the one write

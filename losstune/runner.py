@@ -498,9 +498,8 @@ class Search:
         """Up to ``size`` search trials (a population, when the study allows one), then
         (racing) each new design's race against the incumbent. Returns how many trials
         proposed a new design and how many a design they had already (nothing trained)."""
-        from losstune.stopping import STOP
-
         from losstune import batch
+        from losstune.stopping import STOP
 
         finished: list[Any] = []
         # One trial alone (k = 1) goes the same way: asked, recorded and told as a

@@ -385,9 +385,10 @@ def _repeat_of(trial: "optuna.Trial", description: dict[str, Any],
     return earlier
 
 
-def trained_designs(study: "optuna.Study") -> dict[str, Any]:
-    """Each design's first search trial that trained or trains now (not a repeat), by key:
-    :func:`_earlier_run` for every key at once."""
+def trained_designs(study: "optuna.Study", but: int | None = None) -> dict[str, Any]:
+    """Each design's first search trial that trained or trains now (RUNNING too: another
+    worker may train it on the same seed right now), not a repeat, by design key; ``but``:
+    a trial number left out (the trial asking)."""
     import optuna
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
@@ -395,7 +396,8 @@ def trained_designs(study: "optuna.Study") -> dict[str, Any]:
     known: dict[str, Any] = {}
     for t in study.get_trials(deepcopy=False, states=states):
         key = t.user_attrs.get(results.DESIGN_KEY)
-        if key is not None and key not in known and not results.is_repeat(t):
+        if (key is not None and key not in known and t.number != but
+                and not results.is_repeat(t)):
             known[key] = t
     return known
 
@@ -581,20 +583,6 @@ def _check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) ->
                             f"{', '.join(map(str, got))}); {a_task(spec.task)} here needs "
                             f"(batch, {', '.join(map(str, want))}): one unit per "
                             f"{task.unit}, {task.output}")
-
-
-def _earlier_run(trial: "optuna.Trial", key: str) -> Any:
-    """The first finished search trial of the same design that trained (not itself a repeat)."""
-    import optuna
-
-    # RUNNING too: another worker training the same design on the same seed right now.
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-              optuna.trial.TrialState.RUNNING)
-    for t in trial.study.get_trials(deepcopy=False, states=states):
-        if (t.number != trial.number and t.user_attrs.get(results.DESIGN_KEY) == key
-                and not results.is_repeat(t)):
-            return t
-    return None
 
 
 def _save_note(trial: "optuna.Trial", description: dict[str, Any], val: dict[str, Any],

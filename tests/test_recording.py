@@ -22,7 +22,7 @@ EXE = str(Path(sys.executable).parent / "losstune")
 LONG_NOTE = "### a note\n\n" + "| metric | value |\n" * 400  # several of the dashboard's chunks
 
 
-def _storages(tmp_path: Path, kind: str, postgres: str | None) -> object:
+def _storage_of(tmp_path: Path, kind: str, postgres: str | None) -> object:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'r.db'}"
     if kind == "postgresql":
@@ -57,7 +57,7 @@ def _record(trial: optuna.Trial) -> None:
 @pytest.fixture(params=["sqlite", "postgresql", "journal", "in_memory"])
 def storage(request, tmp_path):
     postgres = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    return _storages(tmp_path, request.param, postgres)
+    return _storage_of(tmp_path, request.param, postgres)
 
 
 @pytest.mark.filterwarnings("ignore:The reported value is ignored")

@@ -319,9 +319,12 @@ class Study:
             result.error = workers_mod.BudgetNotMet(
                 f"the run tried {result.new_designs} of {n_trials} new designs: {len(faults)} "
                 f"worker{'s' if len(faults) > 1 else ''} died; run the same command to continue")
-        elif new and len(failed) == len(new) and len(failed) >= runner.MAX_FAILURES_WITHOUT_SUCCESS:
-            result.error = LosstuneError(f"stopped: the first {len(failed)} trials all failed; "
-                                         f"last error: {result.last_error or 'unknown error'}")
+        elif new and len(failed) == len(new):  # nothing trained: never a normal return
+            first = min(failed, key=lambda t: t.number).user_attrs.get(results.ERROR)
+            result.error = LosstuneError(
+                f"{'stopped: ' if len(failed) >= runner.MAX_FAILURES_WITHOUT_SUCCESS else ''}"
+                f"all {len(failed)} trial{'s' if len(failed) != 1 else ''} of this run failed; "
+                f"first error: {first or 'unknown error'}")
         return result
 
     def confirm(self, seeds: int = 5, *, top: int = 3, test_seeds: int | None = None,

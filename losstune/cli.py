@@ -16,7 +16,7 @@ from typing import Any, Callable
 import click
 
 from losstune import __version__, results
-from losstune.errors import LosstuneError
+from losstune.errors import LosstuneError, one_line
 
 # An upper bound on a run's budget: far beyond any search, and a number every counter holds.
 MAX_TRIALS = 1_000_000
@@ -42,7 +42,9 @@ def _console(stderr: bool = False):
 
 
 def handle_errors(func: Callable) -> Callable:
-    """One line and exit status 2 for user errors; the traceback only with --debug."""
+    """One line for every error, the traceback only with --debug: exit status 2 for user
+    errors, 130 for an interrupt, 1 for anything else (a full disk, a database that refuses, a
+    bug), which still names its cause."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,10 +54,27 @@ def handle_errors(func: Callable) -> Callable:
         except LosstuneError as err:
             if debug:
                 raise
-            click.echo(f"Error: {err}", err=True)
+            _say(str(err))
             sys.exit(err.exit_code)
+        except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM (stopping.py): no traceback
+            if debug:
+                raise
+            _say("interrupted; what was stored is kept: run the same command to continue")
+            sys.exit(130)
+        except Exception as err:  # noqa: BLE001 - the one place any other error becomes a line
+            if debug:
+                raise
+            _say(f"{one_line(err)} (losstune --debug shows the traceback)")
+            sys.exit(1)
 
     return wrapper
+
+
+def _say(text: str) -> None:
+    """One line on stderr, without any storage URL's secrets (every URL this process opened)."""
+    from losstune.storage import scrub_known
+
+    click.echo(f"Error: {scrub_known(text)}", err=True)
 
 
 class _Main(click.Group):
@@ -200,11 +219,16 @@ def _finite_seconds(value: float | None) -> float | None:
 
 
 def _study_name(value: str | None) -> str | None:
-    """--study-name: printable, and 1..200 characters like a study file's name."""
+    """--study-name: the rules of a study file's name (1..200 characters, spec's checks)."""
+    from losstune.spec._schema import check_study_name
+
     if value is not None and (not value or len(value) > 200 or not value.isprintable()):
         raise click.BadParameter(f"{value!r}: a study name is 1 to 200 printable characters",
-                            param_hint="'--study-name'")
-    return value
+                                 param_hint="'--study-name'")
+    try:
+        return check_study_name(value) if value is not None else None
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--study-name'") from None
 
 
 @main.command()
@@ -564,5 +588,15 @@ def report(study: str, storage: str | None, output: Path | None) -> None:
     click.echo(f"wrote {path} ({size:.1f} MB, self-contained: opens offline)")
 
 
-if __name__ == "__main__":  # pragma: no cover
+def run() -> None:
+    """The ``losstune`` executable: the backends' native log lines filtered off stderr first
+    (losstune/native_logs.py), unless --debug asks to see everything; then the commands."""
+    from losstune import native_logs
+
+    if "--debug" not in sys.argv[1:2]:
+        native_logs.silence()
     main()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -149,8 +149,6 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
     """Create the study (enqueueing baselines) or resume it, after checking it matches."""
     import optuna
 
-    from losstune.space import baseline_params
-
     quiet_optuna()
     name = study_name or spec.name
     storage = open_storage(storage_url, heartbeat=heartbeat)
@@ -176,26 +174,60 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
     study = optuna.create_study(
         study_name=name, storage=storage, sampler=make_sampler(spec, worker),
         pruner=make_pruner(spec), directions=directions, load_if_exists=True)
-    if not exists:
+    # A study is made in several writes. Its settings go last, and until they are there (a
+    # process killed in its first second) every start finishes the making again, so a resumed
+    # study is never left without the settings its resumes are checked against.
+    if results.SPEC not in study.user_attrs:
         study.set_metric_names(metrics)
         study.set_user_attr(results.OBJECTIVE, metrics)
         study.set_user_attr(results.TASK, spec.task)
         study.set_user_attr(results.DATASET, spec.dataset.name)
+        study.set_user_attr(results.VERSION, __version__)
+        if base_dir is not None:  # relative data paths in the spec are relative to this
+            study.set_user_attr(results.BASE_DIR, str(base_dir))
         stored = json.loads(spec.model_dump_json())
         if stored.get("storage"):  # a password in the file's URL never goes into the study
             stored["storage"] = mask(stored["storage"])
         study.set_user_attr(results.SPEC, stored)
-        study.set_user_attr(results.VERSION, __version__)
-        if base_dir is not None:  # relative data paths in the spec are relative to this
-            study.set_user_attr(results.BASE_DIR, str(base_dir))
-        # Not Optuna's skip_if_exists: it compares params only, and two baselines may differ
-        # only in a parameter the study holds fixed (cross-entropy with and without smoothing).
-        queued = {t.user_attrs.get(results.BASELINE) for t in study.get_trials(deepcopy=False)}
-        for params, label, own in baseline_params(spec):
-            if label not in queued:
-                study.enqueue_trial(params, user_attrs={results.BASELINE: label,
-                                                        results.BASELINE_PARAMS: own})
+    queue_missing_baselines(study, spec)
     return study
+
+
+# A baseline that failed this many times (not counting interrupts) is not queued again: its
+# reason is in the failed trials, and the verdict says the baseline has no run.
+MAX_BASELINE_FAILURES = 3
+
+
+def queue_missing_baselines(study: "optuna.Study", spec: StudySpec) -> list[str]:
+    """Enqueue every baseline that has no trial done, queued or running: at creation, and on
+    every resume, so a baseline interrupted (Ctrl-C, SIGTERM, a killed parent) is trained when
+    the study goes on, as racing queues its missing runs again. Returns the labels queued.
+
+    Not Optuna's skip_if_exists: it compares params only, and two baselines may differ only in
+    a parameter the study holds fixed (cross-entropy with and without smoothing)."""
+    import optuna
+
+    from losstune.space import baseline_params
+
+    alive = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+             optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+    present: set[str] = set()
+    failures: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        label = t.user_attrs.get(results.BASELINE)
+        if label is None:
+            continue
+        if t.state in alive:
+            present.add(label)
+        elif t.user_attrs.get(results.ERROR) != INTERRUPTED:
+            failures[label] = failures.get(label, 0) + 1
+    queued = []
+    for params, label, own in baseline_params(spec):
+        if label not in present and failures.get(label, 0) < MAX_BASELINE_FAILURES:
+            study.enqueue_trial(params, user_attrs={results.BASELINE: label,
+                                                    results.BASELINE_PARAMS: own})
+            queued.append(label)
+    return queued
 
 
 # What may change when a study is resumed: the budget, and how it is searched. Anything else

@@ -100,6 +100,22 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
+# Every URL this process opened or was given: any error line is scrubbed of their secrets
+# (scrub_known), wherever the error came from (a driver, Optuna, SQLAlchemy).
+_OPENED: set[str] = set()
+
+
+def remember(url: str) -> None:
+    _OPENED.add(url)
+
+
+def scrub_known(text: str) -> str:
+    """``text`` without the secrets of any storage URL this process has used."""
+    for url in sorted(_OPENED, key=len, reverse=True):
+        text = scrub(text, url)
+    return text
+
+
 def normalise(url: str) -> str:
     """Accept the common short forms: a bare ``*.db`` path, ``postgresql://`` (psycopg 3); a
     password typed with "@", "/", ":" or "?" in it is percent-encoded, as drivers expect."""
@@ -211,7 +227,9 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True,
     import optuna
     import sqlalchemy.exc
 
+    remember(url or DEFAULT_URL)
     url = normalise(url or DEFAULT_URL)
+    remember(url)
     shown = mask(url)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage

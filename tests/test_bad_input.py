@@ -98,6 +98,17 @@ CASES = [
      "racing.seeds: unknown key; allowed: max_seeds, alpha, test_seeds", BOTH),
     ("wrong-type-int", {"n_trials": "ten"}, "n_trials: must be a valid integer", BOTH),
     ("wrong-type-float", {"training": {"learning_rate": "fast"}}, "training.learning_rate", BOTH),
+    # TOML is typed: a number in quotes, or true, is not a number (pydantic's lax mode took both)
+    ("number-in-quotes", {"n_trials": "16"}, "n_trials: must be a valid integer, got '16'", BOTH),
+    ("boolean-as-number", {"training": {"epochs": True}},
+     "training.epochs: must be a valid integer, got True", BOTH),
+    ("nested-too-deep",
+     lambda d: (d / "s.toml").write_text("name = 'x'\na = " + "[" * 3000 + "]" * 3000) and None,
+     "s.toml: values nested too deeply", BOTH),
+    ("a-fifo", lambda d: os.mkfifo(d / "s.toml"), "s.toml: not a regular file", BOTH),
+    ("companion-study-name", {"name": "tiny:runs"},
+     "name: names ending in ':runs' are kept for the replicate runs of the study before it",
+     BOTH),
     ("empty-choices", {"training": {"batch_size": {"choices": []}}}, "choices must not be empty",
      BOTH),
     ("steps-per-execution", {"training": {"steps_per_execution": 0}},
@@ -459,6 +470,8 @@ def test_debug_shows_the_error_itself(tmp_path):
     (["search"], "Missing argument 'STUDY_FILE'"),
     (["serach", "STUDY"], "No such command 'serach'"),
     (["show", "tiny", "--format", "yaml"], "'yaml' is not one of 'table', 'json'"),
+    (["search", "STUDY", "--study-name", "x:runs"],
+     "names ending in ':runs' are kept for the replicate runs"),
 ])
 def test_usage_errors_are_one_line_too(study_file, argv, fragment):
     argv = [str(study_file) if a == "STUDY" else a for a in argv]
@@ -500,3 +513,34 @@ def test_output_path_helpers(tmp_path, monkeypatch):
     assert default_report_path(".hidden") == Path("reports") / "hidden.html"
     assert default_report_path("..") == Path("reports") / "study.html"
     assert visible_name("a b/c") == "a_b_c" and visible_name("tiny") == "tiny"
+
+
+def test_a_database_that_refuses_says_its_reason_in_one_line(postgres_url):
+    """Any error, not only losstune's own, is one line (exit 1, the cause named): a PostgreSQL
+    role without privileges on Optuna's tables hears "permission denied", which Optuna's
+    StorageInternalError ("An exception is raised during the commit") hid behind a traceback;
+    the role's password (with an "@" in it) appears nowhere."""
+    import uuid
+
+    import optuna
+    import psycopg
+
+    optuna.create_study(study_name="held", storage=postgres_url.replace(
+        "postgresql://", "postgresql+psycopg://"))
+    role, password = f"weak_{uuid.uuid4().hex[:8]}", "Secr3t@pw"
+    database = postgres_url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        try:
+            admin.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+            result = CliRunner().invoke(main, [
+                "show", "held", "--storage",
+                f"postgresql://{role}:{password}@127.0.0.1:5432/{database}"])
+        finally:
+            admin.execute(f"REVOKE ALL ON SCHEMA public FROM {role}")
+            admin.execute(f"DROP ROLE {role}")
+    stderr = result.stderr.strip()
+    assert result.exit_code == 1 and len(stderr.splitlines()) == 1, result.output
+    assert "Traceback" not in result.output
+    assert stderr.startswith("Error: InsufficientPrivilege: permission denied for table"), stderr
+    assert "Secr3t" not in result.output and "pw" not in stderr.split("(")[0]

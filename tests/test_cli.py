@@ -180,12 +180,26 @@ def test_broken_model_factory_fails_trials_then_stops_with_summary(tmp_path):
     url = f"sqlite:///{tmp_path / 'b.db'}"
     result = CliRunner().invoke(main, ["search", str(path), "--storage", url])
     assert result.exit_code == 2
-    assert "the first 3 trials all failed; last error: RuntimeError: factory is broken" in \
-        result.output
+    assert ("stopped: all 3 trials of this run failed; first error: RuntimeError: "
+            "factory is broken") in result.output
     study = optuna.load_study(study_name="broken", storage=url)
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert len(failed) == 3  # stopped instead of burning all 10
     assert failed[0].user_attrs["error"] == "RuntimeError: factory is broken"
+
+
+def test_a_run_whose_every_trial_failed_is_an_error_however_short(tmp_path):
+    """One trial, failed: not a normal exit (nor a normal return from losstune.search())."""
+    (tmp_path / "brokenone.py").write_text(
+        "def build(input_shape, output_units):\n    raise ValueError('no model today')\n")
+    path = write_study(tmp_path, {"name": "one", "n_trials": 1, "baselines": False,
+                                  "racing": False,
+                                  "model": {"kind": "factory", "factory": "brokenone:build"}})
+    result = CliRunner().invoke(main, ["search", str(path), "--storage",
+                                       f"sqlite:///{tmp_path / 'o.db'}"])
+    assert result.exit_code == 2
+    assert result.output.strip().endswith(
+        "Error: all 1 trial of this run failed; first error: ValueError: no model today")
 
 
 def test_user_model_factory_is_used(tmp_path):

@@ -47,3 +47,65 @@ def test_pruners_by_name():
                       optuna.pruners.HyperbandPruner)
     multi = parse({**base, "objective": {"metric": ["macro_f1", "train_time"]}})
     assert isinstance(runner.make_pruner(multi), optuna.pruners.NopPruner)
+
+
+def _spec(**changes):
+    from tests.conftest import TINY, merge
+
+    return parse(merge(TINY, changes))
+
+
+def _baselines(study):
+    from losstune import results
+
+    return [(t.user_attrs["baseline"], t.state.name) for t in study.get_trials(deepcopy=False)
+            if results.BASELINE in t.user_attrs]
+
+
+def test_an_interrupted_baseline_is_queued_again_on_resume(tmp_path):
+    """Ctrl-C, SIGTERM or a killed parent during a baseline: the resumed study trains it (it
+    compared against one baseline or none before). A baseline that keeps failing for its own
+    reasons is queued at most MAX_BASELINE_FAILURES times."""
+    from losstune import results
+    from losstune.stopping import INTERRUPTED
+
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    spec = _spec()
+    study = runner.create_or_load(spec, url, heartbeat=False)
+    labels = [label for label, _ in _baselines(study)]
+    assert len(labels) == 2 and all(state == "WAITING" for _, state in _baselines(study))
+    first = study.ask()  # the first baseline, popped from the queue and interrupted
+    first.set_user_attr(results.ERROR, INTERRUPTED)
+    study.tell(first, state=TrialState.FAIL)
+    study = runner.create_or_load(spec, url, heartbeat=False)
+    assert sorted(_baselines(study)) == sorted([(labels[0], "FAIL"), (labels[0], "WAITING"),
+                                                (labels[1], "WAITING")])
+    assert runner.create_or_load(spec, url, heartbeat=False).trials == study.trials  # once
+    second = study.ask()  # the other baseline, queued before the retry: it trains
+    assert second.user_attrs["baseline"] == labels[1]
+    study.tell(second, 0.5)
+    for _ in range(runner.MAX_BASELINE_FAILURES):  # failing on its own: given up after 3
+        trial = study.ask()
+        assert trial.user_attrs["baseline"] == labels[0]
+        trial.set_user_attr(results.ERROR, "ValueError: nan loss")
+        study.tell(trial, state=TrialState.FAIL)
+        study = runner.create_or_load(spec, url, heartbeat=False)
+    assert [state for label, state in _baselines(study) if label == labels[0]] == [
+        "FAIL", "FAIL", "FAIL", "FAIL"]  # the interrupt, then 3 failures: not queued again
+
+
+def test_a_study_killed_before_its_settings_were_stored_is_finished_on_resume(tmp_path):
+    """A kill in the first second left a study without its settings: resuming skipped the
+    changed-settings check for good. Now the next start stores them, and the check holds."""
+    from losstune import results
+    from losstune.errors import StorageError
+
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    optuna.create_study(study_name="tiny", storage=url, direction="maximize")  # killed here
+    spec = _spec()
+    study = runner.create_or_load(spec, url, heartbeat=False)
+    assert study.user_attrs[results.SPEC]["name"] == "tiny"
+    assert study.user_attrs[results.OBJECTIVE] == ["macro_f1"] and len(_baselines(study)) == 2
+    with pytest.raises(StorageError, match="was made with other settings; changed: "
+                                           "training.epochs"):
+        runner.create_or_load(_spec(training={"epochs": 9}), url, heartbeat=False)

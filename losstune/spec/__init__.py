@@ -31,11 +31,25 @@ from losstune.spec._schema import (BUILTIN_DATASETS, MAX_SEED, MAX_TRIALS, METRI
                                    default_space, param_bounds)
 
 
+def _tuples(value: Any) -> Any:
+    """``value`` with every list made a tuple, in nested tables too, and NumPy scalars (from
+    Python callers: ``epochs=np.int64(5)``) made Python numbers."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
 def parse(data: dict[str, Any], path: str | Path = "<study>") -> StudySpec:
     """Validate already-parsed TOML data."""
     path = str(path)
     try:
-        spec = StudySpec.model_validate(data)
+        # Strict: TOML is typed, so "16" is not 16 and true is not 1 (pydantic's lax mode
+        # would convert both). Arrays become tuples, the only sequences the schema holds.
+        spec = StudySpec.model_validate(_tuples(data), strict=True)
     except ValidationError as err:
         error = _best_error(err)
         key = _key_path(error["loc"])
@@ -47,10 +61,20 @@ def parse(data: dict[str, Any], path: str | Path = "<study>") -> StudySpec:
     return spec
 
 
+# The largest study file read: the examples are about 2 KB; anything near this is not one.
+MAX_FILE_BYTES = 1_000_000
+
+
 def load(path: str | Path) -> StudySpec:
     """Read and validate a study file."""
     path = Path(path)
     try:
+        # A FIFO or a device would block the read for ever (or never end): regular files only.
+        if path.exists() and not path.is_file():
+            raise SpecError(str(path), "", "not a regular file; give a TOML study file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise SpecError(str(path), "", f"{path.stat().st_size:,} bytes; a study file is "
+                            f"at most {MAX_FILE_BYTES:,}")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(str(path), "", "study file not found") from None
@@ -58,11 +82,14 @@ def load(path: str | Path) -> StudySpec:
         raise SpecError(str(path), "", f"cannot read the study file ({err.strerror})") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
+        spec = parse(data, path)
     except UnicodeDecodeError:
         raise SpecError(str(path), "", "not a UTF-8 text file") from None
     except tomllib.TOMLDecodeError as err:
         raise SpecError(str(path), "", f"TOML syntax error: {err}") from None
-    spec = parse(data, path)
+    except RecursionError:  # tomllib and pydantic recurse once per level of nesting
+        raise SpecError(str(path), "", "values nested too deeply; a study file nests tables "
+                        "and arrays a few levels at most") from None
     # These two exist only for studies made from Python, with the objects themselves.
     if spec.dataset.name == "arrays":
         raise SpecError(str(path), "dataset.name", "'arrays' is for in-memory data given to "

@@ -10,6 +10,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, create_model,
                       field_validator, model_validator)
 
 from losstune import catalog, tasks
+from losstune.results import RUNS_SUFFIX
 
 TASKS = tasks.NAMES
 BUILTIN_DATASETS = tasks.builtin_datasets()
@@ -467,6 +468,19 @@ class Baseline(BaseModel):
     params: dict[str, Union[float, int, str, bool]] = {}
 
 
+def check_study_name(name: str) -> str:
+    """A study's name, or ValueError: printable (it is printed in one-line messages, tables and
+    file names), and not the name of another study's replicate runs (``NAME:runs``), which
+    would resume that study's runs as its own."""
+    if not name.isprintable():
+        raise ValueError(f"name must be printable text (no line breaks or control "
+                         f"characters), got {name!r}")
+    if name.endswith(RUNS_SUFFIX):
+        raise ValueError(f"names ending in {RUNS_SUFFIX!r} are kept for the replicate runs of "
+                         f"the study before it; got {name!r}")
+    return name
+
+
 class StudySpec(BaseModel):
     """A validated study file."""
 
@@ -497,11 +511,7 @@ class StudySpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _printable_name(cls, v: str) -> str:
-        # The name is printed in one-line messages, tables and file names.
-        if not v.isprintable():
-            raise ValueError(f"name must be printable text (no line breaks or control "
-                             f"characters), got {v!r}")
-        return v
+        return check_study_name(v)
 
     @property
     def race(self) -> RacingSpec | None:

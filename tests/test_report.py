@@ -61,7 +61,7 @@ def test_schedule_info_draws_weighted_factor_per_epoch():
     desc = {"family": "dynamic", "params": {"w_curriculum": 0.5, "epochs": 3,
                                             "schedule": {"name": "linear", "params": {}}}}
     t = trial(0.9, "cross_entropy", loss=json.dumps(desc))
-    info = _info.schedules_info([t], True)
+    info = _info.schedules_info([t])
     assert info[0]["values"] == pytest.approx([0.0, 0.25, 0.5])
 
 
@@ -72,6 +72,34 @@ def _study(name, trials, direction="maximize"):
     for t in trials:
         study.add_trial(t)
     return study
+
+
+def test_figures_that_name_a_best_follow_the_verdict():
+    """A single lucky search trial (0.95 on seed 0, 0.70 on seeds 1 and 2) is not the winner
+    over seeds: the per-class recall names the verdict's winner, and the curves of the top
+    designs hold each design once (a repeat proposal of the winner is not a second curve)."""
+    from losstune import results
+
+    a = {"design_key": "A", "loss_words": "focal γ=1"}
+    b = {"design_key": "B", "loss_words": "focal γ=3"}
+    recall, curve = "val.recall_per_class", "curve.val_macro_f1"
+    search = _study("verdict-order", [
+        trial(0.95, gamma=1.0, seed_index=0, **a, **{recall: [1.0, 0.9], curve: [0.9, 0.95]}),
+        trial(0.90, gamma=3.0, seed_index=0, **b, **{recall: [0.5, 0.6], curve: [0.8, 0.9]}),
+        trial(0.90, gamma=3.0, seed_index=0, duplicate_of=1, **b, **{curve: [0.8, 0.9]})])
+    runs = _study("verdict-order:runs", [
+        trial(v, gamma=g, seed_index=i, **d) for v, g, i, d in (
+            (0.70, 1.0, 1, a), (0.70, 1.0, 2, a), (0.90, 3.0, 1, b), (0.91, 3.0, 2, b))])
+    trials = search.get_trials()
+    v = results.verdict("verdict-order", "macro_f1", True,
+                        results.records(trials, runs.get_trials()))
+    assert v.winner.key == "B"
+    order = _info.by_verdict(v, trials)
+    assert [t.number for t in order] == [1, 0]
+    assert _info.recall_info(order, None)["best_label"] == "winner: focal γ=3"
+    assert [c["trial"] for c in _info.curves_info(order, "macro_f1")["val"]] == [1, 0]
+    ranked = [t.number for t in _info.ranked(trials, True)]
+    assert ranked == [0, 1]  # single trials: the lucky one first, the repeat not a row
 
 
 def test_user_strings_are_escaped():
@@ -224,7 +252,12 @@ def test_curriculum_figure_names_and_shows_every_line():
                                             "schedule": {"name": "linear", "params": {}}}}
     study = _study("curriculum", [trial(0.8, "cross_entropy", baseline="ce"),
                                   trial(0.9, "cross_entropy", loss=json.dumps(desc))])
-    figures = {title: fig for title, _, fig in _figures(study, study.trials, True, "macro_f1")}
+    from losstune import results
+
+    trials = study.trials
+    verdict = results.verdict("curriculum", "macro_f1", True, results.records(trials))
+    figures = {title: fig for title, _, fig in _figures(study, trials, True, "macro_f1",
+                                                        _info.by_verdict(verdict, trials))}
     fig = figures["Schedules of the top designs"]
     assert len(fig.data) == 1  # a single line: plotly would hide its legend by default
     assert fig.data[0].name.startswith("#1 w_curriculum × linear")

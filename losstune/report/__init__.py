@@ -37,8 +37,11 @@ def _script_json(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tuple[str, str, Any]]:
-    """(title, caption, figure or None-with-reason) for every plot of the report."""
+def _figures(study: Any, trials: list, maximize: bool, metric: str,
+             order: list) -> list[tuple[str, str, Any]]:
+    """(title, caption, figure or None-with-reason) for every plot of the report; ``order``:
+    one trial per design in the verdict's ranking (_info.by_verdict), which every figure of a
+    "best" or "top" design reads."""
     from losstune.report import _plots
 
     attrs = study.user_attrs
@@ -75,56 +78,57 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str) -> list[tupl
                         + ", ".join(catalog.label(n, family) for n in fam["left_out"]) + ".")
         add(f"{catalog.title(family)}: {axes}", caption,
             fig if fig is not None else _plots.family_params(fam, metric, maximize), "")
-    schedules = _info.schedules_info(trials, maximize)
+    schedules = _info.schedules_info(order)
     if schedules:
         add("Schedules of the top designs", "The scheduled weight × schedule(epoch): "
             "DynamicLoss's curriculum weight, a VAE's β (its KL warm-up).",
             _plots.lines(schedules, "Scheduled weight over epochs", "weight × factor"), "")
-    curves = _info.curves_info(trials, maximize, metric)
+    curves = _info.curves_info(order, metric)
     numbers = {t.number: t for t in trials}
     for s in curves["val"]:  # the whole design (wrapped by _plots.lines), not its first 40 chars
         s["label"] = f"#{s['trial']} {_info.design_label(numbers[s['trial']])}"
     if curves["val"]:
         add("Validation curves of the top designs", f"{metric} on the validation split after "
-            "every epoch.", _plots.lines(curves["val"], f"Validation {metric} per epoch", metric), "")
+            "every epoch, for the verdict's top designs (one curve each, from its first "
+            "search trial).", _plots.lines(curves["val"], f"Validation {metric} per epoch", metric), "")
     if curves["components"]:
         add("Loss components of the top designs", "Mean value of each weighted "
             "component per epoch (training).",
             _plots.lines(curves["components"], "Loss components per epoch", "value"), "")
     if task == "regression":
-        info = _info.residuals_info(trials, maximize, attrs.get(results.VAL_TARGETS))
-        add("Residuals", "Prediction − target for the best design, validation split.",
+        info = _info.residuals_info(order, attrs.get(results.VAL_TARGETS))
+        add("Residuals", "Prediction − target for the verdict's winner, validation split.",
             _plots.residuals(info) if info else None, "no stored predictions")
     elif task == "count":
-        info = _info.predictions_info(trials, maximize, attrs.get(results.VAL_TARGETS))
-        add("Expected against true counts", "The best design's expected count exp(η) of "
+        info = _info.predictions_info(order, attrs.get(results.VAL_TARGETS))
+        add("Expected against true counts", "The verdict's winner's expected count exp(η) of "
             "every validation sample against its count; the line is a perfect prediction.",
             _plots.counts(info) if info else None, "no stored predictions")
     elif task == "autoencoder":
-        info = _info.reconstructions_info(trials, maximize, attrs.get(results.SHOWN_INPUTS),
+        info = _info.reconstructions_info(order, attrs.get(results.SHOWN_INPUTS),
                                           attrs.get(results.IMAGE_SHAPE))
-        add("Reconstructions", "The first validation inputs (top) and the best design's "
+        add("Reconstructions", "The first validation inputs (top) and the verdict's winner's "
             "reconstructions of them (bottom), from the clean inputs.",
             _plots.reconstructions(info) if info else None, "no stored reconstructions")
     elif task == "embedding":
-        info = _info.projection_info(trials, maximize, attrs.get(results.VAL_TARGETS),
+        info = _info.projection_info(order, attrs.get(results.VAL_TARGETS),
                                      attrs.get(results.CLASS_NAMES))
-        add("Validation embeddings", "The best design's validation embeddings (L2-normalised) "
+        add("Validation embeddings", "The verdict's winner's validation embeddings (L2-normalised) "
             "on their first two principal components (scikit-learn's PCA), one colour per "
             "class: classes apart are what the losses aim for.",
             _plots.projection(info) if info else None, "no stored embeddings")
     elif task == "multilabel":
         for key, score, words in ((results.F1_PER_LABEL, "F1", "F1 at a 0.5 threshold"),
                                   (results.AP_PER_LABEL, "AP", "average precision")):
-            info = _info.recall_info(trials, maximize, attrs.get(results.CLASS_NAMES), key=key)
+            info = _info.recall_info(order, attrs.get(results.CLASS_NAMES), key=key)
             add(f"Per-label {score}", f"{words[0].upper() + words[1:]} of every label for the "
-                "best design and the best baseline (validation).",
+                "verdict's winner and the best baseline (validation).",
                 _plots.recall(info, score, "label") if info else None,
                 f"no per-label {score} recorded")
     else:
-        info = _info.recall_info(trials, maximize, attrs.get(results.CLASS_NAMES))
-        add("Per-class recall", "Recall of every class for the best design and the best "
-            "baseline.", _plots.recall(info) if info else None, "no per-class recall recorded")
+        info = _info.recall_info(order, attrs.get(results.CLASS_NAMES))
+        add("Per-class recall", "Recall of every class for the verdict's winner and the "
+            "best baseline.", _plots.recall(info) if info else None, "no per-class recall recorded")
     return out
 
 
@@ -159,7 +163,8 @@ def build(study: Any, runs: Any | None = None) -> str:
                             _plots.confirmation(_ranking_rows(verdict), metric)))
         parts.append(_leaderboard_html(_info.leaderboard_info(trials, maximize, summary.task),
                                        metric, summary.task))
-        figures.extend(_figures(study, trials, maximize, metric))
+        figures.extend(_figures(study, trials, maximize, metric,
+                                _info.by_verdict(verdict, trials)))
     plots_html, data_html = _figures_html(figures)
     parts.append(plots_html)
     template = Template(resources.files("losstune.report").joinpath("template.html").read_text())
@@ -348,11 +353,13 @@ def save_to_dashboard(study: Any, storage: Any = None) -> list[str]:
         return []
     from losstune.runner import study_verdict
 
-    save_note(study, verdict_markdown(study_verdict(study, storage)))
+    verdict = study_verdict(study, storage)
+    save_note(study, verdict_markdown(verdict))
     maximize = study.directions[0].name == "MAXIMIZE"
     metric = results.metrics_of(study.user_attrs)[0]
     saved = []
-    for title, _, fig in _figures(study, trials, maximize, metric):
+    for title, _, fig in _figures(study, trials, maximize, metric,
+                                  _info.by_verdict(verdict, trials)):
         if title in DASHBOARD_FIGURES and not isinstance(fig, str):
             fig.update_layout(title=dict(text=esc(title), x=0.01))
             saved.append(save_plotly_graph_object(study, fig,

@@ -22,8 +22,19 @@ def _complete(trials: Sequence[Any]) -> list[Any]:
 
 
 def ranked(trials: Sequence[Any], maximize: bool) -> list[Any]:
-    """Complete trials, best first by the first objective."""
-    return sorted(_complete(trials), key=lambda t: t.values[0], reverse=maximize)
+    """Complete trials that trained (a repeat proposal trained nothing: it is not a row of its
+    own), best first by the first objective."""
+    return sorted((t for t in _complete(trials) if not results.is_repeat(t)),
+                  key=lambda t: t.values[0], reverse=maximize)
+
+
+def by_verdict(verdict: Any, trials: Sequence[Any]) -> list[Any]:
+    """One trial per design, in the verdict's ranking (designs over seeds, its winner first):
+    the design's first search trial, which holds what the figures draw (curves, per-class
+    recall, predictions). Every figure that names a "best" or "top" design reads this order,
+    so it names the verdict's winner, never a single lucky search trial."""
+    numbers = {t.number: t for t in trials}
+    return [numbers[d.trials[0]] for d in verdict.ranking if d.trials and d.trials[0] in numbers]
 
 
 def design_label(trial: Any) -> str:
@@ -109,11 +120,11 @@ def params_present(trials: Sequence[Any], names: Sequence[str]) -> int:
 
 
 # ------------------------------------------------------------------------------ top designs
-def schedules_info(trials: Sequence[Any], maximize: bool, top: int = 5) -> list[dict[str, Any]]:
+def schedules_info(order: Sequence[Any], top: int = 5) -> list[dict[str, Any]]:
     """The scheduled weight per epoch (DynamicLoss's w_curriculum, a VAE's β) × its schedule's
-    factor, for the top designs that use a schedule."""
+    factor, for the top designs (``order``: :func:`by_verdict`) that use a schedule."""
     out = []
-    for t in ranked(trials, maximize):
+    for t in order:
         desc = json.loads(t.user_attrs.get(results.LOSS, "{}"))
         params = desc.get("params", {})
         record = catalog.find(desc.get("family"))
@@ -131,12 +142,13 @@ def schedules_info(trials: Sequence[Any], maximize: bool, top: int = 5) -> list[
     return out
 
 
-def curves_info(trials: Sequence[Any], maximize: bool, metric: str,
+def curves_info(order: Sequence[Any], metric: str,
                 top: int = 5) -> dict[str, list[dict[str, Any]]]:
-    """Per-epoch validation metric of the top designs, and the curves of their losses'
-    components (DynamicLoss's terms, a VAE's reconstruction and KL)."""
+    """Per-epoch validation metric of the top designs (``order``: :func:`by_verdict`, so
+    each design once), and the curves of their losses' components (DynamicLoss's terms, a
+    VAE's reconstruction and KL)."""
     val, components = [], []
-    for t in ranked(trials, maximize)[:top]:
+    for t in order[:top]:
         curve = t.user_attrs.get(f"{results.CURVE}val_{metric}")
         if curve:
             val.append({"trial": t.number, "label": f"#{t.number} {design_label(t)[:40]}",
@@ -150,44 +162,43 @@ def curves_info(trials: Sequence[Any], maximize: bool, metric: str,
     return {"val": val, "components": components}
 
 
-def _best_with(trials: Sequence[Any], maximize: bool, key: str) -> Any:
-    """The best design's trial, if it recorded ``key`` (a task figure's data); else None."""
-    order = ranked(trials, maximize)
+def _best_with(order: Sequence[Any], key: str) -> Any:
+    """The verdict's winner's trial, if it recorded ``key`` (a task figure's data); else
+    None."""
     return order[0] if order and key in order[0].user_attrs else None
 
 
-def recall_info(trials: Sequence[Any], maximize: bool, class_names: Sequence[str] | None,
+def recall_info(order: Sequence[Any], class_names: Sequence[str] | None,
                 key: str = results.RECALL) -> dict[str, Any] | None:
-    """A per-class validation score (recall; for labels, F1 or AP: ``key``) of the best design
-    against the best baseline."""
-    order = ranked(trials, maximize)
+    """A per-class validation score (recall; for labels, F1 or AP: ``key``) of the verdict's
+    winner against the best baseline (``order``: :func:`by_verdict`)."""
     if not order or key not in order[0].user_attrs:
         return None
     best = order[0]
     baseline = next((t for t in order if t.user_attrs.get(results.BASELINE)), None)
     recall = best.user_attrs[key]
     names = list(class_names or [str(i) for i in range(len(recall))])
-    out = {"classes": names, "best": recall, "best_label": f"best: {design_label(best)}"}
+    out = {"classes": names, "best": recall, "best_label": f"winner: {design_label(best)}"}
     if baseline is not None and baseline.number != best.number:
         out["baseline"] = baseline.user_attrs.get(key)
         out["baseline_label"] = f"baseline: {design_label(baseline)}"
     return out
 
 
-def residuals_info(trials: Sequence[Any], maximize: bool,
+def residuals_info(order: Sequence[Any],
                    targets: Sequence[float] | None) -> dict[str, Any] | None:
-    """Validation residuals (prediction − target) of the best regression design."""
-    info = predictions_info(trials, maximize, targets)
+    """Validation residuals (prediction − target) of the verdict's winner (regression)."""
+    info = predictions_info(order, targets)
     if info is None:
         return None
     return {"target": info["target"], "label": info["label"],
             "residual": [p - y for p, y in zip(info["predicted"], info["target"])]}
 
 
-def projection_info(trials: Sequence[Any], maximize: bool, targets: Sequence[int] | None,
+def projection_info(order: Sequence[Any], targets: Sequence[int] | None,
                     class_names: Sequence[str] | None) -> dict[str, Any] | None:
-    """The best embedding design's validation embeddings in 2-D, grouped by class."""
-    best = _best_with(trials, maximize, results.PROJECTION)
+    """The verdict's winner's validation embeddings in 2-D, grouped by class."""
+    best = _best_with(order, results.PROJECTION)
     if best is None or not targets:
         return None
     xs, ys = best.user_attrs[results.PROJECTION]
@@ -201,11 +212,10 @@ def projection_info(trials: Sequence[Any], maximize: bool, targets: Sequence[int
     return {"classes": groups, "label": design_label(best)}
 
 
-def reconstructions_info(trials: Sequence[Any], maximize: bool,
-                         inputs: Sequence[Sequence[float]] | None,
+def reconstructions_info(order: Sequence[Any], inputs: Sequence[Sequence[float]] | None,
                          image_shape: Sequence[int] | None) -> dict[str, Any] | None:
-    """The shown validation inputs and the best design's reconstructions of them."""
-    best = _best_with(trials, maximize, results.RECONSTRUCTIONS)
+    """The shown validation inputs and the verdict's winner's reconstructions of them."""
+    best = _best_with(order, results.RECONSTRUCTIONS)
     if best is None or not inputs:
         return None
     rebuilt = best.user_attrs[results.RECONSTRUCTIONS]
@@ -214,11 +224,11 @@ def reconstructions_info(trials: Sequence[Any], maximize: bool,
             "shape": list(image_shape) if image_shape else None, "label": design_label(best)}
 
 
-def predictions_info(trials: Sequence[Any], maximize: bool,
+def predictions_info(order: Sequence[Any],
                      targets: Sequence[float] | None) -> dict[str, Any] | None:
-    """The best design's validation predictions (regression; a count's expected counts)
+    """The verdict's winner's validation predictions (regression; a count's expected counts)
     against the targets."""
-    best = _best_with(trials, maximize, results.PREDICTIONS)
+    best = _best_with(order, results.PREDICTIONS)
     if best is None or not targets:
         return None
     pred = best.user_attrs[results.PREDICTIONS]

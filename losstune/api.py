@@ -265,6 +265,9 @@ class Study:
         study = runner.create_or_load(spec, self.storage, study_name=self.name,
                                       base_dir=base_dir)
         runner.record_data(study, splits)
+        if n_trials:  # the budgets asked, run by run: the report says what was asked
+            study.set_user_attr(results.ASKED,
+                                [*study.user_attrs.get(results.ASKED, []), n_trials])
         before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
         storage = open_storage(self.storage)
         hooks.started(study, storage)

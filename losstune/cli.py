@@ -145,40 +145,54 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+# Below this many columns the verdict table drops its trial numbers and shows the interval
+# as ± its half-width, so the design column keeps room to wrap in (at 80 columns the design
+# names shrank to nothing).
+NARROW = 110
+
+
 def print_verdict(study: Any, verdict: Any, top: int, console: Any) -> None:
-    """The ranking of designs over seeds and the verdict sentence (the same as every output)."""
+    """The ranking of designs over seeds and the verdict sentence (the same as every output).
+    A design's name wraps in its column; it is never cut."""
     from rich.table import Table
     from rich.text import Text
 
     from losstune.runner import counts
 
-    c = counts(study)
     rows = verdict.ranking[:top]
     if not rows:
+        c = counts(study)
         console.print(Text(f"{study.study_name}: no complete trial yet "
                            f"({c['pruned']} pruned, {c['fail']} failed, {c['running']} running)."))
         return
+    narrow = console.width < NARROW
     by_key = {cmp.baseline_key: cmp for cmp in verdict.comparisons}
     # Text objects, not markup: study names and designs are user data ("[baseline]" too).
-    table = Table(title=Text(f"{study.study_name}: {c['complete']} complete, "
-                             f"{c['pruned']} pruned, {c['fail']} failed search trials"))
+    title = f"{study.study_name}: {verdict.tally.words()}" if verdict.tally else study.study_name
+    table = Table(title=Text(title), pad_edge=not narrow, collapse_padding=narrow)
     table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("loss design", min_width=24, ratio=1)
-    for col in ("seeds", f"mean {verdict.metric}", "95% CI", "winner − this", "p_adj",
-                "trials"):
+    table.add_column("loss design", ratio=1, min_width=18, overflow="fold")
+    columns = ["seeds", f"mean {verdict.metric}" if not narrow else "mean",
+               "95% CI" if not narrow else "± 95%", "winner − this" if not narrow else "Δ",
+               "p_adj"] + ([] if narrow else ["trials"])
+    for col in columns:
         table.add_column(col, justify="right", no_wrap=True)
     for i, d in enumerate(rows, start=1):
         cmp = by_key.get(d.key)
         marks = (" [baseline]" if d.baseline else "") + (" ★" if i == 1 and verdict.significant
                                                           else "")
-        table.add_row(str(i), Text(d.words + marks),
-                      f"{d.n}+{len(d.fresh)}" if d.fresh else str(d.n), f"{d.mean:.4f}",
-                      f"[{d.ci[0]:.4f}, {d.ci[1]:.4f}]" if d.ci else "—",
-                      f"{cmp.diff:+.4f}" if cmp and cmp.diff is not None else "",
-                      _p_adj(cmp),
-                      _trials(d.trials))
+        ci = "—" if not d.ci else (f"±{(d.ci[1] - d.ci[0]) / 2:.4f}" if narrow
+                                   else f"[{d.ci[0]:.4f}, {d.ci[1]:.4f}]")
+        cells = [str(i), Text(d.words + marks),
+                 f"{d.n}+{len(d.fresh)}" if d.fresh else str(d.n), f"{d.mean:.4f}", ci,
+                 f"{cmp.diff:+.4f}" if cmp and cmp.diff is not None else "", _p_adj(cmp)]
+        table.add_row(*cells, *([] if narrow else [_trials(d.trials)]))
     console.print(table)
-    if any(d.fresh for d in rows):
+    if narrow:
+        console.print(Text(f"mean: {verdict.metric}; Δ: winner − this, paired"
+                           + ("; seeds n+m: n ranked the design, m fresh ones tested it"
+                              if any(d.fresh for d in rows) else "")))
+    elif any(d.fresh for d in rows):
         console.print(Text("seeds: n+m = n seeds that ranked the design (mean, CI) + m fresh "
                            "seeds that tested it against the baselines (winner − this, p_adj)"))
     console.print(Text("Verdict: " + verdict.sentence + "."))
@@ -275,13 +289,15 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     console = _console()
     bar: list[_progress] = []
 
-    def started(optuna_study: Any, storage_obj: Any) -> None:  # noqa: ARG001
+    def started(optuna_study: Any, storage_obj: Any) -> None:
         import optuna
 
-        done = runner.counts(optuna_study)
+        companion = runner.runs_study(optuna_study, storage_obj, create=False)
+        done = results.tally(results.records(
+            optuna_study.get_trials(deepcopy=False),
+            companion.get_trials(deepcopy=False) if companion else ()))
         console.print(Text(f"study {optuna_study.study_name} in {mask(study.storage)} "
-                           f"({done['complete']} complete, {done['pruned']} pruned, "
-                           f"{done['fail']} failed so far)"))
+                           f"(so far: {done.words()})"))
         console.print(Text(_plan_line(spec)))
         if workers > 4 and study.storage.startswith("sqlite"):
             console.print(Text(f"note: {workers} workers on one SQLite file contend for its "
@@ -367,25 +383,48 @@ def finished_any(trials: list[Any]) -> bool:
     return any(t.state.name == "COMPLETE" for t in trials)
 
 
+def _info_progress_class() -> Any:
+    from rich.progress import Progress
+    from rich.text import Text
+
+    class InfoProgress(Progress):
+        """rich's Progress with a line of text under the bar: the counts and the best design
+        so far, wrapped rather than cut, whatever the terminal's width."""
+
+        info = ""
+
+        def get_renderables(self) -> Any:
+            yield self.make_tasks_table(self.tasks)
+            if self.info:
+                yield Text(self.info)
+
+    return InfoProgress
+
+
+def _InfoProgress(*columns: Any, **kwargs: Any) -> Any:  # noqa: N802 - a class, made lazily
+    return _info_progress_class()(*columns, **kwargs)
+
+
 class _progress:
-    """A rich progress bar over search trials: done/total, ETA, best so far, pruned and failed
-    counts, and the trainings racing added (all read from the storage, so every worker's
-    trials count)."""
+    """A rich progress bar over new designs (done/total, time, ETA) and, on the line below,
+    what the study did (designs, trainings, repeats: results.Tally, as every view says it)
+    and the best design so far, wrapped at the terminal's width, never cut; all read from
+    the storage, so every worker's trials count."""
 
     def __init__(self, console: Any, total: int | None, study: Any, storage: Any) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
-
         self.study, self.storage = study, storage
         self.companion: Any = None  # the replicate-runs study, once it exists
-        self._best = ""             # the best-so-far text, kept while no run has finished
+        self._info = ""
         self._seen: tuple[int, int] | None = None
         self.already = self._new_designs(study.get_trials(deepcopy=False))
-        self.progress = Progress(TextColumn("new designs"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[info]}", markup=False),
-                                 console=console, transient=False)
-        self.task = self.progress.add_task("search", total=total, info="")
+        columns = [TextColumn("new designs"), BarColumn(bar_width=16 if console.width < NARROW
+                                                        else 40),
+                   MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn()]
+        self.progress = _InfoProgress(*columns, console=console, transient=False)
+        self.task = self.progress.add_task("search", total=total)
 
     def __enter__(self) -> "_progress":
         self.progress.start()
@@ -396,14 +435,15 @@ class _progress:
         self.progress.stop()
 
     def status(self, text: str) -> None:
-        self.progress.update(self.task, info=f"({text}…)")
+        self.progress.info = f"({text}…)"
+        self.progress.refresh()
 
     def callback(self, study: Any, trial: Any) -> None:  # Optuna callback signature
         self.refresh()
 
     def refresh(self) -> None:
-        """Read both studies once; recompute the verdict only when a run has finished (the
-        bar is refreshed every half second while workers run)."""
+        """Read both studies once; recount and recompute the verdict only when a run has
+        finished (the bar is refreshed every half second while workers run)."""
         from losstune import runner
 
         trials = self.study.get_trials(deepcopy=False)
@@ -412,24 +452,20 @@ class _progress:
         runs = self.companion.get_trials(deepcopy=False) if self.companion else []
         finished = (sum(t.state.is_finished() for t in trials),
                     sum(t.state.is_finished() for t in runs))
-        pruned = sum(1 for t in trials if t.state.name == "PRUNED")
-        failed = sum(1 for t in trials if t.state.name == "FAIL")
-        repeats = sum(1 for t in trials if results.is_repeat(t))
-        info = f"{pruned} pruned, {failed} failed"
-        if repeats:
-            info += f", {repeats} repeats"
-        info += f"; {len(trials) - repeats + finished[1]} trainings"
-        if finished != self._seen and len(self.study.directions) == 1 and finished_any(trials):
+        if finished != self._seen and finished_any(trials + runs):
             self._seen = finished
-            metric = results.metrics_of(self.study.user_attrs)[0]
-            w = results.verdict(self.study.study_name, metric,
-                                self.study.directions[0].name == "MAXIMIZE",
-                                results.records(trials, runs)).winner
-            if w is not None:
-                words = w.words[:30] + ("…" if len(w.words) > 30 else "")
-                self._best = f" · best {w.mean:.4f}/{w.n} seed{'s' if w.n != 1 else ''} ({words})"
-        self.progress.update(self.task, completed=self._new_designs(trials) - self.already,
-                             info=info + self._best)
+            records = results.records(trials, runs)
+            self._info = results.tally(records).words()
+            if len(self.study.directions) == 1:
+                metric = results.metrics_of(self.study.user_attrs)[0]
+                w = results.verdict(self.study.study_name, metric,
+                                    self.study.directions[0].name == "MAXIMIZE", records).winner
+                if w is not None:
+                    self._info += (f" · best {w.mean:.4f}/{w.n} seed{'s' if w.n != 1 else ''}"
+                                   f" ({w.words})")
+        if self._info:
+            self.progress.info = self._info
+        self.progress.update(self.task, completed=self._new_designs(trials) - self.already)
 
     @staticmethod
     def _new_designs(trials: list[Any]) -> int:

@@ -89,6 +89,7 @@ SHOWN_INPUTS = "val_inputs_shown"  # autoencoder: the validation inputs reconstr
 IMAGE_SHAPE = "image_shape"        # autoencoder: how to draw an input (8 x 8 digits)
 VAL_TARGETS = "val_targets"      # regression, count: validation targets; embedding: classes
 VERSION = "losstune_version"
+ASKED = "new_designs_asked"      # the new designs each run of the study asked for, in order
 
 
 def metrics_of(study_attrs: dict[str, Any]) -> list[str]:
@@ -180,6 +181,61 @@ class RunRecord:
 def records(search_trials: Iterable[Any], replicate_trials: Iterable[Any] = ()) -> list[RunRecord]:
     return ([RunRecord.from_trial(t) for t in search_trials]
             + [RunRecord.from_trial(t, replicate=True) for t in replicate_trials])
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a study did, counted once for every view (terminal, report, JSON, dashboard).
+
+    A *training* is one design trained on one seed: a search trial that trained, or a replicate
+    run (racing, the fresh-seed test, ``confirm``). A *repeat* is a search trial that proposed
+    a design already trained on its seed: it trained nothing and carries that training's
+    score. Interrupted trainings (Ctrl-C, SIGTERM) count in none of the others."""
+
+    designs: int      # distinct designs with at least one training
+    trainings: int    # finished trainings, pruned and failed ones included
+    fresh: int        # of them, on the verdict's fresh seeds
+    pruned: int
+    failed: int
+    interrupted: int
+    repeats: int
+    running: int
+
+    def words(self) -> str:
+        s = lambda n, word: f"{n} {word}{'' if n == 1 else 's'}"  # noqa: E731
+        detail = [f"{self.fresh} on fresh seeds" if self.fresh else "",
+                  f"{self.pruned} pruned" if self.pruned else "",
+                  f"{self.failed} failed" if self.failed else "",
+                  f"{self.interrupted} interrupted" if self.interrupted else "",
+                  f"{self.running} running" if self.running else ""]
+        detail = [d for d in detail if d]
+        text = f"{s(self.designs, 'design')}, {s(self.trainings, 'training')}"
+        text += f" ({', '.join(detail)})" if detail else ""
+        if self.repeats:
+            text += f"; {s(self.repeats, 'repeat proposal')} not trained again"
+        return text
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def tally(runs: Iterable[RunRecord]) -> Tally:
+    designs_seen: set[str] = set()
+    n = dict(trainings=0, fresh=0, pruned=0, failed=0, interrupted=0, repeats=0, running=0)
+    for r in runs:
+        if r.duplicate_of is not None:
+            n["repeats"] += 1
+        elif r.state in ("running", "waiting"):
+            n["running"] += r.state == "running"
+        elif r.state == "fail" and r.user_attrs.get(ERROR) == INTERRUPTED:
+            n["interrupted"] += 1
+        else:
+            n["trainings"] += 1
+            n["fresh"] += is_fresh(r.seed_index)
+            n["pruned"] += r.state == "pruned"
+            n["failed"] += r.state == "fail"
+            designs_seen.add(r.design_key)
+    return Tally(designs=len(designs_seen), **n)
 
 
 def exported_design(description: dict[str, Any]) -> dict[str, Any]:
@@ -426,6 +482,7 @@ class Verdict:
     ranking: list[Design]
     alpha: float = ALPHA
     notes: list[str] = field(default_factory=list)  # what the runs behind it did not do
+    tally: Tally | None = None                      # what the study did (designs, trainings)
 
     @property
     def direction(self) -> str:
@@ -469,6 +526,7 @@ class Verdict:
             "fresh_mean": w.fresh_mean, "fresh_seeds": len(w.fresh),
             "baseline": w.baseline is not None, "trials": w.trials}
         return {"study": self.study, "metric": self.metric, "direction": self.direction,
+                "counts": self.tally.to_dict() if self.tally else None,
                 "verdict": {"significant": self.significant, "sentence": self.sentence,
                             "alpha": self.alpha, "correction": "holm",
                             "test": "paired t-test across seeds (scipy.stats.ttest_rel)",
@@ -496,6 +554,7 @@ def verdict(study_name: str, metric: str, maximize: bool, runs: Iterable[RunReco
             alpha: float = ALPHA) -> Verdict:
     """Rank the designs on the search and racing seeds, and test the winner against each
     baseline (on fresh seeds where it has them; Holm across the baselines)."""
+    runs = list(runs)
     found = designs(runs, metric)
     ranking = rank(found.values(), maximize)
     winner = ranking[0] if ranking else None
@@ -519,7 +578,7 @@ def verdict(study_name: str, metric: str, maximize: bool, runs: Iterable[RunReco
                      "seeds: the search stopped before its test, or runs failed); run the same "
                      "`losstune search` again, or `losstune confirm`, to add them")
     return Verdict(study_name, metric, maximize, winner, comparisons, ranking, alpha,
-                   notes=notes)
+                   notes=notes, tally=tally(runs))
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

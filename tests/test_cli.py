@@ -48,7 +48,7 @@ def test_search_stores_a_complete_record(finished):
             assert len(a["curve.loss_curriculum"]) == EPOCHS
         if a["family"] == "focal":
             assert "focal.gamma" in t.params and "dynamic.w_balance" not in t.params
-    assert "tiny: 4 complete" in output and "[baseline]" in output
+    assert "tiny: 4 designs, 4 trainings" in output and "[baseline]" in output
 
 
 def test_search_again_resumes_and_adds_trials(finished, tmp_path):
@@ -57,7 +57,7 @@ def test_search_again_resumes_and_adds_trials(finished, tmp_path):
     before = optuna.load_study(study_name="tiny", storage=url).trials
     result = invoke("search", path, "--storage", url, "--n-trials", "2")
     assert result.exit_code == 0, result.output
-    assert "4 complete" in result.output.splitlines()[0]
+    assert "(so far: 4 designs, 4 trainings)" in result.output.splitlines()[0]
     after = optuna.load_study(study_name="tiny", storage=url).trials
     # Two new designs; a proposal that repeats a known design trains nothing and does not count.
     assert len([t for t in after[4:] if "duplicate_of" not in t.user_attrs]) == 2
@@ -273,3 +273,69 @@ def test_examples_validate_through_the_cli():
     for path in sorted((ROOT / "studies").glob("*.toml")):
         result = invoke("validate", path)
         assert result.exit_code == 0, result.output
+
+
+LONG = ("DynamicLoss, base categorical_crossentropy, w_balance = 0.522, w_curriculum = 0.285, "
+        "schedule cosine(start=0, end=0.0264, warmup=0)")
+
+
+def _console(width):
+    import io
+
+    from rich.console import Console
+
+    return Console(width=width, record=True, file=io.StringIO(), highlight=False)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_verdict_table_keeps_every_design_whole_at_80_and_120_columns(width):
+    """At 80 columns the design column shrank to nothing (the quick start in a default
+    terminal): the design wraps in its column, and nothing is cut."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from losstune import results
+    from losstune.cli import print_verdict
+
+    study = optuna.create_study(study_name="narrow", direction="maximize")
+    dist = {"loss": CategoricalDistribution(["dynamic", "cross_entropy"])}
+    for i, (words, value, baseline) in enumerate([(LONG, 0.9, None), (LONG, 0.91, None),
+                                                  ("cross-entropy", 0.8, "ce"),
+                                                  ("cross-entropy", 0.82, "ce")]):
+        study.add_trial(create_trial(value=value, params={"loss": "dynamic"}, distributions=dist,
+                                     user_attrs={"loss_words": words, "design_key": words,
+                                                 "seed_index": i % 2, "baseline": baseline}))
+    verdict = results.verdict("narrow", "macro_f1", True, results.records(study.trials))
+    console = _console(width)
+    print_verdict(study, verdict, 10, console)
+    text = console.export_text()
+    table = text.split("Verdict:")[0]
+    assert max(len(line) for line in table.splitlines()) <= width
+    assert "…" not in table
+    cells = " ".join(line.split("│")[2] for line in table.splitlines() if line.count("│") > 3)
+    assert " ".join(cells.split()).startswith(LONG)  # whole, in reading order
+    assert "2 designs, 4 trainings" in text.splitlines()[0]
+    assert ("trials" in table) == (width >= 110)  # the trial numbers only where there is room
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_progress_line_keeps_its_counts_and_the_best_design(finished, width):
+    from losstune import results
+    from losstune.cli import _progress
+    from losstune.storage import open_storage
+
+    _, url, _ = finished
+    storage = open_storage(url, heartbeat=False, create=False)
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    console = _console(width)
+    bar = _progress(console, 4, study, storage)
+    bar.already = 0
+    with bar:
+        pass
+    lines = console.export_text().splitlines()
+    at = max(i for i, ln in enumerate(lines) if "new designs" in ln)
+    assert "4/4" in lines[at] and all(len(ln) <= width for ln in lines), lines
+    info = " ".join(" ".join(lines[at + 1:]).split())  # the line under the bar, wrapped
+    assert info.startswith("4 designs, 4 trainings"), info
+    winner = results.verdict("tiny", "macro_f1", True, results.records(study.trials)).winner
+    assert info.endswith(" ".join(f" · best {winner.mean:.4f}/1 seed ({winner.words})".split()))

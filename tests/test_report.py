@@ -40,9 +40,15 @@ def test_summary_counts_and_budget():
                                  "spec": {"n_trials": 6, "training": {"epochs": 3}}},
                            TRIALS, maximize=True)
     assert s.counts == {"complete": 4, "pruned": 1, "fail": 1, "running": 0}
-    assert s.budget == "6 search trials, 3 epochs per trial, racing up to 5 seeds per design"
+    # (these trials store no loss description: a design is its family, so 2 designs)
+    assert s.done == "2 designs, 6 trainings (1 pruned, 1 failed)"
+    assert s.budget == "6 new designs, 3 epochs per training, racing up to 5 seeds per design"
     off = _info.summary_info("s", {"spec": {"n_trials": 6, "racing": False}}, TRIALS, True)
-    assert off.budget == "6 search trials"
+    assert off.budget == "6 new designs"
+    # `--n-trials 4` after a first run of the file's 16: the budget is what the runs asked
+    asked = _info.summary_info("s", {"spec": {"n_trials": 16, "racing": False},
+                                     "new_designs_asked": [16, 4]}, TRIALS, True)
+    assert asked.budget == "20 new designs asked (16 + 4 in 2 runs)"
 
 
 def test_leaderboard_ranks_marks_baselines_and_limits_test_figures():

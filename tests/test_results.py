@@ -228,3 +228,27 @@ def test_a_significant_loss_is_said_even_when_nothing_wins():
     assert c.significant and not c.better and not v.significant
     assert v.sentence.startswith("no design is significantly better")
     assert "is worse than cross_entropy" in v.sentence
+
+
+def test_the_tally_counts_designs_trainings_and_repeats_each_once():
+    """What the terminal, the report, JSON and the dashboard note all say of a study."""
+    from dataclasses import replace
+
+    from losstune.stopping import INTERRUPTED
+
+    runs = design_runs("focal", [0.8, 0.82, 0.81], gamma=2.0)       # 3 trainings
+    runs += [run("cross_entropy", 0.7, baseline="ce"),                # 1 training
+             replace(run("focal", 0.8, gamma=2.0, number=5), duplicate_of=0),  # a repeat
+             run("focal", 0.83, seed=results.FRESH_SEEDS, replicate=True, gamma=2.0),
+             replace(run("mse", 0.1), state="pruned"),
+             replace(run("huber", 0.1), state="fail", values=()),
+             replace(run("huber", 0.1), state="fail", values=(),
+                     user_attrs={"error": INTERRUPTED}),
+             replace(run("huber", 0.1), state="running", values=())]
+    t = results.tally(runs)
+    assert (t.designs, t.trainings, t.fresh, t.pruned, t.failed, t.interrupted, t.repeats,
+            t.running) == (4, 7, 1, 1, 1, 1, 1, 1)
+    assert t.words() == ("4 designs, 7 trainings (1 on fresh seeds, 1 pruned, 1 failed, "
+                         "1 interrupted, 1 running); 1 repeat proposal not trained again")
+    v = results.verdict("s", "macro_f1", True, runs)
+    assert v.to_dict()["counts"] == t.to_dict() and v.tally == t

@@ -140,7 +140,9 @@ def build(study: Any, runs: Any | None = None) -> str:
 
     trials = study.get_trials(deepcopy=False)
     maximize = study.directions[0].name == "MAXIMIZE"
-    summary = _info.summary_info(study.study_name, study.user_attrs, trials, maximize)
+    run_trials = runs.get_trials(deepcopy=False) if runs is not None else []
+    summary = _info.summary_info(study.study_name, study.user_attrs, trials, maximize,
+                                 run_trials)
     metric = summary.metric
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     parts: list[str] = [_summary_html(summary)]
@@ -150,8 +152,8 @@ def build(study: Any, runs: Any | None = None) -> str:
                      "complete trial yet, so there is nothing to rank. Run <code>losstune search"
                      "</code> (again) and build the report afterwards.</p></section>")
     else:
-        verdict = results.verdict(study.study_name, metric, maximize, results.records(
-            trials, runs.get_trials(deepcopy=False) if runs is not None else ()))
+        verdict = results.verdict(study.study_name, metric, maximize,
+                                  results.records(trials, run_trials))
         parts.append(_verdict_html(verdict))
         parts.append(_ranking_html(verdict, runs))
         if any(d.n > 1 for d in verdict.ranking):
@@ -191,7 +193,6 @@ def _ranking_rows(verdict: Any) -> list[Any]:
 
 
 def _summary_html(s: _info.Summary) -> str:
-    c = s.counts
     direction = "maximised" if s.maximize else "minimised"
     return f"""<section class="summary">
 <h1>{esc(s.study)}</h1>
@@ -200,7 +201,7 @@ def _summary_html(s: _info.Summary) -> str:
 <dt>Data</dt><dd>{esc(s.dataset)}</dd>
 <dt>Objective</dt><dd>{esc(s.metric)} on the validation split ({direction})</dd>
 <dt>Budget</dt><dd>{esc(s.budget)}</dd>
-<dt>Search trials</dt><dd>{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed</dd>
+<dt>Trained</dt><dd>{esc(s.done)}</dd>
 </dl>
 </section>"""
 
@@ -369,7 +370,8 @@ def save_to_dashboard(study: Any, storage: Any = None) -> list[str]:
 
 def verdict_markdown(v: Any) -> str:
     """The verdict as the dashboard's study note."""
-    lines = ["### Verdict", "", v.sentence + ".", "", *[f"> ⚠ {n}." for n in v.notes], ""]
+    lines = ["### Verdict", "", v.sentence + ".", "", *[f"> ⚠ {n}." for n in v.notes], "",
+             *([f"Trained: {v.tally.words()}.", ""] if v.tally else [])]
     if v.comparisons:
         lines += ["| baseline | paired seeds | winner − baseline | 95% CI | p | p (Holm) | "
                   "outcome |", "|---|---|---|---|---|---|---|"]

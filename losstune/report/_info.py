@@ -51,10 +51,13 @@ class Summary:
     maximize: bool
     budget: str
     counts: dict[str, int]
+    done: str  # what the study did: results.Tally's words, as every view says it
 
 
 def summary_info(study_name: str, user_attrs: dict[str, Any], trials: Sequence[Any],
-                 maximize: bool) -> Summary:
+                 maximize: bool, runs: Sequence[Any] = ()) -> Summary:
+    """The study in a few lines. The budget is the new designs its runs asked for (a run's
+    ``--n-trials`` included), else the study file's ``n_trials``."""
     spec = user_attrs.get(results.SPEC, {})
     counts = {"complete": 0, "pruned": 0, "fail": 0, "running": 0}
     for t in trials:
@@ -62,22 +65,27 @@ def summary_info(study_name: str, user_attrs: dict[str, Any], trials: Sequence[A
         if key in counts:
             counts[key] += 1
     budget = []
-    if spec.get("n_trials"):
-        budget.append(f"{spec['n_trials']} search trials")
+    asked = user_attrs.get(results.ASKED)
+    if asked:
+        budget.append(f"{sum(asked)} new designs asked"
+                      + (f" ({' + '.join(map(str, asked))} in {len(asked)} runs)"
+                         if len(asked) > 1 else ""))
+    elif spec.get("n_trials"):
+        budget.append(f"{spec['n_trials']} new designs")
     if spec.get("timeout"):
         budget.append(f"{spec['timeout']:g} s")
     training = spec.get("training", {})
     if isinstance(training.get("epochs"), int):
-        budget.append(f"{training['epochs']} epochs per trial")
+        budget.append(f"{training['epochs']} epochs per training")
     racing = spec.get("racing", True)
     if racing is not False and len(results.metrics_of(user_attrs)) == 1:
         seeds = racing.get("max_seeds", 5) if isinstance(racing, dict) else 5
         budget.append(f"racing up to {seeds} seeds per design")
     metric = results.metrics_of(user_attrs)[0]
     return Summary(study=study_name, task=user_attrs.get(results.TASK, "?"),
-                  dataset=user_attrs.get(results.DATA) or user_attrs.get(results.DATASET, "?"),
-                  metric=metric, maximize=maximize, budget=", ".join(budget) or "—",
-                  counts=counts)
+                   dataset=user_attrs.get(results.DATA) or user_attrs.get(results.DATASET, "?"),
+                   metric=metric, maximize=maximize, budget=", ".join(budget) or "—",
+                   counts=counts, done=results.tally(results.records(trials, runs)).words())
 
 
 # ------------------------------------------------------------------------------ leaderboard

@@ -349,12 +349,17 @@ class Study:
 
         return report.write(self.name, self.storage, Path(path) if path else None)
 
-    def export(self, path: str | Path = "best_loss.json", *, trial: int | None = None) -> Path:
+    def export(self, path: str | Path = "best_loss.json", *, trial: int | None = None,
+               overwrite: bool = False) -> Path:
         """Write the verdict's winner (or one search trial's design) as JSON for
-        :func:`losstune.losses.load_loss`."""
+        :func:`losstune.losses.load_loss`. An existing file is replaced only with
+        ``overwrite=True`` (it may be another study's export)."""
         from losstune.paths import check_output_path, write_output
 
         path = check_output_path(Path(path))  # before any work
+        if path.exists() and not overwrite:
+            raise LosstuneError(f"{path}: the file exists (another export?); give another "
+                                "path, or overwrite=True to replace it")
         return write_output(path, json.dumps(self.export_payload(trial), indent=2) + "\n")
 
     def export_payload(self, trial: int | None = None) -> dict[str, Any]:

@@ -567,14 +567,18 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
     from losstune.paths import check_output_path
 
     check_output_path(output)  # before any work: no folder, a symbolic link...
-    path = api.load_study(study, storage=_storage_url(storage)).export(output, trial=trial_number)
+    replaced = " (replacing the file that was there)" if output.exists() else ""
+    path = api.load_study(study, storage=_storage_url(storage)).export(
+        output, trial=trial_number, overwrite=True)
     payload = json.loads(path.read_text())
     if trial_number is None:
-        click.echo(f"wrote {output}: {payload['description']} (mean over {payload['seeds']} "
+        click.echo(f"wrote {output}{replaced}: {payload['description']} (mean over "
+                   f"{payload['seeds']} "
                    f"seed{'s' if payload['seeds'] != 1 else ''}; verdict: "
                    f"{payload['verdict']['sentence']})")
     else:
-        click.echo(f"wrote {output}: trial {payload['trial']}, {payload['description']}")
+        click.echo(f"wrote {output}{replaced}: trial {payload['trial']}, "
+                   f"{payload['description']}")
 
 
 @main.command()

@@ -156,7 +156,7 @@ def _prepare_sqlite(path: Path, url: str, create: bool) -> None:
         raise StorageError(f"storage {url}: {path} is a directory, not a SQLite database")
     if path.exists():
         if path.stat().st_size:
-            _check_optuna_tables(path, url)
+            _check_optuna_tables(path, url, create)
         elif not create:
             raise StorageError(f"storage {url}: {path} is empty: no study there yet; run "
                                "`losstune search STUDY_FILE` first")
@@ -175,12 +175,16 @@ def _prepare_sqlite(path: Path, url: str, create: bool) -> None:
     _sql(path, url, "PRAGMA journal_mode=WAL")
 
 
-def _check_optuna_tables(path: Path, url: str) -> None:
+def _check_optuna_tables(path: Path, url: str, create: bool) -> None:
     """Optuna creates its tables in any database it opens. In a SQLite file of another
     application that would change someone else's data, so only a new or empty file, or one
-    that already holds Optuna's tables, is used."""
+    that already holds Optuna's tables, is used; and a reader (``create=False``: show,
+    report) adds no table to a file that has none."""
     tables = {row[0] for row in _sql(path, url, "SELECT name FROM sqlite_master "
                                                 "WHERE type = 'table'")}
+    if not tables and not create:
+        raise StorageError(f"storage {url}: {path} holds no study yet; run `losstune search "
+                           "STUDY_FILE` first")
     if tables and not {"studies", "trials", "version_info"} <= tables:
         shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
         raise StorageError(f"storage {url}: {path} is a SQLite database of something else "
@@ -241,6 +245,9 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True,
             raise StorageError(f"storage {shown}: folder {path.parent} does not exist")
         if not create and not path.exists():
             raise StorageError(f"storage {shown}: no journal file at {path}")
+        if path.exists() and not path.is_file():  # /dev/null, a FIFO: nothing is kept there
+            raise StorageError(f"storage {shown}: {path} is not a regular file; a journal is "
+                               "a file")
         try:
             return JournalStorage(JournalFileBackend(str(path)))
         except (OSError, ValueError) as err:

@@ -403,6 +403,8 @@ CASES = [
       "objective": {"metric": "reconstruction_mse"},
       "search": {"families": ["reconstruction_mse"], "schedule": {"names": ["linear"]}}},
      "search.schedule: a schedule (a curriculum, a β warm-up) is searched only for vae", BOTH),
+    ("journal-on-a-device", {"storage": "journal:/dev/null"},
+     "storage journal:/dev/null: /dev/null is not a regular file; a journal is a file", SEARCH),
     ("export-onto-a-folder", lambda d: (d / "out").mkdir() or {"command": ["export", "tiny",
                                                                            "-o", str(d / "out")]},
      "out: is a folder; give a file name", ("export",)),
@@ -502,17 +504,66 @@ def test_output_path_helpers(tmp_path, monkeypatch):
         with pytest.raises(LosstuneError, match=message):
             write_output(bad, "x")
     assert target.read_text() == "keep"
-    # A link made after the check (a race): the open itself does not follow it.
+    # A link made after the check (a race): the rename replaces the link, never writes
+    # through it.
     monkeypatch.setattr(paths, "check_output_path", lambda path, **kw: Path(path))
-    with pytest.raises(LosstuneError, match="is a symbolic link"):
-        write_output(tmp_path / "link.html", "x")
-    assert target.read_text() == "keep"
+    write_output(tmp_path / "link.html", "x")
+    assert target.read_text() == "keep" and not (tmp_path / "link.html").is_symlink()
     monkeypatch.undo()
     out = write_output(tmp_path / "new" / "r.html", "made", create_folder=True)
     assert out.read_text(encoding="utf-8") == "made"
     assert default_report_path(".hidden") == Path("reports") / "hidden.html"
     assert default_report_path("..") == Path("reports") / "study.html"
     assert visible_name("a b/c") == "a_b_c" and visible_name("tiny") == "tiny"
+    # A study name of 200 two-byte letters: 400 bytes, over the file systems' 255.
+    long = visible_name("é" * 200)
+    assert len(long.encode()) <= 120 and long.startswith("éé") and long != visible_name("é" * 199)
+    with pytest.raises(LosstuneError, match="the file name is 305 bytes; file systems take "
+                                            "at most 255"):
+        write_output(tmp_path / ("e" * 300 + ".json"), "x")
+
+
+def test_a_full_disk_leaves_the_old_file_whole_and_no_temporary_file(tmp_path):
+    """A write that runs out of room (RLIMIT_FSIZE stands for a full disk here) says so in
+    one line and changes nothing: the file that was there keeps its content (it was left
+    truncated or empty before)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "best_loss.json").write_text("the earlier export\n")
+    code = ("import resource, signal\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+            "from losstune.errors import LosstuneError\n"
+            "from losstune.paths import write_output\n"
+            "try:\n"
+            "    write_output('best_loss.json', 'x' * 100_000)\n"
+            "except LosstuneError as err:\n"
+            "    print(err)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout.strip() == ("best_loss.json: cannot write (File too large); nothing "
+                                   "was changed"), proc.stdout + proc.stderr
+    assert (tmp_path / "best_loss.json").read_text() == "the earlier export\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["best_loss.json"]
+
+
+def test_an_export_never_replaces_a_file_without_saying_so(finished, tmp_path):
+    """From Python it refuses unless overwrite=True; the command says it replaced the file."""
+    from losstune import api
+    from losstune.errors import LosstuneError
+
+    _, url, _ = finished
+    out = tmp_path / "best_loss.json"
+    out.write_text("the quick start's export\n")
+    study = api.load_study("tiny", storage=url)
+    with pytest.raises(LosstuneError, match="best_loss.json: the file exists"):
+        study.export(out)
+    assert out.read_text() == "the quick start's export\n"
+    assert '"design"' in study.export(out, overwrite=True).read_text()
+    result = CliRunner().invoke(main, ["export", "tiny", "--storage", url, "-o", str(out)])
+    assert result.exit_code == 0
+    assert result.stdout.startswith(f"wrote {out} (replacing the file that was there): ")
 
 
 def test_a_database_that_refuses_says_its_reason_in_one_line(postgres_url):
@@ -544,3 +595,17 @@ def test_a_database_that_refuses_says_its_reason_in_one_line(postgres_url):
     assert "Traceback" not in result.output
     assert stderr.startswith("Error: InsufficientPrivilege: permission denied for table"), stderr
     assert "Secr3t" not in result.output and "pw" not in stderr.split("(")[0]
+
+
+def test_reading_commands_add_no_table_to_a_sqlite_file_without_any(tmp_path):
+    """`show` on a SQLite file with no table (not empty: a page of settings) created Optuna's
+    tables in it."""
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 3")
+    before = path.read_bytes()
+    for argv in (["show", "x"], ["report", "x", "-o", str(tmp_path / "r.html")],
+                 ["export", "x", "-o", str(tmp_path / "e.json")], ["studies"]):
+        result = CliRunner().invoke(main, [*argv, "--storage", f"sqlite:///{path}"])
+        _check_one_line(result, "other.db holds no study yet")
+    assert path.read_bytes() == before

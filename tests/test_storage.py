@@ -53,7 +53,7 @@ def test_journal_storage_end_to_end(tmp_path):
     assert len(study.trials) == 3
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     shown = CliRunner().invoke(main, ["show", "tiny", "--storage", f"journal:{journal}"])
-    assert shown.exit_code == 0 and "3 complete" in shown.output
+    assert shown.exit_code == 0 and "3 designs, 3 trainings" in shown.output
     listed = CliRunner().invoke(main, ["studies", "--storage", f"journal:{journal}"])
     assert listed.exit_code == 0 and "tiny" in listed.output
 

@@ -65,8 +65,8 @@ class InMemory:
         x, y = (self.x, self.y) if self.y is not None else data.from_datasets(self.x)
         digest = hashlib.sha256()
         parts = [x, y, *(self.validation_data or ())]
-        for part in parts:
-            array = np.ascontiguousarray(data.as_array(part, "data"))
+        for part, name in zip(parts, ("x", "y", "x_val", "y_val")):
+            array = np.ascontiguousarray(data.as_array(part, name))
             digest.update(str((array.shape, array.dtype.str)).encode())
             digest.update(array.tobytes() if array.dtype.kind != "O"
                           else repr(array.tolist()).encode())

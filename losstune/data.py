@@ -574,12 +574,38 @@ def robust_scale(y: np.ndarray, reject: float = 3.5) -> float:
 
 # ------------------------------------------------------------------------------ in-memory data
 def as_array(data: Any, what: str) -> np.ndarray:
-    """NumPy from NumPy, pandas, a tf.data.Dataset of (x, y) or x batches, or a PyDataset."""
+    """NumPy from NumPy, pandas, lists, checked once where arrays come in from Python: a
+    rectangular array, no missing label, numbers for features (``what`` starting with "x").
+    Each problem is a DataError naming the argument."""
     if data is None:
         raise DataError(f"{what}: no data given")
     if hasattr(data, "to_numpy"):  # pandas DataFrame / Series
-        return np.asarray(data.to_numpy())
-    return np.asarray(data)
+        if what.startswith("x") and hasattr(data, "columns"):
+            text = [str(c) for c, dtype in zip(data.columns, data.dtypes)
+                    if getattr(dtype, "kind", "O") not in "biuf"]
+            if text:
+                raise DataError(f"{what}: column{'s' if len(text) > 1 else ''} "
+                                f"{', '.join(text[:5])}{' …' if len(text) > 5 else ''} "
+                                f"hold{'' if len(text) > 1 else 's'} text, not numbers; encode "
+                                "text first (for example sklearn.preprocessing.OneHotEncoder)")
+        data = data.to_numpy()
+    try:
+        array = np.asarray(data)
+    except ValueError:  # NumPy refuses rows of different lengths
+        raise DataError(f"{what}: rows of different lengths; give a rectangular array "
+                        "(pad the rows, or use a fixed number of features)") from None
+    if array.dtype.kind == "O":
+        flat = array.reshape(-1).tolist()
+        missing = [i for i, v in enumerate(flat)
+                   if v is None or (isinstance(v, float) and v != v)]
+        if missing:
+            raise DataError(f"{what}: {len(missing)} missing value{'s' if len(missing) > 1 else ''}"
+                            f" (None or NaN), the first at position {missing[0]}; remove or "
+                            "fill them")
+    if what.startswith("x") and array.dtype.kind not in "biuf":
+        raise DataError(f"{what}: holds {array.dtype.name} values, not numbers; encode text "
+                        "features first (for example sklearn.preprocessing.OneHotEncoder)")
+    return array
 
 
 def from_datasets(data: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -601,6 +627,9 @@ def from_datasets(data: Any) -> tuple[np.ndarray, np.ndarray]:
             raise DataError("a dataset must yield (x, y) batches")
         xs.append(np.asarray(batch[0]))
         ys.append(np.asarray(batch[1]))
+        if ys[-1].ndim == 0:
+            raise DataError("the dataset yields single samples, not batches: batch it first "
+                            "(dataset.batch(256))")
     if not xs:
         raise DataError("the dataset yielded no batch")
     return np.concatenate(xs), np.concatenate(ys)

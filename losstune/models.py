@@ -72,6 +72,19 @@ def load_factory(reference: str, base_dir: Path | str = "."):
     return func
 
 
+def final_activation(model: Any) -> str | None:
+    """"softmax" or "sigmoid" (or "log_softmax") when the model's last layer applies it, else
+    None. A loss with ``from_logits=True`` on probabilities trains, badly, without a word."""
+    import keras
+
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    if isinstance(last, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(last, "activation", None)
+    name = getattr(activation, "__name__", None)
+    return name if name in ("softmax", "sigmoid", "log_softmax") else None
+
+
 def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
           base_dir: Path | str = ".", builder: Any = None,
           penalty: dict[str, float] | None = None):
@@ -89,10 +102,21 @@ def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
         func = builder if spec.kind == "python" else load_factory(spec.factory, base_dir)
         kwargs = {"input_shape": input_shape, "output_units": units}
         accepted = inspect.signature(func).parameters
-        model = func(**{k: v for k, v in kwargs.items() if k in accepted})
+        positional = [p for p in accepted.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if not set(kwargs) & set(accepted) and len(positional) >= 2:
+            model = func(input_shape, units)  # (shape, units) under other names
+        else:
+            model = func(**{k: v for k, v in kwargs.items() if k in accepted})
         if not isinstance(model, keras.Model):
             raise TypeError(f"model.factory {spec.factory!r} returned "
                             f"{type(model).__name__}, not a keras.Model")
+        squash = final_activation(model)
+        if squash:
+            raise LosstuneError(
+                f"the model ends in {squash}; losstune's losses take the raw outputs (logits) "
+                f"and apply {squash} themselves, where it is numerically safe: end in "
+                f"Dense(output_units) with no activation")
         return model
     penalties, decay = layers_for(penalty)
     layers = [keras.Input(input_shape)]

@@ -138,6 +138,21 @@ def test_bad_python_input_is_one_clear_error(tmp_path):
         losstune.search(_build, x, y, validation_data=(x[:5], np.full(5, 7)), storage=url)
     with pytest.raises(LosstuneError, match="search.families"):
         losstune.search(_build, x, y, families=["huber"], storage=url)
+    # Inputs that raised NumPy's or TensorFlow's own errors, as tracebacks, before
+    import pandas as pd
+    import tensorflow as tf
+
+    frame = pd.DataFrame(x).assign(colour=["red"] * len(x))
+    ragged = [list(row[: 1 + i % 3]) for i, row in enumerate(x)]
+    unlabelled = [None if i == 3 else int(v) for i, v in enumerate(y)]
+    for args, message in [
+            ((frame, y), "x: column colour holds text, not numbers; encode text first"),
+            ((ragged, y), "x: rows of different lengths; give a rectangular array"),
+            ((x, unlabelled), "y: 1 missing value (None or NaN), the first at position 3"),
+            ((tf.data.Dataset.from_tensor_slices((x, y)), None),
+             "the dataset yields single samples, not batches: batch it first")]:
+        with pytest.raises(LosstuneError, match=re.escape(message)):
+            losstune.search(_build, *args, storage=url)
     assert not (tmp_path / "bad.db").exists()  # refused before anything was stored
     with pytest.raises(LosstuneError, match="no database at"):
         losstune.load_study("nope", storage=url)
@@ -148,12 +163,32 @@ def _python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+def test_a_model_that_ends_in_softmax_is_refused(tmp_path):
+    """Losses take logits: a softmax (or sigmoid) at the end trained, badly, in silence."""
+    import keras
+
+    def probabilities(shape, units):  # other names than input_shape, output_units
+        return keras.Sequential([keras.Input(shape), keras.layers.Dense(units),
+                                 keras.layers.Softmax()])
+
+    x, y = _wine()
+    with pytest.raises(LosstuneError, match="the model ends in softmax; losstune's losses take "
+                                            "the raw outputs"):
+        losstune.search(probabilities, x, y, n_trials=1, epochs=1, baselines=False,
+                        racing=False, storage=f"sqlite:///{tmp_path / 's.db'}")
+
+
 def test_the_readme_python_snippets_run_as_written(tmp_path):
-    """The Python API example first (it writes best_loss.json), then every other snippet."""
+    """The Python API example first (it writes notebook_loss.json), then every other snippet
+    (which reads best_loss.json, the quick start's `losstune export`: a copy stands for it)."""
+    import shutil
+
     blocks = _python_blocks()
     api = [b for b in blocks if "losstune.search(" in b]
     assert len(api) == 1 and len(blocks) >= 2
     for i, block in enumerate(api + [b for b in blocks if b not in api]):
+        if i == 1:
+            shutil.copy(tmp_path / "notebook_loss.json", tmp_path / "best_loss.json")
         script = tmp_path / f"snippet{i}.py"
         script.write_text(block)
         proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,

@@ -262,9 +262,12 @@ class Study:
         # Bad data fails before the storage is touched.
         splits = (runner.fitted(spec, self._source.splits(spec.task, spec.seed)) if in_memory
                   else runner.load_data(spec, base_dir))
-        study = runner.create_or_load(spec, self.storage, study_name=self.name,
-                                      base_dir=base_dir)
-        runner.record_data(study, splits)
+        from losstune.storage import new_sqlite_file
+
+        with new_sqlite_file(self.storage):  # interrupted while made: no empty file is left
+            study = runner.create_or_load(spec, self.storage, study_name=self.name,
+                                          base_dir=base_dir)
+            runner.record_data(study, splits)
         if n_trials:  # the budgets asked, run by run: the report says what was asked
             study.set_user_attr(results.ASKED,
                                 [*study.user_attrs.get(results.ASKED, []), n_trials])

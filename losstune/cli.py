@@ -388,15 +388,21 @@ def _info_progress_class() -> Any:
     from rich.text import Text
 
     class InfoProgress(Progress):
-        """rich's Progress with a line of text under the bar: the counts and the best design
-        so far, wrapped rather than cut, whatever the terminal's width."""
+        """rich's Progress with lines of text under the bar: the counts and the best design
+        so far, wrapped rather than cut, whatever the terminal's width; and the epoch the
+        training in this process has reached (losstune/activity.py)."""
 
         info = ""
 
         def get_renderables(self) -> Any:
+            from losstune import activity
+
             yield self.make_tasks_table(self.tasks)
             if self.info:
                 yield Text(self.info)
+            now = activity.describe()  # this process's training, epoch by epoch
+            if now:
+                yield Text(now)
 
     return InfoProgress
 

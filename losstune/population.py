@@ -47,7 +47,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from losstune import results
+from losstune import activity, results
 from losstune.compiled import CompiledModels
 from losstune.losses import (COMPONENTS, DynamicLoss, LossState, Tunable, compiled_key,
                              restack, stack)
@@ -577,6 +577,10 @@ class _Watch(keras.callbacks.Callback):
                 m.loss.set_epoch(epoch)
             restack(stacked, [m.loss for m in group])
         self._start = time.perf_counter()
+        activity.epoch(int(self.active.sum()), epoch, int(self.params.get("epochs") or 0))
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        activity.clear()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if STOP.is_set():

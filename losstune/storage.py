@@ -10,11 +10,12 @@ Passwords never reach the terminal or an error message (:func:`mask`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from losstune.errors import StorageError
 
@@ -202,6 +203,31 @@ def _sql(path: Path, url: str, sql: str) -> list[tuple]:
             raise StorageError(f"storage {url}: {path} is not a SQLite database; give another "
                                "file name") from None
         raise StorageError(f"storage {url}: {path} cannot be opened as SQLite ({err})") from None
+
+
+@contextlib.contextmanager
+def new_sqlite_file(url: str) -> Iterator[None]:
+    """Around the making of a study: when it is interrupted (Ctrl-C in the first seconds, an
+    error) and the SQLite file did not exist before and holds no study, the file goes (with
+    its -wal and -shm companions), so an interrupted first run leaves no empty database."""
+    path = sqlite_path(normalise(url))
+    fresh = path is not None and not path.exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and path.exists() and not _holds_a_study(path):
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+        raise
+
+
+def _holds_a_study(path: Path) -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)) as conn:
+            return bool(conn.execute("SELECT COUNT(*) FROM studies").fetchone()[0])
+    except sqlite3.Error:  # no table yet, or not a database any more: nothing of ours
+        return False
 
 
 def heartbeat_settings() -> tuple[int, int]:

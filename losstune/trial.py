@@ -23,6 +23,7 @@ from losstune.space import LossDesign, suggest_design, suggest_training
 from losstune.spec import StudySpec
 from losstune import catalog, results, tasks
 from losstune.tasks import a as a_task
+from losstune import activity
 from losstune.stopping import INTERRUPTED, STOP, TrialInterrupted
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,6 +142,10 @@ def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self._epoch_start = time.perf_counter()
+            activity.epoch(1, epoch, int(self.params.get("epochs") or 0))
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            activity.clear()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch_seconds.append(time.perf_counter() - self._epoch_start)

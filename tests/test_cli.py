@@ -339,3 +339,28 @@ def test_the_progress_line_keeps_its_counts_and_the_best_design(finished, width)
     assert info.startswith("4 designs, 4 trainings"), info
     winner = results.verdict("tiny", "macro_f1", True, results.records(study.trials)).winner
     assert info.endswith(" ".join(f" · best {winner.mean:.4f}/1 seed ({winner.words})".split()))
+
+
+def test_the_progress_shows_the_epoch_of_the_training_under_way(monkeypatch):
+    """A long training (an absurd epoch count) was a silent bar for minutes: the training
+    callbacks say their epoch, and the display shows it when it redraws."""
+    import io
+
+    from rich.console import Console
+
+    from losstune import activity
+    from losstune.cli import _InfoProgress
+
+    activity.clear()
+    assert activity.describe() == ""
+    clock = iter([100.0])
+    monkeypatch.setattr(activity.time, "perf_counter", lambda: next(clock, 104.0))
+    activity.epoch(8, 0, 1000)
+    activity.epoch(8, 2, 1000)
+    assert activity.describe() == "training 8 designs together: epoch 3 of 1000, 2 s per epoch"
+    console = Console(width=80, record=True, file=io.StringIO())
+    with _InfoProgress(console=console) as progress:
+        progress.add_task("search", total=4)
+    assert "training 8 designs together: epoch 3 of 1000" in console.export_text()
+    activity.clear()
+    assert activity.describe() == ""

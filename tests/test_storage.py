@@ -240,3 +240,25 @@ def test_resuming_with_incomparable_settings_is_refused(finished, tmp_path, chan
                        name="fine.toml")
     result = CliRunner().invoke(main, ["search", str(fine), "--storage", url])
     assert result.exit_code == 0, result.output
+
+
+def test_an_interrupted_first_run_leaves_no_empty_database(tmp_path, monkeypatch):
+    """Ctrl-C in the first second of a first run (the SQLite file made, no study in it yet)
+    left an empty database behind; a file that existed before is never removed."""
+    from losstune import api, runner
+    from losstune.storage import open_storage
+    from tests.conftest import write_study
+
+    def interrupted(spec, url, **kwargs):
+        open_storage(url)  # the file and Optuna's tables are made, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "create_or_load", interrupted)
+    for name, existed in (("fresh.db", False), ("kept.db", True)):
+        if existed:
+            open_storage(f"sqlite:///{tmp_path / name}")
+        study = api.Study.from_file(write_study(tmp_path), storage=f"sqlite:///{tmp_path / name}")
+        with pytest.raises(KeyboardInterrupt):
+            study.run_search(n_trials=1)
+        assert sorted(p.name for p in tmp_path.glob(f"{name}*")) == (
+            [name] if existed else [])

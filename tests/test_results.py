@@ -252,3 +252,23 @@ def test_the_tally_counts_designs_trainings_and_repeats_each_once():
                          "1 interrupted, 1 running); 1 repeat proposal not trained again")
     v = results.verdict("s", "macro_f1", True, runs)
     assert v.to_dict()["counts"] == t.to_dict() and v.tally == t
+
+
+def test_every_json_field_is_in_the_readme_table():
+    """`show -f json`'s fields, at every level, each named in the README's table."""
+    import re
+
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split("### Machine-readable output")[1].split("| field |")[1].split("\n\n")[0]
+    named = set(re.findall(r"`([a-z_]+)`", table)) | {
+        part for dotted in re.findall(r"`([a-z_.\[\]]+)`", table)
+        for part in re.split(r"[.\[\]]+", dotted) if part}
+    runs = (design_runs("focal", WIN, gamma=2.0)
+            + design_runs("cross_entropy", CE, baseline="cross_entropy"))
+    data = results.verdict("s", "macro_f1", True, runs).to_dict()
+    keys = set(data) | set(data["verdict"]) | set(data["counts"]) | set(
+        data["verdict"]["winner"]) | set(data["verdict"]["comparisons"][0]) | set(
+        data["leaderboard"][0])
+    assert keys - named == set()

@@ -10,30 +10,36 @@ from __future__ import annotations
 
 import time
 
-_now: dict[str, float | int | str] = {}
+# One dict, replaced whole (never changed in place): the display thread reads whichever is
+# there, consistent, while training writes the next.
+_now: dict[str, float | int] = {}
 
 
 def epoch(designs: int, index: int, epochs: int) -> None:
     """A training of ``designs`` designs together (1: alone) starts epoch ``index`` (0-based)
     of ``epochs``."""
-    if index == 0 or _now.get("designs") != designs:
-        _now.update(designs=designs, started=time.perf_counter())
-    _now.update(epoch=index, epochs=epochs)
+    global _now
+    before = _now
+    started = (before["started"] if before and index and before["designs"] == designs
+               else time.perf_counter())
+    _now = {"designs": designs, "epoch": index, "epochs": epochs, "started": started}
 
 
 def clear() -> None:
-    _now.clear()
+    global _now
+    _now = {}
 
 
 def describe() -> str:
     """"training 8 designs together: epoch 3 of 1000, 0.4 s per epoch", or "" when idle."""
-    if not _now:
+    now = _now
+    if not now:
         return ""
-    designs, index, epochs = int(_now["designs"]), int(_now["epoch"]), int(_now["epochs"])
+    designs, index, epochs = int(now["designs"]), int(now["epoch"]), int(now["epochs"])
     what = "1 design" if designs == 1 else f"{designs} designs together"
     text = f"training {what}: epoch {index + 1} of {epochs}"
     if index:
-        text += f", {(time.perf_counter() - float(_now['started'])) / index:.2g} s per epoch"
+        text += f", {(time.perf_counter() - float(now['started'])) / index:.2g} s per epoch"
     return text
 
 

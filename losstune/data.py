@@ -577,32 +577,40 @@ def as_array(data: Any, what: str) -> np.ndarray:
     """NumPy from NumPy, pandas, lists, checked once where arrays come in from Python: a
     rectangular array, no missing label, numbers for features (``what`` starting with "x").
     Each problem is a DataError naming the argument."""
+    import pandas as pd
+
     if data is None:
         raise DataError(f"{what}: no data given")
+    features = what.startswith("x")
     if hasattr(data, "to_numpy"):  # pandas DataFrame / Series
-        if what.startswith("x") and hasattr(data, "columns"):
-            text = [str(c) for c, dtype in zip(data.columns, data.dtypes)
-                    if getattr(dtype, "kind", "O") not in "biuf"]
+        if features:
+            frame = data.to_frame() if hasattr(data, "to_frame") else data
+            text = [str(c) for c, dtype in frame.dtypes.items()
+                    if not (pd.api.types.is_numeric_dtype(dtype)
+                            or pd.api.types.is_bool_dtype(dtype))]
             if text:
                 raise DataError(f"{what}: column{'s' if len(text) > 1 else ''} "
                                 f"{', '.join(text[:5])}{' …' if len(text) > 5 else ''} "
-                                f"hold{'' if len(text) > 1 else 's'} text, not numbers; encode "
-                                "text first (for example sklearn.preprocessing.OneHotEncoder)")
-        data = data.to_numpy()
+                                f"{'are' if len(text) > 1 else 'is'} not numeric (text, "
+                                "categories or dates); encode "
+                                f"{'them' if len(text) > 1 else 'it'} first (for example "
+                                "sklearn.preprocessing.OneHotEncoder)")
+            # nullable Int64 / boolean columns: numbers, their missing values NaN
+            data = frame.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            data = data.to_numpy()
     try:
         array = np.asarray(data)
     except ValueError:  # NumPy refuses rows of different lengths
         raise DataError(f"{what}: rows of different lengths; give a rectangular array "
                         "(pad the rows, or use a fixed number of features)") from None
-    if array.dtype.kind == "O":
-        flat = array.reshape(-1).tolist()
-        missing = [i for i, v in enumerate(flat)
-                   if v is None or (isinstance(v, float) and v != v)]
-        if missing:
+    if not features and array.dtype.kind in "Of":
+        missing = np.flatnonzero(pd.isna(array.reshape(-1)))  # None, NaN, pd.NA
+        if len(missing):
             raise DataError(f"{what}: {len(missing)} missing value{'s' if len(missing) > 1 else ''}"
                             f" (None or NaN), the first at position {missing[0]}; remove or "
                             "fill them")
-    if what.startswith("x") and array.dtype.kind not in "biuf":
+    if features and array.dtype.kind not in "biuf":
         raise DataError(f"{what}: holds {array.dtype.name} values, not numbers; encode text "
                         "features first (for example sklearn.preprocessing.OneHotEncoder)")
     return array

@@ -85,9 +85,13 @@ def final_activation(model: Any) -> str | None:
     return name if name in ("softmax", "sigmoid", "log_softmax") else None
 
 
+# Tasks whose losses take logits, which a final sigmoid would squash (softmax never belongs).
+LOGIT_TASKS = ("multiclass", "binary", "multilabel")
+
+
 def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
           base_dir: Path | str = ".", builder: Any = None,
-          penalty: dict[str, float] | None = None):
+          penalty: dict[str, float] | None = None, task: str | None = None):
     """A fresh, uncompiled ``keras.Model``. ``builder``: the model function of a study made
     from Python (``model.kind = "python"``). ``penalty``: a design's penalties, added to a
     built-in model (losstune.losses._penalty); a study checks that its model is built in."""
@@ -104,7 +108,8 @@ def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
         accepted = inspect.signature(func).parameters
         positional = [p for p in accepted.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        if not set(kwargs) & set(accepted) and len(positional) >= 2:
+        if (not set(kwargs) & set(accepted) and len(positional) >= 2
+                and all(p.default is p.empty for p in positional[:2])):
             model = func(input_shape, units)  # (shape, units) under other names
         else:
             model = func(**{k: v for k, v in kwargs.items() if k in accepted})
@@ -112,7 +117,8 @@ def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
             raise TypeError(f"model.factory {spec.factory!r} returned "
                             f"{type(model).__name__}, not a keras.Model")
         squash = final_activation(model)
-        if squash:
+        # A sigmoid may bound a regression's output on purpose; on logits it never belongs.
+        if squash and (squash != "sigmoid" or task in LOGIT_TASKS):
             raise LosstuneError(
                 f"the model ends in {squash}; losstune's losses take the raw outputs (logits) "
                 f"and apply {squash} themselves, where it is numerically safe: end in "

@@ -21,18 +21,25 @@ Python object only, and absl's own settings take effect after these lines are pr
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import os
 import re
+import select
 import threading
 
 # One pattern per line of noise, anchored at the start of the line.
 NOISE = re.compile(
     r"(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|[IWE]\d{4} [\d:.]+ +\d+ (port|cpu_feature_guard|cuda_\w+)\.cc:\d+\]"
+    r"|[IW]\d{4} [\d:.]+ +\d+ (port|cpu_feature_guard|cuda_\w+)\.cc:\d+\]"
+    r"|E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] Unable to register cu\w+ factory"
     r"|E\d{4} [\d:.]+ +\d+ \w+\.cc:\d+\] Error in PredictCost\(\) for the op"
     r"|To enable the following instructions: .* rebuild TensorFlow)")
 
-_installed: list[int] = []  # the original stderr descriptor, once the filter is on
+_installed: list = []  # the original stderr descriptor and a file on it, once filtering
+_closing = threading.Event()  # set at exit: the reader drains what is there, then stops
+# How long the reader waits for more once the process is exiting. Not until the pipe's end:
+# other processes may hold it (multiprocessing's resource tracker keeps a copy of stderr).
+_DRAIN_S = 0.2
 
 
 def is_noise(line: str) -> bool:
@@ -52,6 +59,10 @@ def silence() -> None:
     except OSError:  # no descriptor 2 (a daemon): nothing to filter
         return
     _installed.append(original)
+    # A crash (segfault, abort) ends the process before the reader can pass anything on:
+    # Python's fatal-error report goes to the real stderr directly.
+    _installed.append(os.fdopen(original, "w", closefd=False))
+    faulthandler.enable(file=_installed[1])
     reader = threading.Thread(target=_pass_on, args=(read_end, original), daemon=True,
                               name="losstune-stderr-filter")
     reader.start()
@@ -62,6 +73,11 @@ def _pass_on(read_end: int, original: int) -> None:
     """Copy whole lines from the pipe to the real stderr, dropping the noise."""
     pending = b""
     while True:
+        ready, _, _ = select.select([read_end], [], [], _DRAIN_S if _closing.is_set() else 1.0)
+        if not ready:
+            if _closing.is_set():
+                break
+            continue
         try:
             chunk = os.read(read_end, 65536)
         except OSError:
@@ -76,7 +92,6 @@ def _pass_on(read_end: int, original: int) -> None:
             _write_all(original, b"".join(out))
     if pending and not is_noise(pending.decode("utf-8", "replace")):
         _write_all(original, pending)
-    os.close(read_end)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -88,8 +103,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _restore(reader: threading.Thread) -> None:
-    """At exit: the real stderr back on descriptor 2, and what the pipe still holds shown
-    (worker processes that still hold the pipe cannot keep the exit waiting: 2 s at most)."""
+    """At exit: the real stderr back on descriptor 2, and what the pipe holds passed on
+    (processes that still hold the pipe cannot keep the exit waiting)."""
     import sys
 
     try:
@@ -97,6 +112,7 @@ def _restore(reader: threading.Thread) -> None:
     except (OSError, ValueError):
         pass
     os.dup2(_installed[0], 2)  # closes this process's end of the pipe
+    _closing.set()
     reader.join(timeout=2.0)
 
 

@@ -84,7 +84,8 @@ def write_output(path: str | os.PathLike, text: str, *, create_folder: bool = Fa
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(temp, 0o666 & ~_umask())
+        # The mode the file had (a 0600 export stays private), else what open() would give.
+        os.chmod(temp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
         os.replace(temp, path)  # replaces a link made in between, never writes through it
     except BaseException as err:
         with contextlib.suppress(OSError):
@@ -96,10 +97,14 @@ def write_output(path: str | os.PathLike, text: str, *, create_folder: bool = Fa
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    """The process's umask, read once at import (os.umask can only read it by setting it)."""
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 # The longest file name (in bytes) the common file systems take (ext4, APFS, NTFS: 255).

@@ -467,7 +467,8 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
         if spec.model.kind in SIDE_BY_SIDE:
             model = SideBySide([models.build(spec.model, input_shape=splits.input_shape,
                                              units=units, base_dir=ctx.base_dir,
-                                             builder=ctx.model_fn) for _ in range(k)],
+                                             builder=ctx.model_fn, task=spec.task)
+                                for _ in range(k)],
                                name="losstune_side_by_side")
             model(splits.x_train[:2])  # built: its variables exist before the optimizer's
         else:
@@ -523,7 +524,7 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
         alone = models.build(spec.model, input_shape=splits.input_shape,
                              units=models.output_units(spec.task, splits.num_classes,
                                                        spec.model.embedding_dim),
-                             base_dir=ctx.base_dir, builder=ctx.model_fn)
+                             base_dir=ctx.base_dir, builder=ctx.model_fn, task=spec.task)
         cap = _fits_beside(alone) if spec.model.kind in SIDE_BY_SIDE else len(members)
         if len(members) > cap:  # more copies of this model than fit in memory: in parts
             done: list[Member] = []
@@ -545,6 +546,7 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
                   verbose=0, callbacks=[watch])
         seconds = time.perf_counter() - start
     finally:
+        activity.clear()  # also when fit raised: no stale epoch on the display
         if spec.training.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
     for m in members:
@@ -578,9 +580,6 @@ class _Watch(keras.callbacks.Callback):
             restack(stacked, [m.loss for m in group])
         self._start = time.perf_counter()
         activity.epoch(int(self.active.sum()), epoch, int(self.params.get("epochs") or 0))
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        activity.clear()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if STOP.is_set():

@@ -144,9 +144,10 @@ def resolve_storage_url(spec: StudySpec, override: str | None) -> str:
 
 
 def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None = None,
-                   worker: int = 0, heartbeat: bool = True,
-                   base_dir: Path | None = None) -> "optuna.Study":
-    """Create the study (enqueueing baselines) or resume it, after checking it matches."""
+                   worker: int = 0, heartbeat: bool = True, base_dir: Path | None = None,
+                   queue_baselines: bool = True) -> "optuna.Study":
+    """Create the study (enqueueing baselines) or resume it, after checking it matches.
+    ``queue_baselines=False``: worker processes, whose parent has queued them."""
     import optuna
 
     quiet_optuna()
@@ -164,6 +165,10 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
                 f"study {name!r} in {mask(storage_url)} optimises {stored or stored_dirs}, "
                 f"the file asks for {metrics} ({', '.join(directions)}); use another study "
                 "name (--study-name) or storage")
+        if results.SPEC not in existing.user_attrs and existing.get_trials(deepcopy=False):
+            raise StorageError(
+                f"study {name!r} in {mask(storage_url)} has trials but no losstune settings: "
+                "it was not made by losstune; use another study name (--study-name)")
         changed = incomparable_changes(existing.user_attrs.get(results.SPEC), spec)
         if changed:
             raise StorageError(
@@ -189,7 +194,8 @@ def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None 
         if stored.get("storage"):  # a password in the file's URL never goes into the study
             stored["storage"] = mask(stored["storage"])
         study.set_user_attr(results.SPEC, stored)
-    queue_missing_baselines(study, spec)
+    if queue_baselines:
+        queue_missing_baselines(study, spec)
     return study
 
 

@@ -144,9 +144,6 @@ def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool
             self._epoch_start = time.perf_counter()
             activity.epoch(1, epoch, int(self.params.get("epochs") or 0))
 
-        def on_train_end(self, logs: dict | None = None) -> None:
-            activity.clear()
-
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
             loss = (logs or {}).get("loss")
@@ -425,7 +422,7 @@ def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
         model = models.build(spec.model, input_shape=splits.input_shape,
                              units=models.output_units(spec.task, splits.num_classes,
                                                        spec.model.embedding_dim),
-                             base_dir=ctx.base_dir, builder=ctx.model_fn,
+                             base_dir=ctx.base_dir, builder=ctx.model_fn, task=spec.task,
                              penalty=description.get("penalty"))
     y_train = training_targets(splits)
     batch = min(len(y_train), AUDIT_BATCH)
@@ -469,9 +466,12 @@ def _train(trial: "optuna.Trial", ctx: Context, built: Built, training: dict[str
     start = time.perf_counter()
     # No validation_data: the scorer computes the objective on the validation split itself,
     # and a Keras validation pass would trace a second graph and compute a loss nobody reads.
-    history = built.model.fit(**fit_arguments(ctx, built.y_train, training["batch_size"], seed,
-                                              training["epochs"]), verbose=0,
-                              callbacks=[*losses.loss_callbacks(built.loss), scorer])
+    try:
+        history = built.model.fit(**fit_arguments(ctx, built.y_train, training["batch_size"],
+                                                  seed, training["epochs"]), verbose=0,
+                                  callbacks=[*losses.loss_callbacks(built.loss), scorer])
+    finally:
+        activity.clear()  # also when fit raised: no stale epoch on the display
     trained = Trained(scorer, history.history, time.perf_counter() - start)
     record_training(trial, metric, scorer.values, trained.logs, trained.seconds,
                     scorer.epoch_seconds)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,8 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
         spec = spec_mod.load(job.spec_path)
         base_dir = Path(job.spec_path).parent.resolve()
         study = runner.create_or_load(spec, job.storage_url, study_name=job.study_name,
-                                      worker=job.worker, base_dir=base_dir)
+                                      worker=job.worker, base_dir=base_dir,
+                                      queue_baselines=False)  # the parent queued them
         ctx = runner.load_context(spec, base_dir, threads=job.threads)
         search = runner.Search(study, ctx, open_storage(job.storage_url),
                                deadline=job.deadline)
@@ -91,6 +93,14 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
                 counter.value = 0
     except KeyboardInterrupt:
         pass
+    except Exception as err:  # noqa: BLE001 - one line (no traceback, no secret); the parent
+        # reports the worker's exit status with its faults
+        from losstune.errors import one_line
+        from losstune.storage import scrub_known
+
+        text = str(err) if isinstance(err, LosstuneError) else one_line(err)
+        print(f"Error: worker {job.worker}: {scrub_known(text)}", file=sys.stderr, flush=True)
+        sys.exit(2 if isinstance(err, LosstuneError) else 1)
 
 
 ORPHAN_GRACE_S = 20.0  # an orphaned worker's time to record its trial as interrupted

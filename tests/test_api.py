@@ -146,7 +146,8 @@ def test_bad_python_input_is_one_clear_error(tmp_path):
     ragged = [list(row[: 1 + i % 3]) for i, row in enumerate(x)]
     unlabelled = [None if i == 3 else int(v) for i, v in enumerate(y)]
     for args, message in [
-            ((frame, y), "x: column colour holds text, not numbers; encode text first"),
+            ((frame, y), "x: column colour is not numeric (text, categories or dates); "
+                         "encode it first"),
             ((ragged, y), "x: rows of different lengths; give a rectangular array"),
             ((x, unlabelled), "y: 1 missing value (None or NaN), the first at position 3"),
             ((tf.data.Dataset.from_tensor_slices((x, y)), None),

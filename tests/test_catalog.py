@@ -133,7 +133,7 @@ def test_a_family_registered_in_the_catalog_alone_goes_through_every_part(tmp_pa
                                "scaled_ce.scale": FloatDistribution(0.5, 3.0)},
                 user_attrs={"family": "scaled_ce"}))
         figures = {title: caption for title, caption, _ in
-                   _figures(study, study.trials, True, "macro_f1")}
+                   _figures(study, study.trials, True, "macro_f1", study.trials)}
         assert figures["Scaled cross-entropy: s"].endswith(" s multiplies the whole loss.")
 
     # The registration is gone with the block: the catalog is as it was.

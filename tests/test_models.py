@@ -49,3 +49,32 @@ def test_a_python_model_function_is_called_and_required():
     assert seen == {"shape": (4,), "units": 2} and model.output_shape == (None, 2)
     with pytest.raises(LosstuneError, match="give it again"):
         models.build(ModelSpec(kind="python"), input_shape=(4,), units=2)
+
+
+def test_a_final_squash_is_refused_only_where_the_losses_take_logits():
+    """softmax never; sigmoid on classification only (a bounded regression output may be
+    meant); a factory whose parameters all have defaults is not handed (shape, units)."""
+    import keras
+
+    from losstune.errors import LosstuneError
+    from losstune.models import build
+    from losstune.spec import ModelSpec
+
+    spec = ModelSpec(kind="python", factory="tests:any")
+
+    def squashed(activation):
+        return lambda input_shape, output_units: keras.Sequential(
+            [keras.Input(input_shape), keras.layers.Dense(output_units, activation=activation)])
+
+    assert build(spec, input_shape=(4,), units=1, builder=squashed("sigmoid"), task="regression")
+    for activation, task in (("sigmoid", "binary"), ("softmax", "regression"),
+                             ("softmax", "multiclass")):
+        with pytest.raises(LosstuneError, match=f"the model ends in {activation}"):
+            build(spec, input_shape=(4,), units=3, builder=squashed(activation), task=task)
+
+    def defaults(hidden=8, dropout=0.0):
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(hidden),
+                                 keras.layers.Dense(3)])
+
+    model = build(spec, input_shape=(4,), units=3, builder=defaults, task="multiclass")
+    assert model.layers[0].units == 8

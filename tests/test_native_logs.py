@@ -36,8 +36,36 @@ def test_the_noise_is_recognised_and_nothing_else():
                  "warning: worker 1 died (exit code -9); its trial is retried",
                  "Traceback (most recent call last):",
                  "E0000 00:00:1796297990.331021    6764 session.cc:12] Out of memory",
+                 "E0000 00:00:1796297990.331021    6764 cuda_dnn.cc:522] Could not create "
+                 "cudnn handle: CUDNN_STATUS_INTERNAL_ERROR",
                  "    To enable the following instructions in a user's own message"):
         assert not is_noise(line), line
+
+
+def test_the_filter_passes_every_other_line_and_lets_the_process_exit_at_once(tmp_path):
+    """Through a real descriptor 2: the noise goes, other lines (a last one without a newline
+    too) arrive whole and in order, also from a child process, and a process that keeps a
+    copy of the pipe (multiprocessing's resource tracker does) does not hold the exit."""
+    import sys
+
+    code = ("import os, subprocess, sys, time\n"
+            "from losstune.native_logs import silence\n"
+            "silence()\n"
+            f"os.write(2, {(TF_NOISE[0] + chr(10) + 'kept 1' + chr(10)).encode()!r})\n"
+            f"os.write(2, {(TF_NOISE[1] + chr(10)).encode()!r})\n"
+            "subprocess.run([sys.executable, '-c', 'import sys; sys.stderr.write(\"kept 2\\\\n\")'])\n"
+            "holder = subprocess.Popen(['sleep', '30'])  # keeps the pipe open after we exit\n"
+            "print('kept 3', end='', file=sys.stderr)\n"
+            "print(time.time())  # the script's end: from here, the exit alone\n")
+    err, out = tmp_path / "stderr", tmp_path / "stdout"
+    with err.open("w") as sink, out.open("w") as stdout:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=stdout, stderr=sink,
+                                env=_env())
+        assert proc.wait(timeout=60) == 0
+        exited = time.time()
+    # The exit waited neither for the pipe's end (the holder's 30 s) nor a fixed 2 s.
+    assert exited - float(out.read_text()) < 1.5
+    assert err.read_text() == "kept 1\nkept 2\nkept 3"
 
 
 def _env() -> dict[str, str]:

@@ -109,3 +109,14 @@ def test_a_study_killed_before_its_settings_were_stored_is_finished_on_resume(tm
     with pytest.raises(StorageError, match="was made with other settings; changed: "
                                            "training.epochs"):
         runner.create_or_load(_spec(training={"epochs": 9}), url, heartbeat=False)
+
+
+def test_a_plain_optuna_study_of_the_same_name_is_not_taken_over(tmp_path):
+    from losstune.errors import StorageError
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    other = optuna.create_study(study_name="tiny", storage=url, direction="maximize")
+    other.add_trial(create_trial(value=0.5, params={}, distributions={}))
+    with pytest.raises(StorageError, match="has trials but no losstune settings"):
+        runner.create_or_load(_spec(), url, heartbeat=False)
+    assert optuna.load_study(study_name="tiny", storage=url).user_attrs == {}

@@ -282,3 +282,19 @@ def test_default_spaces_and_families_come_from_the_catalog(tmp_path):
     assert spec_mod.default_space("class_balanced")["beta"] == spec_mod.Choices(
         choices=(0.9, 0.99, 0.999, 0.9999))
     assert spec_mod.default_space("mse") == {}
+
+
+def test_numpy_values_from_python_are_numbers_and_tuples_not_refused():
+    """Strict validation (no "16" for 16) still takes what a notebook passes: NumPy scalars
+    and arrays."""
+    import numpy as np
+
+    from losstune.spec import parse
+    from tests.conftest import TINY, merge
+
+    spec = parse(merge(TINY, {"n_trials": np.int64(3),
+                              "training": {"learning_rate": np.float32(0.01)},
+                              "search": {"focal": {"gamma": {"low": None, "high": None,
+                                                             "choices": np.array([1.0, 2.0])}}}}))
+    assert spec.n_trials == 3 and type(spec.n_trials) is int
+    assert spec.search.model_extra["focal"]["gamma"].choices == (1.0, 2.0)

@@ -34,8 +34,8 @@ from losstune.spec._schema import (BUILTIN_DATASETS, MAX_SEED, MAX_TRIALS, METRI
 def _tuples(value: Any) -> Any:
     """``value`` with every list made a tuple, in nested tables too, and NumPy scalars (from
     Python callers: ``epochs=np.int64(5)``) made Python numbers."""
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):
-        return value.item()
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        value = value.tolist()  # a scalar becomes a number, an array a (nested) list
     if isinstance(value, dict):
         return {k: _tuples(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

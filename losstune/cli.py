@@ -636,12 +636,42 @@ def report(study: str, storage: str | None, output: Path | None) -> None:
 
 def run() -> None:
     """The ``losstune`` executable: the backends' native log lines filtered off stderr first
-    (losstune/native_logs.py), unless --debug asks to see everything; then the commands."""
+    (losstune/native_logs.py), and an error in a background thread (Optuna's heartbeats, the
+    progress display) kept to one line, unless --debug asks to see everything; then the
+    commands."""
+    import threading
+
     from losstune import native_logs
 
-    if "--debug" not in sys.argv[1:2]:
-        native_logs.silence()
-    main()
+    if "--debug" in sys.argv[1:2]:
+        main()
+        return
+    native_logs.silence()
+    threading.excepthook = _thread_failed
+    try:
+        main()
+    except SystemExit as done:
+        # A thread that died while the command itself succeeded: said once, in one line. When
+        # the command failed too (a full disk stops the heartbeats and the search alike), its
+        # own error line says it.
+        if done.code in (0, None) and _THREAD_ERRORS:
+            click.echo(f"warning: {_THREAD_ERRORS[0]}", err=True)
+        raise
+
+
+_THREAD_ERRORS: list[str] = []
+
+
+def _thread_failed(args: Any) -> None:
+    """threading.excepthook: no traceback per thread (a full disk printed one for each of six
+    heartbeat threads), the first reason kept for :func:`run`."""
+    from losstune.storage import scrub_known
+
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "a thread"
+    _THREAD_ERRORS.append(scrub_known(f"background thread {name} stopped: "
+                                      f"{one_line(args.exc_value)}"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,7 +53,8 @@ def test_the_filter_passes_every_other_line_and_lets_the_process_exit_at_once(tm
             "silence()\n"
             f"os.write(2, {(TF_NOISE[0] + chr(10) + 'kept 1' + chr(10)).encode()!r})\n"
             f"os.write(2, {(TF_NOISE[1] + chr(10)).encode()!r})\n"
-            "subprocess.run([sys.executable, '-c', 'import sys; sys.stderr.write(\"kept 2\\\\n\")'])\n"
+            "child = 'import sys; sys.stderr.write(\"kept 2\\\\n\")'\n"
+            "subprocess.run([sys.executable, '-c', child])\n"
             "holder = subprocess.Popen(['sleep', '30'])  # keeps the pipe open after we exit\n"
             "print('kept 3', end='', file=sys.stderr)\n"
             "print(time.time())  # the script's end: from here, the exit alone\n")
@@ -108,3 +109,30 @@ def test_sigterm_twice_is_one_line_and_keeps_what_was_done(tmp_path):
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
     assert "Traceback" not in out + err
     assert len(err.splitlines()) <= 1, err
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_mid_run_is_one_line(tmp_path):
+    """The storage stops taking writes during the search (RLIMIT_FSIZE stands for a full disk):
+    Optuna's heartbeat threads printed a traceback each (6 of them), the search a seventh;
+    now the search says its one line and the threads nothing."""
+    import resource
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    study = write_study(tmp_path, {  # six designs trained together, each with a heartbeat
+        "n_trials": 6, "model": {"hidden": [8]}, "training": {"epochs": 1},
+        "sampler": {"name": "grid", "n_startup_trials": None},
+        "search": {"families": ["focal"], "cross_entropy": None,
+                   "focal": {"gamma": {"low": None, "high": None,
+                                       "choices": [0.0, 1.0, 2.0]},
+                             "alpha": {"choices": [0.25, 0.5]}}}})
+    proc = subprocess.run([EXE, "search", str(study), "--storage",
+                           f"sqlite:///{tmp_path / 'full.db'}"], capture_output=True, text=True,
+                          timeout=300, env=_env(), preexec_fn=small_files)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: OperationalError: "), proc.stderr[-3000:]
+    assert "disk" in lines[0]

@@ -90,7 +90,8 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str,
     if curves["val"]:
         add("Validation curves of the top designs", f"{metric} on the validation split after "
             "every epoch, for the verdict's top designs (one curve each, from its first "
-            "search trial).", _plots.lines(curves["val"], f"Validation {metric} per epoch", metric), "")
+            "search trial).",
+            _plots.lines(curves["val"], f"Validation {metric} per epoch", metric), "")
     if curves["components"]:
         add("Loss components of the top designs", "Mean value of each weighted "
             "component per epoch (training).",

@@ -258,6 +258,10 @@ class Study:
         backend.check(spec, self._study_file or Path("<python>"))
         n_trials = n_trials or spec.n_trials
         timeout = timeout or spec.timeout
+        if n_trials and workers > n_trials:  # a worker with no design to try only costs
+            hooks.message(f"note: {workers} workers for {n_trials} new design"
+                          f"{'s' if n_trials > 1 else ''}: {n_trials} start")
+            workers = n_trials
         base_dir = self._base_dir()
         # Bad data fails before the storage is touched.
         splits = (runner.fitted(spec, self._source.splits(spec.task, spec.seed)) if in_memory
@@ -504,6 +508,9 @@ def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = No
     """
     from losstune import data, spec as spec_mod, tasks
 
+    if not callable(build_model) and not hasattr(build_model, "layers"):  # before any write
+        raise LosstuneError("build_model must be a function (input_shape, output_units) -> "
+                            f"keras.Model, or a keras.Model; got {type(build_model).__name__}")
     source = InMemory(build_model, x, y, validation_data, validation_split)
     if task is None:
         task = data.infer_task(data.as_array(y, "y") if y is not None
@@ -518,9 +525,10 @@ def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = No
                                            if task in tasks.TASKS else "macro_f1")},
         "sampler": {"name": sampler}, "pruner": {"name": pruner},
         "baselines": baselines, "racing": racing,
-        "search": {**({"families": list(families)} if families else {}), **(space or {})},
+        "search": {**({"families": list(families)} if families is not None else {}),
+                   **(space or {})},
     }
-    if timeout:
+    if timeout is not None:  # the study file's rules: 0 is refused, not dropped
         document["timeout"] = timeout
     spec = spec_mod.parse(document, "losstune.search()")
     study = Study(study_name, storage, spec=spec, source=source)

@@ -28,6 +28,7 @@ import os
 from typing import TYPE_CHECKING, Any, Callable
 
 from losstune import results
+from losstune.stopping import INTERRUPTED
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -126,9 +127,35 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
                 tell(m.trial, _finish(m, c))
         for t, c in waiting:  # the earlier trial is told now: answered as any repeat
             tell(t, _answer_later(t, c))
-    finally:  # an error above, or a second Ctrl-C: stop what still beats
+    except BaseException as err:  # a second Ctrl-C, a sampler's or storage's error
+        _stop_beats(list(beats.values()))
+        beats.clear()
+        _fail_untold(study, trials, finished, err)
+        raise
+    finally:  # stop what still beats
         _stop_beats(list(beats.values()))
     return finished
+
+
+def _fail_untold(study: "optuna.Study", trials: list[Any], finished: list[Any],
+                 err: BaseException) -> None:
+    """The batch's trials not told yet, FAIL with the reason, straight in the storage (as
+    Optuna's fail_stale_trials does: a sampler whose after_trial raised would raise again).
+    Left RUNNING, they stayed so for good where no heartbeat runs."""
+    from optuna.trial import TrialState
+
+    from losstune.errors import one_line
+
+    told = {f.number for f in finished}
+    reason = INTERRUPTED if isinstance(err, KeyboardInterrupt) else one_line(err)
+    for t in trials:
+        if t.number in told:
+            continue
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, results.ERROR, reason)
+            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except Exception:  # noqa: BLE001 - the storage itself may be what failed
+            continue
 
 
 def tell_trial(study: "optuna.Study", trial: "optuna.Trial", state: Any,

@@ -20,6 +20,9 @@ from losstune.errors import LosstuneError, one_line
 
 # An upper bound on a run's budget: far beyond any search, and a number every counter holds.
 MAX_TRIALS = 1_000_000
+# Worker processes on one machine: each loads the backend (about 1 GB); beyond this, PostgreSQL
+# and several machines (README: Workers).
+MAX_WORKERS = 256
 STORAGE_HELP = "Storage URL (default: the study file's, else sqlite:///losstune.db)."
 
 
@@ -56,6 +59,11 @@ def handle_errors(func: Callable) -> Callable:
                 raise
             _say(str(err))
             sys.exit(err.exit_code)
+        except BrokenPipeError:  # `losstune show … | head -1`: the reader has all it wants
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no 2nd error
+            sys.exit(1)  # quietly, as click ends on a closed pipe outside a command
         except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM (stopping.py): no traceback
             if debug:
                 raise
@@ -255,7 +263,8 @@ def _study_name(value: str | None) -> str | None:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
               callback=lambda ctx, param, value: _finite_seconds(value),
               help="Stop starting trials after this many seconds.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=1,
+              show_default=True,
               help="Worker processes on this machine, all on the same study.")
 @click.option("--gpus", default=None, callback=lambda ctx, param, value: _gpu_ids(value),
               help="GPU ids to pin workers to, round-robin (e.g. 0,1).")
@@ -628,10 +637,13 @@ def confirm(study: str, storage: str | None, top: int, seeds: int,
 def report(study: str, storage: str | None, output: Path | None) -> None:
     """Write a self-contained HTML report ranking the loss designs of STUDY."""
     from losstune import api
+    from losstune.paths import default_report_path
 
+    target = output if output is not None else default_report_path(study)
+    replaced = " (replacing the file that was there)" if target.exists() else ""
     path = api.load_study(study, storage=_storage_url(storage)).report(output)
     size = path.stat().st_size / 1e6
-    click.echo(f"wrote {path} ({size:.1f} MB, self-contained: opens offline)")
+    click.echo(f"wrote {path}{replaced} ({size:.1f} MB, self-contained: opens offline)")
 
 
 def run() -> None:

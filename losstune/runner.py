@@ -38,6 +38,11 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # A baseline may lie outside the searched space on purpose (focal's γ = 2 against a
+    # search of γ in [0, 1]): it is enqueued with its own values, which Optuna then warns
+    # about, over several lines, at every baseline trial.
+    warnings.filterwarnings("ignore", message=r"Fixed parameter \S+ with value .* is out of "
+                            r"range for distribution", category=UserWarning)
 
 
 def worker_seed(seed: int, worker: int) -> int:

@@ -207,3 +207,16 @@ def test_other_data_cannot_join_a_python_study(notebook):
                         study_name="nb")
     with pytest.raises(LosstuneError, match="was made with other data"):
         losstune.load_study("nb", storage=url).attach(_build, x, names, validation_split=0.4)
+
+
+def test_python_arguments_follow_the_study_file_rules_and_write_nothing_first(tmp_path):
+    """families=[] meant "all families", timeout=0 was dropped, and a build_model that is no
+    function stored a study (with WAITING baselines) before it was refused."""
+    x, y = _wine()
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    for kwargs, message in [({"families": []}, "search.families"),
+                            ({"timeout": 0}, "timeout"),
+                            ({"build_model": "notafunction"}, "build_model must be a function")]:
+        with pytest.raises(LosstuneError, match=message):
+            losstune.search(kwargs.pop("build_model", _build), x, y, storage=url, **kwargs)
+    assert not (tmp_path / "p.db").exists()

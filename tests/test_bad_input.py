@@ -472,6 +472,7 @@ def test_debug_shows_the_error_itself(tmp_path):
     (["search"], "Missing argument 'STUDY_FILE'"),
     (["serach", "STUDY"], "No such command 'serach'"),
     (["show", "tiny", "--format", "yaml"], "'yaml' is not one of 'table', 'json'"),
+    (["search", "STUDY", "--workers", "1000"], "1000 is not in the range 1<=x<=256"),
     (["search", "STUDY", "--study-name", "x:runs"],
      "names ending in ':runs' are kept for the replicate runs"),
 ])
@@ -609,3 +610,23 @@ def test_reading_commands_add_no_table_to_a_sqlite_file_without_any(tmp_path):
         result = CliRunner().invoke(main, [*argv, "--storage", f"sqlite:///{path}"])
         _check_one_line(result, "other.db holds no study yet")
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    # the grid sampler reads a baseline's family's space too (it crashed mid-run, and left
+    # the baseline's trial RUNNING)
+    ({"sampler": {"name": "grid", "n_startup_trials": None},
+      "search": {"families": ["cross_entropy"], "focal": None,
+                 "cross_entropy": {"label_smoothing": {"low": None, "high": None,
+                                                       "choices": [0.0, 0.1]}}}},
+     "search.focal.gamma: the grid sampler needs a step or {choices = [...]} (focal is a "
+     "baseline's family"),
+    # a step that does not fit its range: Optuna moved high to 0.0, a search of one value
+    ({"search": {"focal": {"gamma": {"low": 0.0, "high": 1.0, "step": 5.0}}}},
+     "search.focal.gamma: step 5 must divide high − low = 1 a whole number of times"),
+    ({"dataset": {"test": 0.0}}, "dataset.test: must lie in (0, 1), got 0.0"),
+    ({"name": "   "}, "name: name must not be blank"),
+])
+def test_values_that_passed_validation_then_crashed_or_did_nothing(tmp_path, changes, fragment):
+    result = CliRunner().invoke(main, ["validate", str(write_study(tmp_path, changes))])
+    _check_one_line(result, fragment)

@@ -364,3 +364,12 @@ def test_the_progress_shows_the_epoch_of_the_training_under_way(monkeypatch):
     assert "training 8 designs together: epoch 3 of 1000" in console.export_text()
     activity.clear()
     assert activity.describe() == ""
+
+
+def test_no_more_workers_than_new_designs_start(finished, tmp_path):
+    """`--workers 1000` for 2 designs started 450 processes on a 2-core machine."""
+    path, url, _ = finished
+    url = copy_db(url, tmp_path)
+    result = invoke("search", path, "--storage", url, "--n-trials", "1", "--workers", "3")
+    assert result.exit_code == 0, result.output
+    assert "note: 3 workers for 1 new design: 1 start" in result.output

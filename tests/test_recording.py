@@ -274,3 +274,28 @@ def test_a_design_that_failed_earlier_in_the_batch_is_no_answer_for_its_repeat()
     first._cached_frozen_trial.state = optuna.trial.TrialState.FAIL
     assert trial_mod._repeat_of(second, description, known) is None
     assert trial_mod._repeat_of(third, description, known).number == second.number
+
+
+def test_a_batch_that_raises_leaves_no_trial_running(tmp_path, monkeypatch):
+    """A sampler whose after_trial raised (the grid sampler over a baseline's continuous
+    space did) left the batch's trials RUNNING for good: they are FAIL, with the reason."""
+    from losstune import batch, runner
+    from losstune import spec as spec_mod
+    from tests.conftest import write_study
+
+    spec = spec_mod.load(write_study(tmp_path, {"n_trials": 3, "training": {"epochs": 1}}))
+    study = runner.create_or_load(spec, f"sqlite:///{tmp_path / 'r.db'}", heartbeat=False,
+                                  base_dir=tmp_path)
+    ctx = runner.load_context(spec, tmp_path)
+
+    def broken(*args, **kwargs):
+        raise ValueError("the sampler broke")
+
+    monkeypatch.setattr(study.sampler, "after_trial", broken)
+    with pytest.raises(ValueError, match="the sampler broke"):
+        batch.run(study, ctx, 3)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 3 and "RUNNING" not in {t.state.name for t in trials}
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert len(failed) >= 2  # the one whose tell raised, and those after it
+    assert {t.user_attrs["error"] for t in failed} == {"ValueError: the sampler broke"}

@@ -223,11 +223,17 @@ def _check_grid(spec: StudySpec, fail) -> None:
     for name in ("epochs", "batch_size", "learning_rate"):
         if not discrete(getattr(spec.training, name)):
             fail(f"training.{name}", "the grid sampler needs a step or {choices = [...]}")
-    for family in spec.families:
+    searched = list(spec.families)
+    for family in dict.fromkeys([*searched, *(b.family for b in spec.baseline_designs)]):
         for name, value in spec.search.family_space(family, spec.task).items():
             if not discrete(value):
+                # A baseline's family that is not searched still suggests its parameters
+                # (fixed to the baseline's values) from its space: the grid checks them too.
+                extra = ("" if family in searched else
+                         f" ({family} is a baseline's family: its space is read too; or "
+                         "leave it out of the baselines)")
                 fail(f"search.{family}.{name}",
-                     "the grid sampler needs a step or {choices = [...]}")
+                     "the grid sampler needs a step or {choices = [...]}" + extra)
     for group in catalog.MODEL_TERMS:
         for name, value in getattr(spec.search, group).searched.items():
             if not discrete(value):

@@ -67,6 +67,13 @@ class Range(BaseModel):
             raise ValueError("log and step cannot be used together")
         if self.step is not None and not self.step > 0:
             raise ValueError(f"step must be > 0, got {self.step}")
+        if self.step is not None and self.high > self.low:
+            # Optuna would move high down to the last whole step, with a warning: a step that
+            # does not fit the range leaves fewer values than written (one, when step > span).
+            steps = (self.high - self.low) / self.step
+            if abs(steps - round(steps)) > 1e-9 * max(1.0, steps) or round(steps) < 1:
+                raise ValueError(f"step {self.step:g} must divide high − low = "
+                                 f"{self.high - self.low:g} a whole number of times")
         return self
 
     def bounds(self) -> tuple[float, float]:
@@ -179,7 +186,8 @@ class DatasetSpec(BaseModel):
     target: Union[str, tuple[str, ...], None] = None
     image: StrictBool = False  # digits as 8x8x1 images (for the CNN) instead of 64 features
     validation: float = Field(0.2, gt=0, lt=1)
-    test: float = Field(0.2, ge=0, lt=1)
+    # The test split is scored for every trial (the report's test-split figures): not empty.
+    test: float = Field(0.2, gt=0, lt=1)
     long_tail: float = Field(1.0, ge=1, description="imbalance factor n_max / n_min")
     label_noise: float = Field(0.0, ge=0, lt=1)
     outliers: float = Field(0.0, ge=0, lt=1)
@@ -475,6 +483,8 @@ def check_study_name(name: str) -> str:
     if not name.isprintable():
         raise ValueError(f"name must be printable text (no line breaks or control "
                          f"characters), got {name!r}")
+    if not name.strip():
+        raise ValueError(f"name must not be blank, got {name!r}")
     if name.endswith(RUNS_SUFFIX):
         raise ValueError(f"names ending in {RUNS_SUFFIX!r} are kept for the replicate runs of "
                          f"the study before it; got {name!r}")

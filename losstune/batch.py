@@ -28,7 +28,7 @@ import os
 from typing import TYPE_CHECKING, Any, Callable
 
 from losstune import results
-from losstune.stopping import INTERRUPTED
+from losstune.stopping import INTERRUPTED, STOP
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -49,7 +49,6 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
     from losstune import population, recording
     from losstune import trial as trial_mod
     from losstune.runner import Contexts, quiet_optuna
-    from losstune.stopping import STOP
 
     quiet_optuna()
     if is_heartbeat_enabled(study._storage):
@@ -125,8 +124,9 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
                 continue
             for m in members:
                 tell(m.trial, _finish(m, c))
+        repeats = {t.number for t, _ in waiting}
         for t, c in waiting:  # the earlier trial is told now: answered as any repeat
-            tell(t, _answer_later(t, c))
+            tell(t, _answer_later(t, c, repeats))
     except BaseException as err:  # a second Ctrl-C, a sampler's or storage's error
         _stop_beats(list(beats.values()))
         beats.clear()
@@ -284,16 +284,19 @@ def _propose(trial: Any, ctx: Any, batch: set[int], known: dict[str, Any]) -> An
         return _failed(trial, err)
 
 
-def _answer_later(trial: Any, ctx: Any) -> tuple[Any, Any]:
-    """A repeat of a design that trained in the same batch, answered now that it is told."""
+def _answer_later(trial: Any, ctx: Any, repeats: set[int]) -> tuple[Any, Any]:
+    """A repeat of a design that trained in the same batch, answered now that it is told. The
+    batch's other repeats (still RUNNING, untold) are no earlier training of it: when the
+    training failed or was interrupted, they pointed at each other and were told PRUNED."""
     import optuna
 
     from losstune import trial as trial_mod
 
-    earlier = trial_mod.trained_designs(trial.study, but=trial.number).get(
+    earlier = trial_mod.trained_designs(trial.study, but=repeats).get(
         trial.user_attrs[results.DESIGN_KEY])
-    if earlier is None:  # it failed: this proposal fails with it, untrained
-        trial.set_user_attr(results.ERROR, "the same design failed in this batch")
+    if earlier is None:  # it failed, or was interrupted: this proposal ends with it, untrained
+        trial.set_user_attr(results.ERROR, INTERRUPTED if STOP.is_set()
+                            else "the same design failed in this batch")
         return optuna.trial.TrialState.FAIL, None
     try:
         return (optuna.trial.TrialState.COMPLETE,

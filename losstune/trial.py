@@ -387,18 +387,19 @@ def _repeat_of(trial: "optuna.Trial", description: dict[str, Any],
     return earlier
 
 
-def trained_designs(study: "optuna.Study", but: int | None = None) -> dict[str, Any]:
+def trained_designs(study: "optuna.Study", but: Any = ()) -> dict[str, Any]:
     """Each design's first search trial that trained or trains now (RUNNING too: another
     worker may train it on the same seed right now), not a repeat, by design key; ``but``:
-    a trial number left out (the trial asking)."""
+    trial numbers left out (the trial asking, and the repeats waiting with it)."""
     import optuna
 
+    left_out = {but} if isinstance(but, int) else set(but or ())
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
               optuna.trial.TrialState.RUNNING)
     known: dict[str, Any] = {}
     for t in study.get_trials(deepcopy=False, states=states):
         key = t.user_attrs.get(results.DESIGN_KEY)
-        if (key is not None and key not in known and t.number != but
+        if (key is not None and key not in known and t.number not in left_out
                 and not results.is_repeat(t)):
             known[key] = t
     return known

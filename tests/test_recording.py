@@ -299,3 +299,24 @@ def test_a_batch_that_raises_leaves_no_trial_running(tmp_path, monkeypatch):
     failed = [t for t in trials if t.state.name == "FAIL"]
     assert len(failed) >= 2  # the one whose tell raised, and those after it
     assert {t.user_attrs["error"] for t in failed} == {"ValueError: the sampler broke"}
+
+
+def test_the_repeats_of_a_design_that_failed_in_its_batch_do_not_point_at_each_other():
+    """A batch proposed one design four times (trial 0 trains it, 1 to 3 wait for it). Trial
+    0 was interrupted: 1 was told PRUNED as "the same design as trial 2, running", 2 as the
+    same as 3, and 3 failed; the tally said "3 pruned". All three fail with trial 0."""
+    from types import SimpleNamespace
+
+    from losstune import batch
+
+    study = optuna.create_study(direction="maximize")
+    trials = [study.ask() for _ in range(4)]
+    for t in trials:
+        t.set_user_attr("design_key", "A")
+    study.tell(trials[0], state=optuna.trial.TrialState.FAIL)
+    waiting = {t.number for t in trials[1:]}
+    for t in trials[1:]:
+        state, _ = batch._answer_later(t, SimpleNamespace(spec=None), waiting)
+        assert state == optuna.trial.TrialState.FAIL
+        error = t.study.trials[t.number].user_attrs["error"]
+        assert error == "the same design failed in this batch"

@@ -386,17 +386,13 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
     try:
         x_train, x_rest, y_train, y_rest = train_test_split(
             x, y, test_size=holdout, random_state=seed, stratify=stratify)
-        if spec.test > 0:
-            x_val, x_test, y_val, y_test = train_test_split(
-                x_rest, y_rest, test_size=spec.test / holdout, random_state=seed + 1,
-                stratify=y_rest if classes else None)
-        else:
-            x_val, y_val, x_test, y_test = x_rest, y_rest, x_rest[:0], y_rest[:0]
+        x_val, x_test, y_val, y_test = train_test_split(  # dataset.test > 0 (the schema)
+            x_rest, y_rest, test_size=spec.test / holdout, random_state=seed + 1,
+            stratify=y_rest if classes else None)
     except ValueError as err:
         raise DataError(f"{where}: cannot split {len(y)} samples ({err})") from None
 
-    notes = [f"{spec.name}: {len(y_train)} train / {len(y_val)} validation / "
-             f"{len(y_test)} test"]
+    notes: list[str] = []  # the sizes go first, once the training split is final
     num_classes = len(names) if kind in ("classes", "labels", "inputs") else 0
     if kind == "classes":
         if spec.long_tail > 1:
@@ -418,6 +414,8 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
                      f"±{spec.outlier_scale:g} SD")
     if kind == "counts":
         y_train, y_val, y_test = (a.astype("float32") for a in (y_train, y_val, y_test))
+    notes.insert(0, f"{spec.name}: {len(y_train)} train / {len(y_val)} validation / "
+                    f"{len(y_test)} test")
 
     with np.errstate(over="ignore", invalid="ignore"):
         if kind == "inputs":  # reconstructed through a sigmoid: [0, 1], fitted on training

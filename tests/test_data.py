@@ -254,3 +254,14 @@ def test_npz_check_lists_names_without_loading_arrays(tmp_path):
         data.load(spec, "binary", seed=0)
     with pytest.raises(DataError, match="array 'label' not found"):
         data.check_columns(DatasetSpec(name="npz", path=str(path), target="label"))
+
+
+def test_the_data_line_gives_the_training_size_after_the_long_tail():
+    """It said "106 train" for wine with a long tail that left 31 samples to train on."""
+    from losstune import data, spec as spec_mod
+    from tests.conftest import TINY, merge
+
+    spec = spec_mod.parse(merge(TINY, {"dataset": {"long_tail": 1e9}}))
+    splits = data.load(spec.dataset, spec.task, seed=3, base_dir=".")
+    assert splits.description.startswith(f"wine: {len(splits.y_train)} train / ")
+    assert len(splits.y_train) == 31

@@ -207,6 +207,9 @@ def test_samplers_that_need_a_loss_on_every_trial_keep_the_baseline_families(sam
     trial shares) would lose the family choice to a baseline trial without `loss`."""
     spec = _spec({"search": {"families": ["focal"], "focal": {
         "gamma": {"low": None, "high": None, "choices": [1.0, 2.0]},
-        "alpha": {"choices": [0.25, 0.5]}}}, "sampler": {"name": sampler}})
+        "alpha": {"choices": [0.25, 0.5]}},
+        # the grid reads the baseline-only family's space too: discrete (test_bad_input.py)
+        "cross_entropy": {"label_smoothing": {"low": None, "high": None, "choices": [0.0]}}},
+        "sampler": {"name": sampler}})
     assert space.families_to_choose(spec) == ["focal", "cross_entropy"]
     assert all("loss" in params for params, _, _ in space.baseline_params(spec))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from losstune import results
 from losstune.errors import LosstuneError
+from losstune.tasks import IN_MEMORY
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from losstune.results import Verdict
     from losstune.spec import StudySpec
 
-IN_MEMORY = "arrays"  # dataset.name of a study made from Python with in-memory data
 
 
 @dataclass
@@ -182,7 +182,9 @@ class Study:
     @property
     def spec(self) -> "StudySpec":
         if self._spec is None:
-            self._spec = stored_spec(self.optuna_study)
+            from losstune import runner
+
+            self._spec = runner.stored_spec(self.optuna_study)
         return self._spec
 
     @property
@@ -417,7 +419,9 @@ class Study:
         """Raise (one line) if training this study needs Python objects it has not been given:
         a study made from Python needs its model function and data again (:meth:`attach`)."""
         if self.spec.dataset.name == IN_MEMORY and self._source is None:
-            raise needs_python(self.name, action)
+            from losstune import runner
+
+            raise runner.needs_python(self.name, action)
 
     # ------------------------------------------------------------------ helpers
     def _base_dir(self) -> Path:
@@ -440,33 +444,6 @@ class Study:
         source = self._source
         return {"model_fn": source.model_fn(),
                 "reload": lambda seed: runner.fitted(spec, source.splits(spec.task, seed))}
-
-
-def stored_spec(study: "optuna.Study") -> "StudySpec":
-    """The study file a stored study was made with, validated again (one line if it no longer
-    validates: made by another losstune version)."""
-    from pydantic import ValidationError
-
-    from losstune.spec import StudySpec
-
-    stored = study.user_attrs.get(results.SPEC)
-    if stored is None:
-        raise LosstuneError(f"study {study.study_name!r} was not made by losstune search")
-    try:
-        return StudySpec.model_validate(stored)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise LosstuneError(f"study {study.study_name!r} was made with settings this losstune "
-                            f"no longer accepts ({where}: {first['msg']}); read it with show, "
-                            "report or export, or search again in a new study") from None
-
-
-def needs_python(name: str, action: str) -> LosstuneError:
-    return LosstuneError(
-        f"study {name!r} was made from Python with in-memory data and a model function; to "
-        f"{action} it, give them again: losstune.load_study({name!r}, storage=...)"
-        f".attach(build_model, x, y).{action}(...) (show, report and export work as they are)")
 
 
 # ------------------------------------------------------------------------------ functions

@@ -38,7 +38,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         queued_only: bool = False) -> list["optuna.trial.FrozenTrial"]:
     """Ask ``k`` trials, train them (as populations of one seed index, optimizer and batch
     size), tell each as soon as it has its outcome; return the finished trials in the order
-    they were told. ``ctx``: a trial Context, or a ``runner.Contexts`` (each run's seed index
+    they were told. ``ctx``: a trial Context, or a ``trial.Contexts`` (each run's seed index
     picks its context). ``queued_only``: a trial asked without a queued run (another worker
     took the queued one meanwhile) is failed untrained, not sampled."""
     import warnings
@@ -48,7 +48,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
 
     from losstune import population, recording
     from losstune import trial as trial_mod
-    from losstune.runner import Contexts, quiet_optuna
+    from losstune.quiet import quiet_optuna
 
     quiet_optuna()
     if is_heartbeat_enabled(study._storage):
@@ -91,7 +91,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
                 t.set_user_attr(results.ERROR, "no queued run left to train")
                 tell(t, (optuna.trial.TrialState.FAIL, None))
                 continue
-            c = context_of(ctx, t, Contexts)
+            c = trial_mod.context_of(ctx, t)
             outcome = _propose(t, c, numbers, known)
             recording.start(t).flush()  # the early record: the design and its key, now
             if isinstance(outcome, population.Member):
@@ -252,12 +252,6 @@ def _stop_beats(beats: list[Any]) -> None:
             stop.set()
     for beat in beats:
         beat.__exit__(None, None, None)
-
-
-def context_of(ctx: Any, trial: Any, contexts_type: type) -> Any:
-    if isinstance(ctx, contexts_type):
-        return ctx.get(int(trial.user_attrs.get(results.SEED_INDEX, 0)))
-    return ctx
 
 
 def _propose(trial: Any, ctx: Any, batch: set[int], known: dict[str, Any]) -> Any:

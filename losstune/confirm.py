@@ -20,7 +20,9 @@ from typing import Any, Callable
 
 from losstune import results
 from losstune.errors import LosstuneError
+from losstune.quiet import quiet_optuna
 from losstune.spec import RacingSpec
+from losstune.tasks import IN_MEMORY
 
 
 def choose(verdict: results.Verdict, top: int) -> list[results.Design]:
@@ -41,17 +43,13 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int, test_seeds: 
     from losstune import runner
     from losstune.storage import open_storage
 
-    runner.quiet_optuna()
+    quiet_optuna()
     parent = runner.load_existing(storage_url, study_name)
     if len(parent.directions) > 1:
         raise LosstuneError("confirm ranks by one objective; this study has several")
-    from losstune.api import stored_spec
-
-    spec = stored_spec(parent)
-    from losstune.api import IN_MEMORY, needs_python
-
+    spec = runner.stored_spec(parent)
     if spec.dataset.name == IN_MEMORY and not memory:
-        raise needs_python(study_name, "confirm")
+        raise runner.needs_python(study_name, "confirm")
     base_dir = Path(parent.user_attrs.get(results.BASE_DIR, "."))
     storage = open_storage(storage_url)
     chosen = choose(runner.study_verdict(parent, storage), top)

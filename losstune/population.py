@@ -48,6 +48,7 @@ import numpy as np
 from keras import ops
 
 from losstune import activity, results
+from losstune import trial as trial_mod
 from losstune.compiled import CompiledModels
 from losstune.losses import (COMPONENTS, DynamicLoss, LossState, Tunable, compiled_key,
                              restack, stack)
@@ -67,28 +68,12 @@ MAX_ENTRIES = 4
 SIDE_BY_SIDE = ("cnn", "factory", "python")
 
 
-def unsupported(spec: Any) -> str | None:
-    """Why this study's trials must train one at a time, or None."""
-    if spec.training.mixed_precision:
-        # Keras wraps the optimizer in a loss-scale optimizer whose finiteness check covers all
-        # weights: one member's overflow would skip every member's step.
-        return "mixed precision scales the loss of the whole model at once"
-    if spec.multi_objective and "train_time" in spec.objective.metrics:
-        return "the objective train_time measures a trial's training alone"
-    if spec.task == "autoencoder":
-        return "an autoencoder (encoder, code and decoder) trains alone"
-    if spec.search.penalty.searched:
-        # The stacked layers hold no per-member penalty coefficients (not built).
-        return "penalties (search.penalty) are added to models that train alone"
-    return None
-
-
 def size(spec: Any, input_shape: tuple[int, ...], units: int,
          remaining: int | None = None) -> int:
     """How many trials to train at once: ``training.population``, or for "auto" the largest
     population up to :data:`AUTO_MAX` that fits :data:`MEMORY_SHARE` of the free memory;
     never more than ``remaining``; 1 when the study cannot use populations."""
-    if unsupported(spec):
+    if trial_mod.trains_alone(spec):
         return 1
     setting = spec.training.population
     k = min(AUTO_MAX, _fits_in_memory(spec, input_shape, units)) if setting == "auto" \
@@ -420,8 +405,6 @@ def unstackable(members: list[Member], ctx: Any) -> list[Member]:
     on random predictions for real targets, some member's value differs from what its loss
     computes alone (or raises). A family registered with a per-class value it does not declare
     ``_elementwise`` would broadcast it against the wrong axis; its trials train alone."""
-    from losstune import trial as trial_mod
-
     splits = ctx.splits
     y = trial_mod.training_targets(splits)[:16]
     bad: list[Member] = []
@@ -448,8 +431,6 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
     """A compiled population model for these members, starting from ``alone``'s weights:
     a kept one (same shape, same loss structures, same training settings) made to match, or a
     new one."""
-    from losstune import trial as trial_mod
-
     spec, splits = ctx.spec, ctx.splits
     k, groups = len(members), _groups(members)
     optimizer = members[0].training["optimizer"]
@@ -505,8 +486,6 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
     Each member ends finished (``val_out`` set), pruned, diverged or interrupted; the caller
     records and tells. Returns the members in population order (grouped by loss structure)."""
     from losstune import models
-    from losstune import trial as trial_mod
-
     spec, splits = ctx.spec, ctx.splits
     members = sorted(members, key=lambda m: m.key)
     for i, m in enumerate(members):
@@ -586,8 +565,6 @@ class _Watch(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        from losstune import trial as trial_mod
-
         seconds = time.perf_counter() - self._start
         if STOP.is_set():
             self.model.stop_training = True
@@ -642,8 +619,6 @@ class _Watch(keras.callbacks.Callback):
     def _finish(self, done: list[int], val: np.ndarray) -> None:
         """Members that finished this epoch: their outputs and every metric on the validation
         and test splits, scored together (one test prediction for all of them)."""
-        from losstune import trial as trial_mod
-
         splits = self.ctx.splits
         vals = trial_mod.score_members(splits, splits.val_inputs, splits.y_val, val[:, done])
         tests: list[Any] = [None] * len(done)

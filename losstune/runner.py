@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from losstune import __version__, results
 from losstune.errors import LosstuneError, StorageError
+from losstune.quiet import quiet_optuna
 from losstune.spec import StudySpec
 from losstune.stopping import INTERRUPTED
 from losstune.storage import mask, normalise, open_storage, study_names
@@ -27,22 +27,6 @@ MAX_FAILURES_WITHOUT_SUCCESS = 3
 # A search whose sampler proposes only designs it has tried, this many times in a row, has
 # exhausted its space (a grid, or a few families without parameters).
 MAX_REPEATS = 25
-
-
-def quiet_optuna() -> None:
-    """Optuna's INFO lines, its per-failure tracebacks and experimental-feature warnings would
-    drown losstune's output; a failed trial's reason is kept in its ``error`` user attribute."""
-    import warnings
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    # A baseline may lie outside the searched space on purpose (focal's γ = 2 against a
-    # search of γ in [0, 1]): it is enqueued with its own values, which Optuna then warns
-    # about, over several lines, at every baseline trial.
-    warnings.filterwarnings("ignore", message=r"Fixed parameter \S+ with value .* is out of "
-                            r"range for distribution", category=UserWarning)
 
 
 def worker_seed(seed: int, worker: int) -> int:
@@ -146,6 +130,31 @@ def resolve_storage_url(spec: StudySpec, override: str | None) -> str:
     from losstune.storage import DEFAULT_URL
 
     return DEFAULT_URL
+
+
+def stored_spec(study: "optuna.Study") -> "StudySpec":
+    """The study file a stored study was made with, validated again (one line if it no longer
+    validates: made by another losstune version)."""
+    from pydantic import ValidationError
+
+    stored = study.user_attrs.get(results.SPEC)
+    if stored is None:
+        raise LosstuneError(f"study {study.study_name!r} was not made by losstune search")
+    try:
+        return StudySpec.model_validate(stored)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise LosstuneError(f"study {study.study_name!r} was made with settings this losstune "
+                            f"no longer accepts ({where}: {first['msg']}); read it with show, "
+                            "report or export, or search again in a new study") from None
+
+
+def needs_python(name: str, action: str) -> LosstuneError:
+    return LosstuneError(
+        f"study {name!r} was made from Python with in-memory data and a model function; to "
+        f"{action} it, give them again: losstune.load_study({name!r}, storage=...)"
+        f".attach(build_model, x, y).{action}(...) (show, report and export work as they are)")
 
 
 def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None = None,
@@ -366,25 +375,6 @@ def record_data(study: "optuna.Study", splits: Any) -> None:
 
 
 # ------------------------------------------------------------------------------ racing
-class Contexts:
-    """A worker's context per seed index: seed ``i`` has its own split (and initialisation)."""
-
-    def __init__(self, base: Any) -> None:
-        self.base = base
-        self._by_seed: dict[int, Any] = {0: base}
-
-    def get(self, index: int) -> Any:
-        if index not in self._by_seed:
-            from losstune.racing import seed_for
-
-            base = self.base
-            spec = base.spec.model_copy(update={"seed": seed_for(base.spec.seed, index)})
-            splits = (base.reload(spec.seed) if base.reload is not None
-                      else load_data(spec, base.base_dir))
-            self._by_seed[index] = replace(base, spec=spec, splits=splits)
-        return self._by_seed[index]
-
-
 def runs_study(study: "optuna.Study", storage: Any, *, create: bool) -> "optuna.Study | None":
     """The companion study holding a study's replicate runs (None if absent and not created)."""
     import optuna
@@ -441,7 +431,9 @@ class Search:
         self.companion = runs_study(study, storage, create=race is not None)
         self.racer = None
         if race is not None:
-            self.contexts = Contexts(ctx)
+            from losstune.trial import Contexts
+
+            self.contexts = Contexts(ctx, load_data)
             self.racer = Racer(load=lambda: run_records(self.study, self.companion),
                                execute=self._execute,
                                maximize=study.directions[0].name == "MAXIMIZE",

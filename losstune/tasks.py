@@ -106,6 +106,9 @@ def metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
     return out
 
 
+IN_MEMORY = "arrays"  # dataset.name of a study made from Python with in-memory data
+
+
 def builtin_datasets() -> dict[str, tuple[str, ...]]:
     """Built-in dataset -> the tasks it serves."""
     out: dict[str, tuple[str, ...]] = {}

@@ -11,9 +11,9 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -55,6 +55,34 @@ class Context:
     backend: str
     model_fn: Any = None  # a model function given in Python (losstune.api), not imported
     reload: Any = None    # seed -> Splits, for in-memory data (replicate runs)
+
+
+class Contexts:
+    """A worker's context per seed index: seed ``i`` has its own split (and initialisation).
+    ``load``: (spec, base folder) -> splits, the runner's data loader (a study made from
+    Python reloads through its context's ``reload`` instead)."""
+
+    def __init__(self, base: Context, load: Callable[[Any, Path], Any]) -> None:
+        self.base, self._load = base, load
+        self._by_seed: dict[int, Context] = {0: base}
+
+    def get(self, index: int) -> Context:
+        if index not in self._by_seed:
+            from losstune.racing import seed_for
+
+            base = self.base
+            spec = base.spec.model_copy(update={"seed": seed_for(base.spec.seed, index)})
+            splits = (base.reload(spec.seed) if base.reload is not None
+                      else self._load(spec, base.base_dir))
+            self._by_seed[index] = replace(base, spec=spec, splits=splits)
+        return self._by_seed[index]
+
+
+def context_of(ctx: "Context | Contexts", trial: Any) -> Context:
+    """The context of a trial's seed index (a search trial: seed 0)."""
+    if isinstance(ctx, Contexts):
+        return ctx.get(int(trial.user_attrs.get(results.SEED_INDEX, 0)))
+    return ctx
 
 
 def compact(values: list[float]) -> list[float]:
@@ -168,6 +196,22 @@ def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool
     return EpochScorer()
 
 
+def trains_alone(spec: StudySpec) -> str | None:
+    """Why this study's trials must train one at a time (not in populations), or None."""
+    if spec.training.mixed_precision:
+        # Keras wraps the optimizer in a loss-scale optimizer whose finiteness check covers all
+        # weights: one member's overflow would skip every member's step.
+        return "mixed precision scales the loss of the whole model at once"
+    if spec.multi_objective and "train_time" in spec.objective.metrics:
+        return "the objective train_time measures a trial's training alone"
+    if spec.task == "autoencoder":
+        return "an autoencoder (encoder, code and decoder) trains alone"
+    if spec.search.penalty.searched:
+        # The stacked layers hold no per-member penalty coefficients (not built).
+        return "penalties (search.penalty) are added to models that train alone"
+    return None
+
+
 def steady_epoch_seconds(seconds: list[float]) -> float:
     """Training seconds per epoch without the first epoch, which traces the train step when
     the model is new (compiled models are reused, so most trials never trace): the median of
@@ -279,9 +323,7 @@ def train_alone(trial: "optuna.Trial", ctx: Context, training: dict[str, Any],
     seed = run_seed(spec)
     trial.set_user_attr(results.POPULATION, 1)
     if spec.training.population != 1:
-        from losstune.population import unsupported
-
-        reason = unsupported(spec)
+        reason = trains_alone(spec)
         if reason:  # asked for populations (or "auto"), but this model cannot have one
             trial.set_user_attr(results.POPULATION_NOTE, reason)
     keras.utils.set_random_seed(seed)

@@ -395,7 +395,8 @@ def write(study_name: str, storage_url: str, output: Path | None = None) -> Path
     """Build the report of a stored study (with its replicate runs, if any) and write it; the
     path is checked first (no symbolic link is written through, the default name is visible)."""
     from losstune.paths import check_output_path, default_report_path, write_output
-    from losstune.runner import load_existing, quiet_optuna, runs_study
+    from losstune.quiet import quiet_optuna
+    from losstune.runner import load_existing, runs_study
     from losstune.storage import open_storage
 
     quiet_optuna()

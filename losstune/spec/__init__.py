@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from losstune.errors import SpecError
 from losstune.spec._errors import _allowed_keys, _best_error, _friendly, _key_path
 from losstune.spec._rules import _cross_checks
-from losstune.spec._schema import (BUILTIN_DATASETS, MAX_SEED, MAX_TRIALS, METRICS, OPTIMIZERS,
-                                   TASKS, Baseline, Choices, DatasetSpec, ModelSpec,
+from losstune.spec._schema import (BUILTIN_DATASETS, IN_MEMORY, MAX_SEED, MAX_TRIALS, METRICS,
+                                   OPTIMIZERS, TASKS, Baseline, Choices, DatasetSpec, ModelSpec,
                                    ObjectiveSpec, Param, PrunerSpec, RacingSpec, Range,
                                    SamplerSpec, SearchSpec, StudySpec, TrainingSpec,
                                    default_space, param_bounds)
@@ -91,7 +91,7 @@ def load(path: str | Path) -> StudySpec:
         raise SpecError(str(path), "", "values nested too deeply; a study file nests tables "
                         "and arrays a few levels at most") from None
     # These two exist only for studies made from Python, with the objects themselves.
-    if spec.dataset.name == "arrays":
+    if spec.dataset.name == IN_MEMORY:
         raise SpecError(str(path), "dataset.name", "'arrays' is for in-memory data given to "
                         "losstune.search() in Python; a study file uses digits, wine, "
                         "breast_cancer, diabetes, csv or npz")
@@ -109,7 +109,7 @@ def baseline_label(family: str, params: dict[str, Any]) -> str:
     return f"{family}({shown})"
 
 
-__all__ = ["BUILTIN_DATASETS", "Baseline", "Choices", "DatasetSpec", "MAX_SEED", "MAX_TRIALS",
+__all__ = ["BUILTIN_DATASETS", "Baseline", "IN_MEMORY", "Choices", "DatasetSpec", "MAX_SEED", "MAX_TRIALS",
            "METRICS", "ModelSpec", "OPTIMIZERS", "ObjectiveSpec", "Param", "PrunerSpec",
            "RacingSpec", "Range", "SamplerSpec", "SearchSpec", "StudySpec", "TASKS",
            "TrainingSpec", "baseline_label", "default_space", "load", "param_bounds", "parse"]

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import (BaseModel, ValidationError)
 
 
-from losstune.spec import _schema
+import losstune.spec._schema as _schema
 from losstune.spec._schema import Choices, Range, StudySpec
 
 

@@ -10,6 +10,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, create_model,
                       field_validator, model_validator)
 
 from losstune import catalog, tasks
+from losstune.tasks import IN_MEMORY
 from losstune.results import RUNS_SUFFIX
 
 TASKS = tasks.NAMES
@@ -179,7 +180,7 @@ def _as_param(plain: Any) -> Param:
 class DatasetSpec(BaseModel):
     model_config = _FROZEN
     # "arrays": in-memory data given to losstune.search() in Python (not in a study file).
-    name: Literal[(*tasks.builtin_datasets(), "csv", "npz", "arrays")]
+    name: Literal[(*tasks.builtin_datasets(), "csv", "npz", IN_MEMORY)]
     path: str | None = None
     features: tuple[str, ...] | None = None
     # One column, or (multilabel) a list of the label columns.
@@ -199,7 +200,7 @@ class DatasetSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "DatasetSpec":
-        if self.fingerprint is not None and self.name != "arrays":
+        if self.fingerprint is not None and self.name != IN_MEMORY:
             raise ValueError("fingerprint is set by losstune.search() for in-memory data")
         if self.name in ("csv", "npz"):
             if not self.path:

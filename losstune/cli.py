@@ -59,6 +59,8 @@ def handle_errors(func: Callable) -> Callable:
                 raise
             _say(str(err))
             sys.exit(err.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: usage errors and exits, said by click (_Main)
         except BrokenPipeError:  # `losstune show … | head -1`: the reader has all it wants
             import os
 

@@ -303,10 +303,8 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     def started(optuna_study: Any, storage_obj: Any) -> None:
         import optuna
 
-        companion = runner.runs_study(optuna_study, storage_obj, create=False)
-        done = results.tally(results.records(
-            optuna_study.get_trials(deepcopy=False),
-            companion.get_trials(deepcopy=False) if companion else ()))
+        done = results.tally(runner.run_records(
+            optuna_study, runner.runs_study(optuna_study, storage_obj, create=False)))
         console.print(Text(f"study {optuna_study.study_name} in {mask(study.storage)} "
                            f"(so far: {done.words()})"))
         console.print(Text(_plan_line(spec)))
@@ -472,14 +470,15 @@ class _progress:
         if finished != self._seen and finished_any(trials + runs):
             self._seen = finished
             records = results.records(trials, runs)
-            self._info = results.tally(records).words()
-            if len(self.study.directions) == 1:
+            if len(self.study.directions) == 1:  # the verdict counts the tally too
                 metric = results.metrics_of(self.study.user_attrs)[0]
-                w = results.verdict(self.study.study_name, metric,
-                                    self.study.directions[0].name == "MAXIMIZE", records).winner
-                if w is not None:
-                    self._info += (f" · best {w.mean:.4f}/{w.n} seed{'s' if w.n != 1 else ''}"
-                                   f" ({w.words})")
+                v = results.verdict(self.study.study_name, metric,
+                                    self.study.directions[0].name == "MAXIMIZE", records)
+                w = v.winner
+                self._info = v.tally.words() + ("" if w is None else (
+                    f" · best {w.mean:.4f}/{w.n} seed{'s' if w.n != 1 else ''} ({w.words})"))
+            else:
+                self._info = results.tally(records).words()
         if self._info:
             self.progress.info = self._info
         self.progress.update(self.task, completed=self._new_designs(trials) - self.already)
@@ -564,6 +563,11 @@ def show(study: str, storage: str | None, top: int, fmt: str) -> None:
         print_verdict(optuna_study, verdict, top, _console())
 
 
+def _replacing(path: Path) -> str:
+    """What `export` and `report` add to "wrote PATH" when a file was there (and is replaced)."""
+    return " (replacing the file that was there)" if path.exists() else ""
+
+
 def _reader(url: str) -> Any:
     from losstune.storage import open_storage
 
@@ -584,7 +588,7 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
     from losstune.paths import check_output_path
 
     check_output_path(output)  # before any work: no folder, a symbolic link...
-    replaced = " (replacing the file that was there)" if output.exists() else ""
+    replaced = _replacing(output)
     path = api.load_study(study, storage=_storage_url(storage)).export(
         output, trial=trial_number, overwrite=True)
     payload = json.loads(path.read_text())
@@ -641,8 +645,7 @@ def report(study: str, storage: str | None, output: Path | None) -> None:
     from losstune import api
     from losstune.paths import default_report_path
 
-    target = output if output is not None else default_report_path(study)
-    replaced = " (replacing the file that was there)" if target.exists() else ""
+    replaced = _replacing(output if output is not None else default_report_path(study))
     path = api.load_study(study, storage=_storage_url(storage)).report(output)
     size = path.stat().st_size / 1e6
     click.echo(f"wrote {path}{replaced} ({size:.1f} MB, self-contained: opens offline)")

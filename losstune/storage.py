@@ -224,9 +224,8 @@ def new_sqlite_file(url: str) -> Iterator[None]:
 
 def _holds_a_study(path: Path) -> bool:
     try:
-        with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)) as conn:
-            return bool(conn.execute("SELECT COUNT(*) FROM studies").fetchone()[0])
-    except sqlite3.Error:  # no table yet, or not a database any more: nothing of ours
+        return bool(_sql(path, str(path), "SELECT COUNT(*) FROM studies")[0][0])
+    except StorageError:  # no table yet, or not a database any more: nothing of ours
         return False
 
 

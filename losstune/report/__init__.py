@@ -141,9 +141,9 @@ def build(study: Any, runs: Any | None = None) -> str:
 
     trials = study.get_trials(deepcopy=False)
     maximize = study.directions[0].name == "MAXIMIZE"
-    run_trials = runs.get_trials(deepcopy=False) if runs is not None else []
-    summary = _info.summary_info(study.study_name, study.user_attrs, trials, maximize,
-                                 run_trials)
+    records = results.records(trials, runs.get_trials(deepcopy=False) if runs is not None
+                              else ())
+    summary = _info.summary_info(study.study_name, study.user_attrs, trials, maximize, records)
     metric = summary.metric
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     parts: list[str] = [_summary_html(summary)]
@@ -153,8 +153,7 @@ def build(study: Any, runs: Any | None = None) -> str:
                      "complete trial yet, so there is nothing to rank. Run <code>losstune search"
                      "</code> (again) and build the report afterwards.</p></section>")
     else:
-        verdict = results.verdict(study.study_name, metric, maximize,
-                                  results.records(trials, run_trials))
+        verdict = results.verdict(study.study_name, metric, maximize, records)
         parts.append(_verdict_html(verdict))
         parts.append(_ranking_html(verdict, runs))
         if any(d.n > 1 for d in verdict.ranking):

@@ -55,9 +55,10 @@ class Summary:
 
 
 def summary_info(study_name: str, user_attrs: dict[str, Any], trials: Sequence[Any],
-                 maximize: bool, runs: Sequence[Any] = ()) -> Summary:
+                 maximize: bool, records: Sequence[Any] | None = None) -> Summary:
     """The study in a few lines. The budget is the new designs its runs asked for (a run's
-    ``--n-trials`` included), else the study file's ``n_trials``."""
+    ``--n-trials`` included), else the study file's ``n_trials``. ``records``: the search
+    trials' and replicate runs' (results.records), read once by the report."""
     spec = user_attrs.get(results.SPEC, {})
     counts = {"complete": 0, "pruned": 0, "fail": 0, "running": 0}
     for t in trials:
@@ -85,7 +86,8 @@ def summary_info(study_name: str, user_attrs: dict[str, Any], trials: Sequence[A
     return Summary(study=study_name, task=user_attrs.get(results.TASK, "?"),
                    dataset=user_attrs.get(results.DATA) or user_attrs.get(results.DATASET, "?"),
                    metric=metric, maximize=maximize, budget=", ".join(budget) or "—",
-                   counts=counts, done=results.tally(results.records(trials, runs)).words())
+                   counts=counts, done=results.tally(
+                       results.records(trials) if records is None else records).words())
 
 
 # ------------------------------------------------------------------------------ leaderboard

@@ -109,7 +109,7 @@ def baseline_label(family: str, params: dict[str, Any]) -> str:
     return f"{family}({shown})"
 
 
-__all__ = ["BUILTIN_DATASETS", "Baseline", "IN_MEMORY", "Choices", "DatasetSpec", "MAX_SEED", "MAX_TRIALS",
-           "METRICS", "ModelSpec", "OPTIMIZERS", "ObjectiveSpec", "Param", "PrunerSpec",
+__all__ = ["BUILTIN_DATASETS", "Baseline", "Choices", "DatasetSpec", "IN_MEMORY", "MAX_SEED",
+           "MAX_TRIALS", "METRICS", "ModelSpec", "OPTIMIZERS", "ObjectiveSpec", "Param", "PrunerSpec",
            "RacingSpec", "Range", "SamplerSpec", "SearchSpec", "StudySpec", "TASKS",
            "TrainingSpec", "baseline_label", "default_space", "load", "param_bounds", "parse"]

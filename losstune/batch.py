@@ -41,39 +41,31 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
     they were told. ``ctx``: a trial Context, or a ``trial.Contexts`` (each run's seed index
     picks its context). ``queued_only``: a trial asked without a queued run (another worker
     took the queued one meanwhile) is failed untrained, not sampled."""
-    import warnings
-
     import optuna
-    from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
+    from losstune import optuna_adapter as adapter
     from losstune import population, recording
     from losstune import trial as trial_mod
     from losstune.quiet import quiet_optuna
 
     quiet_optuna()
-    if is_heartbeat_enabled(study._storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+    storage = adapter.storage_of(study)
+    adapter.fail_stale_trials(study)
+    # The K trials with this worker's PID and their first heartbeat, at once: a worker killed
+    # from here on leaves them all to be retried. Then one thread beats them until each is
+    # told.
     trials = ask(study, k, waiting_only=queued_only)
-    for t in trials:  # at once: a worker killed from here on leaves them all to be retried
-        recording.start(t).set_user_attr(results.PID, os.getpid())
-    recording.flush(trials)  # one transaction for the K (losstune/recording.py)
-    # Optuna's own heartbeat thread, one per running trial, as study.optimize starts it, and
-    # stopped before the trial is told.
-    beats = {t.number: get_heartbeat_thread(t._trial_id, study._storage) for t in trials}
-    for beat in beats.values():
-        beat.__enter__()
+    beat = adapter.Heartbeat(storage, [adapter.trial_id(t) for t in trials])
     finished: list[Any] = []
 
-    def tell(trial: Any, outcome: tuple[Any, Any]) -> None:
-        state, values = outcome
-        beats.pop(trial.number).__exit__(None, None, None)
-        recording.start(trial).flush()  # the trial's record in one transaction, then its tell
-        frozen = tell_trial(study, trial, state, values)
-        finished.append(frozen)
-        for callback in callbacks:
-            callback(study, frozen)
+    def tell(told: list[tuple[Any, tuple[Any, Any]]]) -> None:
+        """Tell these trials their outcomes, their records and outcomes in one write."""
+        for t, _ in told:
+            beat.done(adapter.trial_id(t))
+        for frozen in tell_trials(study, [(t, state, values) for t, (state, values) in told]):
+            finished.append(frozen)
+            for callback in callbacks:
+                callback(study, frozen)
 
     try:
         groups: dict[tuple[int, str, int], list[Any]] = {}
@@ -89,7 +81,7 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         for t in trials:
             if queued_only and results.SEED_INDEX not in t.user_attrs:
                 t.set_user_attr(results.ERROR, "no queued run left to train")
-                tell(t, (optuna.trial.TrialState.FAIL, None))
+                tell([(t, (optuna.trial.TrialState.FAIL, None))])
                 continue
             c = trial_mod.context_of(ctx, t)
             outcome = _propose(t, c, numbers, known)
@@ -101,17 +93,17 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
             elif isinstance(outcome, int):  # the same design as trial `outcome` of this batch
                 waiting.append((t, c))
             else:
-                tell(t, outcome)
+                tell([(t, outcome)])
         for (cid, _, _), members in groups.items():
             c = contexts[cid]
             if STOP.is_set():
                 for m in members:
                     m.interrupted = True
-                    tell(m.trial, _finish(m, c))
+                tell([(m.trial, _finish(m, c)) for m in members])
                 continue
             alone = members if len(members) == 1 else population.unstackable(members, c)
             for m in alone:  # alone: a kept compiled model where one fits
-                tell(m.trial, _alone(m, c))
+                tell([(m.trial, _alone(m, c))])
             trained_alone = {id(m) for m in alone}
             members = [m for m in members if id(m) not in trained_alone]
             if not members:
@@ -119,21 +111,18 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
             try:
                 members = population.train(members, c, report=not c.spec.multi_objective)
             except (Exception, SystemExit) as err:  # noqa: BLE001 - each member records it
-                for m in members:
-                    tell(m.trial, _failed(m.trial, err))
+                tell([(m.trial, _failed(m.trial, err)) for m in members])
                 continue
-            for m in members:
-                tell(m.trial, _finish(m, c))
+            tell([(m.trial, _finish(m, c)) for m in members])
         repeats = {t.number for t, _ in waiting}
         for t, c in waiting:  # the earlier trial is told now: answered as any repeat
-            tell(t, _answer_later(t, c, repeats))
+            tell([(t, _answer_later(t, c, repeats))])
     except BaseException as err:  # a second Ctrl-C, a sampler's or storage's error
-        _stop_beats(list(beats.values()))
-        beats.clear()
+        beat.stop()
         _fail_untold(study, trials, finished, err)
         raise
     finally:  # stop what still beats
-        _stop_beats(list(beats.values()))
+        beat.stop()
     return finished
 
 
@@ -146,112 +135,122 @@ def _fail_untold(study: "optuna.Study", trials: list[Any], finished: list[Any],
 
     from losstune.errors import one_line
 
+    from losstune import optuna_adapter as adapter
+
     told = {f.number for f in finished}
     reason = INTERRUPTED if isinstance(err, KeyboardInterrupt) else one_line(err)
+    storage = adapter.storage_of(study)
     for t in trials:
         if t.number in told:
             continue
         try:
-            study._storage.set_trial_user_attr(t._trial_id, results.ERROR, reason)
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            storage.set_trial_user_attr(adapter.trial_id(t), results.ERROR, reason)
+            storage.set_trial_state_values(adapter.trial_id(t), state=TrialState.FAIL)
         except Exception:  # noqa: BLE001 - the storage itself may be what failed
             continue
 
 
 def tell_trial(study: "optuna.Study", trial: "optuna.Trial", state: Any,
                values: Any) -> "optuna.trial.FrozenTrial":
-    """``study.tell(trial, values, state=state)``, with its checks, its value for a pruned
-    trial (the last intermediate value) and its sampler hook, without its two reads of the
-    trial from the storage (before and after; 7 SQL statements each, the largest part of a
-    population's bookkeeping after the records): the trial this process ran is what it holds,
-    its record written just before (losstune/recording.py). The storage's update is Optuna's
-    own, atomic, refusing a trial that is already finished. The frozen trial handed to the
-    callbacks is the one this process holds: its system attributes are those it was asked
-    with (losstune's callbacks read its state, values and user attributes), its completion
-    time this process's clock."""
+    """``study.tell(trial, values, state=state)`` (:func:`tell_trials` for one trial)."""
+    return tell_trials(study, [(trial, state, values)])[0]
+
+
+def tell_trials(study: "optuna.Study", told: list[tuple[Any, Any, Any]]
+                ) -> list["optuna.trial.FrozenTrial"]:
+    """``study.tell(trial, values, state=state)`` for each ``(trial, state, values)``, with
+    its checks, its value for a pruned trial (the last intermediate value) and its sampler
+    hook, without its two reads of each trial from the storage (before and after; 7 SQL
+    statements each): the trials this process ran are what it holds. The storage's update
+    writes the rest of their records and their outcomes in one transaction
+    (losstune/recording.py), refusing a trial that is already finished. The frozen trials
+    handed back (to the callbacks) are the ones this process holds: their system attributes
+    are those they were asked with (losstune's callbacks read state, values and user
+    attributes), their completion time this process's clock."""
     import copy
     import datetime
 
-    from optuna import pruners
-    from optuna.study._tell import _check_state_and_values, _check_values_are_feasible
     from optuna.trial import TrialState
 
-    if values is not None and not isinstance(values, (list, tuple)):
-        values = [values]
-    _check_state_and_values(state, values)
-    if trial._cached_frozen_trial.state != TrialState.RUNNING:  # told already, here
-        raise ValueError(f"Cannot tell a {trial._cached_frozen_trial.state.name} trial.")
-    frozen = copy.deepcopy(trial._cached_frozen_trial)
-    if state == TrialState.COMPLETE:
-        problem = _check_values_are_feasible(study, values)
-        if problem is not None:
-            raise ValueError(problem)
-    elif state == TrialState.PRUNED and frozen.last_step is not None:
-        last = frozen.intermediate_values[frozen.last_step]
-        if _check_values_are_feasible(study, [last]) is None:
-            values = [last]
-    values = None if values is None else [float(v) for v in values]
-    study._thread_local.cached_all_trials = None
-    # The grid sampler (Optuna's BruteForceSampler) calls study.stop() from after_trial once
-    # its grid is covered, which Optuna allows only inside study.optimize. The search loop
-    # stops by itself: a covered grid proposes only designs already trained (runner.Search).
-    inside = study._thread_local.in_optimize_loop
-    study._thread_local.in_optimize_loop = True
-    try:
-        study.sampler.after_trial(pruners._filter_study(study, frozen), frozen, state, values)
-    finally:
-        study._thread_local.in_optimize_loop = inside
-        study._stop_flag = False
-        study._storage.set_trial_state_values(frozen._trial_id, state, values)
-    # Told: no second tell, no record after it, and a later trial of the batch that proposes
-    # the same design reads this outcome (trial._repeat_of).
-    trial._cached_frozen_trial.state, trial._cached_frozen_trial.values = state, values
-    frozen.state, frozen.values = state, values
-    frozen.datetime_complete = datetime.datetime.now()
-    return frozen
+    from losstune import optuna_adapter as adapter
+    from losstune import recording
+
+    outcomes, frozens = [], []
+    for trial, state, values in told:
+        if values is not None and not isinstance(values, (list, tuple)):
+            values = [values]
+        adapter.check_state_and_values(state, values)
+        held = adapter.held(trial)
+        if held.state != TrialState.RUNNING:  # told already, here
+            raise ValueError(f"Cannot tell a {held.state.name} trial.")
+        if any(f is held for f in frozens):
+            raise ValueError(f"Cannot tell trial {held.number} twice.")
+        frozen = copy.deepcopy(held)
+        if state == TrialState.COMPLETE:
+            problem = adapter.infeasible(study, values)
+            if problem is not None:
+                raise ValueError(problem)
+        elif state == TrialState.PRUNED and frozen.last_step is not None:
+            last = frozen.intermediate_values[frozen.last_step]
+            if adapter.infeasible(study, [last]) is None:
+                values = [last]
+        values = None if values is None else [float(v) for v in values]
+        outcomes.append((trial, state, values))
+        frozens.append(frozen)
+    adapter.forget_cached_trials(study)
+    for (_, state, values), frozen in zip(outcomes, frozens):
+        adapter.after_trial(study, frozen, state, values)
+    recording.tell(outcomes)
+    now = datetime.datetime.now()
+    for (trial, state, values), frozen in zip(outcomes, frozens):
+        # Told: no second tell, no record after it, and a later trial of the batch that
+        # proposes the same design reads this outcome (trial.repeat_of).
+        held = adapter.held(trial)
+        held.state, held.values = state, values
+        frozen.state, frozen.values = state, values
+        frozen.datetime_complete = now
+    return frozens
 
 
 def ask(study: "optuna.Study", k: int, waiting_only: bool = False) -> list["optuna.Trial"]:
-    """``k`` trials, as ``k`` calls of ``study.ask()`` give them: waiting trials first (each
-    claimed by Optuna's own atomic WAITING → RUNNING update, so two workers never take the
-    same one), then new ones (none with ``waiting_only``: a replicate run is trained only
-    from its queued trial). ``study.ask()`` reads the study's waiting trials again for each
-    trial, and with the cached storage that read fetches every running trial whole (16 ms a
-    call with a population running); here it is read once for the K. The trials' parameters
-    are written as they are proposed, and TPE's constant liar reads the running trials from
-    the storage, so a batch's proposals still spread out."""
+    """``k`` trials, as ``k`` calls of ``study.ask()`` give them, each with this worker's PID
+    and its first heartbeat stored: waiting trials first (each claimed by Optuna's own atomic
+    WAITING → RUNNING update, so two workers never take the same one), then new ones (none
+    with ``waiting_only``: a replicate run is trained only from its queued trial).
+    ``study.ask()`` reads the study's waiting trials again for each trial (with the cached
+    storage, every running trial whole: 16 ms a call with a population running), creates
+    each trial in a transaction of its own and reads it back; here the waiting trials' ids
+    are read once for the K and the new ones created in one transaction
+    (losstune/optuna_adapter.py). A trial's parameters are written with its early record,
+    right after its proposal, so TPE's constant liar, which reads the running trials from
+    the storage, still spreads a batch's proposals out."""
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    storage, ids = study._storage, []
-    for t in storage.get_all_trials(study._study_id, deepcopy=False,
-                                    states=(TrialState.WAITING,)):
-        if len(ids) == k:
-            break
+    from losstune import optuna_adapter as adapter
+    from losstune import recording
+
+    storage, ids = adapter.storage_of(study), []
+    for tid in adapter.waiting_trial_ids(study, k):
         try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                ids.append(t._trial_id)
+            if storage.set_trial_state_values(tid, state=TrialState.RUNNING):
+                ids.append(tid)
         except UpdateFinishedTrialError:  # another worker finished it meanwhile
             continue
-    trials = []
-    for i in range(len(ids) if waiting_only else k):
-        study._thread_local.cached_all_trials = None  # as study.ask() clears it
-        trial_id = ids[i] if i < len(ids) else storage.create_new_trial(study._study_id)
-        trials.append(optuna.Trial(study, trial_id))
+    adapter.forget_cached_trials(study)  # as study.ask() clears it
+    mine = {results.PID: os.getpid()}
+    beats = adapter.heartbeat_enabled(storage)
+    trials = [optuna.Trial(study, trial_id) for trial_id in ids]
+    if trials:
+        for t in trials:
+            recording.start(t).set_user_attr(results.PID, os.getpid())
+        recording.flush(trials, heartbeat=beats)
+    if not waiting_only:  # the new ones in one transaction, with the PID, not read back
+        trials += adapter.new_trials(study, k - len(ids), mine, heartbeat=beats)
+    for t in trials:  # from here on the trials' suggestions and records are held until written
+        recording.start(t)
     return trials
-
-
-def _stop_beats(beats: list[Any]) -> None:
-    """Stop heartbeat threads, every one even if a second signal lands in here: Optuna's
-    beats are non-daemon threads, and one left running keeps the process alive and its trial
-    RUNNING. Every beat is told to stop first (no waiting), then each is joined."""
-    for beat in beats:
-        stop = getattr(beat, "_stop_event", None)  # Optuna's HeartbeatThread; None for no beat
-        if stop is not None:
-            stop.set()
-    for beat in beats:
-        beat.__exit__(None, None, None)
 
 
 def _propose(trial: Any, ctx: Any, batch: set[int], known: dict[str, Any]) -> Any:

@@ -24,58 +24,66 @@ asked, before anything is proposed.)
 The pruner's decisions do not change: Optuna's pruners compare a trial's own intermediate
 values (held on the trial) with those of *finished* trials (all written before their tell).
 
-Optuna has no public call that writes many attributes at once, so :func:`write` uses its RDB
-storage's models inside one of its sessions, with the same upserts Optuna's own
-``set_trial_user_attr`` issues (SQLite and PostgreSQL; any other storage is written key by key
-through the public API). ``tests/test_recording.py`` checks that the stored trial reads back
-exactly as Optuna's own calls store it, on SQLite and PostgreSQL.
+The trial's parameters are held the same way (a suggestion writes nothing; the early record
+carries them) and so is its outcome: :func:`tell` writes the rest of the record, the state and
+the values of several trials in one transaction. Optuna has no public call that writes many
+things at once, so the write itself is :func:`losstune.optuna_adapter.write` (Optuna's RDB
+models in one of its sessions on SQLite and PostgreSQL; call by call through the public API on
+any other storage). ``tests/test_recording.py`` checks that the stored trial reads back exactly
+as Optuna's own calls store it, on every storage.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from dataclasses import dataclass, field
 from typing import Any
+
+from losstune import optuna_adapter as adapter
+from losstune.optuna_adapter import Pending
 
 # Seconds between writes of a running trial's pending record (the dashboard's live view).
 FLUSH_EVERY = 10.0
 
 
-@dataclass
-class Pending:
-    """What one trial has recorded and not yet written."""
+class _HeldParams:
+    """The trial's storage, but a parameter it suggests is held in its pending record (the
+    early record writes it) instead of written in a transaction of its own."""
 
-    trial_id: int
-    study_id: int
-    user_attrs: dict[str, Any] = field(default_factory=dict)
-    intermediate: dict[int, float] = field(default_factory=dict)
-    study_system_attrs: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, storage: Any, pending: "Recording") -> None:
+        self._storage, self._recording = storage, pending
 
-    def __bool__(self) -> bool:
-        return bool(self.user_attrs or self.intermediate or self.study_system_attrs)
+    def set_trial_param(self, trial_id: int, name: str, internal: float, dist: Any) -> None:
+        pending = self._recording.pending
+        adapter.check_param(self._storage, pending.study_id, name, dist)
+        pending.params[name] = (internal, dist)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
 
 
 class Recording:
-    """Buffers a live ``optuna.Trial``'s ``set_user_attr`` and ``report`` (the trial's own
-    methods are replaced on this instance, so every recording function keeps calling them) and
-    its dashboard note (:meth:`note`); :meth:`flush` writes what is pending."""
+    """Buffers a live ``optuna.Trial``'s ``set_user_attr``, ``report`` and suggested
+    parameters (the trial's own methods, and its storage's ``set_trial_param``, are replaced
+    on this instance, so every recording function keeps calling them) and its dashboard note
+    (:meth:`note`); :meth:`flush` writes what is pending."""
 
     def __init__(self, trial: Any) -> None:
         self.trial = trial
-        self.pending = Pending(trial._trial_id, trial.study._study_id)
+        self.storage = trial.storage
+        self.pending = Pending(adapter.trial_id(trial), adapter.study_id(trial.study))
         self._written = time.monotonic()
         trial._losstune_recording = self
         # Where no one-transaction write exists (in-memory and journal storages, whose trials
         # share their objects with the storage), the trial writes through, as Optuna does.
-        self.buffered = _one_transaction_backend(trial.storage) is not None
+        self.buffered = adapter.rdb_backend(self.storage) is not None
         if self.buffered:
             trial.set_user_attr = self.set_user_attr
             trial.report = self.report
+            trial.storage = _HeldParams(self.storage, self)
 
     def _refuse_if_told(self) -> None:
-        frozen = self.trial._cached_frozen_trial
+        frozen = adapter.held(self.trial)
         if frozen.state.is_finished():  # as Optuna's storage refuses it (never written else)
             from optuna.exceptions import UpdateFinishedTrialError
 
@@ -85,7 +93,7 @@ class Recording:
     def set_user_attr(self, key: str, value: Any) -> None:
         self._refuse_if_told()
         json.dumps(value)  # what Optuna's storage would refuse, refused now
-        self.trial._cached_frozen_trial.user_attrs[key] = value
+        adapter.held(self.trial).user_attrs[key] = value
         self.pending.user_attrs[key] = value
 
     def report(self, value: float, step: int) -> None:
@@ -99,7 +107,7 @@ class Recording:
         value, step = float(value), int(step)
         if step < 0:
             raise ValueError(f"step={step} must be non-negative.")
-        frozen = self.trial._cached_frozen_trial
+        frozen = adapter.held(self.trial)
         if step in frozen.intermediate_values:  # Optuna ignores it, and says so
             warnings.warn(f"The reported value is ignored because this step={step} is "
                           "already reported.", UserWarning, stacklevel=2)
@@ -109,8 +117,8 @@ class Recording:
         if time.monotonic() - self._written > FLUSH_EVERY:
             # The dashboard's live curve: the intermediate values alone. The record's other
             # keys wait for the one write before the tell.
-            write(self.trial.storage, [Pending(self.pending.trial_id, self.pending.study_id,
-                                               intermediate=self.pending.intermediate)])
+            adapter.write(self.storage, [Pending(self.pending.trial_id, self.pending.study_id,
+                                                 intermediate=self.pending.intermediate)])
             self.pending.intermediate = {}
             self._written = time.monotonic()
 
@@ -126,7 +134,7 @@ class Recording:
             return
         from optuna_dashboard._note import note_ver_key, split_body
 
-        tid = self.trial._trial_id
+        tid = self.pending.trial_id
         self.pending.study_system_attrs[note_ver_key(tid)] = 1
         self.pending.study_system_attrs.update(split_body(body, tid))
 
@@ -143,97 +151,34 @@ def start(trial: Any) -> Recording:
     return getattr(trial, "_losstune_recording", None) or Recording(trial)
 
 
-def flush(trials: list[Any]) -> None:
-    """Write what these trials have pending, all in one transaction."""
+def flush(trials: list[Any], *, heartbeat: bool = False) -> None:
+    """Write what these trials have pending, all in one transaction; with ``heartbeat``,
+    their first heartbeat too."""
     recordings = [start(t) for t in trials]
-    write(trials[0].storage if trials else None, [r.pending for r in recordings])
+    for r in recordings:
+        r.pending.heartbeat = heartbeat
+    write(recordings[0].storage if recordings else None, [r.pending for r in recordings])
     for r in recordings:
         r._written_now()
 
 
-# ------------------------------------------------------------------------------ the one write
+def tell(told: list[tuple[Any, Any, list[float] | None]]) -> None:
+    """Write the rest of these trials' records and their outcomes, ``(trial, state,
+    values)``, in one transaction (all of it or none of it: a process killed before it leaves
+    the trials RUNNING with their early record, to be failed and retried)."""
+    recordings = [start(t) for t, _, _ in told]
+    for r, (_, state, values) in zip(recordings, told):
+        r.pending.outcome = (state, values)
+    try:
+        write(recordings[0].storage if recordings else None, [r.pending for r in recordings])
+    except BaseException:
+        for r in recordings:
+            r.pending.outcome = None
+        raise
+    for r in recordings:
+        r._written_now()
+
+
 def write(storage: Any, records: list[Pending]) -> None:
-    """Write ``records`` (several trials' pending records) in one transaction where the storage
-    is Optuna's RDB storage on SQLite or PostgreSQL; key by key through the public API
-    otherwise (in-memory and journal storages, other databases)."""
-    records = [r for r in records if r]
-    if not records:
-        return
-    backend = _one_transaction_backend(storage)
-    if backend is not None:
-        _write_rdb(backend, records)
-        return
-    for r in records:
-        for key, value in r.user_attrs.items():
-            storage.set_trial_user_attr(r.trial_id, key, value)
-        for step, value in sorted(r.intermediate.items()):
-            storage.set_trial_intermediate_value(r.trial_id, step, value)
-        for key, value in r.study_system_attrs.items():
-            storage.set_study_system_attr(r.study_id, key, value)
-
-
-def _one_transaction_backend(storage: Any) -> Any:
-    """Optuna's RDB storage on SQLite or PostgreSQL behind ``storage``, or None."""
-    from optuna.storages import RDBStorage
-
-    backend = getattr(storage, "_backend", storage)  # Optuna's _CachedStorage wraps the RDB
-    if not isinstance(backend, RDBStorage):
-        return None
-    if backend.engine.name == "postgresql":
-        return backend
-    # SQLite has upserts from 3.24 (Optuna falls back without them too).
-    if backend.engine.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        return backend
-    return None
-
-
-def _write_rdb(backend: Any, records: list[Pending]) -> None:
-    """One session of Optuna's RDB storage: each trial checked updatable (as Optuna checks it
-    before any write), then one multi-row upsert per table."""
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    if backend.engine.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
-
-    def upsert(model: Any, rows: list[dict[str, Any]], keys: list[str], values: list[str]
-               ) -> None:
-        # SQLite before 3.32 allows 999 bound values a statement: parts stay below that.
-        part = 999 // len(rows[0])
-        for start in range(0, len(rows), part):
-            stmt = insert(model).values(rows[start:start + part])
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=[getattr(model, k) for k in keys],
-                set_={v: getattr(stmt.excluded, v) for v in values}))
-
-    to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
-    # An IntegrityError here is a fault, not another worker's race: it is raised, and the
-    # records stay pending (Optuna's own attribute writes ignore it).
-    with _create_scoped_session(backend.scoped_session) as session:
-        ids = sorted({r.trial_id for r in records})
-        found = {t.trial_id: t.state for t in session.query(models.TrialModel).filter(
-            models.TrialModel.trial_id.in_(ids))}
-        for trial_id in ids:
-            if trial_id not in found:
-                raise KeyError(f"No trial with trial_id {trial_id} exists.")
-            backend.check_trial_is_updatable(trial_id, found[trial_id])
-        user = [dict(trial_id=r.trial_id, key=k, value_json=json.dumps(v))
-                for r in records for k, v in r.user_attrs.items()]
-        steps = []
-        for r in records:
-            for step, value in sorted(r.intermediate.items()):
-                stored, kind = to_stored(value)
-                steps.append(dict(trial_id=r.trial_id, step=step, intermediate_value=stored,
-                                  intermediate_value_type=kind))
-        system = [dict(study_id=r.study_id, key=k, value_json=json.dumps(v))
-                  for r in records for k, v in r.study_system_attrs.items()]
-        if user:
-            upsert(models.TrialUserAttributeModel, user, ["trial_id", "key"], ["value_json"])
-        if steps:
-            upsert(models.TrialIntermediateValueModel, steps, ["trial_id", "step"],
-                   ["intermediate_value", "intermediate_value_type"])
-        if system:
-            upsert(models.StudySystemAttributeModel, system, ["study_id", "key"],
-                   ["value_json"])
+    """The one write (:func:`losstune.optuna_adapter.write`; a test may stand in for it)."""
+    adapter.write(storage, records)

@@ -429,22 +429,41 @@ def _repeat_of(trial: "optuna.Trial", description: dict[str, Any],
     return earlier
 
 
-def trained_designs(study: "optuna.Study", but: Any = ()) -> dict[str, Any]:
+class TrainedDesigns:
+    """Each design's first search trial that trained or trains now, by design key
+    (:func:`trained_designs`); a trial is read whole only when a proposal asks for it."""
+
+    def __init__(self, study: "optuna.Study", ids: dict[str, int]) -> None:
+        self.study, self.ids, self.trials = study, ids, {}
+
+    def get(self, key: str) -> Any:
+        if key not in self.trials and key in self.ids:
+            from losstune import optuna_adapter
+
+            self.trials[key] = optuna_adapter.storage_of(self.study).get_trial(self.ids[key])
+        return self.trials.get(key)
+
+    def __setitem__(self, key: str, trial: Any) -> None:
+        self.trials[key] = trial
+
+
+def trained_designs(study: "optuna.Study", but: Any = ()) -> TrainedDesigns:
     """Each design's first search trial that trained or trains now (RUNNING too: another
     worker may train it on the same seed right now), not a repeat, by design key; ``but``:
     trial numbers left out (the trial asking, and the repeats waiting with it)."""
     import optuna
 
+    from losstune import optuna_adapter
+
     left_out = {but} if isinstance(but, int) else set(but or ())
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
               optuna.trial.TrialState.RUNNING)
-    known: dict[str, Any] = {}
-    for t in study.get_trials(deepcopy=False, states=states):
-        key = t.user_attrs.get(results.DESIGN_KEY)
-        if (key is not None and key not in known and t.number not in left_out
-                and not results.is_repeat(t)):
-            known[key] = t
-    return known
+    ids: dict[str, int] = {}
+    for tid, number, key in optuna_adapter.trials_with_user_attr(
+            study, results.DESIGN_KEY, states, without=results.DUPLICATE_OF):
+        if key not in ids and number not in left_out:
+            ids[key] = tid
+    return TrainedDesigns(study, ids)
 
 
 def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],

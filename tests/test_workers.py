@@ -233,26 +233,27 @@ def test_worker_seeds_differ_and_gpus_round_robin():
     assert gpu_assignment(None, 2) == [None, None]
 
 
-def test_every_heartbeat_stops_even_when_a_second_signal_lands_in_between(tmp_path):
-    # Optuna's heartbeat threads are not daemons: one left beating keeps a worker alive
-    # after its parent died, and keeps its trial RUNNING.
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    from losstune import batch
+def test_the_heartbeat_stops_even_when_a_second_signal_lands_in_between(tmp_path):
+    # A heartbeat left beating keeps a dead worker's trials RUNNING for good. The batch's
+    # thread is told to stop before it is waited for, so a second Ctrl-C in the wait still
+    # ends it.
+    from losstune import optuna_adapter
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat_interval=1)
     study = optuna.create_study(storage=storage)
     trials = [study.ask() for _ in range(3)]
-    beats = [get_heartbeat_thread(t._trial_id, storage) for t in trials]
-    for beat in beats:
-        beat.__enter__()
+    beat = optuna_adapter.Heartbeat(storage, [t._trial_id for t in trials])
+    thread = beat._thread
 
-    def second_signal(*args):
-        raise KeyboardInterrupt
+    class Interrupted:
+        def is_alive(self):
+            return thread.is_alive()
 
-    beats[0].__exit__ = second_signal
+        def join(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    beat._thread = Interrupted()
     with pytest.raises(KeyboardInterrupt):
-        batch._stop_beats(beats)
-    for beat in beats:
-        beat._thread.join(timeout=5)
-    assert not [b for b in beats if b._thread.is_alive()]
+        beat.stop()
+    thread.join(timeout=5)
+    assert not thread.is_alive()

@@ -1,0 +1,239 @@
+"""The one module that touches Optuna's private names (losstune/optuna_adapter.py): every name
+it uses still exists, and what it writes reads back as Optuna's own calls store it."""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from losstune import batch, optuna_adapter, recording
+
+SOURCE = Path(optuna_adapter.__file__)
+
+# Every private name the adapter uses, where it lives. The test below reads the adapter's
+# source, so a new private name used there and not listed here fails too.
+STUDY_ATTRS = {"_storage", "_study_id", "_thread_local", "_stop_flag"}
+TRIAL_ATTRS = {"_trial_id", "_cached_frozen_trial", "_fixed_params", "_relative_params"}
+CACHED_STORAGE_ATTRS = {"_backend", "_lock", "_studies", "_add_trials_to_cache"}
+MODULE_NAMES = {
+    "optuna.pruners": {"_filter_study"},
+    "optuna.study._tell": {"_check_state_and_values", "_check_values_are_feasible"},
+    "optuna.storages._rdb.storage": {"_create_scoped_session"},
+    "optuna.storages._cached_storage": {"_StudyInfo"},
+}
+PRIVATE_MODULES = {"optuna.storages._rdb", "optuna.storages._heartbeat",
+                   "optuna.storages._cached_storage", "optuna.study._tell",
+                   "optuna.storages._rdb.storage"}
+
+
+def _private_names_in_source() -> tuple[set[str], set[tuple[str, str]], set[str]]:
+    tree = ast.parse(SOURCE.read_text())
+    attrs, imported, modules = set(), set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            attrs.add(node.attr)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("optuna"):
+            if any(part.startswith("_") for part in node.module.split(".")):
+                modules.add(node.module)
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    imported.add((node.module, alias.name))
+    return attrs, imported, modules
+
+
+def test_optuna_still_has_every_private_name_the_adapter_uses(tmp_path):
+    attrs, imported, modules = _private_names_in_source()
+    known_attrs = STUDY_ATTRS | TRIAL_ATTRS | CACHED_STORAGE_ATTRS | {
+        n for names in MODULE_NAMES.values() for n in names}
+    assert attrs <= known_attrs | {"_lock", "_stop", "_thread", "_beat"}, \
+        attrs - known_attrs  # (the last four are the adapter's own Heartbeat's)
+    assert imported <= {(m, n) for m, names in MODULE_NAMES.items() for n in names}, imported
+    assert modules <= PRIVATE_MODULES, modules
+    import importlib
+
+    for module, names in MODULE_NAMES.items():
+        for name in names:
+            assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
+    from optuna.storages._cached_storage import _CachedStorage
+    from optuna.storages._rdb import models
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'n.db'}")
+    for name in STUDY_ATTRS:
+        assert hasattr(study, name), name
+    for name in ("cached_all_trials", "in_optimize_loop"):
+        assert hasattr(study._thread_local, name), name
+    assert isinstance(study._storage, _CachedStorage)
+    for name in CACHED_STORAGE_ATTRS:
+        assert hasattr(study._storage, name), name
+    for name in ("scoped_session", "engine", "check_trial_is_updatable"):
+        assert hasattr(study._storage._backend, name), name
+    for model, columns in ((models.TrialModel, {"trial_id", "number", "study_id", "state",
+                                                "datetime_start", "datetime_complete"}),
+                           (models.TrialHeartbeatModel, {"trial_id", "heartbeat"}),
+                           (models.TrialParamModel, {"trial_id", "param_name", "param_value",
+                                                     "distribution_json"})):
+        assert columns <= set(model.__table__.c.keys()), model
+    trial = study.ask()
+    for name in TRIAL_ATTRS:
+        assert hasattr(trial, name), name
+
+
+def test_a_trial_handed_out_without_its_read_back_is_optunas_trial(tmp_path):
+    """trial_from does what Trial.__init__ does: the same instance state, the same values."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'n.db'}")
+    optunas = optuna.Trial(study, study._storage.create_new_trial(study._study_id))
+    ours = optuna_adapter.new_trials(study, 1)[0]
+    assert set(vars(ours)) == set(vars(optunas))
+    for name, value in vars(optunas).items():
+        if name in ("_trial_id", "_cached_frozen_trial"):
+            continue
+        assert getattr(ours, name) == value, name
+    a, b = optunas._cached_frozen_trial, ours._cached_frozen_trial
+    stored = study._storage.get_trial(ours._trial_id)
+    assert b == stored and b.number == a.number + 1
+    assert (b.state, b.params, b.user_attrs, b.system_attrs) == \
+        (a.state, a.params, a.user_attrs, a.system_attrs)
+
+
+def _count(action) -> int:
+    count = [0]
+
+    def one(*args):  # noqa: ARG001
+        count[0] += 1
+
+    event.listen(Engine, "before_cursor_execute", one)
+    try:
+        action()
+    finally:
+        event.remove(Engine, "before_cursor_execute", one)
+    return count[0]
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "journal"])
+def url(request, tmp_path):
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    if request.param == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(tmp_path / "j.log")))
+    return f"sqlite:///{tmp_path / 'n.db'}"
+
+
+def test_new_trials_are_numbered_stored_and_cached_as_optuna_does(url):
+    study = optuna.create_study(storage=url, direction="maximize")
+    study.enqueue_trial({"x": 0.5})  # a waiting trial takes a number too
+    first = study.ask()
+    assert first.number == 0  # the waiting one
+    before = datetime.datetime.now()
+    trials = optuna_adapter.new_trials(study, 3, {"pid": 42}, heartbeat=False)
+    assert [t.number for t in trials] == [1, 2, 3]
+    for t in trials:
+        stored = study._storage.get_trial(t._trial_id)
+        assert stored.state == optuna.trial.TrialState.RUNNING
+        assert stored.user_attrs == {"pid": 42} == t.user_attrs
+        assert stored.datetime_start == t._cached_frozen_trial.datetime_start
+        assert abs((stored.datetime_start - before).total_seconds()) < 60  # local time
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert study.ask().number == 4  # Optuna's own numbering goes on after them
+    for t in trials:  # and they are Optuna's trials: suggested, told, read back
+        t.suggest_float("x", 0, 1)
+        study.tell(t, 0.25)
+    assert [t.state.name for t in study.trials[1:4]] == ["COMPLETE"] * 3
+
+
+def test_a_population_is_told_in_one_transaction_all_of_it_or_none(tmp_path):
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    study = optuna.create_study(storage=url, direction="maximize")
+    trials = optuna_adapter.new_trials(study, 8, {"pid": 1})
+    for t in trials:
+        recording.start(t)
+        t.suggest_float("gamma", 0.0, 5.0)
+        t.set_user_attr("val.macro_f1", 0.5)
+        t.report(0.5, 0)
+    recording.flush(trials)
+    told = [(t, optuna.trial.TrialState.COMPLETE, 0.5 + t.number / 100) for t in trials[:4]]
+    # BEGIN, user attributes, intermediate values, values, the state update: not 8 × 5.
+    assert _count(lambda: batch.tell_trials(study, told)) <= 6
+    stored = optuna.load_study(study_name=study.study_name, storage=url).trials
+    assert [t.values for t in stored[:4]] == [[0.5 + i / 100] for i in range(4)]
+    assert all(t.datetime_complete is not None for t in stored[:4])
+    # Another process finished one of the next four meanwhile: none of the four is written.
+    study._storage.set_trial_state_values(trials[5]._trial_id, optuna.trial.TrialState.FAIL)
+    for t in trials[4:]:
+        t.set_user_attr("late", True)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        batch.tell_trials(study, [(t, optuna.trial.TrialState.COMPLETE, 0.9)
+                                  for t in trials[4:]])
+    stored = optuna.load_study(study_name=study.study_name, storage=url).trials
+    assert [t.state.name for t in stored[4:]] == ["RUNNING", "FAIL", "RUNNING", "RUNNING"]
+    assert not [t for t in stored if "late" in t.user_attrs]
+
+
+def test_a_held_parameter_is_refused_as_optuna_refuses_it(tmp_path):
+    """A parameter is written with the trial's early record, not when suggested; a
+    distribution that contradicts the study's earlier one is still refused at the
+    suggestion, as Optuna refuses it."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    study = optuna.create_study(storage=url)
+    study.ask().suggest_float("x", 0.0, 1.0)
+    optunas = study.ask()
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):
+        optunas.suggest_categorical("x", ["a", "b"])
+    ours = optuna_adapter.new_trials(study, 1)[0]
+    recording.start(ours)
+    assert _count(lambda: ours.suggest_float("y", 0.0, 1.0)) <= 2  # the one read of "y"
+    assert "y" not in study._storage.get_trial(ours._trial_id).params  # held until written
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):
+        ours.suggest_categorical("x", ["a", "b"])
+    recording.start(ours).flush()
+    assert study._storage.get_trial(ours._trial_id).params == {"y": ours.params["y"]}
+
+
+def test_the_batch_heartbeat_beats_until_stopped_then_the_trials_go_stale(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}",
+                                         heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage)
+    trials = optuna_adapter.new_trials(study, 2, heartbeat=True)
+    beat = optuna_adapter.Heartbeat(study._storage, [t._trial_id for t in trials])
+    try:
+        time.sleep(3.5)  # longer than the grace period: beaten, not stale
+        assert optuna.storages._heartbeat.is_heartbeat_enabled(storage)
+        assert storage._get_stale_trial_ids(study._study_id) == []
+        beat.done(trials[0]._trial_id)  # told: beaten no more
+        time.sleep(3.5)
+        assert storage._get_stale_trial_ids(study._study_id) == [trials[0]._trial_id]
+    finally:
+        beat.stop()
+    time.sleep(3.5)
+    assert sorted(storage._get_stale_trial_ids(study._study_id)) == \
+        sorted(t._trial_id for t in trials)
+
+
+def test_designs_read_by_their_key_match_a_read_of_every_trial(url):
+    """trials_with_user_attr (one read on the RDB storage) finds what a read of every trial
+    finds: trials with the key, in the states asked, without the other attribute."""
+    study = optuna.create_study(storage=url)
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    for i, (key, dup, value) in enumerate([("a", False, 1.0), ("b", False, None),
+                                           ("a", True, 1.0), ("c", False, "fail"),
+                                           (None, False, 1.0)]):
+        t = study.ask()
+        if key:
+            t.set_user_attr("design_key", key)
+        if dup:
+            t.set_user_attr("duplicate_of", 0)
+        if value == "fail":
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+        elif value is not None:
+            study.tell(t, value)
+    got = optuna_adapter.trials_with_user_attr(study, "design_key", states, "duplicate_of")
+    assert [(number, key) for _, number, key in got] == [(0, "a"), (1, "b")]

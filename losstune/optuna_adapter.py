@@ -101,6 +101,21 @@ def after_trial(study: "optuna.Study", frozen: Any, state: Any, values: Any) -> 
         study._stop_flag = False
 
 
+# optuna-dashboard's note keys (optuna_dashboard/_note.py): written here because importing
+# optuna_dashboard loads its whole web app (0.3 s in a process that has Optuna's plots
+# loaded, 2.3 s in one that has not), once in every worker; tests/test_optuna_adapter.py
+# checks these against optuna_dashboard's own functions.
+NOTE_CHUNK = 2045  # optuna_dashboard._note.SYSTEM_ATTR_MAX_LENGTH
+
+
+def dashboard_note(tid: int, body: str) -> dict[str, Any]:
+    """The study system attributes optuna-dashboard's ``save_note`` stores for a trial's
+    first note: version 1, and the body in chunks."""
+    chunks = {f"dashboard:{tid}:note_str:{i}": body[start:start + NOTE_CHUNK]
+              for i, start in enumerate(range(0, len(body), NOTE_CHUNK))}
+    return {f"dashboard:{tid}:note_ver": 1, **chunks}
+
+
 def heartbeat_enabled(storage: Any) -> bool:
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
@@ -235,15 +250,17 @@ def _write_rdb(backend: Any, records: list[Pending]) -> None:
 
     def upsert(model: Any, rows: list[dict[str, Any]], keys: list[str], values: list[str]
                ) -> None:
+        # One statement, its rows as one executemany: compiled once and cached by SQLAlchemy
+        # (a multi-row VALUES clause is compiled anew for each number of rows).
+        # The table's Core statement: the ORM's bulk insert would split the rows by which
+        # values are None (a NaN's stored value is).
         if not rows:
             return
-        # SQLite before 3.32 allows 999 bound values a statement: parts stay below that.
-        part = 999 // len(rows[0])
-        for start in range(0, len(rows), part):
-            stmt = insert(model).values(rows[start:start + part])
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=[getattr(model, k) for k in keys],
-                set_={v: getattr(stmt.excluded, v) for v in values}))
+        table = model.__table__
+        stmt = insert(table)
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys],
+            set_={v: stmt.excluded[v] for v in values}), rows)
 
     to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
     value_stored = models.TrialValueModel.value_to_stored_repr
@@ -266,7 +283,7 @@ def _write_rdb(backend: Any, records: list[Pending]) -> None:
                        distribution_json=distributions.distribution_to_json(dist))
                   for r in records for name, (internal, dist) in r.params.items()]
         if params:  # a parameter is set once (Optuna's unique key refuses a second)
-            session.execute(sqlalchemy.insert(models.TrialParamModel), params)
+            session.execute(models.TrialParamModel.__table__.insert(), params)
         upsert(models.TrialUserAttributeModel,
                [dict(trial_id=r.trial_id, key=k, value_json=json.dumps(v))
                 for r in records for k, v in r.user_attrs.items()],
@@ -380,11 +397,11 @@ def _create_rdb(backend: Any, sid: int, n: int, user_attrs: dict[str, Any],
             [dict(study_id=sid, number=past + i, state=TrialState.RUNNING,
                   datetime_start=_stored_time(now)) for i in range(n)]).all()
         if user_attrs:
-            session.execute(sqlalchemy.insert(models.TrialUserAttributeModel),
+            session.execute(models.TrialUserAttributeModel.__table__.insert(),
                             [dict(trial_id=tid, key=k, value_json=json.dumps(v))
                              for tid, _ in rows for k, v in user_attrs.items()])
         if heartbeat:
-            session.execute(sqlalchemy.insert(models.TrialHeartbeatModel),
+            session.execute(models.TrialHeartbeatModel.__table__.insert(),
                             [dict(trial_id=tid) for tid, _ in rows])
     return [FrozenTrial(number=number, state=TrialState.RUNNING, value=None, values=None,
                         datetime_start=now, datetime_complete=None, params={},

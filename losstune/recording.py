@@ -132,11 +132,8 @@ class Recording:
 
             save_note(self.trial, body)
             return
-        from optuna_dashboard._note import note_ver_key, split_body
-
-        tid = self.pending.trial_id
-        self.pending.study_system_attrs[note_ver_key(tid)] = 1
-        self.pending.study_system_attrs.update(split_body(body, tid))
+        self.pending.study_system_attrs.update(
+            adapter.dashboard_note(self.pending.trial_id, body))
 
     def flush(self) -> None:
         flush([self.trial])

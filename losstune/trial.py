@@ -21,7 +21,7 @@ from losstune.data import Splits
 from losstune.errors import LosstuneError
 from losstune.space import LossDesign, suggest_design, suggest_training
 from losstune.spec import StudySpec
-from losstune import catalog, results, tasks
+from losstune import catalog, optuna_adapter, results, tasks
 from losstune.tasks import a as a_task
 from losstune import activity
 from losstune.stopping import INTERRUPTED, STOP, TrialInterrupted
@@ -424,7 +424,7 @@ def _repeat_of(trial: "optuna.Trial", description: dict[str, Any],
     trial.set_user_attr(results.SEED_INDEX, 0)
     earlier = known.get(key)
     if earlier is None or earlier.state.name == "FAIL":  # a failed one is no answer
-        known[key] = trial._cached_frozen_trial  # RUNNING: later trials of the batch wait
+        known[key] = optuna_adapter.held(trial)  # RUNNING: later trials of the batch wait
         return None
     return earlier
 

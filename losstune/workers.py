@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from losstune import optuna_adapter
 from losstune.errors import LosstuneError
 
 UNLIMITED = -1
@@ -263,13 +264,13 @@ def recover(storage_url: str, study_name: str, pids: set[int]) -> tuple[list[str
             if t.user_attrs.get(results.PID) not in pids:
                 continue
             try:
-                storage.set_trial_user_attr(t._trial_id, results.ERROR,
+                storage.set_trial_user_attr(optuna_adapter.trial_id(t), results.ERROR,
                                             "the worker process running it died")
-                storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                storage.set_trial_state_values(optuna_adapter.trial_id(t), state=TrialState.FAIL)
             except UpdateFinishedTrialError:
                 continue
             failed.append(f"{name}#{t.number}")
-            frozen = copy.deepcopy(storage.get_trial(t._trial_id))
+            frozen = copy.deepcopy(storage.get_trial(optuna_adapter.trial_id(t)))
             # The retry starts as the run it repeats (its design, seed, baseline), not with
             # this attempt's error or measurements.
             keep = (results.BASELINE, results.BASELINE_PARAMS, results.DESIGN_KEY,

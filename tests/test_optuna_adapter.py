@@ -237,3 +237,12 @@ def test_designs_read_by_their_key_match_a_read_of_every_trial(url):
             study.tell(t, value)
     got = optuna_adapter.trials_with_user_attr(study, "design_key", states, "duplicate_of")
     assert [(number, key) for _, number, key in got] == [(0, "a"), (1, "b")]
+
+
+@pytest.mark.parametrize("length", [0, 1, 2044, 2045, 2046, 9000])
+def test_the_dashboard_note_is_stored_under_optuna_dashboards_own_keys(length):
+    from optuna_dashboard._note import SYSTEM_ATTR_MAX_LENGTH, note_ver_key, split_body
+
+    body = "".join(chr(97 + i % 26) for i in range(length))
+    assert optuna_adapter.NOTE_CHUNK == SYSTEM_ATTR_MAX_LENGTH
+    assert optuna_adapter.dashboard_note(7, body) == {note_ver_key(7): 1, **split_body(body, 7)}

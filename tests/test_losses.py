@@ -189,6 +189,30 @@ def test_epoch_variable_changes_loss_inside_compiled_fit():
                                                                                        rel=1e-5)
 
 
+def test_the_documented_fit_changes_a_dynamic_loss_or_says_how_on_every_backend():
+    """compile(loss=…) and fit(callbacks=loss_callbacks(loss)) without the README's
+    component_metrics: TensorFlow and torch read the epoch variable at every step; JAX's
+    stateless step would train with the loss frozen at epoch 0, so there the callback stops
+    before the first step with one line that names the fix."""
+    dyn = L.DynamicLoss(base_params={"from_logits": True}, w_progress=1.0, epochs=3)
+    model = _frozen_model()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss=dyn)
+
+    def fit():
+        return model.fit(LOGITS, Y, epochs=3, batch_size=N, shuffle=False, verbose=0,
+                         callbacks=L.loss_callbacks(dyn)).history["loss"]
+
+    if keras.backend.backend() == "jax":
+        with pytest.raises(L.LossStateError, match=r"metrics=component_metrics\(loss\)") as err:
+            fit()
+        assert "\n" not in str(err.value)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss=dyn,
+                      metrics=L.component_metrics(dyn))  # the fix it names
+    loss = fit()
+    assert loss[1] - loss[0] == pytest.approx(0.5, abs=1e-4)
+    assert loss[2] - loss[1] == pytest.approx(0.5, abs=1e-4)
+
+
 def test_component_metric_reuses_what_the_loss_computed(monkeypatch):
     """In a train step the metric logs the components the loss has just computed from the same
     tensors instead of computing them a second time."""

@@ -24,7 +24,7 @@ from losstune.losses._description import (build_loss, describe_in_words, describ
                                            load_loss, read_description, save_description,
                                            with_fitted)
 from losstune.losses._dynamic import (COMPONENTS, ComponentMeans, DynamicLoss,
-                                      DynamicLossCallback, make_base_loss)
+                                      DynamicLossCallback, LossStateError, make_base_loss)
 from losstune.losses._families import (CategoricalCrossentropy, CategoricalFocalCrossentropy,
                                        ClassBalancedCrossentropy, Huber, Poly1Crossentropy,
                                        SoftFBetaLoss, class_balanced_weights, one_hot_labels)
@@ -39,7 +39,8 @@ __all__ = [
     "CategoricalCrossentropy", "CategoricalFocalCrossentropy", "ClassBalancedCrossentropy",
     "Huber", "Poly1Crossentropy", "SoftFBetaLoss", "class_balanced_weights", "one_hot_labels",
     # DynamicLoss
-    "COMPONENTS", "ComponentMeans", "DynamicLoss", "DynamicLossCallback", "make_base_loss",
+    "COMPONENTS", "ComponentMeans", "DynamicLoss", "DynamicLossCallback", "LossStateError",
+    "make_base_loss",
     # the swap contract, and what a loss adds to compile and fit
     "Tunable", "compiled_key", "retune", "component_metrics", "loss_callbacks",
     "LossState", "loss_variables",

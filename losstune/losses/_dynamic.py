@@ -181,8 +181,34 @@ class DynamicLossCallback(keras.callbacks.Callback):
         super().__init__()
         self.loss = loss
 
+    def on_train_begin(self, logs=None):
+        check_state_reaches_step(self.model, self.loss)
+
     def on_epoch_begin(self, epoch, logs=None):
         self.loss.set_epoch(epoch)
+
+
+class LossStateError(ValueError):
+    """A loss whose changing state the compiled train step would not read."""
+
+
+def check_state_reaches_step(model: keras.Model, loss: Any) -> None:
+    """On JAX the compiled train step is a pure function of the state Keras threads through
+    it; a loss's epoch and schedule variables reach it only as a :class:`LossState` metric
+    (``compile(metrics=component_metrics(loss))``). Without it, training runs with the loss
+    frozen at its first epoch and nothing says so; this says so, in one line, before the
+    first step. (TensorFlow and torch read the variables wherever they live.)"""
+    if keras.backend.backend() != "jax":
+        return
+    from losstune.losses._tunable import loss_variables
+
+    state = {id(v) for v in model.metrics_variables}
+    if not all(id(v) in state for v in loss_variables(loss)):
+        raise LossStateError(
+            f"{type(loss).__name__} changes with the epoch, and on the JAX backend its state "
+            "reaches the compiled train step only as a metric: compile with "
+            "model.compile(..., metrics=component_metrics(loss)) (from losstune.losses import "
+            "component_metrics)")
 
 
 class ComponentMeans(keras.metrics.Metric):

@@ -266,7 +266,7 @@ class Study:
             workers = n_trials
         base_dir = self._base_dir()
         # Bad data fails before the storage is touched.
-        splits = (runner.fitted(spec, self._source.splits(spec.task, spec.seed)) if in_memory
+        splits = (runner.prepared_splits(spec, self._source.splits(spec.task, spec.seed)) if in_memory
                   else runner.load_data(spec, base_dir))
         from losstune.storage import new_sqlite_file
 
@@ -443,7 +443,7 @@ class Study:
 
         source = self._source
         return {"model_fn": source.model_fn(),
-                "reload": lambda seed: runner.fitted(spec, source.splits(spec.task, seed))}
+                "reload": lambda seed: runner.prepared_splits(spec, source.splits(spec.task, seed))}
 
 
 # ------------------------------------------------------------------------------ functions

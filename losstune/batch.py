@@ -263,8 +263,8 @@ def _propose(trial: Any, ctx: Any, batch: set[int], known: dict[str, Any]) -> An
     from losstune import trial as trial_mod
 
     try:
-        training, description = trial_mod._propose(trial, ctx)
-        earlier = trial_mod._repeat_of(trial, description, known)
+        training, description = trial_mod.propose(trial, ctx)
+        earlier = trial_mod.repeat_of(trial, description, known)
         if earlier is not None:
             if earlier.number in batch and earlier.state.name == "RUNNING":
                 return earlier.number
@@ -308,7 +308,7 @@ def _finish(member: Any, ctx: Any) -> tuple[Any, Any]:
     try:
         trial_mod.record_training(t, ctx.spec.objective.metrics[0], member.values,
                                   member.logs, member.seconds, member.epoch_seconds)
-        trial_mod._stop_unless_finished(t, member, interrupted=member.interrupted)
+        trial_mod.stop_unless_finished(t, member, interrupted=member.interrupted)
         values = trial_mod.record_scores(
             t, ctx, member.description, val_out=member.val_out, test_out=member.test_out,
             val_scores=member.val_scores, test_scores=member.test_scores,

@@ -619,8 +619,8 @@ def format_number(v: Any) -> str:
     return f"{v:.3g}"
 
 
-def fit(description: Mapping[str, Any], *, class_counts: Any = None, epochs: int | None = None,
-        from_logits: bool | None = None) -> dict[str, Any]:
+def fill_from_data(description: Mapping[str, Any], *, class_counts: Any = None,
+                   epochs: int | None = None, from_logits: bool | None = None) -> dict[str, Any]:
     """The description with what its design needs from the data filled in: the class counts,
     the planned epochs, whether the model outputs logits. A value not given (None) stays as the
     description has it; one the design does not need is ignored."""

@@ -513,7 +513,7 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
         y_train = trial_mod.training_targets(splits)
         n = min(len(y_train), trial_mod.AUDIT_BATCH)
         outputs = ops.convert_to_numpy(alone(splits.x_train[:n]))
-        trial_mod._check_outputs(spec, outputs, y_train[:n])
+        trial_mod.check_outputs(spec, outputs, y_train[:n])
         for m in members:
             m.warnings = trial_mod.record_audit(m.trial, m.loss, y_train[:n], outputs)
         model, loss = _prepare(ctx, members, alone, (splits.x_train[:2], y_train[:2]))
@@ -572,7 +572,7 @@ class _Watch(keras.callbacks.Callback):
         splits = self.ctx.splits
         means, terms = self._means()
         # One prediction of the stacked model per split, every member scored from it at once.
-        val = trial_mod._predict(self.model, splits.val_inputs)
+        val = trial_mod.predict(self.model, splits.val_inputs)
         live = []
         for k, m in enumerate(self.members):
             if not self.active[k]:
@@ -624,7 +624,7 @@ class _Watch(keras.callbacks.Callback):
         tests: list[Any] = [None] * len(done)
         test = None
         if len(splits.y_test):
-            test = trial_mod._predict(self.model, splits.test_inputs)
+            test = trial_mod.predict(self.model, splits.test_inputs)
             tests = trial_mod.score_members(splits, splits.test_inputs, splits.y_test,
                                             test[:, done])
         for k, v, t in zip(done, vals, tests):

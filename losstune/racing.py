@@ -26,6 +26,7 @@ the storage, so any executor that records runs the way a trial does can take ove
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -58,11 +59,20 @@ def run_of(design: results.Design, seed_index: int, why: str) -> Run:
     return Run(design.key, seed_index, dict(design.params), attrs, why)
 
 
+class StepKind(enum.StrEnum):
+    """What a race does next (a string: ``"accept"`` compares equal to ``StepKind.ACCEPT``)."""
+
+    CHALLENGER = "challenger"  # train the challenger on a seed
+    INCUMBENT = "incumbent"    # train the incumbent on a seed
+    ACCEPT = "accept"          # stop: the challenger is better
+    REJECT = "reject"          # stop: it is not
+
+
 @dataclass(frozen=True)
 class Step:
     """The next thing a race needs: train the challenger or the incumbent on a seed, or stop."""
 
-    kind: str  # challenger | incumbent | accept | reject
+    kind: StepKind
     seed_index: int | None = None
     reason: str = ""
 
@@ -174,34 +184,34 @@ def decide(challenger: dict[int, float], incumbent: dict[int, float], *, maximiz
     which the challenger's and the incumbent's runs failed, never asked again."""
     challenger_failed, incumbent_failed = failed
     if len(incumbent) < min(2, max_seeds):
-        return Step("incumbent", next_seed(incumbent, incumbent_failed),
+        return Step(StepKind.INCUMBENT, next_seed(incumbent, incumbent_failed),
                     "a second seed measures the noise")
     missing = [s for s in sorted(incumbent) if s not in challenger and s not in challenger_failed]
     common = sorted(set(challenger) & set(incumbent))
     if not common:
-        return Step("challenger", missing[0], "no common seed yet")
+        return Step(StepKind.CHALLENGER, missing[0], "no common seed yet")
     sign = 1.0 if maximize else -1.0
     diffs = [sign * (challenger[s] - incumbent[s]) for s in common]
     diff = math.fsum(diffs) / len(diffs)  # > 0: the challenger is better
     if len(common) >= 2 and not all(d == diffs[0] for d in diffs):
         p = paired_p(diffs)
         if p < alpha and diff < 0:
-            return Step("reject", reason=f"worse on {len(common)} seeds (p = {p:.3g})")
+            return Step(StepKind.REJECT, reason=f"worse on {len(common)} seeds (p = {p:.3g})")
         if p < alpha:
             if missing:
-                return Step("challenger", missing[0], f"better (p = {p:.3g}); completing the "
+                return Step(StepKind.CHALLENGER, missing[0], f"better (p = {p:.3g}); completing the "
                                                       "incumbent's seeds")
-            return Step("accept", reason=f"better on {len(common)} seeds (p = {p:.3g})")
+            return Step(StepKind.ACCEPT, reason=f"better on {len(common)} seeds (p = {p:.3g})")
     margin = 0.0 if noise is None else noise.margin(band, len(common))
     if diff < -margin:
-        return Step("reject", reason=f"worse by {-diff:.3g}, beyond the run noise "
+        return Step(StepKind.REJECT, reason=f"worse by {-diff:.3g}, beyond the run noise "
                                      f"({margin:.3g})")
     if missing:
-        return Step("challenger", missing[0], "within the run noise: the incumbent's next seed")
+        return Step(StepKind.CHALLENGER, missing[0], "within the run noise: the incumbent's next seed")
     if len(incumbent) < max_seeds:
-        return Step("incumbent", next_seed(incumbent, incumbent_failed),
+        return Step(StepKind.INCUMBENT, next_seed(incumbent, incumbent_failed),
                     "tied: both get another seed")
-    return Step("accept" if diff > 0 else "reject", reason=f"seed cap ({max_seeds}) reached")
+    return Step(StepKind.ACCEPT if diff > 0 else "reject", reason=f"seed cap ({max_seeds}) reached")
 
 
 @dataclass
@@ -284,10 +294,10 @@ class Racer:
         step = decide(challenger.by_seed, incumbent.by_seed, maximize=self.maximize,
                       max_seeds=self.max_seeds, alpha=self.alpha, noise=noise, band=self.band,
                       failed=(challenger.failed, incumbent.failed))
-        if step.kind in ("accept", "reject"):
+        if step.kind in (StepKind.ACCEPT, StepKind.REJECT):
             self.log.append(f"{challenger.words}: {step.kind}ed, {step.reason}")
             return step.kind
-        target = challenger if step.kind == "challenger" else incumbent
+        target = challenger if step.kind == StepKind.CHALLENGER else incumbent
         return target, step.seed_index, step.reason
 
     def follow_baselines(self) -> None:

@@ -68,6 +68,13 @@ PRUNED_AT = "pruned_at_epoch"
 VAL = "val."                     # + metric: the validation split's figures
 TEST = "test."                   # + metric: the test split's (reported, never searched on)
 CURVE = "curve."                 # + "val_<metric>", "loss", "loss_<component>": per epoch
+
+
+def val_curve(metric: str) -> str:
+    """The key of a trial's per-epoch curve of a validation metric."""
+    return f"{CURVE}val_{metric}"
+
+
 RECALL = "val.recall_per_class"
 # multilabel: F1 of each label at 0.5, and its average precision (metrics.multilabel's names)
 F1_PER_LABEL_NAME, AP_PER_LABEL_NAME = "f1_per_label", "ap_per_label"
@@ -338,7 +345,7 @@ def designs(runs: Iterable[RunRecord], metric: str | None = None) -> dict[str, D
             d.fresh.setdefault(r.seed_index, r.value)
         elif r.seed_index not in d.by_seed:
             d.by_seed[r.seed_index] = r.value
-            test = r.user_attrs.get(f"test.{metric}") if metric else None
+            test = r.user_attrs.get(TEST + metric) if metric else None
             if test is not None:
                 d.test[r.seed_index] = test
     for d in out.values():

@@ -78,7 +78,7 @@ def make_pruner(spec: StudySpec) -> "optuna.pruners.BasePruner":
                                               max_resource=spec.training.max_epochs())
     median = optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
                                          n_warmup_steps=p.n_warmup_steps)
-    return FamilyPruner(median) if p.scope == "family" else median
+    return family_pruner(median) if p.scope == "family" else median
 
 
 class _FamilyView:
@@ -117,7 +117,8 @@ def _family_pruner_class() -> type:
     return FamilyPruner
 
 
-def FamilyPruner(inner: Any) -> Any:  # noqa: N802 - a class made on first use (lazy Optuna)
+def family_pruner(inner: Any) -> Any:
+    """``inner`` (Optuna's median pruner) applied within each trial's loss family."""
     return _family_pruner_class()(inner)
 
 
@@ -307,10 +308,10 @@ def load_data(spec: StudySpec, base_dir: Path) -> Any:
     """The study's splits (scikit-learn only, no Keras): bad data fails before any storage write."""
     from losstune import data
 
-    return fitted(spec, data.load(spec.dataset, spec.task, seed=spec.seed, base_dir=base_dir))
+    return prepared_splits(spec, data.load(spec.dataset, spec.task, seed=spec.seed, base_dir=base_dir))
 
 
-def fitted(spec: StudySpec, splits: Any) -> Any:
+def prepared_splits(spec: StudySpec, splits: Any) -> Any:
     """The splits with what the study's model needs from them, checked before any trial: an
     autoencoder's code width; an embedding's P x K batches, which need as many classes as
     the largest batch asks for."""

@@ -52,7 +52,7 @@ class LossDesign:
         for group, values in sorted(self.model_terms.items()):
             if any(values.values()):
                 described[group] = {k: float(v) for k, v in sorted(values.items()) if v}
-        return catalog.fit(described, epochs=epochs, class_counts=list(class_counts or []),
+        return catalog.fill_from_data(described, epochs=epochs, class_counts=list(class_counts or []),
                            from_logits=from_logits)
 
 

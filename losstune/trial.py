@@ -90,7 +90,7 @@ def compact(values: list[float]) -> list[float]:
     return [float(f"{v:.5g}") if math.isfinite(v) else None for v in values]
 
 
-def _predict(model: "keras.Model", x: np.ndarray, batch: int = 2048) -> np.ndarray:
+def predict(model: "keras.Model", x: np.ndarray, batch: int = 2048) -> np.ndarray:
     """Direct calls instead of ``model.predict``: for small arrays this skips building a
     prediction loop and a data adapter every epoch (several times faster here)."""
     from keras import ops
@@ -106,7 +106,7 @@ def score(model: "keras.Model | None", splits: Splits, x: np.ndarray, y: np.ndar
     ``out``: the model's outputs on ``x`` when the caller already has them."""
     from losstune import metrics
 
-    out = _predict(model, x) if out is None else out
+    out = predict(model, x) if out is None else out
     if splits.task == "autoencoder":  # x: the split's inputs, then the training split's
         n, width = len(y), int(np.prod(splits.input_shape))
         clean = x[:n].reshape(n, -1)
@@ -333,11 +333,11 @@ def train_alone(trial: "optuna.Trial", ctx: Context, training: dict[str, Any],
     try:
         built = _build(trial, ctx, description, training)
         trained = _train(trial, ctx, built, training, seed)
-        _stop_unless_finished(trial, trained.scorer)
+        stop_unless_finished(trial, trained.scorer)
         model = built.model
         return record_scores(trial, ctx, description,
-                             val_out=_predict(model, ctx.splits.val_inputs),
-                             test_out=(_predict(model, ctx.splits.test_inputs)
+                             val_out=predict(model, ctx.splits.val_inputs),
+                             test_out=(predict(model, ctx.splits.test_inputs)
                                        if len(ctx.splits.y_test) else None),
                              seconds=trained.seconds,
                              epoch_seconds=trained.scorer.epoch_seconds,
@@ -394,7 +394,7 @@ def run_seed(spec: StudySpec) -> int:
     return (spec.seed * 100_003) % 2**31
 
 
-def _propose(trial: "optuna.Trial", ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+def propose(trial: "optuna.Trial", ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     """The sampler's training settings and loss design, recorded on the trial."""
     from losstune import losses
 
@@ -412,7 +412,7 @@ def _propose(trial: "optuna.Trial", ctx: Context) -> tuple[dict[str, Any], dict[
     return training, description
 
 
-def _repeat_of(trial: "optuna.Trial", description: dict[str, Any],
+def repeat_of(trial: "optuna.Trial", description: dict[str, Any],
                known: dict[str, Any]) -> Any:
     """For a search trial (seed 0 of its design): the earlier search trial of the same design,
     if there is one. Replicate runs come with their design and seed already set. ``known``:
@@ -489,7 +489,7 @@ def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
     y_train = training_targets(splits)
     batch = min(len(y_train), AUDIT_BATCH)
     outputs = keras.ops.convert_to_numpy(model(splits.x_train[:batch]))
-    _check_outputs(spec, outputs, y_train[:batch])
+    check_outputs(spec, outputs, y_train[:batch])
     warnings = record_audit(trial, loss, y_train[:batch], outputs)
     model, loss, reused = compiled.CACHE.prepare(
         model, loss, optimizer=training["optimizer"],
@@ -548,13 +548,13 @@ def record_training(trial: "optuna.Trial", metric: str, values: list[float],
     trial.set_user_attr(results.TRAIN_TIME, round(seconds, 3))
     trial.set_user_attr(results.EPOCH_TIME, float(f"{steady_epoch_seconds(epoch_seconds):.6g}"))
     trial.set_user_attr(results.EPOCHS_TRAINED, len(logs.get("loss", [])))
-    trial.set_user_attr(f"{results.CURVE}val_{metric}", compact(values))
+    trial.set_user_attr(results.val_curve(metric), compact(values))
     for key in logs:  # the loss, and its components where it has some (loss_<component>)
         if key == "loss" or key.startswith(results.COMPONENT):
             trial.set_user_attr(results.CURVE + key, compact([float(v) for v in logs[key]]))
 
 
-def _stop_unless_finished(trial: "optuna.Trial", scorer: Any,
+def stop_unless_finished(trial: "optuna.Trial", scorer: Any,
                           interrupted: bool | None = None) -> None:
     """A trial the user interrupted, whose loss diverged, or that the pruner stopped.
     ``scorer``: what watched its epochs (``interrupted``, ``diverged``, ``pruned_at``).
@@ -634,7 +634,7 @@ def projection(embeddings: np.ndarray) -> list[list[float]]:
     return [compact(xy[:, 0].tolist()), compact(xy[:, 1].tolist())]
 
 
-def _check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) -> None:
+def check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) -> None:
     """The model's outputs must match the targets (a user's factory may return anything):
     say what was expected instead of a backend's shape error deep inside the loss."""
     task = tasks.TASKS[spec.task]

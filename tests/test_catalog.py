@@ -193,7 +193,7 @@ def test_intervals_read_as_written():
 
 
 def test_fit_fills_only_what_a_design_needs():
-    fit = catalog.fit
+    fit = catalog.fill_from_data
     assert fit({"family": "focal", "params": {}}, class_counts=[1, 2], epochs=3,
                from_logits=True) == {"family": "focal", "params": {"from_logits": True}}
     assert fit({"family": "dynamic", "params": {"prior": "train", "base": "huber"}},

@@ -246,9 +246,9 @@ def test_pruned_members_stop_and_the_others_finish_unchanged(tmp_path):
         if b.number in (1, 3):
             assert b.state == optuna.trial.TrialState.PRUNED
             assert b.user_attrs[results.PRUNED_AT] == 1
-            assert len(b.user_attrs[f"{results.CURVE}val_log_loss"]) == 2
-            assert b.user_attrs[f"{results.CURVE}val_log_loss"] == pytest.approx(
-                a.user_attrs[f"{results.CURVE}val_log_loss"][:2], rel=1e-4)
+            assert len(b.user_attrs[results.val_curve("log_loss")]) == 2
+            assert b.user_attrs[results.val_curve("log_loss")] == pytest.approx(
+                a.user_attrs[results.val_curve("log_loss")][:2], rel=1e-4)
         else:
             assert b.state == optuna.trial.TrialState.COMPLETE
             assert b.value == pytest.approx(a.value, rel=1e-5)

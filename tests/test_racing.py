@@ -169,7 +169,7 @@ def test_real_race_gives_seeds_where_they_decide_something(raced):
     assert len(pairs) == len(set(pairs))
     repeats = [t for t in search.trials if results.DUPLICATE_OF in t.user_attrs]
     assert repeats and all("train_time_s" not in t.user_attrs for t in repeats)
-    assert all(t.user_attrs["seed_index"] > 0 for t in runs.trials)
+    assert runs.trials and all(t.user_attrs["seed_index"] > 0 for t in runs.trials)
     assert "racing up to 3 seeds" in output and "Verdict:" in output
 
 
@@ -201,8 +201,9 @@ def test_every_output_names_the_same_winner_and_significance(raced, tmp_path):
     assert 0 in verdict["picked_on_seeds"] and max(verdict["picked_on_seeds"]) < 100
     for key in ("picked_on_seeds", "tested_on_seeds", "fresh_test"):
         assert payload["verdict"][key] == verdict[key]
-    assert all(c["fresh_seeds"] and c["seed_indices"] == [100, 101, 102]
-               for c in verdict["comparisons"])
+    assert verdict["comparisons"] and all(
+        c["fresh_seeds"] and c["seed_indices"] == [100, 101, 102]
+        for c in verdict["comparisons"])
     assert "3 fresh seeds" in verdict["sentence"]
     page = tmp_path / "r.html"
     reported = CliRunner().invoke(main, ["report", "tiny", "--storage", url, "-o", str(page)],

@@ -270,10 +270,10 @@ def test_a_design_that_failed_earlier_in_the_batch_is_no_answer_for_its_repeat()
     description = {"family": "focal", "gamma": 2.0, "alpha": 0.25}
     known: dict = {}
     first, second, third = study.ask(), study.ask(), study.ask()
-    assert trial_mod._repeat_of(first, description, known) is None
+    assert trial_mod.repeat_of(first, description, known) is None
     first._cached_frozen_trial.state = optuna.trial.TrialState.FAIL
-    assert trial_mod._repeat_of(second, description, known) is None
-    assert trial_mod._repeat_of(third, description, known).number == second.number
+    assert trial_mod.repeat_of(second, description, known) is None
+    assert trial_mod.repeat_of(third, description, known).number == second.number
 
 
 def test_a_batch_that_raises_leaves_no_trial_running(tmp_path, monkeypatch):

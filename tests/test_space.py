@@ -173,7 +173,7 @@ def test_the_sampler_never_proposes_a_baseline_only_family():
     for _ in range(300):
         trial = study.ask()
         design = space.suggest_design(trial, spec)
-        trial.set_user_attr(results.FAMILY, design.family)  # as trial._propose records it
+        trial.set_user_attr(results.FAMILY, design.family)  # as trial.propose records it
         study.tell(trial, 0.5)
         proposed.append((design.family, results.BASELINE in trial.user_attrs))
     assert proposed[:2] == [("cross_entropy", True), ("focal", True)]

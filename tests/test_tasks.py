@@ -143,7 +143,7 @@ def test_the_new_families_build_from_their_descriptions_and_reload():
             {"family": "sigmoid_soft_fbeta", "params": {"beta": 2.0, "average": "micro"}},
             {"family": "count_huber", "params": {"delta": 3.0}},
             {"family": "dynamic", "params": {"base": "poisson_log_input", "w_curriculum": 0.2}}):
-        loss = losses.build_loss(catalog.fit(description, from_logits=True, epochs=3))
+        loss = losses.build_loss(catalog.fill_from_data(description, from_logits=True, epochs=3))
         again = type(loss).from_config(loss.get_config())
         assert again.get_config() == loss.get_config(), description["family"]
 

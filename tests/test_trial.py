@@ -41,8 +41,8 @@ def test_outputs_that_do_not_match_the_targets_are_named():
     with pytest.raises(LosstuneError, match=r"model.factory 'm:build' returned outputs of shape "
                                             r"\(batch, 5\); a multiclass task here needs "
                                             r"\(batch, 3\)"):
-        trial._check_outputs(spec, np.zeros((4, 5)), np.zeros((4, 3)))
-    trial._check_outputs(spec, np.zeros((4, 3)), np.zeros((4, 3)))  # fine
+        trial.check_outputs(spec, np.zeros((4, 5)), np.zeros((4, 3)))
+    trial.check_outputs(spec, np.zeros((4, 3)), np.zeros((4, 3)))  # fine
 
 
 def test_the_seed_depends_on_the_run_seed_only():

@@ -100,7 +100,7 @@ def with_fitted(description: Mapping[str, Any], *, class_counts: Sequence[int] |
                 epochs: int | None = None) -> dict[str, Any]:
     """The description with your own class counts and planned epochs, where its design uses
     them (class-balanced weights, DynamicLoss's prior and schedule); otherwise unchanged."""
-    return catalog.fit(description, class_counts=class_counts, epochs=epochs)
+    return catalog.fill_from_data(description, class_counts=class_counts, epochs=epochs)
 
 
 def save_description(description: Mapping[str, Any], path: str | Path) -> None:
@@ -124,7 +124,7 @@ def read_description(path: str | Path) -> dict[str, Any]:
                        "params": {**design.get("params", {}), **data.get("fitted", {})}}
         if "from_logits" in description["params"]:
             return description
-        return catalog.fit(description, from_logits=True)
+        return catalog.fill_from_data(description, from_logits=True)
     return data
 
 

@@ -109,7 +109,8 @@ def leaderboard_info(trials: Sequence[Any], maximize: bool, task: str,
             "design": design_label(t), "params": params, "value": t.values[0],
             "secondary": {k: a.get(results.VAL + k) for k in metric_keys},
             "test": None,
-            "train_time_s": a.get(results.TRAIN_TIME), "baseline": bool(a.get(results.BASELINE)),
+            results.TRAIN_TIME: a.get(results.TRAIN_TIME),
+            "baseline": bool(a.get(results.BASELINE)),
         })
         if rank <= test_for_top:
             rows[-1]["test"] = {k: a.get(results.TEST + k) for k in metric_keys}
@@ -159,7 +160,7 @@ def curves_info(order: Sequence[Any], metric: str,
     VAE's reconstruction and KL)."""
     val, components = [], []
     for t in order[:top]:
-        curve = t.user_attrs.get(f"{results.CURVE}val_{metric}")
+        curve = t.user_attrs.get(results.val_curve(metric))
         if curve:
             val.append({"trial": t.number, "label": f"#{t.number} {design_label(t)[:40]}",
                         "values": curve})

@@ -160,7 +160,7 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
 
     import optuna
 
-    from losstune import runner, spec as spec_mod
+    from losstune import runner, studyfile as spec_mod
     from losstune.storage import open_storage
 
     spec = spec_mod.load(study_file)
@@ -239,7 +239,7 @@ def arm_bare_population(study_file: str, db: str, epochs: int) -> dict[str, Any]
     import numpy as np
     import optuna
 
-    from losstune import losses, population, runner, spec as spec_mod
+    from losstune import losses, population, runner, studyfile as spec_mod
     from losstune import trial as trial_mod
     from losstune.losses import compiled_key, stack
 

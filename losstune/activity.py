@@ -4,6 +4,8 @@ losstune import).
 The training callbacks write it at every epoch (a few assignments); the terminal's display
 reads it when it redraws, at its own pace, never from the storage. So a long training (a
 thousand epochs of one design) shows its epochs going by instead of a silent progress bar.
+
+Layer: foundation.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ layer over this module: both run the same code.
 
 Heavy libraries (TensorFlow, Keras, Optuna, pandas) are imported inside the methods that need
 them, so ``import losstune`` stays instant.
+
+Layer: interface.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
     from losstune.results import Verdict
-    from losstune.spec import StudySpec
+    from losstune.studyfile import StudySpec
 
 
 
@@ -139,7 +141,7 @@ class Study:
         """A study described by a TOML study file (validated now; nothing is written until
         :meth:`search`)."""
         from losstune import runner
-        from losstune import spec as spec_mod
+        from losstune import studyfile as spec_mod
 
         path = Path(path)
         spec = spec_mod.load(path)
@@ -173,30 +175,30 @@ class Study:
     @property
     def optuna_study(self) -> "optuna.Study":
         """The Optuna study (search trials; replicate runs are in ``<name>:runs``)."""
-        from losstune import runner
+        from losstune import stored as stored_study
 
         if self._optuna is None:
-            self._optuna = runner.load_existing(self.storage, self.name)
+            self._optuna = stored_study.load_existing(self.storage, self.name)
         return self._optuna
 
     @property
     def spec(self) -> "StudySpec":
         if self._spec is None:
-            from losstune import runner
+            from losstune import stored as stored_study
 
-            self._spec = runner.stored_spec(self.optuna_study)
+            self._spec = stored_study.stored_spec(self.optuna_study)
         return self._spec
 
     @property
     def verdict(self) -> "Verdict":
         """The verdict: the winner over seeds and its paired test against every baseline."""
-        from losstune import runner
+        from losstune import stored as stored_study
 
         study = self.optuna_study
         if len(study.directions) > 1:
             raise LosstuneError(f"study {self.name!r} has several objectives: a verdict ranks "
                                 "by one (see optuna_study.best_trials for the Pareto front)")
-        return runner.study_verdict(study, self._reader())
+        return stored_study.study_verdict(study, self._reader())
 
     def leaderboard(self, top: int | None = None) -> "pandas.DataFrame":
         """The designs over seeds, ranked as the verdict ranks them, as a pandas DataFrame."""
@@ -419,9 +421,9 @@ class Study:
         """Raise (one line) if training this study needs Python objects it has not been given:
         a study made from Python needs its model function and data again (:meth:`attach`)."""
         if self.spec.dataset.name == IN_MEMORY and self._source is None:
-            from losstune import runner
+            from losstune import stored as stored_study
 
-            raise runner.needs_python(self.name, action)
+            raise stored_study.needs_python(self.name, action)
 
     # ------------------------------------------------------------------ helpers
     def _base_dir(self) -> Path:
@@ -483,7 +485,7 @@ def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = No
     Returns:
         The :class:`Study`, searched.
     """
-    from losstune import data, spec as spec_mod, tasks
+    from losstune import data, studyfile as spec_mod, tasks
 
     if not callable(build_model) and not hasattr(build_model, "layers"):  # before any write
         raise LosstuneError("build_model must be a function (input_shape, output_units) -> "

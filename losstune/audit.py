@@ -15,6 +15,8 @@ most active.
 
 Keras has no backend-neutral gradient API, so :func:`_value_and_grad` dispatches to the active
 backend's own autodiff (a dozen lines; finite differences would be slower and less exact).
+
+Layer: training.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ device it trains on, and its threads and GPU memory.
 
 ``select`` must run before Keras is imported; worker processes inherit the choice through the
 environment (KERAS_BACKEND).
+
+Layer: domain.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 from pathlib import Path
 
 from losstune.errors import LosstuneError, SpecError
-from losstune.spec import StudySpec
+from losstune.studyfile import StudySpec
 
 
 def select(name: str | None) -> None:

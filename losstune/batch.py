@@ -14,7 +14,7 @@ leaves its K trials RUNNING with its PID; the next run (or the parent, for local
 fails and retries all of them. Every search step and replicate run goes through here, a trial
 alone as a batch of one (``k = 1``: trained alone, a kept compiled model where one fits).
 
-Layer: training orchestration (above :mod:`losstune.trial`, :mod:`losstune.population` and
+Layer: training (above :mod:`losstune.trial`, :mod:`losstune.population` and
 :mod:`losstune.recording`; below :mod:`losstune.runner`). The bookkeeping around a trial is what
 sets the price of each verdict over seeds, so it is kept lean: the K trials are asked with one
 read of the waiting ones (:func:`ask`), proposals check for repeats against one read of the

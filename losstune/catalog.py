@@ -5,7 +5,7 @@ its parameters, each with the values it allows (an interval such as ``[0, 1)``),
 default and its default search range; the words and symbols people read; what it needs when it is
 built (logits, the training-set class counts, the planned epochs); and where its Keras loss class
 lives (``"module:Class"``, imported only when a loss is built). The study-file checks
-(:mod:`losstune.spec`), the search space (:mod:`losstune.space`), the loss builder and its
+(:mod:`losstune.studyfile`), the search space (:mod:`losstune.space`), the loss builder and its
 descriptions (:mod:`losstune.losses`) and the report read these records; the curriculum schedules'
 parameter rules are here too, read by the study file's ``[search.schedule]`` and by
 :class:`losstune.schedules.Schedule`. Keras keeps its own losses the same way
@@ -14,6 +14,8 @@ parameter rules are here too, read by the study file's ``[search.schedule]`` and
 Plain data and no Keras import, so ``losstune validate`` stays instant. A new family is one
 :func:`register` call; its loss class takes the family's parameters as keyword arguments (and
 ``from_logits``, ``class_counts``, ``epochs`` where it needs them).
+
+Layer: domain.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Iterator, Mapping
 
-from losstune.tasks import NAMES as TASKS
+from losstune import tasks
 
 CLASSIFICATION = ("multiclass", "binary")
 REGRESSION = ("regression",)
@@ -520,10 +522,10 @@ def _check_record(family: Family) -> None:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", family.name):
         raise ValueError(f"a family name is lower-case letters, digits and _, got "
                          f"{family.name!r}.")
-    unknown = [t for t in family.tasks if t not in TASKS]
+    unknown = [t for t in family.tasks if t not in tasks.TASKS]
     if unknown or not family.tasks or ":" not in family.loss:
-        raise ValueError(f"family {family.name!r} needs tasks among {', '.join(TASKS)} and a "
-                         "loss class as 'module:Class'.")
+        raise ValueError(f"family {family.name!r} needs tasks among "
+                         f"{', '.join(tasks.names())} and a loss class as 'module:Class'.")
     params = [p.name for p in family.params]
     if len(set(params)) != len(params) or any(n not in NEEDS for n in family.needs):
         raise ValueError(f"family {family.name!r}: parameter names must be unique and needs "

@@ -3,6 +3,8 @@
 Heavy libraries (TensorFlow, Keras, Optuna, plotly) are imported inside the commands that need
 them, so ``losstune --help`` and ``losstune validate`` answer at once. User errors print one
 line and exit with status 2; ``--debug`` shows the traceback instead.
+
+Layer: interface.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 def validate(study_file: Path) -> None:
     """Check a study file without training anything."""
     from losstune import data
-    from losstune import spec as spec_mod
+    from losstune import studyfile as spec_mod
 
     spec = spec_mod.load(study_file)
     data.check_columns(spec.dataset, study_file.parent)  # a csv's header, an npz's array names
@@ -167,7 +169,7 @@ def print_verdict(study: Any, verdict: Any, top: int, console: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from losstune.runner import counts
+    from losstune.stored import counts
 
     rows = verdict.ranking[:top]
     if not rows:
@@ -244,7 +246,7 @@ def _finite_seconds(value: float | None) -> float | None:
 
 def _study_name(value: str | None) -> str | None:
     """--study-name: the rules of a study file's name (1..200 characters, spec's checks)."""
-    from losstune.spec._schema import check_study_name
+    from losstune.studyfile._schema import check_study_name
 
     if value is not None and (not value or len(value) > 200 or not value.isprintable()):
         raise click.BadParameter(f"{value!r}: a study name is 1 to 200 printable characters",
@@ -288,6 +290,7 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
 
     from losstune import api, runner
     from losstune import backend as backend_mod
+    from losstune import stored as stored_study
     from losstune.storage import mask
 
     if gpus and workers == 1:
@@ -303,8 +306,8 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     def started(optuna_study: Any, storage_obj: Any) -> None:
         import optuna
 
-        done = results.tally(runner.run_records(
-            optuna_study, runner.runs_study(optuna_study, storage_obj, create=False)))
+        done = results.tally(stored_study.run_records(
+            optuna_study, stored_study.runs_study(optuna_study, storage_obj, create=False)))
         console.print(Text(f"study {optuna_study.study_name} in {mask(study.storage)} "
                            f"(so far: {done.words()})"))
         console.print(Text(_plan_line(spec)))
@@ -459,11 +462,11 @@ class _progress:
     def refresh(self) -> None:
         """Read both studies once; recount and recompute the verdict only when a run has
         finished (the bar is refreshed every half second while workers run)."""
-        from losstune import runner
+        from losstune import stored as stored_study
 
         trials = self.study.get_trials(deepcopy=False)
         if self.companion is None:
-            self.companion = runner.runs_study(self.study, self.storage, create=False)
+            self.companion = stored_study.runs_study(self.study, self.storage, create=False)
         runs = self.companion.get_trials(deepcopy=False) if self.companion else []
         finished = (sum(t.state.is_finished() for t in trials),
                     sum(t.state.is_finished() for t in runs))
@@ -502,7 +505,7 @@ def studies(storage: str | None, fmt: str) -> None:
     from rich.text import Text
 
     from losstune.results import RUNS_SUFFIX
-    from losstune.runner import check_exists
+    from losstune.stored import check_exists
     from losstune.storage import mask, open_storage
 
     url = _storage_url(storage)

@@ -24,6 +24,8 @@ turns it off.
 On JAX the train step is a pure function of the state Keras threads through it; a loss's
 variables are part of that state through its :class:`~losstune.losses._tunable.LossState`
 metric, so reuse works there too.
+
+Layer: training.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ seed by seed. Seed index 0 is the search itself. Two kinds of seeds are added:
   which the verdict tests (more of them: more power).
 
 Running the command again only adds the runs that are missing.
+
+Layer: views.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Callable
 from losstune import results
 from losstune.errors import LosstuneError
 from losstune.quiet import quiet_optuna
-from losstune.spec import RacingSpec
+from losstune.studyfile import RacingSpec
 from losstune.tasks import IN_MEMORY
 
 
@@ -41,18 +43,19 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int, test_seeds: 
     the model function and data of a study made from Python (``load_context``'s ``model_fn``
     and ``reload``)."""
     from losstune import runner
+    from losstune import stored as stored_study
     from losstune.storage import open_storage
 
     quiet_optuna()
-    parent = runner.load_existing(storage_url, study_name)
+    parent = stored_study.load_existing(storage_url, study_name)
     if len(parent.directions) > 1:
         raise LosstuneError("confirm ranks by one objective; this study has several")
-    spec = runner.stored_spec(parent)
+    spec = stored_study.stored_spec(parent)
     if spec.dataset.name == IN_MEMORY and not memory:
-        raise runner.needs_python(study_name, "confirm")
+        raise stored_study.needs_python(study_name, "confirm")
     base_dir = Path(parent.user_attrs.get(results.BASE_DIR, "."))
     storage = open_storage(storage_url)
-    chosen = choose(runner.study_verdict(parent, storage), top)
+    chosen = choose(stored_study.study_verdict(parent, storage), top)
     if not chosen:
         raise LosstuneError(f"study {study_name!r} has no complete trial to confirm")
     todo = [(d.key, s) for s in range(seeds) for d in chosen if s not in d.by_seed]
@@ -73,12 +76,12 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int, test_seeds: 
     search = runner.Search(parent, ctx, storage, on_run=tick,
                            race=RacingSpec(max_seeds=max(seeds, 1), test_seeds=test_seeds))
     search.racer.extend(chosen, seeds)
-    ranking = runner.study_verdict(parent, storage).ranking  # the winner, picked again
+    ranking = stored_study.study_verdict(parent, storage).ranking  # the winner, picked again
     tested = ranking[:1] + [d for d in ranking[1:] if d.baseline is not None]
     todo.extend((d.key, s) for s in range(results.FRESH_SEEDS, results.FRESH_SEEDS + test_seeds)
                 for d in tested if s not in d.fresh)
     search.racer.test(test_seeds)
-    verdict = runner.study_verdict(parent, storage)
+    verdict = stored_study.study_verdict(parent, storage)
     verdict.notes.extend(_check_made(verdict, todo, search.companion))
     return verdict
 

@@ -7,6 +7,8 @@ user cares about. Feature scaling is fitted on the training split only; regressi
 centred and scaled on the training split too — by the median and a robust standard deviation
 (:func:`robust_scale`), so that injected outliers do not inflate the scale and Huber's δ is in robust
 standard deviations of the training targets — and metrics are computed back in the original units.
+
+Layer: domain.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from losstune import tasks
 from losstune.tasks import a as a_task
 from losstune.errors import DataError
-from losstune.spec import DatasetSpec
+from losstune.studyfile import DatasetSpec
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Errors a user can fix. The CLI prints them as one line and exits with status 2."""
+"""Errors a user can fix. The CLI prints them as one line and exits with status 2.
+
+Layer: foundation.
+"""
 
 from __future__ import annotations
 

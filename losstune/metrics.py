@@ -1,6 +1,8 @@
 """Objective and secondary metrics, computed with scikit-learn on model outputs.
 
 The objective is never the loss's own value: losses of different families are not on one scale.
+
+Layer: domain.
 """
 
 from __future__ import annotations

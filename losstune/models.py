@@ -3,6 +3,8 @@
 Classification models output logits (one unit per class, binary included) and the losses are
 built with ``from_logits=True``: numerically safer than a softmax layer followed by a log.
 Regression models output one linear unit.
+
+Layer: training.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from losstune.errors import LosstuneError
-from losstune.spec import ModelSpec
+from losstune.studyfile import ModelSpec
 
 
 def output_units(task: str, num_classes: int, embedding_dim: int = 0) -> int:

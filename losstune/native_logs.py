@@ -16,6 +16,8 @@ except the lines of :data:`NOISE`. ``losstune --debug`` leaves stderr alone.
 
 Written by hand: no library filters a file descriptor (``contextlib.redirect_stderr`` swaps the
 Python object only, and absl's own settings take effect after these lines are printed).
+
+Layer: foundation.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ never written through a symbolic link.
   replaced, never written through.
 * :func:`default_report_path` is ``reports/<study>.html`` with a visible file name: a study
   called ``.hidden`` gets ``reports/hidden.html``, not a hidden file.
+
+Layer: foundation.
 """
 
 from __future__ import annotations

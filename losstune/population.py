@@ -32,6 +32,8 @@ batch size; trials that differ there train in separate populations (:mod:`losstu
 A member computes what it computes alone up to float rounding: tests/test_population.py checks
 that for every family, on TensorFlow and torch. Not the same draw: dropout masks, which are drawn
 for the whole population.
+
+Layer: training.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def size(spec: Any, input_shape: tuple[int, ...], units: int,
 def member_bytes(spec: Any, input_shape: tuple[int, ...], units: int) -> int:
     """An upper estimate of one member's memory: weights, their gradient and two optimizer
     moments, and the activations of the largest batch kept for the backward pass."""
-    from losstune.spec import param_bounds
+    from losstune.studyfile import param_bounds
 
     batch = int(param_bounds(spec.training.batch_size)[1])
     widths, params, cells = [int(np.prod(input_shape))], 0, 0

@@ -2,6 +2,8 @@
 
 Optuna's INFO lines, its per-failure tracebacks and its experimental-feature warnings would
 drown losstune's output; a failed trial's reason is kept in its ``error`` user attribute.
+
+Layer: foundation.
 """
 
 from __future__ import annotations

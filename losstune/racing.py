@@ -22,6 +22,8 @@ winner; the verdict then tests it on seeds racing never used:
 :class:`Racer` decides; whatever trains the runs is handed a list of :class:`Run` (a population
 of runs in one compiled step where the executor can) and the racer reads the results back from
 the storage, so any executor that records runs the way a trial does can take over.
+
+Layer: domain.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ comparisons, and the direction of the metric. A single-seed difference is never 
 
 No Keras, no Optuna import: records are built from any object with Optuna's ``FrozenTrial``
 attributes (``number``, ``state``, ``values``, ``params``, ``user_attrs``).
+
+Layer: domain.
 """
 
 from __future__ import annotations

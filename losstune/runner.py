@@ -2,6 +2,8 @@
 
 A study is identified by its name in a storage. The same command run again resumes it; a study
 of that name whose objective differs from the file's is refused rather than mixed.
+
+Layer: search.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from losstune import __version__, results
+from losstune import __version__, results, tasks
 from losstune.errors import LosstuneError, StorageError
 from losstune.quiet import quiet_optuna
-from losstune.spec import StudySpec
+from losstune.studyfile import StudySpec
 from losstune.stopping import INTERRUPTED
 from losstune.storage import mask, normalise, open_storage, study_names
+from losstune.stored import run_records, runs_study
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -131,31 +134,6 @@ def resolve_storage_url(spec: StudySpec, override: str | None) -> str:
     from losstune.storage import DEFAULT_URL
 
     return DEFAULT_URL
-
-
-def stored_spec(study: "optuna.Study") -> "StudySpec":
-    """The study file a stored study was made with, validated again (one line if it no longer
-    validates: made by another losstune version)."""
-    from pydantic import ValidationError
-
-    stored = study.user_attrs.get(results.SPEC)
-    if stored is None:
-        raise LosstuneError(f"study {study.study_name!r} was not made by losstune search")
-    try:
-        return StudySpec.model_validate(stored)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise LosstuneError(f"study {study.study_name!r} was made with settings this losstune "
-                            f"no longer accepts ({where}: {first['msg']}); read it with show, "
-                            "report or export, or search again in a new study") from None
-
-
-def needs_python(name: str, action: str) -> LosstuneError:
-    return LosstuneError(
-        f"study {name!r} was made from Python with in-memory data and a model function; to "
-        f"{action} it, give them again: losstune.load_study({name!r}, storage=...)"
-        f".attach(build_model, x, y).{action}(...) (show, report and export work as they are)")
 
 
 def create_or_load(spec: StudySpec, storage_url: str, *, study_name: str | None = None,
@@ -312,23 +290,11 @@ def load_data(spec: StudySpec, base_dir: Path) -> Any:
 
 
 def prepared_splits(spec: StudySpec, splits: Any) -> Any:
-    """The splits with what the study's model needs from them, checked before any trial: an
-    autoencoder's code width; an embedding's P x K batches, which need as many classes as
-    the largest batch asks for."""
-    import numpy as np
-
-    from losstune.errors import DataError
-    from losstune.spec import param_bounds
-
+    """The splits with what the study's model needs from them (an autoencoder's code width),
+    checked by the task before any trial (an embedding's P x K batches need as many classes
+    as the largest batch asks for)."""
     splits.latent_dim = spec.model.embedding_dim
-    if spec.task == "embedding":
-        per_class = spec.training.samples_per_class
-        largest = int(param_bounds(spec.training.batch_size)[1])
-        classes = len(np.unique(splits.y_train))
-        if largest // per_class > classes:
-            raise DataError(f"training.batch_size {largest} with samples_per_class {per_class} "
-                            f"asks for {largest // per_class} classes per batch; the training "
-                            f"split has {classes}: use batch_size <= {classes * per_class}")
+    tasks.TASKS[spec.task].check_splits(spec, splits)
     return splits
 
 
@@ -351,67 +317,13 @@ def load_context(spec: StudySpec, base_dir: Path, splits: Any = None,
 
 def record_data(study: "optuna.Study", splits: Any) -> None:
     """What the report needs about the data, stored once with the study."""
-    from losstune.trial import MAX_STORED_PREDICTIONS
-
     if results.DATA not in study.user_attrs:  # a resumed study keeps what it was made with
         study.set_user_attr(results.DATA, splits.description)
         study.set_user_attr(results.CLASS_NAMES, list(splits.class_names))
-        if splits.task in ("regression", "count"):
-            y = splits.y_val[:MAX_STORED_PREDICTIONS] * splits.y_scale + splits.y_center
-            study.set_user_attr(results.VAL_TARGETS, [float(f"{v:.5g}") for v in y.tolist()])
-        elif splits.task == "autoencoder":  # the inputs whose reconstructions are kept
-            from losstune.trial import SHOWN_RECONSTRUCTIONS
-
-            shown = splits.x_val[:SHOWN_RECONSTRUCTIONS].reshape(
-                min(SHOWN_RECONSTRUCTIONS, len(splits.x_val)), -1)
-            study.set_user_attr(results.SHOWN_INPUTS,
-                                [[float(f"{v:.3g}") for v in row] for row in shown.tolist()])
-            if splits.image_shape:  # digits: drawn as images
-                study.set_user_attr(results.IMAGE_SHAPE, list(splits.image_shape))
-        elif splits.task == "embedding":  # the classes of the projected embeddings
-            from losstune.trial import MAX_PROJECTED
-
-            study.set_user_attr(results.VAL_TARGETS,
-                                [int(v) for v in splits.y_val[:MAX_PROJECTED].tolist()])
+        tasks.TASKS[splits.task].record_data(study, splits)
 
 
-# ------------------------------------------------------------------------------ racing
-def runs_study(study: "optuna.Study", storage: Any, *, create: bool) -> "optuna.Study | None":
-    """The companion study holding a study's replicate runs (None if absent and not created)."""
-    import optuna
-
-    name = study.study_name + results.RUNS_SUFFIX
-    if not create:
-        if name not in study_names(storage):
-            return None
-        return optuna.load_study(study_name=name, storage=storage)
-    companion = optuna.create_study(
-        study_name=name, storage=storage, directions=[d.name.lower() for d in study.directions],
-        sampler=optuna.samplers.RandomSampler(), pruner=optuna.pruners.NopPruner(),
-        load_if_exists=True)
-    if companion.user_attrs.get(results.PARENT) != study.study_name:
-        companion.set_user_attr(results.PARENT, study.study_name)
-        for key in (results.OBJECTIVE, results.TASK, results.DATASET):
-            if key in study.user_attrs:
-                companion.set_user_attr(key, study.user_attrs[key])
-        if study.metric_names:
-            companion.set_metric_names(study.metric_names)
-    return companion
-
-
-def run_records(study: "optuna.Study", companion: "optuna.Study | None") -> list[Any]:
-    return results.records(study.get_trials(deepcopy=False),
-                           companion.get_trials(deepcopy=False) if companion else ())
-
-
-def study_verdict(study: "optuna.Study", storage: Any = None) -> results.Verdict:
-    """The verdict of a stored study, from its search trials and its replicate runs."""
-    companion = runs_study(study, storage, create=False) if storage is not None else None
-    metric = results.metrics_of(study.user_attrs)[0]
-    return results.verdict(study.study_name, metric, study.directions[0].name == "MAXIMIZE",
-                           run_records(study, companion))
-
-
+# ------------------------------------------------------------------------------ the search
 class Search:
     """One process's share of a search: search trials, each followed by its race.
 
@@ -588,36 +500,3 @@ class Search:
             repeats = 0 if new else repeats + repeated
         self.exhausted = repeats >= MAX_REPEATS
         return self.guard
-
-
-# ------------------------------------------------------------------------------ reading results
-def counts(study: "optuna.Study") -> dict[str, int]:
-    import optuna
-
-    out = {s.name.lower(): 0 for s in optuna.trial.TrialState}
-    for t in study.get_trials(deepcopy=False):
-        out[t.state.name.lower()] += 1
-    return out
-
-
-def check_exists(storage_url: str) -> None:
-    """Reading commands must not create an empty database where none was."""
-    from losstune.storage import sqlite_path
-
-    path = sqlite_path(storage_url)
-    if path is not None and not path.exists():
-        raise StorageError(f"no database at {path}; run `losstune search STUDY_FILE` first "
-                           "or pass --storage")
-
-
-def load_existing(storage_url: str, name: str) -> "optuna.Study":
-    """Load a study by name, or fail listing the studies that exist."""
-    import optuna
-
-    check_exists(storage_url)
-    storage = open_storage(storage_url, heartbeat=False, create=False)
-    names = study_names(storage)
-    if name not in names:
-        listed = ", ".join(sorted(names)) or "none"
-        raise StorageError(f"no study {name!r} in {mask(storage_url)}; studies there: {listed}")
-    return optuna.load_study(study_name=name, storage=storage)

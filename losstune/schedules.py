@@ -13,6 +13,8 @@ Conventions, shared by every schedule:
 
 Keras's ``optimizers.schedules`` are functions of the optimizer step and live inside the graph; a
 curriculum factor is a function of the epoch that is read once per epoch, so it is plain Python.
+
+Layer: domain.
 """
 
 from __future__ import annotations

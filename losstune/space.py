@@ -6,6 +6,8 @@ Parameter names read well in optuna-dashboard: ``loss`` (the family), ``focal.ga
 uses it, so TPE sees a clean conditional space.
 
 Imports Optuna only for type hints; no Keras.
+
+Layer: domain.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from losstune import catalog, results
-from losstune.spec import Choices, Param, Range, StudySpec, baseline_label
+from losstune.studyfile import Choices, Param, Range, StudySpec, baseline_label
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna

@@ -5,6 +5,8 @@ batches (``training.steps_per_execution``, 64 by default) and is recorded as FAI
 reason "interrupted"; no new trial starts, completed trials stay. Raising
 KeyboardInterrupt straight from the signal handler could land inside a storage transaction and
 leave the SQLite write lock held. A second signal raises KeyboardInterrupt at once.
+
+Layer: foundation.
 """
 
 from __future__ import annotations

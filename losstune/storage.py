@@ -6,6 +6,8 @@
 * ``journal:PATH``: Optuna's append-only journal file, for many local workers without a server.
 
 Passwords never reach the terminal or an error message (:func:`mask`).
+
+Layer: storage.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Everything a trial learns goes into the Optuna trial itself (params, one intermediate value per
 epoch, small user attributes), so ``losstune report``, ``show`` and optuna-dashboard all read the
 same record.
+
+Layer: training.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import numpy as np
 from losstune.data import Splits
 from losstune.errors import LosstuneError
 from losstune.space import LossDesign, suggest_design, suggest_training
-from losstune.spec import StudySpec
-from losstune import catalog, optuna_adapter, results, tasks
+from losstune.studyfile import StudySpec
+from losstune import optuna_adapter, results, tasks
 from losstune.tasks import a as a_task
 from losstune import activity
 from losstune.stopping import INTERRUPTED, STOP, TrialInterrupted
@@ -104,26 +106,8 @@ def score(model: "keras.Model | None", splits: Splits, x: np.ndarray, y: np.ndar
           only: str | None = None, out: np.ndarray | None = None) -> dict[str, Any]:
     """All metrics of a split (the objective candidates plus per-class recall), or ``only`` one.
     ``out``: the model's outputs on ``x`` when the caller already has them."""
-    from losstune import metrics
-
     out = predict(model, x) if out is None else out
-    if splits.task == "autoencoder":  # x: the split's inputs, then the training split's
-        n, width = len(y), int(np.prod(splits.input_shape))
-        clean = x[:n].reshape(n, -1)
-        code = out[:, width:width + splits.latent_dim]
-        return metrics.autoencoder(clean, out[:n, :width], y, code[:n], splits.y_train,
-                                   code[n:], only=only)
-    if splits.task == "embedding":  # x: the split's features, then the training split's
-        n = len(y)
-        return metrics.embedding(y, out[:n], splits.y_train, out[n:], only=only)
-    if splits.task == "multilabel":
-        return metrics.multilabel(y, out, only=only, per_label=True)
-    if splits.task == "count":
-        return metrics.counts(y, out)
-    if splits.task == "regression":
-        scale = lambda a: np.asarray(a, "float64").reshape(-1) * splits.y_scale + splits.y_center  # noqa: E731
-        return metrics.regression(scale(y), scale(out))
-    return metrics.classification(y, out, splits.num_classes, only=only, recall=not only)
+    return tasks.TASKS[splits.task].score(splits, x, y, out, only=only)
 
 
 def score_members(splits: Splits, x: np.ndarray, y: np.ndarray, outs: np.ndarray,
@@ -132,19 +116,7 @@ def score_members(splits: Splits, x: np.ndarray, y: np.ndarray, outs: np.ndarray
     (one prediction of a population's stacked model): each member's metrics, or the
     FloatingPointError its outputs raise. Classification is scored for all members in one
     go (metrics.classification_members); the other tasks member by member."""
-    from losstune import metrics
-
-    task = tasks.TASKS[splits.task]
-    if task.targets == "classes" and task.outputs == "scores":  # multiclass, binary
-        return metrics.classification_members(y, np.moveaxis(outs, 1, 0), splits.num_classes,
-                                              only=only, recall=only is None)
-    scored: list[Any] = []
-    for k in range(outs.shape[1]):
-        try:
-            scored.append(score(None, splits, x, y, only=only, out=outs[:, k]))
-        except FloatingPointError as err:
-            scored.append(err)
-    return scored
+    return tasks.TASKS[splits.task].score_members(splits, x, y, outs, only=only)
 
 
 def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool):
@@ -204,8 +176,9 @@ def trains_alone(spec: StudySpec) -> str | None:
         return "mixed precision scales the loss of the whole model at once"
     if spec.multi_objective and "train_time" in spec.objective.metrics:
         return "the objective train_time measures a trial's training alone"
-    if spec.task == "autoencoder":
-        return "an autoencoder (encoder, code and decoder) trains alone"
+    reason = tasks.TASKS[spec.task].trains_alone(spec)
+    if reason:
+        return reason
     if spec.search.penalty.searched:
         # The stacked layers hold no per-member penalty coefficients (not built).
         return "penalties (search.penalty) are added to models that train alone"
@@ -222,55 +195,28 @@ def steady_epoch_seconds(seconds: list[float]) -> float:
 
 
 def training_targets(splits: Splits) -> np.ndarray:
-    """What the model is trained to output for the training split: an autoencoder's own
-    (flattened) inputs, else the targets as the losses take them."""
-    if tasks.TASKS[splits.task].outputs == "reconstruction":
-        return splits.x_train.reshape(len(splits.x_train), -1)
-    return _targets(splits, splits.y_train)
-
-
-def _targets(splits: Splits, y: np.ndarray) -> np.ndarray:
-    """The training targets as the losses take them: one-hot classes, 0/1 label columns, or
-    one column of values or counts."""
-    if splits.task == "multilabel":
-        return np.asarray(y, dtype="float32")
-    # One column: values, counts, or an embedding's class labels (the losses compare samples
-    # by them).
-    if splits.task in ("regression", "count", "embedding"):
-        return np.asarray(y, dtype="float32").reshape(-1, 1)
-    return np.eye(splits.num_classes, dtype="float32")[y]
+    """What the model is trained to output for the training split (the task says: the
+    targets as the losses take them, or an autoencoder's own inputs)."""
+    return tasks.TASKS[splits.task].training_targets(splits)
 
 
 def execution_steps(ctx: Context, batch_size: int) -> int:
-    """Train steps per call into the compiled function. An embedding task's epochs are
-    ``steps_per_epoch`` batches of one long P × K order, and a call runs all its steps even
-    past an epoch's end (taking the next epoch's batches): there, never more than an epoch's
-    batches, and the epoch is trimmed to a whole number of calls (:func:`fit_arguments`)."""
+    """Train steps per call into the compiled function (the study's setting, as the task
+    allows it: an embedding task's P × K epochs cap it)."""
     from losstune import compiled
 
     steps = compiled.steps_per_execution(ctx.spec.training.steps_per_execution, ctx.backend)
-    if ctx.splits.task == "embedding":
-        per_class = ctx.spec.training.samples_per_class
-        steps = max(1, min(steps, len(ctx.splits.y_train) // (batch_size // per_class
-                                                               * per_class)))
-    return steps
+    return tasks.TASKS[ctx.splits.task].execution_steps(ctx, steps, batch_size)
 
 
 def fit_arguments(ctx: Context, y: np.ndarray, batch_size: int, seed: int,
                   epochs: int) -> dict[str, Any]:
-    """``fit`` arguments for the training split: shuffled every epoch, or for an embedding
-    task in P × K batches (:func:`losstune.data.pk_batches`)."""
-    splits = ctx.splits
-    if splits.task != "embedding":
-        return {**_fit_data(ctx.backend, splits.x_train, y, batch_size, seed), "epochs": epochs}
-    from losstune import data
-
-    per_class = ctx.spec.training.samples_per_class
-    order, steps = data.pk_batches(splits.y_train, batch_size, per_class, epochs, seed,
-                                   multiple_of=execution_steps(ctx, batch_size))
-    return {"x": splits.x_train[order], "y": y[order],
-            "batch_size": batch_size // per_class * per_class, "shuffle": False,
-            "steps_per_epoch": steps, "epochs": epochs}
+    """``fit`` arguments for the training split: shuffled every epoch, or in the task's own
+    order (an embedding task's P × K batches)."""
+    own = tasks.TASKS[ctx.splits.task].fit_arguments(ctx, y, batch_size, seed, epochs)
+    if own is not None:
+        return own
+    return {**_fit_data(ctx.backend, ctx.splits.x_train, y, batch_size, seed), "epochs": epochs}
 
 
 def _fit_data(backend: str, x: np.ndarray, y: np.ndarray, batch_size: int,
@@ -475,12 +421,8 @@ def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
 
     spec, splits = ctx.spec, ctx.splits
     loss = losses.build_loss(description)
-    if spec.task == "autoencoder":
-        model = models.build_autoencoder(
-            spec.model, input_shape=splits.input_shape,
-            variational=catalog.family(description["family"]).model == "variational",
-            noise=float((description.get("denoise") or {}).get("sigma", 0.0)))
-    else:
+    model = tasks.TASKS[spec.task].build_model(ctx, description)
+    if model is None:
         model = models.build(spec.model, input_shape=splits.input_shape,
                              units=models.output_units(spec.task, splits.num_classes,
                                                        spec.model.embedding_dim),
@@ -581,26 +523,11 @@ def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, An
     """Every metric on the validation (and test) split, from the trained model's outputs
     there (or ``val_scores`` / ``test_scores``, already computed from them: a population
     scores its members at once), recorded; the objective(s) returned."""
-    from scipy.special import expit
-
-    from losstune import metrics
-
     spec, splits = ctx.spec, ctx.splits
     metric = spec.objective.metrics[0]
     val = val_scores if val_scores is not None else score(None, splits, splits.x_val,
                                                           splits.y_val, out=val_out)
-    if splits.task in ("regression", "count"):  # for the report's residual / count plot
-        pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1)
-        pred = (pred * splits.y_scale + splits.y_center if splits.task == "regression"
-                else metrics.expected_counts(pred))
-        trial.set_user_attr(results.PREDICTIONS, compact(pred.tolist()))
-    if splits.task == "embedding":  # for the report's projection
-        trial.set_user_attr(results.PROJECTION, projection(val_out[:len(splits.y_val)]))
-    if splits.task == "autoencoder":  # for the report's reconstructions
-        width = int(np.prod(splits.input_shape))
-        shown = expit(val_out[:SHOWN_RECONSTRUCTIONS, :width])
-        trial.set_user_attr(results.RECONSTRUCTIONS,
-                            [[float(f"{v:.3g}") for v in row] for row in shown.tolist()])
+    tasks.TASKS[splits.task].record_outputs(trial, splits, val_out)  # for the report
     for name, value in val.items():
         trial.set_user_attr(results.VAL + name, _round(value))
     if len(splits.y_test):
@@ -638,12 +565,8 @@ def check_outputs(spec: StudySpec, outputs: np.ndarray, targets: np.ndarray) -> 
     """The model's outputs must match the targets (a user's factory may return anything):
     say what was expected instead of a backend's shape error deep inside the loss."""
     task = tasks.TASKS[spec.task]
-    if task.outputs == "reconstruction":
-        return  # the built-in autoencoder (its task allows no other model)
-    want, got = tuple(targets.shape[1:]), tuple(outputs.shape[1:])
-    if task.outputs == "embedding":
-        want = (spec.model.embedding_dim,)
-    if got != want:
+    want, got = task.expected_outputs(spec, targets), tuple(outputs.shape[1:])
+    if want is not None and got != want:
         source = (f"model.factory {spec.model.factory!r}" if spec.model.kind == "factory"
                   else f"model.kind {spec.model.kind!r}")
         raise LosstuneError(f"{source} returned outputs of shape (batch, "

@@ -9,6 +9,8 @@ Local workers claim trials from a shared counter before starting each one, so a 
 ``MaxTrialsCallback`` checks only after a trial, and would overshoot by up to workers − 1).
 The parent process runs no trial: it draws the progress bar from the storage and forwards
 Ctrl-C / SIGTERM to the workers.
+
+Layer: search.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _worker_main(job: WorkerJob, counter: Any) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = job.gpu
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from losstune import runner, spec as spec_mod, stopping
+    from losstune import runner, studyfile as spec_mod, stopping
     from losstune.storage import open_storage
 
     stopping.install()  # SIGTERM from the parent: stop the trial, start nothing new

@@ -23,7 +23,7 @@ import pytest
 from scipy import stats
 
 from losstune import racing, results
-from losstune.spec import RacingSpec
+from losstune.studyfile import RacingSpec
 
 SEED_SD, RUN_SD = 0.01, 0.004  # the seed effect was 2-8x the run noise on real studies
 STUDIES = 1000

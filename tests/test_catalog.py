@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from losstune import catalog, losses, spec
+from losstune import catalog, losses
+from losstune import studyfile as spec
 from losstune.cli import main
 from losstune.report import _figures
 from losstune.errors import SpecError
@@ -205,7 +206,7 @@ def test_fit_fills_only_what_a_design_needs():
 
 
 def test_the_catalog_spec_and_space_need_no_keras():
-    code = ("import sys, losstune.catalog, losstune.spec, losstune.space, losstune.schedules, "
+    code = ("import sys, losstune.catalog, losstune.studyfile, losstune.space, losstune.schedules, "
             "losstune.cli; print('keras' in sys.modules, 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)

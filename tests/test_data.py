@@ -10,7 +10,7 @@ import pytest
 
 from losstune import data
 from losstune.errors import DataError
-from losstune.spec import DatasetSpec
+from losstune.studyfile import DatasetSpec
 
 
 def load(task="multiclass", seed=0, **kw):
@@ -258,7 +258,7 @@ def test_npz_check_lists_names_without_loading_arrays(tmp_path):
 
 def test_the_data_line_gives_the_training_size_after_the_long_tail():
     """It said "106 train" for wine with a long tail that left 31 samples to train on."""
-    from losstune import data, spec as spec_mod
+    from losstune import data, studyfile as spec_mod
     from tests.conftest import TINY, merge
 
     spec = spec_mod.parse(merge(TINY, {"dataset": {"long_tail": 1e9}}))

@@ -8,7 +8,7 @@ import pytest
 
 from losstune import models
 from losstune.errors import LosstuneError
-from losstune.spec import ModelSpec
+from losstune.studyfile import ModelSpec
 
 
 def test_mlp_and_cnn_end_in_logits_of_the_right_width():
@@ -58,7 +58,7 @@ def test_a_final_squash_is_refused_only_where_the_losses_take_logits():
 
     from losstune.errors import LosstuneError
     from losstune.models import build
-    from losstune.spec import ModelSpec
+    from losstune.studyfile import ModelSpec
 
     spec = ModelSpec(kind="python", factory="tests:any")
 

@@ -14,7 +14,8 @@ import optuna
 import pytest
 import tomli_w
 
-from losstune import population, results, runner, spec as spec_mod
+from losstune import population, results, runner, studyfile as spec_mod
+from losstune import stored as stored_study
 from losstune.storage import open_storage
 from tests.conftest import merge
 
@@ -343,7 +344,7 @@ def test_a_population_study_gives_the_verdict_of_the_same_study_alone(tmp_path):
         search = runner.Search(study, runner.load_context(spec, tmp_path), storage)
         search.run(spec.n_trials)
         search.test()
-        verdicts[size] = runner.study_verdict(study, storage).to_dict()["verdict"]
+        verdicts[size] = stored_study.study_verdict(study, storage).to_dict()["verdict"]
         populations = {t.user_attrs.get(results.POPULATION) for t in study.get_trials()
                        if t.state.name == "COMPLETE" and not results.is_repeat(t)}
         if size == 1:

@@ -280,7 +280,7 @@ def test_a_batch_that_raises_leaves_no_trial_running(tmp_path, monkeypatch):
     """A sampler whose after_trial raised (the grid sampler over a baseline's continuous
     space did) left the batch's trials RUNNING for good: they are FAIL, with the reason."""
     from losstune import batch, runner
-    from losstune import spec as spec_mod
+    from losstune import studyfile as spec_mod
     from tests.conftest import write_study
 
     spec = spec_mod.load(write_study(tmp_path, {"n_trials": 3, "training": {"epochs": 1}}))

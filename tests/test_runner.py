@@ -8,7 +8,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from losstune import runner
-from losstune.spec import parse
+from losstune.studyfile import parse
 
 LOSS = CategoricalDistribution(["cross_entropy", "class_balanced"])
 

@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from losstune import results, space
-from losstune.spec import parse
+from losstune.studyfile import parse
 from tests.conftest import TINY, merge
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from losstune import catalog
-from losstune import spec as spec_mod
+from losstune import studyfile as spec_mod
 from losstune.errors import SpecError
 from tests.conftest import ROOT, TINY, merge, write_study
 
@@ -289,7 +289,7 @@ def test_numpy_values_from_python_are_numbers_and_tuples_not_refused():
     and arrays."""
     import numpy as np
 
-    from losstune.spec import parse
+    from losstune.studyfile import parse
     from tests.conftest import TINY, merge
 
     spec = parse(merge(TINY, {"n_trials": np.int64(3),

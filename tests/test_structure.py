@@ -62,9 +62,40 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_module_imports_one_that_imports_it_back():
     """api ↔ confirm, batch ↔ runner and population ↔ trial were circles: each now takes what
-    it needs from below (runner.stored_spec, tasks.IN_MEMORY, quiet.quiet_optuna,
+    it needs from below (stored.stored_spec, tasks.IN_MEMORY, quiet.quiet_optuna,
     trial.Contexts, trial.trains_alone)."""
     graph = _imports()
     assert {"losstune.api", "losstune.trial", "losstune.runner"} <= set(graph)
     assert _circles(graph) == []
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# The package's layers, bottom first (README: Architecture). A module may import its own layer
+# and the layers below it, never one above.
+LAYERS = ("foundation", "storage", "domain", "stored", "training", "search", "views",
+          "interface")
+
+
+def _layers() -> dict[str, str]:
+    """Each module's layer, as the first word after ``Layer:`` in its docstring."""
+    import re
+
+    found = {}
+    for path in (ROOT / "losstune").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        match = re.search(r"^Layer: ([a-z]+)", doc, re.M)
+        found[name] = match.group(1) if match else None
+    return found
+
+
+def test_every_module_says_its_layer_and_imports_only_its_own_and_below():
+    layers, graph = _layers(), _imports()
+    assert not [m for m, layer in layers.items() if layer not in LAYERS], \
+        {m: layer for m, layer in layers.items() if layer not in LAYERS}
+    upward = sorted(f"{m} ({layers[m]}) imports {d} ({layers[d]})"
+                    for m, deps in graph.items() for d in deps
+                    if LAYERS.index(layers[d]) > LAYERS.index(layers[m]))
+    assert upward == []
+    # The readers of a stored study do not import the search loop.
+    assert "losstune.runner" not in graph["losstune.report"] | graph["losstune.stored"]

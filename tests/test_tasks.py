@@ -17,7 +17,7 @@ import tomli_w
 from click.testing import CliRunner
 from keras import ops
 
-from losstune import catalog, data, losses, metrics, results, spec as spec_mod, tasks
+from losstune import catalog, data, losses, metrics, results, studyfile as spec_mod, tasks
 from losstune.cli import main
 from losstune.losses import _counts, _families, _multilabel
 

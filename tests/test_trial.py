@@ -10,7 +10,7 @@ import pytest
 from losstune import trial
 from losstune.data import Splits
 from losstune.errors import LosstuneError
-from losstune.spec import parse
+from losstune.studyfile import parse
 
 
 def _spec(**changes):
@@ -30,10 +30,10 @@ def test_epoch_time_leaves_out_the_first_epoch():
 def test_targets_are_one_hot_for_classes_and_a_column_for_regression():
     cls = Splits(*(np.zeros((3, 2), "float32"), np.array([0, 2, 1])) * 3, task="multiclass",
                  num_classes=3)
-    assert trial._targets(cls, cls.y_train).tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
+    assert trial.training_targets(cls).tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
     reg = Splits(*(np.zeros((3, 2), "float32"), np.array([0.5, 1.0, 2.0])) * 3,
                  task="regression")
-    assert trial._targets(reg, reg.y_train).shape == (3, 1)
+    assert trial.training_targets(reg).shape == (3, 1)
 
 
 def test_outputs_that_do_not_match_the_targets_are_named():

@@ -17,6 +17,8 @@ concept lives in a private module:
 * ``_validation``: argument checks, with the catalog's rules.
 
 Which families exist, and everything about them, is :mod:`losstune.catalog`.
+
+Layer: domain.
 """
 
 from losstune.catalog import format_number

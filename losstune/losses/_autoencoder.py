@@ -8,6 +8,8 @@ Reconstruction losses average over the features (Keras's convention). The VAE's 
 negative ELBO per sample: the reconstruction error *summed* over the features plus β·KL, so
 that β = 1 is the ELBO itself and β ≠ 1 is Higgins et al.'s β-VAE; β can be warmed up over
 the epochs by a curriculum schedule (Bowman et al. 2016's KL annealing).
+
+Layer: domain.
 """
 
 from __future__ import annotations

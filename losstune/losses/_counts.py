@@ -4,6 +4,8 @@ construction, and no exponential layer can overflow before the loss sees it.
 
 Each returns one value per sample (the mean over the last axis, one unit), so a population's
 (batch, members, 1) passes through.
+
+Layer: domain.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ A *loss description* is ``{"family": "focal", "params": {"gamma": 2.0, "alpha": 
 :func:`load_loss` reads what ``losstune export`` wrote. Studies store, export and report exactly
 this description, so every view of a result describes one object. What each family is, takes
 and needs comes from the catalog (:mod:`losstune.catalog`).
+
+Layer: domain.
 """
 
 from __future__ import annotations

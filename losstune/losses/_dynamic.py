@@ -11,6 +11,8 @@ Where DynamicLoss differs from the seed design (README, "The loss library"):
 
 Its base losses and term names are the catalog's (the ``dynamic`` family's ``bases`` and
 ``terms``).
+
+Layer: domain.
 """
 
 from __future__ import annotations

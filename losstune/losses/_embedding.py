@@ -16,6 +16,8 @@ Mining (triplet):
 The quadruplet loss (Chen et al. 2017) adds a second margin between the anchor's positive
 distance and the distance of two negatives of different classes; its O(B⁴) sums are replaced
 here by the batch-hard choices (the farthest positive, the nearest such negative pair).
+
+Layer: domain.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ in variables (:class:`~losstune.losses._tunable.Tunable`); their arithmetic is K
 function. Added: class-balanced cross-entropy (Cui et al. 2019), Poly-1 (Leng et al. 2022) and a
 macro soft F-beta loss. Every classification loss takes integer labels as well as one-hot ones
 (:func:`one_hot_labels`). Everything is ``keras.ops``, so TensorFlow, JAX and PyTorch all run it.
+
+Layer: domain.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ hyperparameters in variables (:class:`~losstune.losses._tunable.Tunable`); their
 Keras's own. Added: class-balanced binary cross-entropy (Cui et al. 2019, per label) and a
 soft F-beta over labels (micro or macro). Each returns one value per sample (the mean over
 labels, Keras's ``axis=-1``), so a population's (batch, members, labels) passes through.
+
+Layer: domain.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ Where this differs from Keras's regularizers: the L1 activity term is the mean o
 of Σ|a| per sample, so λ means the same at every batch size; ``keras.regularizers.L1(λ)`` as
 an ``activity_regularizer`` sums over the batch (the same as L1(λ / batch_size) here). The
 kernel term is exactly ``keras.regularizers.L2(λ)``: λ Σ w² per kernel (tests/test_tasks.py).
+
+Layer: domain.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ loss classes). :func:`compiled_key` says which losses one traced step can comput
 A loss may also bring what ``fit`` and ``compile`` need to train it: callbacks that assign its
 per-epoch variables (:meth:`Tunable.fit_callbacks`) and metrics that log its terms
 (:meth:`Tunable.compile_metrics`).
+
+Layer: domain.
 """
 
 from __future__ import annotations

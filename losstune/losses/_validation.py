@@ -3,6 +3,8 @@
 Every rule is the catalog's (:mod:`losstune.catalog`), the same one a study file is checked
 against; here a bad value raises ``ValueError("focal.gamma must be a number in [0, inf), got
 -1.0.")`` for people who build losses in Python.
+
+Layer: domain.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 plotly.js is embedded (no CDN), figures are embedded as JSON, and the page makes no network
 request, so it opens offline and can be mailed. Every user string is HTML-escaped.
+
+Layer: views.
 """
 
 from __future__ import annotations
@@ -352,7 +354,7 @@ def save_to_dashboard(study: Any, storage: Any = None) -> list[str]:
     trials = study.get_trials(deepcopy=False)
     if len(study.directions) > 1 or not any(t.state.name == "COMPLETE" for t in trials):
         return []
-    from losstune.runner import study_verdict
+    from losstune.stored import study_verdict
 
     verdict = study_verdict(study, storage)
     save_note(study, verdict_markdown(verdict))
@@ -395,7 +397,7 @@ def write(study_name: str, storage_url: str, output: Path | None = None) -> Path
     path is checked first (no symbolic link is written through, the default name is visible)."""
     from losstune.paths import check_output_path, default_report_path, write_output
     from losstune.quiet import quiet_optuna
-    from losstune.runner import load_existing, runs_study
+    from losstune.stored import load_existing, runs_study
     from losstune.storage import open_storage
 
     quiet_optuna()

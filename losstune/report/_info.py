@@ -2,6 +2,8 @@
 
 Each function takes finished trials (Optuna ``FrozenTrial``) and returns plain Python data, so it
 is tested directly; ``_plots`` turns that data into plotly figures.
+
+Layer: views.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 User strings reach plotly escaped (``html.escape``): plotly renders a subset of HTML in text, and
 a study named ``<b>x</b>`` must show as typed.
+
+Layer: views.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """Checks that need more than one section of a study file (each raises SpecError with its key
 path): the dataset against the task, metrics against the task, families and their parameters,
-baselines, the grid sampler."""
+baselines, the grid sampler.
+
+Layer: domain.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from losstune.tasks import TASKS, a as a_task
 from losstune.errors import SpecError
 from pathlib import Path
 
-from losstune.spec._schema import (BUILTIN_DATASETS, METRICS, Param, Range, StudySpec,
+from losstune.studyfile._schema import (BUILTIN_DATASETS, METRICS, Param, Range, StudySpec,
                                    _check_rule, param_bounds)
 
 

@@ -1,6 +1,9 @@
 """Pydantic's errors rendered as one line: the dotted key path of the study file, what is wrong
 and what is allowed (pydantic reports one error per union member; the one the user meant is
-kept)."""
+kept).
+
+Layer: domain.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from typing import Any
 from pydantic import (BaseModel, ValidationError)
 
 
-import losstune.spec._schema as _schema
-from losstune.spec._schema import Choices, Range, StudySpec
+import losstune.studyfile._schema as _schema
+from losstune.studyfile._schema import Choices, Range, StudySpec
 
 
 def _is_type_tag(item: Any) -> bool:

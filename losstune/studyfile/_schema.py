@@ -1,5 +1,8 @@
 """The study file's schema: typed, frozen pydantic sections, each checking its own values
-(finite numbers, intervals from :mod:`losstune.catalog`)."""
+(finite numbers, intervals from :mod:`losstune.catalog`).
+
+Layer: domain.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from losstune import catalog, tasks
 from losstune.tasks import IN_MEMORY
 from losstune.results import RUNS_SUFFIX
 
-TASKS = tasks.NAMES
+TASKS = tasks.names()  # the built-in tasks, registered when the package is imported
 BUILTIN_DATASETS = tasks.builtin_datasets()
 # metric -> (direction, tasks it applies to)
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = tasks.metrics()
@@ -497,7 +500,7 @@ class StudySpec(BaseModel):
 
     model_config = _FROZEN
     name: str = Field(min_length=1, max_length=200)
-    task: Literal[tasks.NAMES]
+    task: Literal[TASKS]
     seed: int = 0
     # The same bound as `losstune search --n-trials` (cli.MAX_TRIALS).
     n_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)

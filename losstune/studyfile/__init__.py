@@ -11,6 +11,8 @@ Optuna, so ``losstune validate`` is fast. What the loss families are, take and a
 
 A searchable value is written either as a fixed scalar, as a range table
 ``{low = .., high = .., log = true, step = ..}``, or as ``{choices = [..]}``.
+
+Layer: domain.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from losstune.errors import SpecError
-from losstune.spec._errors import _allowed_keys, _best_error, _friendly, _key_path
-from losstune.spec._rules import _cross_checks
-from losstune.spec._schema import (BUILTIN_DATASETS, IN_MEMORY, MAX_SEED, MAX_TRIALS, METRICS,
+from losstune.studyfile._errors import _allowed_keys, _best_error, _friendly, _key_path
+from losstune.studyfile._rules import _cross_checks
+from losstune.studyfile._schema import (BUILTIN_DATASETS, IN_MEMORY, MAX_SEED, MAX_TRIALS, METRICS,
                                    OPTIMIZERS, TASKS, Baseline, Choices, DatasetSpec, ModelSpec,
                                    ObjectiveSpec, Param, PrunerSpec, RacingSpec, Range,
                                    SamplerSpec, SearchSpec, StudySpec, TrainingSpec,

@@ -1,0 +1,195 @@
+"""The tasks losstune tunes losses for: the registry, and what every task is.
+
+A task is a module (``losstune/tasks/<name>.py``) that makes one :class:`Task` and registers
+it, the way a loss family is a record in the catalog. Its record says what its targets are,
+what one output unit of the model means, which scikit-learn metrics score it (each with its
+direction) and which built-in datasets serve it; its methods do what differs by task: the
+targets the losses take, the scores of a split, what a trial keeps for the report, whether it
+trains in populations. The rest of the package asks the task (``tasks.TASKS[name]``) and does
+not branch on its name.
+
+This module is the registry: plain data and the base class, no heavy import and no import of
+the package's upper layers (the task modules import those, inside their methods). The
+built-in task modules are imported by ``losstune/__init__.py``, so they are registered before
+any other module reads the registry.
+
+Model outputs are always raw: logits for classes and labels (the losses are built with
+``from_logits=True``), a standardised value for regression, and the log of the expected count
+for counts (``log_input``, as in PyTorch's ``PoissonNLLLoss``): an exponential output layer
+would overflow where a loss can take the log-rate as it is.
+
+Layer: foundation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+MAXIMIZE, MINIMIZE = "maximize", "minimize"
+
+
+@dataclass(frozen=True)
+class Task:
+    """``targets``: ``classes`` (one class per sample), ``labels`` (0/1 for each of several
+    labels), ``values`` (a real number, robustly scaled), ``counts`` (a whole number >= 0,
+    never scaled) or ``inputs`` (the samples themselves). ``outputs``: ``scores`` (one unit per
+    class or label), ``value`` (one unit), ``embedding`` (``model.embedding_dim`` units) or
+    ``reconstruction``. ``unit``: what one output unit stands for, in an error message.
+    ``metrics``: name -> direction; the first is the default objective. ``datasets``: the
+    built-in datasets of this task.
+
+    Subclasses (one per task module) implement :meth:`score`, and override the other methods
+    where their task differs from a task with one target column per sample."""
+
+    name: str
+    targets: str
+    outputs: str
+    unit: str
+    output: str
+    metrics: Mapping[str, str]
+    datasets: tuple[str, ...] = ()
+
+    @property
+    def default_metric(self) -> str:
+        return next(iter(self.metrics))
+
+    @property
+    def has_classes(self) -> bool:
+        """Targets that are classes or labels: class counts, and logits as outputs."""
+        return self.targets in ("classes", "labels")
+
+    # ------------------------------------------------------------------ training
+    def loss_targets(self, splits: Any, y: np.ndarray) -> np.ndarray:
+        """Targets ``y`` of a split as the losses take them (default: one column)."""
+        import numpy as np
+
+        return np.asarray(y, dtype="float32").reshape(-1, 1)
+
+    def training_targets(self, splits: Any) -> np.ndarray:
+        """What the model is trained to output for the training split."""
+        return self.loss_targets(splits, splits.y_train)
+
+    def expected_outputs(self, spec: Any, targets: np.ndarray) -> tuple[int, ...] | None:
+        """The shape of one sample's model output (after the batch axis), or None where the
+        task's own built-in model is the only one allowed."""
+        return tuple(targets.shape[1:])
+
+    def trains_alone(self, spec: Any) -> str | None:
+        """Why this task's trials train one at a time (not in populations), or None."""
+        return None
+
+    def check_splits(self, spec: Any, splits: Any) -> None:
+        """Refuse (DataError) splits this study's settings cannot train on, before any
+        trial (default: anything goes)."""
+
+    def build_model(self, ctx: Any, description: dict[str, Any]) -> Any:
+        """The task's own model for a trial, or None for the study's model (built-in kinds,
+        a factory, a Python function) with :func:`units` outputs."""
+        return None
+
+    def execution_steps(self, ctx: Any, steps: int, batch_size: int) -> int:
+        """Train steps per call into the compiled function, from the study's ``steps``."""
+        return steps
+
+    def fit_arguments(self, ctx: Any, y: Any, batch_size: int, seed: int,
+                      epochs: int) -> dict[str, Any] | None:
+        """``fit``'s data arguments where the task orders its batches itself, or None for the
+        training split reshuffled every epoch."""
+        return None
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, splits: Any, x: np.ndarray, y: np.ndarray, out: np.ndarray,
+              only: str | None = None) -> dict[str, Any]:
+        """Every metric of a split from the model's outputs ``out`` on ``x`` (or ``only``
+        that one)."""
+        raise NotImplementedError(f"task {self.name!r} has no score")
+
+    def score_members(self, splits: Any, x: np.ndarray, y: np.ndarray, outs: np.ndarray,
+                      only: str | None = None) -> list[Any]:
+        """:meth:`score` for K members from their outputs ``outs`` (n, K, ...): each member's
+        metrics, or the FloatingPointError its outputs raise."""
+        scored: list[Any] = []
+        for k in range(outs.shape[1]):
+            try:
+                scored.append(self.score(splits, x, y, outs[:, k], only=only))
+            except FloatingPointError as err:
+                scored.append(err)
+        return scored
+
+    # ------------------------------------------------------------------ the report
+    def record_outputs(self, trial: Any, splits: Any, val_out: np.ndarray) -> None:
+        """What a trial keeps of its validation outputs for the report (default: nothing)."""
+
+    def record_data(self, study: Any, splits: Any) -> None:
+        """What the report needs of the data beside the trials' outputs, on the study
+        (default: nothing)."""
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    """Add a task (its module calls this once); its name must be new."""
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} is registered already")
+    TASKS[task.name] = task
+    return task
+
+
+def names() -> tuple[str, ...]:
+    """The registered tasks' names, built-in tasks first."""
+    return tuple(TASKS)
+
+
+CLASS_METRICS = {"macro_f1": MAXIMIZE, "balanced_accuracy": MAXIMIZE, "accuracy": MAXIMIZE,
+                 "roc_auc": MAXIMIZE, "log_loss": MINIMIZE}
+# Only as a second objective, for every task: wall time of the trial's training, in seconds.
+# The objective (seconds per epoch × epochs); the recorded fit time is results.TRAIN_TIME.
+TRAIN_TIME_METRIC = "train_time"
+
+
+def a(name: str) -> str:
+    """"a multiclass task", "an embedding task": the task's name with its article."""
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name} task"
+
+
+def task(name: str) -> Task:
+    found = TASKS.get(name)
+    if found is None:
+        raise ValueError(f"task must be one of {', '.join(names())}, got {name!r}.")
+    return found
+
+
+def metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every metric -> (direction, tasks it applies to). A metric means one thing, so it has
+    one direction whichever task uses it (tests/test_spec.py checks)."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for t in TASKS.values():
+        for name, direction in t.metrics.items():
+            _, tasks = out.get(name, (direction, ()))
+            out[name] = (direction, (*tasks, t.name))
+    out[TRAIN_TIME_METRIC] = (MINIMIZE, names())
+    return out
+
+
+IN_MEMORY = "arrays"  # dataset.name of a study made from Python with in-memory data
+
+
+def builtin_datasets() -> dict[str, tuple[str, ...]]:
+    """Built-in dataset -> the tasks it serves."""
+    out: dict[str, tuple[str, ...]] = {}
+    for t in TASKS.values():
+        for d in t.datasets:
+            out[d] = (*out.get(d, ()), t.name)
+    return out
+
+
+def units(name: str, num_classes: int, embedding_dim: int = 0) -> int:
+    """Output units of a model for this task: one per class or label, the embedding's
+    dimension, or one."""
+    outputs = TASKS[name].outputs
+    return num_classes if outputs == "scores" else embedding_dim if outputs == "embedding" else 1

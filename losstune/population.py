@@ -539,8 +539,9 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
 
 class _Watch(keras.callbacks.Callback):
     """Per epoch: each member's epoch variables (DynamicLoss), then each member's training
-    loss, objective on the validation split, report to Optuna and pruning; members that stop
-    get weight 0 in the loss and learning rate 0."""
+    loss, objective on the validation split, report to Optuna and pruning (each member watched
+    as a trial alone is: :func:`losstune.trial.watch_epoch`); members that stop get weight 0
+    in the loss and learning rate 0."""
 
     def __init__(self, members: list[Member], ctx: Any, loss: PopulationLoss, *,
                  report: bool) -> None:
@@ -584,27 +585,19 @@ class _Watch(keras.callbacks.Callback):
             if isinstance(m.loss, DynamicLoss):
                 for i, c in enumerate(COMPONENTS):
                     m.logs.setdefault(results.COMPONENT + c, []).append(float(terms[k, i]))
-            if not math.isfinite(means[k]):
-                m.diverged = f"the training loss became {float(means[k])} at epoch {epoch}"
+            m.diverged = trial_mod.loss_diverged(means[k], epoch)
+            if m.diverged is not None:
                 self.active[k] = False
                 continue
             live.append(k)
         scored = trial_mod.score_members(splits, splits.val_inputs, splits.y_val, val[:, live],
                                          only=self.metric) if live else []
         done = []
-        for k, value in zip(live, scored):
+        for k, value in zip(live, scored):  # as a trial alone is watched (trial.watch_epoch)
             m = self.members[k]
-            if isinstance(value, FloatingPointError):
-                m.diverged = f"{value} at epoch {epoch}"
+            if not trial_mod.watch_epoch(m, m.trial, epoch, value, self.metric, self.report):
                 self.active[k] = False
                 continue
-            m.values.append(value[self.metric])
-            if self.report:
-                m.trial.report(value[self.metric], epoch)
-                if m.trial.should_prune():
-                    m.pruned_at = epoch
-                    self.active[k] = False
-                    continue
             if epoch + 1 >= m.epochs:
                 done.append(k)
                 self.active[k] = False

@@ -119,12 +119,38 @@ def score_members(splits: Splits, x: np.ndarray, y: np.ndarray, outs: np.ndarray
     return tasks.TASKS[splits.task].score_members(splits, x, y, outs, only=only)
 
 
+def loss_diverged(loss: Any, epoch: int) -> str | None:
+    """Why a training stops when its epoch's training loss is not finite, or None."""
+    if loss is None or math.isfinite(float(loss)):
+        return None
+    return f"the training loss became {float(loss)} at epoch {epoch}"
+
+
+def watch_epoch(watched: Any, trial: "optuna.Trial", epoch: int, scored: Any, metric: str,
+                report: bool) -> bool:
+    """One training's objective after an epoch, for a trial alone and for each population
+    member alike (``watched`` holds ``values``, ``diverged`` and ``pruned_at``): ``scored``
+    is the split's scores, or the FloatingPointError its outputs raised. Records the value,
+    reports it to Optuna and asks the pruner; False when this training stops here."""
+    if isinstance(scored, FloatingPointError):
+        watched.diverged = f"{scored} at epoch {epoch}"
+        return False
+    watched.values.append(scored[metric])
+    if report:
+        trial.report(scored[metric], epoch)
+        if trial.should_prune():
+            watched.pruned_at = epoch
+            return False
+    return True
+
+
 def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool):
     import keras
 
     class EpochScorer(keras.callbacks.Callback):
         """Scores the objective on the validation split after every epoch, reports it to
-        Optuna (pruning) and stops on a NaN loss with the reason kept."""
+        Optuna (pruning) and stops on a NaN loss with the reason kept (:func:`watch_epoch`,
+        as each population member is watched)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -146,24 +172,16 @@ def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                self.diverged = f"the training loss became {float(loss)} at epoch {epoch}"
-                self.model.stop_training = True
-                return
-            try:
-                value = score(self.model, ctx.splits, ctx.splits.val_inputs, ctx.splits.y_val,
-                              only=metric)[metric]
-            except FloatingPointError as err:
-                self.diverged = f"{err} at epoch {epoch}"
-                self.model.stop_training = True
-                return
-            self.values.append(value)
-            if report:
-                trial.report(value, epoch)
-                if trial.should_prune():
-                    self.pruned_at = epoch
-                    self.model.stop_training = True
+            self.diverged = loss_diverged((logs or {}).get("loss"), epoch)
+            if self.diverged is None:
+                try:
+                    scored: Any = score(self.model, ctx.splits, ctx.splits.val_inputs,
+                                        ctx.splits.y_val, only=metric)
+                except FloatingPointError as err:
+                    scored = err
+                if watch_epoch(self, trial, epoch, scored, metric, report):
+                    return
+            self.model.stop_training = True
 
     return EpochScorer()
 

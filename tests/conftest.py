@@ -139,3 +139,21 @@ def postgres_url():
     finally:
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.close()
+
+
+def count_statements(action) -> int:
+    """The SQL statements ``action()`` issues, counted with SQLAlchemy's events."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    count = [0]
+
+    def one(*args):  # noqa: ARG001
+        count[0] += 1
+
+    event.listen(Engine, "before_cursor_execute", one)
+    try:
+        action()
+    finally:
+        event.remove(Engine, "before_cursor_execute", one)
+    return count[0]

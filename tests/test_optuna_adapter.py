@@ -10,10 +10,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from losstune import batch, optuna_adapter, recording
+from tests.conftest import count_statements
 
 SOURCE = Path(optuna_adapter.__file__)
 
@@ -103,20 +102,6 @@ def test_a_trial_handed_out_without_its_read_back_is_optunas_trial(tmp_path):
         (a.state, a.params, a.user_attrs, a.system_attrs)
 
 
-def _count(action) -> int:
-    count = [0]
-
-    def one(*args):  # noqa: ARG001
-        count[0] += 1
-
-    event.listen(Engine, "before_cursor_execute", one)
-    try:
-        action()
-    finally:
-        event.remove(Engine, "before_cursor_execute", one)
-    return count[0]
-
-
 @pytest.fixture(params=["sqlite", "postgresql", "journal"])
 def url(request, tmp_path):
     if request.param == "postgresql":
@@ -162,7 +147,7 @@ def test_a_population_is_told_in_one_transaction_all_of_it_or_none(tmp_path):
     recording.flush(trials)
     told = [(t, optuna.trial.TrialState.COMPLETE, 0.5 + t.number / 100) for t in trials[:4]]
     # BEGIN, user attributes, intermediate values, values, the state update: not 8 × 5.
-    assert _count(lambda: batch.tell_trials(study, told)) <= 6
+    assert count_statements(lambda: batch.tell_trials(study, told)) <= 6
     stored = optuna.load_study(study_name=study.study_name, storage=url).trials
     assert [t.values for t in stored[:4]] == [[0.5 + i / 100] for i in range(4)]
     assert all(t.datetime_complete is not None for t in stored[:4])
@@ -190,7 +175,7 @@ def test_a_held_parameter_is_refused_as_optuna_refuses_it(tmp_path):
         optunas.suggest_categorical("x", ["a", "b"])
     ours = optuna_adapter.new_trials(study, 1)[0]
     recording.start(ours)
-    assert _count(lambda: ours.suggest_float("y", 0.0, 1.0)) <= 2  # the one read of "y"
+    assert count_statements(lambda: ours.suggest_float("y", 0.0, 1.0)) <= 2  # the one read of "y"
     assert "y" not in study._storage.get_trial(ours._trial_id).params  # held until written
     with pytest.raises(ValueError, match="Cannot set different distribution kind"):
         ours.suggest_categorical("x", ["a", "b"])

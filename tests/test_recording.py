@@ -16,7 +16,7 @@ from optuna_dashboard import save_note
 from optuna_dashboard._note import get_note_from_system_attrs
 
 from losstune import recording
-from tests.conftest import write_study
+from tests.conftest import count_statements, write_study
 
 EXE = str(Path(sys.executable).parent / "losstune")
 LONG_NOTE = "### a note\n\n" + "| metric | value |\n" * 400  # several of the dashboard's chunks
@@ -87,23 +87,6 @@ def test_a_recorded_trial_is_stored_as_optunas_own_calls_store_it(storage):
     assert note_of(study, b) == note_of(study, a) == LONG_NOTE
 
 
-def _statements(url: str, action) -> int:
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    count = [0]
-
-    def count_one(*args):  # noqa: ARG001
-        count[0] += 1
-
-    event.listen(Engine, "before_cursor_execute", count_one)
-    try:
-        action()
-    finally:
-        event.remove(Engine, "before_cursor_execute", count_one)
-    return count[0]
-
-
 def test_a_trials_record_is_one_transaction_and_several_trials_share_one(tmp_path):
     url = f"sqlite:///{tmp_path / 'n.db'}"
     study = optuna.create_study(storage=url, direction="maximize")
@@ -111,16 +94,16 @@ def test_a_trials_record_is_one_transaction_and_several_trials_share_one(tmp_pat
     for t in trials:
         _record(recording.start(t).trial)
         recording.start(t).note(LONG_NOTE)
-    one = _statements(url, lambda: recording.start(trials[0]).flush())
+    one = count_statements(lambda: recording.start(trials[0]).flush())
     # A transaction: BEGIN, the trials' states, one upsert per table, COMMIT.
     assert one <= 6, one
     for t in trials[1:]:
         t.set_user_attr("pid", 1)
-    assert _statements(url, lambda: recording.flush(trials[1:])) <= 4
+    assert count_statements(lambda: recording.flush(trials[1:])) <= 4
     # Optuna's own calls for the same record: a transaction each.
     other = study.ask()
     with pytest.warns(UserWarning, match="already reported"):
-        assert _statements(url, lambda: _record(other)) >= 20  # 11 calls, 2 or 3 each
+        assert count_statements(lambda: _record(other)) >= 20  # 11 calls, 2 or 3 each
 
 
 def test_a_record_that_fails_to_write_leaves_nothing_half_written(tmp_path, monkeypatch):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -99,3 +101,24 @@ def test_every_module_says_its_layer_and_imports_only_its_own_and_below():
     assert upward == []
     # The readers of a stored study do not import the search loop.
     assert "losstune.runner" not in graph["losstune.report"] | graph["losstune.stored"]
+
+
+def test_training_asks_the_task_and_never_branches_on_its_name():
+    """Scoring, targets, batches, models, kept outputs and populations are the task module's
+    (losstune/tasks/): these modules compare no task name."""
+    import re
+
+    for name in ("trial.py", "population.py", "batch.py", "runner.py"):
+        text = (ROOT / "losstune" / name).read_text()
+        found = re.findall(r"task\s*(?:==|!=|in \(|not in \()", text)
+        assert found == [], (name, found)
+
+
+def test_a_task_is_registered_once_and_listed_in_order():
+    from losstune import tasks
+
+    assert tasks.names()[:7] == ("multiclass", "binary", "regression", "multilabel", "count",
+                                 "autoencoder", "embedding")
+    with pytest.raises(ValueError, match="registered already"):
+        tasks.register(tasks.TASKS["count"])
+    assert all(type(t).score is not tasks.Task.score for t in tasks.TASKS.values())

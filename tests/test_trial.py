@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -48,3 +49,33 @@ def test_outputs_that_do_not_match_the_targets_are_named():
 def test_the_seed_depends_on_the_run_seed_only():
     assert trial.run_seed(_spec(seed=3)) == trial.run_seed(_spec(seed=3))
     assert trial.run_seed(_spec(seed=3)) != trial.run_seed(_spec(seed=1003))
+
+
+@pytest.mark.parametrize("population", [1, 3])
+def test_a_training_whose_loss_diverges_fails_with_its_epoch_alone_and_in_a_population(
+        tmp_path, population):
+    """A trial alone and each population member are watched alike (trial.watch_epoch): a
+    training loss that is not finite stops that training and is recorded FAIL, with the
+    epoch it happened at."""
+    from losstune import runner
+    from losstune import studyfile as spec_mod
+    from losstune.storage import open_storage
+    from tests.conftest import write_study
+
+    path = write_study(tmp_path, {
+        "task": "regression", "dataset": {"name": "diabetes"}, "n_trials": 3,
+        "objective": {"metric": "mae"}, "baselines": False, "sampler": {"name": "random"},
+        "search": {"families": ["mse"]},
+        "training": {"learning_rate": {"low": 1e29, "high": 1e30, "log": True},
+                     "population": population}})
+    spec = spec_mod.load(path)
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    study = runner.create_or_load(spec, url)
+    search = runner.Search(study, runner.load_context(spec, tmp_path), open_storage(url))
+    search.run(3)
+    trials = study.get_trials()
+    assert trials and all(t.state.name == "FAIL" for t in trials)
+    for t in trials:
+        assert re.fullmatch(r"the training loss became (nan|inf) at epoch \d",
+                            t.user_attrs["error"]), t.user_attrs["error"]
+        assert t.user_attrs.get("population", 1) == population

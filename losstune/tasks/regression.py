@@ -11,6 +11,12 @@ from losstune.tasks import MAXIMIZE, MINIMIZE, Task, register
 
 
 class Regression(Task):
+    """One value per sample; the report keeps the first predictions in the target's units."""
+
+    def in_units(self, splits: Any, out: Any) -> Any:
+        """Model outputs in the target's own units."""
+        return out * splits.y_scale + splits.y_center
+
     def score(self, splits: Any, x: Any, y: Any, out: Any, only: str | None = None
               ) -> dict[str, Any]:
         import numpy as np
@@ -23,11 +29,12 @@ class Regression(Task):
         return metrics.regression(units(y), units(out))
 
     def record_outputs(self, trial: Any, splits: Any, val_out: Any) -> None:
-        """The first predictions, in the target's units, for the report's residual plot."""
+        """The first predictions, in the target's units, for the report's residual (or
+        count) plot."""
         from losstune import results
         from losstune.trial import MAX_STORED_PREDICTIONS, compact
 
-        pred = val_out[:MAX_STORED_PREDICTIONS].reshape(-1) * splits.y_scale + splits.y_center
+        pred = self.in_units(splits, val_out[:MAX_STORED_PREDICTIONS].reshape(-1))
         trial.set_user_attr(results.PREDICTIONS, compact(pred.tolist()))
 
     def record_data(self, study: Any, splits: Any) -> None:

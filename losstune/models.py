@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from losstune import tasks
 from losstune.errors import LosstuneError
 from losstune.studyfile import ModelSpec
 
 
 def output_units(task: str, num_classes: int, embedding_dim: int = 0) -> int:
-    from losstune import tasks
-
     return tasks.units(task, num_classes, embedding_dim)
 
 
@@ -88,7 +87,6 @@ def final_activation(model: Any) -> str | None:
 
 
 # Tasks whose losses take logits, which a final sigmoid would squash (softmax never belongs).
-LOGIT_TASKS = ("multiclass", "binary", "multilabel")
 
 
 def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
@@ -120,7 +118,7 @@ def build(spec: ModelSpec, *, input_shape: tuple[int, ...], units: int,
                             f"{type(model).__name__}, not a keras.Model")
         squash = final_activation(model)
         # A sigmoid may bound a regression's output on purpose; on logits it never belongs.
-        if squash and (squash != "sigmoid" or task in LOGIT_TASKS):
+        if squash and (squash != "sigmoid" or (task is not None and tasks.TASKS[task].outputs_logits)):
             raise LosstuneError(
                 f"the model ends in {squash}; losstune's losses take the raw outputs (logits) "
                 f"and apply {squash} themselves, where it is numerically safe: end in "

@@ -11,7 +11,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from losstune.cli import main
-from losstune.report import _info, build
+from losstune.report import build
+from losstune.report import info as _info
 from tests.conftest import copy_db  # noqa: F401 (fixtures)
 
 DIST = {"loss": CategoricalDistribution(["cross_entropy", "focal"]),
@@ -218,7 +219,7 @@ def test_family_params_info_keeps_each_family_to_its_own_parameters():
 
 
 def test_family_params_figure_draws_only_the_familys_axes():
-    from losstune.report import _plots
+    from losstune.report import plots as _plots
 
     trials = [searched(0.7 + i / 100, "focal", focal__gamma=0.1 * i, focal__alpha=0.5 + i / 10)
               for i in range(3)]
@@ -234,7 +235,7 @@ def test_family_params_figure_draws_only_the_familys_axes():
 def test_confirmation_plot_shows_every_design_label_whole():
     from types import SimpleNamespace
 
-    from losstune.report import _plots
+    from losstune.report import plots as _plots
 
     long = ("DynamicLoss, base categorical_crossentropy, w_balance = 0.922, w_curriculum = "
             "0.163, schedule cosine(start=0, end=0.338, warmup=0)")
@@ -269,7 +270,7 @@ def test_curriculum_figure_names_and_shows_every_line():
     assert fig.data[0].name.startswith("#1 w_curriculum × linear")
     assert all(t.name and t.name.strip() for t in fig.data)
     assert fig.layout.showlegend is True
-    from losstune.report import _plots
+    from losstune.report import plots as _plots
 
     unnamed = _plots.lines([{"values": [1, 2]}, {"values": [2, 3], "label": ""}], "t", "y")
     assert all(t.name for t in unnamed.data) and len({t.name for t in unnamed.data}) == 2

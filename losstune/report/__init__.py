@@ -16,8 +16,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from losstune import __version__, catalog, results
-from losstune.report import _info
+from losstune import __version__, catalog, results, tasks
+from losstune.report import info as _info
 
 
 
@@ -44,7 +44,7 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str,
     """(title, caption, figure or None-with-reason) for every plot of the report; ``order``:
     one trial per design in the verdict's ranking (_info.by_verdict), which every figure of a
     "best" or "top" design reads."""
-    from losstune.report import _plots
+    from losstune.report import plots as _plots
 
     attrs = study.user_attrs
     task = attrs.get(results.TASK, "multiclass")
@@ -98,40 +98,8 @@ def _figures(study: Any, trials: list, maximize: bool, metric: str,
         add("Loss components of the top designs", "Mean value of each weighted "
             "component per epoch (training).",
             _plots.lines(curves["components"], "Loss components per epoch", "value"), "")
-    if task == "regression":
-        info = _info.residuals_info(order, attrs.get(results.VAL_TARGETS))
-        add("Residuals", "Prediction − target for the verdict's winner, validation split.",
-            _plots.residuals(info) if info else None, "no stored predictions")
-    elif task == "count":
-        info = _info.predictions_info(order, attrs.get(results.VAL_TARGETS))
-        add("Expected against true counts", "The verdict's winner's expected count exp(η) of "
-            "every validation sample against its count; the line is a perfect prediction.",
-            _plots.counts(info) if info else None, "no stored predictions")
-    elif task == "autoencoder":
-        info = _info.reconstructions_info(order, attrs.get(results.SHOWN_INPUTS),
-                                          attrs.get(results.IMAGE_SHAPE))
-        add("Reconstructions", "The first validation inputs (top) and the verdict's winner's "
-            "reconstructions of them (bottom), from the clean inputs.",
-            _plots.reconstructions(info) if info else None, "no stored reconstructions")
-    elif task == "embedding":
-        info = _info.projection_info(order, attrs.get(results.VAL_TARGETS),
-                                     attrs.get(results.CLASS_NAMES))
-        add("Validation embeddings", "The verdict's winner's validation embeddings (L2-normalised) "
-            "on their first two principal components (scikit-learn's PCA), one colour per "
-            "class: classes apart are what the losses aim for.",
-            _plots.projection(info) if info else None, "no stored embeddings")
-    elif task == "multilabel":
-        for key, score, words in ((results.F1_PER_LABEL, "F1", "F1 at a 0.5 threshold"),
-                                  (results.AP_PER_LABEL, "AP", "average precision")):
-            info = _info.recall_info(order, attrs.get(results.CLASS_NAMES), key=key)
-            add(f"Per-label {score}", f"{words[0].upper() + words[1:]} of every label for the "
-                "verdict's winner and the best baseline (validation).",
-                _plots.recall(info, score, "label") if info else None,
-                f"no per-label {score} recorded")
-    else:
-        info = _info.recall_info(order, attrs.get(results.CLASS_NAMES))
-        add("Per-class recall", "Recall of every class for the verdict's winner and the "
-            "best baseline.", _plots.recall(info) if info else None, "no per-class recall recorded")
+    # The task's own figures (its module in losstune/tasks/), read from the verdict's order.
+    tasks.TASKS[task].report_figures(order, attrs, add)
     return out
 
 
@@ -159,7 +127,7 @@ def build(study: Any, runs: Any | None = None) -> str:
         parts.append(_verdict_html(verdict))
         parts.append(_ranking_html(verdict, runs))
         if any(d.n > 1 for d in verdict.ranking):
-            from losstune.report import _plots
+            from losstune.report import plots as _plots
 
             figures.append(("Ranking over seeds", "Mean and 95% confidence interval across "
                             "seeds, designs with the most seeds first; ★ the verdict's winner "

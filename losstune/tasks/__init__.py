@@ -9,7 +9,9 @@ trains in populations. The rest of the package asks the task (``tasks.TASKS[name
 not branch on its name.
 
 This module is the registry: plain data and the base class, no heavy import and no import of
-the package's upper layers (the task modules import those, inside their methods). The
+the package's upper layers. The task modules sit in a layer of their own above the report
+(they use the training, scoring and report modules, inside their methods), and nothing below
+imports them: the rest of the package calls the methods of the registered objects. The
 built-in task modules are imported by ``losstune/__init__.py``, so they are registered before
 any other module reads the registry.
 
@@ -40,7 +42,8 @@ class Task:
     class or label), ``value`` (one unit), ``embedding`` (``model.embedding_dim`` units) or
     ``reconstruction``. ``unit``: what one output unit stands for, in an error message.
     ``metrics``: name -> direction; the first is the default objective. ``datasets``: the
-    built-in datasets of this task.
+    built-in datasets of this task. ``shown``: the metrics the report's leaderboard shows
+    (default: the first three).
 
     Subclasses (one per task module) implement :meth:`score`, and override the other methods
     where their task differs from a task with one target column per sample."""
@@ -52,10 +55,20 @@ class Task:
     output: str
     metrics: Mapping[str, str]
     datasets: tuple[str, ...] = ()
+    shown: tuple[str, ...] = ()
 
     @property
     def default_metric(self) -> str:
         return next(iter(self.metrics))
+
+    @property
+    def leaderboard_metrics(self) -> tuple[str, ...]:
+        return self.shown or tuple(self.metrics)[:3]
+
+    @property
+    def outputs_logits(self) -> bool:
+        """One logit per class or label: a final sigmoid or softmax is refused."""
+        return self.outputs == "scores"
 
     @property
     def has_classes(self) -> bool:
@@ -127,6 +140,11 @@ class Task:
     def record_data(self, study: Any, splits: Any) -> None:
         """What the report needs of the data beside the trials' outputs, on the study
         (default: nothing)."""
+
+    def report_figures(self, order: list[Any], attrs: dict[str, Any], add: Any) -> None:
+        """The report's figures of this task: ``add(title, caption, figure or None, why
+        missing)`` for each, from ``order`` (one trial per design in the verdict's ranking)
+        and the study's user attributes ``attrs`` (default: none)."""
 
 
 TASKS: dict[str, Task] = {}

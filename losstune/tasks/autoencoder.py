@@ -1,7 +1,7 @@
 """Autoencoder: the model reconstructs its inputs through a code; scored by the clean
 validation inputs' reconstruction error, and by the code's k-nearest-neighbour accuracy.
 
-Layer: training (a task module: imported by ``losstune/__init__.py``, which registers it).
+Layer: tasks (a task module: imported by ``losstune/__init__.py``, which registers it).
 """
 
 from __future__ import annotations
@@ -74,6 +74,16 @@ class Autoencoder(Task):
                             [[float(f"{v:.3g}") for v in row] for row in shown.tolist()])
         if splits.image_shape:  # digits: drawn as images
             study.set_user_attr(results.IMAGE_SHAPE, list(splits.image_shape))
+
+    def report_figures(self, order: Any, attrs: Any, add: Any) -> None:
+        from losstune import results
+        from losstune.report import info, plots
+
+        shown = info.reconstructions_info(order, attrs.get(results.SHOWN_INPUTS),
+                                          attrs.get(results.IMAGE_SHAPE))
+        add("Reconstructions", "The first validation inputs (top) and the verdict's winner's "
+            "reconstructions of them (bottom), from the clean inputs.",
+            plots.reconstructions(shown) if shown else None, "no stored reconstructions")
 
 
 # The reconstruction error of the clean validation inputs is the default objective; the code's

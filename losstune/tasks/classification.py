@@ -1,6 +1,6 @@
 """Classification: one class per sample (``multiclass``, and ``binary`` with two), logits out.
 
-Layer: training (a task module: imported by ``losstune/__init__.py``, which registers it).
+Layer: tasks (a task module: imported by ``losstune/__init__.py``, which registers it).
 """
 
 from __future__ import annotations
@@ -33,10 +33,21 @@ class Classification(Task):
         return metrics.classification_members(y, np.moveaxis(outs, 1, 0), splits.num_classes,
                                               only=only, recall=only is None)
 
+    def report_figures(self, order: Any, attrs: Any, add: Any) -> None:
+        """Per-class recall of the verdict's winner and the best baseline."""
+        from losstune import results
+        from losstune.report import info, plots
 
+        shown = info.recall_info(order, attrs.get(results.CLASS_NAMES))
+        add("Per-class recall", "Recall of every class for the verdict's winner and the "
+            "best baseline.", plots.recall(shown) if shown else None,
+            "no per-class recall recorded")
+
+
+SHOWN = ("accuracy", "balanced_accuracy", "macro_f1")
 MULTICLASS = register(Classification(
     "multiclass", "classes", "scores", "class", "logits without an activation", CLASS_METRICS,
-    ("digits", "wine")))
+    ("digits", "wine"), SHOWN))
 BINARY = register(Classification(
     "binary", "classes", "scores", "class", "logits without an activation", CLASS_METRICS,
-    ("breast_cancer",)))
+    ("breast_cancer",), SHOWN))

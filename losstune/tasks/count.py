@@ -1,6 +1,6 @@
 """Counts: a whole number >= 0, never scaled; the model outputs the log of the expected count.
 
-Layer: training (a task module: imported by ``losstune/__init__.py``, which registers it).
+Layer: tasks (a task module: imported by ``losstune/__init__.py``, which registers it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ class Count(Regression):
         from losstune import metrics
 
         return metrics.counts(y, out)
+
+    def report_figures(self, order: Any, attrs: Any, add: Any) -> None:
+        from losstune import results
+        from losstune.report import info, plots
+
+        shown = info.predictions_info(order, attrs.get(results.VAL_TARGETS))
+        add("Expected against true counts", "The verdict's winner's expected count exp(η) of "
+            "every validation sample against its count; the line is a perfect prediction.",
+            plots.counts(shown) if shown else None, "no stored predictions")
 
 
 COUNT = register(Count(

@@ -2,7 +2,7 @@
 of each validation embedding (k = 5 votes, and the single nearest). The losses compare the
 samples of a batch with each other, by their class.
 
-Layer: training (a task module: imported by ``losstune/__init__.py``, which registers it).
+Layer: tasks (a task module: imported by ``losstune/__init__.py``, which registers it).
 """
 
 from __future__ import annotations
@@ -76,6 +76,17 @@ class Embedding(Task):
 
         study.set_user_attr(results.VAL_TARGETS,
                             [int(v) for v in splits.y_val[:MAX_PROJECTED].tolist()])
+
+    def report_figures(self, order: Any, attrs: Any, add: Any) -> None:
+        from losstune import results
+        from losstune.report import info, plots
+
+        shown = info.projection_info(order, attrs.get(results.VAL_TARGETS),
+                                     attrs.get(results.CLASS_NAMES))
+        add("Validation embeddings", "The verdict's winner's validation embeddings "
+            "(L2-normalised) on their first two principal components (scikit-learn's PCA), "
+            "one colour per class: classes apart are what the losses aim for.",
+            plots.projection(shown) if shown else None, "no stored embeddings")
 
 
 EMBEDDING = register(Embedding(

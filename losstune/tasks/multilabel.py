@@ -1,6 +1,6 @@
 """Multilabel: 0/1 for each of several labels, one logit per label.
 
-Layer: training (a task module: imported by ``losstune/__init__.py``, which registers it).
+Layer: tasks (a task module: imported by ``losstune/__init__.py``, which registers it).
 """
 
 from __future__ import annotations
@@ -21,6 +21,20 @@ class Multilabel(Task):
         from losstune import metrics
 
         return metrics.multilabel(y, out, only=only, per_label=True)
+
+    def report_figures(self, order: Any, attrs: Any, add: Any) -> None:
+        """Per-label F1 and average precision of the verdict's winner and the best
+        baseline."""
+        from losstune import results
+        from losstune.report import info, plots
+
+        for key, score, words in ((results.F1_PER_LABEL, "F1", "F1 at a 0.5 threshold"),
+                                  (results.AP_PER_LABEL, "AP", "average precision")):
+            shown = info.recall_info(order, attrs.get(results.CLASS_NAMES), key=key)
+            add(f"Per-label {score}", f"{words[0].upper() + words[1:]} of every label for the "
+                "verdict's winner and the best baseline (validation).",
+                plots.recall(shown, score, "label") if shown else None,
+                f"no per-label {score} recorded")
 
 
 MULTILABEL = register(Multilabel(

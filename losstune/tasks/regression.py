@@ -1,6 +1,6 @@
 """Regression: a real target, robustly scaled for training; scored in its own units.
 
-Layer: training (a task module: imported by ``losstune/__init__.py``, which registers it).
+Layer: tasks (a task module: imported by ``losstune/__init__.py``, which registers it).
 """
 
 from __future__ import annotations
@@ -43,6 +43,14 @@ class Regression(Task):
 
         y = splits.y_val[:MAX_STORED_PREDICTIONS] * splits.y_scale + splits.y_center
         study.set_user_attr(results.VAL_TARGETS, [float(f"{v:.5g}") for v in y.tolist()])
+
+    def report_figures(self, order: Any, attrs: Any, add: Any) -> None:
+        from losstune import results
+        from losstune.report import info, plots
+
+        shown = info.residuals_info(order, attrs.get(results.VAL_TARGETS))
+        add("Residuals", "Prediction − target for the verdict's winner, validation split.",
+            plots.residuals(shown) if shown else None, "no stored predictions")
 
 
 REGRESSION = register(Regression(

@@ -15,10 +15,6 @@ from typing import Any, Sequence
 from losstune import catalog, results
 from losstune.schedules import Schedule
 
-SECONDARY = {"classification": ("accuracy", "balanced_accuracy", "macro_f1"),
-             "regression": ("mae", "rmse", "r2")}
-
-
 def _complete(trials: Sequence[Any]) -> list[Any]:
     return [t for t in trials if t.state.name == "COMPLETE" and t.values]
 
@@ -98,10 +94,7 @@ def leaderboard_info(trials: Sequence[Any], maximize: bool, task: str,
     """One row per complete trial. Test-split figures are shown for the top designs only."""
     from losstune import tasks
 
-    kind = ("classification" if task in catalog.CLASSIFICATION
-            else "regression" if task == "regression" else None)
-    # New tasks show their own metrics (losstune.tasks), the first three.
-    metric_keys = SECONDARY[kind] if kind else tuple(tasks.TASKS[task].metrics)[:3]
+    metric_keys = tasks.TASKS[task].leaderboard_metrics  # the task's (losstune/tasks/)
     rows = []
     for rank, t in enumerate(ranked(trials, maximize), start=1):
         a = t.user_attrs

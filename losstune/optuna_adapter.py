@@ -122,10 +122,6 @@ def heartbeat_enabled(storage: Any) -> bool:
     return is_heartbeat_enabled(storage)
 
 
-# When each study's stale trials were last looked for (time.monotonic()).
-_STALE_CHECKED: dict[tuple[int, int], float] = {}
-
-
 def fail_stale_trials(study: "optuna.Study") -> None:
     """Optuna's ``fail_stale_trials`` (experimental; its warning is Optuna's to give, not the
     user's to read on every batch), at most once a heartbeat interval per study: no trial can
@@ -138,10 +134,12 @@ def fail_stale_trials(study: "optuna.Study") -> None:
 
     storage = storage_of(study)
     if heartbeat_enabled(storage):
-        key, now = (id(storage), study_id(study)), time.monotonic()
-        if now - _STALE_CHECKED.get(key, -float("inf")) < storage.get_heartbeat_interval():
+        # When each study's stale trials were last looked for, kept on the storage object.
+        checked = vars(storage).setdefault("_losstune_stale_checked", {})
+        now = time.monotonic()
+        if now - checked.get(study_id(study), -float("inf")) < storage.get_heartbeat_interval():
             return
-        _STALE_CHECKED[key] = now
+        checked[study_id(study)] = now
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
@@ -206,11 +204,6 @@ def write(storage: Any, records: list[Pending]) -> None:
             storage.set_trial_state_values(r.trial_id, r.outcome[0], r.outcome[1])
 
 
-# Per storage and study: the distribution each parameter name was first stored with (Optuna's
-# cached storage keeps the same), so a suggestion is checked against it without a read.
-_KNOWN_DISTRIBUTIONS: dict[tuple[int, int], dict[str, Any]] = {}
-
-
 def check_param(storage: Any, sid: int, name: str, dist: Any) -> None:
     """Refuse a parameter whose distribution is incompatible with the one the study first
     stored under its name, as Optuna's ``set_trial_param`` refuses it (ValueError). The first
@@ -220,7 +213,8 @@ def check_param(storage: Any, sid: int, name: str, dist: Any) -> None:
     from optuna.storages._rdb.storage import _create_scoped_session
 
     backend = rdb_backend(storage)
-    known = _KNOWN_DISTRIBUTIONS.setdefault((id(backend), sid), {})
+    # Kept on the storage object itself: its life, not an id() a later storage may reuse.
+    known = vars(backend).setdefault("_losstune_distributions", {}).setdefault(sid, {})
     if name not in known:
         with _create_scoped_session(backend.scoped_session) as session:
             first = (session.query(models.TrialParamModel.distribution_json)

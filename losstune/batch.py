@@ -175,7 +175,7 @@ def tell_trials(study: "optuna.Study", told: list[tuple[Any, Any, Any]]
     from losstune import optuna_adapter as adapter
     from losstune import recording
 
-    outcomes, frozens = [], []
+    outcomes, frozens, seen = [], [], set()
     for trial, state, values in told:
         if values is not None and not isinstance(values, (list, tuple)):
             values = [values]
@@ -183,8 +183,9 @@ def tell_trials(study: "optuna.Study", told: list[tuple[Any, Any, Any]]
         held = adapter.held(trial)
         if held.state != TrialState.RUNNING:  # told already, here
             raise ValueError(f"Cannot tell a {held.state.name} trial.")
-        if any(f is held for f in frozens):
+        if held.number in seen:
             raise ValueError(f"Cannot tell trial {held.number} twice.")
+        seen.add(held.number)
         frozen = copy.deepcopy(held)
         if state == TrialState.COMPLETE:
             problem = adapter.infeasible(study, values)
@@ -198,18 +199,38 @@ def tell_trials(study: "optuna.Study", told: list[tuple[Any, Any, Any]]
         outcomes.append((trial, state, values))
         frozens.append(frozen)
     adapter.forget_cached_trials(study)
-    for (_, state, values), frozen in zip(outcomes, frozens):
-        adapter.after_trial(study, frozen, state, values)
-    recording.tell(outcomes)
+    try:  # as Optuna's tell: the outcomes are written even if a sampler's hook raises
+        for (_, state, values), frozen in zip(outcomes, frozens):
+            adapter.after_trial(study, frozen, state, values)
+    finally:
+        refused = recording.tell(outcomes)
     now = datetime.datetime.now()
+    told_now = []
     for (trial, state, values), frozen in zip(outcomes, frozens):
+        if adapter.trial_id(trial) in refused:
+            # Another process failed it as stale (and queued its retry) before this result
+            # was written: the result is dropped, as Optuna's skip_if_finished drops it.
+            import logging
+
+            logging.getLogger("losstune").warning(
+                "trial %d was finished by another process before its result was written "
+                "(its heartbeat had stopped); the result is dropped", frozen.number)
+            continue
+        told_now.append(frozen)
         # Told: no second tell, no record after it, and a later trial of the batch that
         # proposes the same design reads this outcome (trial.repeat_of).
         held = adapter.held(trial)
         held.state, held.values = state, values
         frozen.state, frozen.values = state, values
         frozen.datetime_complete = now
-    return frozens
+    return told_now
+
+
+class _Claimed:
+    """A claimed waiting trial before it is an ``optuna.Trial`` (for :func:`_fail_untold`)."""
+
+    def __init__(self, tid: int) -> None:
+        self._trial_id, self.number = tid, None
 
 
 def ask(study: "optuna.Study", k: int, waiting_only: bool = False) -> list["optuna.Trial"]:
@@ -232,7 +253,9 @@ def ask(study: "optuna.Study", k: int, waiting_only: bool = False) -> list["optu
     from losstune import recording
 
     storage, ids = adapter.storage_of(study), []
-    for tid in adapter.waiting_trial_ids(study, k):
+    for tid in adapter.waiting_trial_ids(study):
+        if len(ids) == k:
+            break
         try:
             if storage.set_trial_state_values(tid, state=TrialState.RUNNING):
                 ids.append(tid)
@@ -241,13 +264,20 @@ def ask(study: "optuna.Study", k: int, waiting_only: bool = False) -> list["optu
     adapter.forget_cached_trials(study)  # as study.ask() clears it
     mine = {results.PID: os.getpid()}
     beats = adapter.heartbeat_enabled(storage)
-    trials = [optuna.Trial(study, trial_id) for trial_id in ids]
-    if trials:
-        for t in trials:
-            recording.start(t).set_user_attr(results.PID, os.getpid())
-        recording.flush(trials, heartbeat=beats)
-    if not waiting_only:  # the new ones in one transaction, with the PID, not read back
-        trials += adapter.new_trials(study, k - len(ids), mine, heartbeat=beats)
+    trials: list[Any] = []
+    try:
+        trials = [optuna.Trial(study, trial_id) for trial_id in ids]
+        if trials:
+            for t in trials:
+                recording.start(t).set_user_attr(results.PID, os.getpid())
+            recording.flush(trials, heartbeat=beats)
+        if not waiting_only:  # the new ones in one transaction, with the PID, not read back
+            trials += adapter.new_trials(study, k - len(ids), mine, heartbeat=beats)
+    except BaseException as err:
+        # A claimed trial without its PID and heartbeat would stay RUNNING for good: failed
+        # with the reason (a queued baseline is queued again by the next run).
+        _fail_untold(study, [_Claimed(tid) for tid in ids], [], err)
+        raise
     for t in trials:  # from here on the trials' suggestions and records are held until written
         recording.start(t)
     return trials

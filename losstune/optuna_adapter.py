@@ -29,6 +29,7 @@ is stored reads back exactly as Optuna's own calls store it, on SQLite and Postg
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import sqlite3
@@ -179,63 +180,80 @@ def rdb_backend(storage: Any) -> Any:
     return None
 
 
-def write(storage: Any, records: list[Pending]) -> None:
+def write(storage: Any, records: list[Pending]) -> set[int]:
     """Write ``records`` in one transaction where the storage is Optuna's RDB storage on SQLite
-    or PostgreSQL; call by call through Optuna's public API otherwise."""
+    or PostgreSQL; call by call through Optuna's public API otherwise. Returns the ids of the
+    trials whose tell was refused because another process had finished them meanwhile (a
+    stale-trial sweep): nothing of those is written, and the others are (Optuna's
+    ``skip_if_finished``)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
     records = [r for r in records if r]
     if not records:
-        return
+        return set()
     backend = rdb_backend(storage)
     if backend is not None:
-        _write_rdb(backend, records)
-        return
+        return _write_rdb(backend, records)
+    refused = set()
     for r in records:
-        for name, (internal, dist) in r.params.items():
-            storage.set_trial_param(r.trial_id, name, internal, dist)
-        for key, value in r.user_attrs.items():
-            storage.set_trial_user_attr(r.trial_id, key, value)
-        for step, value in sorted(r.intermediate.items()):
-            storage.set_trial_intermediate_value(r.trial_id, step, value)
-        for key, value in r.study_system_attrs.items():
-            storage.set_study_system_attr(r.study_id, key, value)
-        if r.heartbeat and heartbeat_enabled(storage):
-            storage.record_heartbeat(r.trial_id)
-        if r.outcome is not None:
-            storage.set_trial_state_values(r.trial_id, r.outcome[0], r.outcome[1])
+        try:
+            for name, (internal, dist) in r.params.items():
+                storage.set_trial_param(r.trial_id, name, internal, dist)
+            for key, value in r.user_attrs.items():
+                storage.set_trial_user_attr(r.trial_id, key, value)
+            for step, value in sorted(r.intermediate.items()):
+                storage.set_trial_intermediate_value(r.trial_id, step, value)
+            for key, value in r.study_system_attrs.items():
+                storage.set_study_system_attr(r.study_id, key, value)
+            if r.heartbeat and heartbeat_enabled(storage):
+                storage.record_heartbeat(r.trial_id)
+            if r.outcome is not None:
+                storage.set_trial_state_values(r.trial_id, r.outcome[0], r.outcome[1])
+        except UpdateFinishedTrialError:
+            if r.outcome is None:
+                raise
+            refused.add(r.trial_id)
+    return refused
 
 
 def check_param(storage: Any, sid: int, name: str, dist: Any) -> None:
     """Refuse a parameter whose distribution is incompatible with the one the study first
-    stored under its name, as Optuna's ``set_trial_param`` refuses it (ValueError). The first
-    time a name is seen, one read of the study's first record of it."""
+    stored under its name, as Optuna's ``set_trial_param`` refuses it (ValueError). The
+    study's first stored distribution of a name is read once, and remembered (as Optuna's
+    cached storage remembers it) once stored."""
     from optuna import distributions
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
     backend = rdb_backend(storage)
-    # Kept on the storage object itself: its life, not an id() a later storage may reuse.
-    known = vars(backend).setdefault("_losstune_distributions", {}).setdefault(sid, {})
+    known = _stored_distributions(backend, sid)
     if name not in known:
         with _create_scoped_session(backend.scoped_session) as session:
             first = (session.query(models.TrialParamModel.distribution_json)
                      .join(models.TrialModel).filter(models.TrialModel.study_id == sid)
                      .filter(models.TrialParamModel.param_name == name).first())
-        if first is None:
-            known[name] = dist
+        if first is None:  # nothing stored under that name yet: nothing to contradict
             return
         known[name] = distributions.json_to_distribution(first[0])
     distributions.check_distribution_compatibility(known[name], dist)
 
 
-def _write_rdb(backend: Any, records: list[Pending]) -> None:
-    """One session of Optuna's RDB storage: each trial checked updatable (as Optuna checks it
-    before any write), then one multi-row statement per table."""
+def _stored_distributions(backend: Any, sid: int) -> dict[str, Any]:
+    """The distributions the study has stored, by parameter name, as far as this process
+    knows: kept on the storage object itself (its life, not an id() a later storage may
+    reuse)."""
+    return vars(backend).setdefault("_losstune_distributions", {}).setdefault(sid, {})
+
+
+def _write_rdb(backend: Any, records: list[Pending]) -> set[int]:
+    """One session of Optuna's RDB storage: the tells first (only a trial still running is
+    told; one another process finished is left out, with its record), each other trial
+    checked updatable (as Optuna checks it before any write), then one statement per table.
+    Returns the ids of the tells refused."""
     import sqlalchemy
     from optuna import distributions
-    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
-    from optuna.trial import TrialState
 
     if backend.engine.name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
@@ -260,10 +278,18 @@ def _write_rdb(backend: Any, records: list[Pending]) -> None:
     value_stored = models.TrialValueModel.value_to_stored_repr
     # An IntegrityError here is a fault, not another worker's race: it is raised, and the
     # records stay pending (Optuna's own attribute writes ignore it).
+    refused: set[int] = set()
     with _create_scoped_session(backend.scoped_session) as session:
-        # Each trial checked updatable first, as Optuna checks it before any write; a trial
-        # told here needs no read: its conditional update below refuses it, and rolls back
-        # the whole write, if it is not running any more.
+        told = [r for r in records if r.outcome is not None]
+        if told:
+            now = _stored_time(datetime.datetime.now())
+            by_state: dict[Any, list[int]] = {}
+            for r in told:
+                by_state.setdefault(r.outcome[0], []).append(r.trial_id)
+            for state, tids in by_state.items():
+                refused |= set(tids) - _finish_running(session, backend, tids, state, now)
+            records = [r for r in records if r.trial_id not in refused]
+        # Each other trial checked updatable, as Optuna checks it before any write.
         ids = sorted({r.trial_id for r in records if r.outcome is None})
         if ids:
             found = dict(session.execute(
@@ -300,30 +326,34 @@ def _write_rdb(backend: Any, records: list[Pending]) -> None:
             session.execute(stmt.on_conflict_do_update(
                 index_elements=[models.TrialHeartbeatModel.trial_id],
                 set_={"heartbeat": sqlalchemy.func.current_timestamp()}))
-        told = [r for r in records if r.outcome is not None]
         values = []
-        for r in told:
-            for objective, v in enumerate(r.outcome[1] or ()):
+        for r in records:
+            for objective, v in enumerate((r.outcome or (None, None))[1] or ()):
                 stored, kind = value_stored(v)
                 values.append(dict(trial_id=r.trial_id, objective=objective, value=stored,
                                    value_type=kind))
         upsert(models.TrialValueModel, values, ["trial_id", "objective"],
                ["value", "value_type"])
-        now = _stored_time(datetime.datetime.now())
-        by_state: dict[Any, list[int]] = {}
-        for r in told:
-            by_state.setdefault(r.outcome[0], []).append(r.trial_id)
-        trials = models.TrialModel.__table__
-        for state, tids in by_state.items():
-            # Only a trial still running is told: a finished one was refused above, and this
-            # condition keeps a trial another process finished meanwhile as it is.
-            done = session.execute(
-                trials.update().where(trials.c.trial_id.in_(tids))
-                .where(trials.c.state == TrialState.RUNNING)
-                .values(state=state, datetime_complete=now)).rowcount
-            if done != len(tids):  # Optuna's words for a finished trial
-                raise UpdateFinishedTrialError(
-                    f"Trial#{tids} has already finished and can not be updated.")
+    for r in records:  # stored now: later suggestions are checked against these
+        for name, (_, dist) in r.params.items():
+            _stored_distributions(backend, r.study_id).setdefault(name, dist)
+    return refused
+
+
+def _finish_running(session: Any, backend: Any, tids: list[int], state: Any,
+                    now: datetime.datetime) -> set[int]:
+    """Set ``state`` on those of ``tids`` that are still RUNNING; the ids it was set on."""
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    trials = models.TrialModel.__table__
+    running = trials.c.state == TrialState.RUNNING
+    update = trials.update().where(running).values(state=state, datetime_complete=now)
+    if backend.engine.name == "sqlite" and sqlite3.sqlite_version_info < (3, 35, 0):
+        return {t for t in tids  # no RETURNING before SQLite 3.35: one update a trial
+                if session.execute(update.where(trials.c.trial_id == t)).rowcount}
+    return set(session.execute(update.where(trials.c.trial_id.in_(tids))
+                               .returning(trials.c.trial_id)).scalars())
 
 
 def _stored_time(local: datetime.datetime) -> datetime.datetime:
@@ -364,55 +394,74 @@ def new_trials(study: "optuna.Study", n: int, user_attrs: dict[str, Any] | None 
                 from optuna.storages._cached_storage import _StudyInfo
 
                 storage._studies[study_id(study)] = _StudyInfo()
-            add(study_id(study), frozen)
+            # Its own copies: the live trials change theirs as they run.
+            add(study_id(study), [copy.deepcopy(f) for f in frozen])
     return [trial_from(study, f) for f in frozen]
 
 
 def _create_rdb(backend: Any, sid: int, n: int, user_attrs: dict[str, Any],
                 heartbeat: bool) -> list["optuna.trial.FrozenTrial"]:
-    """Optuna's ``_create_new_trial`` for ``n`` trials at once: the study's row locked (trial
-    numbers are counted, as Optuna counts them), then the trials inserted already numbered
-    (Optuna's number is the count of the study's trials with a smaller id: with the study
-    locked, every earlier trial), with their attributes and first heartbeat."""
+    """Optuna's ``_create_new_trial`` for ``n`` trials at once, numbered as Optuna numbers a
+    trial (the count of the study's trials with a smaller id), with their attributes and first
+    heartbeat. As Optuna does: the study's row locked, the trials inserted first (which takes
+    SQLite's write lock however the transaction began), then counted; retried on a storage
+    error (a deadlock between servers' workers), five times."""
+    import random
+    import time
+
+    import optuna
     import sqlalchemy
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
     from optuna.trial import FrozenTrial, TrialState
 
-    with _create_scoped_session(backend.scoped_session) as session:
-        if backend.engine.name != "sqlite":  # SQLite's write transaction locks the file
-            models.StudyModel.find_or_raise_by_id(sid, session, for_update=True)
-        past = session.execute(sqlalchemy.select(sqlalchemy.func.count(
-            models.TrialModel.trial_id)).where(models.TrialModel.study_id == sid)).scalar_one()
-        now = datetime.datetime.now()
-        trials = models.TrialModel.__table__
-        rows = session.execute(
-            trials.insert().returning(trials.c.trial_id, trials.c.number),
-            [dict(study_id=sid, number=past + i, state=TrialState.RUNNING,
-                  datetime_start=_stored_time(now)) for i in range(n)]).all()
-        if user_attrs:
-            session.execute(models.TrialUserAttributeModel.__table__.insert(),
-                            [dict(trial_id=tid, key=k, value_json=json.dumps(v))
-                             for tid, _ in rows for k, v in user_attrs.items()])
-        if heartbeat:
-            session.execute(models.TrialHeartbeatModel.__table__.insert(),
-                            [dict(trial_id=tid) for tid, _ in rows])
-    return [FrozenTrial(number=number, state=TrialState.RUNNING, value=None, values=None,
+    trials = models.TrialModel.__table__
+    for attempt in range(1, 6):
+        try:
+            with _create_scoped_session(backend.scoped_session) as session:
+                models.StudyModel.find_or_raise_by_id(sid, session, for_update=True)
+                now = datetime.datetime.now()
+                ids = sorted(session.execute(
+                    trials.insert().returning(trials.c.trial_id),
+                    [dict(study_id=sid, number=None, state=TrialState.RUNNING,
+                          datetime_start=_stored_time(now)) for _ in range(n)]).scalars())
+                past = session.execute(sqlalchemy.select(sqlalchemy.func.count(
+                    trials.c.trial_id)).where(trials.c.study_id == sid)
+                    .where(trials.c.trial_id < ids[0])).scalar_one()
+                earlier = trials.alias("earlier")
+                session.execute(trials.update().where(trials.c.trial_id.in_(ids)).values(
+                    number=sqlalchemy.select(sqlalchemy.func.count(earlier.c.trial_id))
+                    .where(earlier.c.study_id == sid)
+                    .where(earlier.c.trial_id < trials.c.trial_id).scalar_subquery()))
+                if user_attrs:
+                    session.execute(models.TrialUserAttributeModel.__table__.insert(),
+                                    [dict(trial_id=tid, key=k, value_json=json.dumps(v))
+                                     for tid in ids for k, v in user_attrs.items()])
+                if heartbeat:
+                    session.execute(models.TrialHeartbeatModel.__table__.insert(),
+                                    [dict(trial_id=tid) for tid in ids])
+            break
+        except optuna.exceptions.StorageInternalError:
+            if attempt == 5:
+                raise
+            time.sleep(random.random() * 2.0)  # as Optuna waits before trying again
+    # The new ids are the study's newest and, with its row locked, consecutive in it.
+    return [FrozenTrial(number=past + i, state=TrialState.RUNNING, value=None, values=None,
                         datetime_start=now, datetime_complete=None, params={},
                         distributions={}, user_attrs=dict(user_attrs), system_attrs={},
                         intermediate_values={}, trial_id=tid)
-            for tid, number in sorted(rows, key=lambda r: r[1])]
+            for i, tid in enumerate(ids)]
 
 
-def waiting_trial_ids(study: "optuna.Study", k: int) -> list[int]:
-    """Up to ``k`` of the study's WAITING trials, oldest first, as ``study.ask()`` finds them
-    (on the RDB storage one read of their ids, not of every running trial whole)."""
+def waiting_trial_ids(study: "optuna.Study") -> list[int]:
+    """The study's WAITING trials, oldest first, as ``study.ask()`` finds them (on the RDB
+    storage one read of their ids, not of every running trial whole)."""
     from optuna.trial import TrialState
 
     backend = rdb_backend(storage_of(study))
     if backend is None:
         return [trial_id(t) for t in storage_of(study).get_all_trials(
-            study_id(study), deepcopy=False, states=(TrialState.WAITING,))][:k]
+            study_id(study), deepcopy=False, states=(TrialState.WAITING,))]
     import sqlalchemy
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
@@ -422,7 +471,7 @@ def waiting_trial_ids(study: "optuna.Study", k: int) -> list[int]:
             sqlalchemy.select(models.TrialModel.trial_id)
             .where(models.TrialModel.study_id == study_id(study))
             .where(models.TrialModel.state == TrialState.WAITING)
-            .order_by(models.TrialModel.number).limit(k)).scalars())
+            .order_by(models.TrialModel.number)).scalars())
 
 
 def trial_from(study: "optuna.Study", frozen: "optuna.trial.FrozenTrial") -> "optuna.Trial":
@@ -484,6 +533,7 @@ class Heartbeat:
         self.interval = storage.get_heartbeat_interval() if heartbeat_enabled(storage) else None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._warned = False
         self._thread: threading.Thread | None = None
         if self.interval is not None and self.ids:
             # A daemon: a process that dies leaves its trials to go stale, as it should.
@@ -499,8 +549,14 @@ class Heartbeat:
                 return
             try:
                 self.beat(ids)
-            except Exception:  # noqa: BLE001 - a missed beat; the next one may land
-                continue
+            except Exception as err:  # noqa: BLE001 - a missed beat; the next one may land
+                if not self._warned:  # said once: trials that stop beating go stale
+                    self._warned = True
+                    import logging
+
+                    logging.getLogger("losstune").warning(
+                        "the heartbeat of %d running trial(s) could not be written (%s); "
+                        "they will be failed as stale if it stays so", len(ids), err)
 
     def beat(self, ids: list[int]) -> None:
         backend = rdb_backend(self.storage)

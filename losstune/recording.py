@@ -159,23 +159,27 @@ def flush(trials: list[Any], *, heartbeat: bool = False) -> None:
         r._written_now()
 
 
-def tell(told: list[tuple[Any, Any, list[float] | None]]) -> None:
+def tell(told: list[tuple[Any, Any, list[float] | None]]) -> set[int]:
     """Write the rest of these trials' records and their outcomes, ``(trial, state,
     values)``, in one transaction (all of it or none of it: a process killed before it leaves
-    the trials RUNNING with their early record, to be failed and retried)."""
+    the trials RUNNING with their early record, to be failed and retried). Returns the ids of
+    those another process had finished meanwhile (failed as stale): nothing of theirs is
+    written, and their records are dropped."""
     recordings = [start(t) for t, _, _ in told]
     for r, (_, state, values) in zip(recordings, told):
         r.pending.outcome = (state, values)
     try:
-        write(recordings[0].storage if recordings else None, [r.pending for r in recordings])
+        refused = write(recordings[0].storage if recordings else None,
+                        [r.pending for r in recordings])
     except BaseException:
         for r in recordings:
             r.pending.outcome = None
         raise
     for r in recordings:
         r._written_now()
+    return refused
 
 
-def write(storage: Any, records: list[Pending]) -> None:
+def write(storage: Any, records: list[Pending]) -> set[int]:
     """The one write (:func:`losstune.optuna_adapter.write`; a test may stand in for it)."""
-    adapter.write(storage, records)
+    return adapter.write(storage, records)

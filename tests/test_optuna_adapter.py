@@ -52,8 +52,8 @@ def test_optuna_still_has_every_private_name_the_adapter_uses(tmp_path):
     attrs, imported, modules = _private_names_in_source()
     known_attrs = STUDY_ATTRS | TRIAL_ATTRS | CACHED_STORAGE_ATTRS | {
         n for names in MODULE_NAMES.values() for n in names}
-    assert attrs <= known_attrs | {"_lock", "_stop", "_thread", "_beat"}, \
-        attrs - known_attrs  # (the last four are the adapter's own Heartbeat's)
+    assert attrs <= known_attrs | {"_lock", "_stop", "_thread", "_beat", "_warned"}, \
+        attrs - known_attrs  # (the last five are the adapter's own Heartbeat's)
     assert imported <= {(m, n) for m, names in MODULE_NAMES.items() for n in names}, imported
     assert modules <= PRIVATE_MODULES, modules
     import importlib
@@ -135,7 +135,8 @@ def test_new_trials_are_numbered_stored_and_cached_as_optuna_does(url):
     assert [t.state.name for t in study.trials[1:4]] == ["COMPLETE"] * 3
 
 
-def test_a_population_is_told_in_one_transaction_all_of_it_or_none(tmp_path):
+def test_a_population_is_told_in_one_transaction_and_a_member_finished_elsewhere_is_left(
+        tmp_path):
     url = f"sqlite:///{tmp_path / 't.db'}"
     study = optuna.create_study(storage=url, direction="maximize")
     trials = optuna_adapter.new_trials(study, 8, {"pid": 1})
@@ -146,21 +147,57 @@ def test_a_population_is_told_in_one_transaction_all_of_it_or_none(tmp_path):
         t.report(0.5, 0)
     recording.flush(trials)
     told = [(t, optuna.trial.TrialState.COMPLETE, 0.5 + t.number / 100) for t in trials[:4]]
-    # BEGIN, user attributes, intermediate values, values, the state update: not 8 × 5.
+    # BEGIN, the state update, user attributes, intermediate values, values: not 4 × 5.
     assert count_statements(lambda: batch.tell_trials(study, told)) <= 6
     stored = optuna.load_study(study_name=study.study_name, storage=url).trials
     assert [t.values for t in stored[:4]] == [[0.5 + i / 100] for i in range(4)]
     assert all(t.datetime_complete is not None for t in stored[:4])
-    # Another process finished one of the next four meanwhile: none of the four is written.
+    # Another process failed one of the next four as stale meanwhile: the other three are
+    # told, and nothing more is written on that one (Optuna's skip_if_finished).
     study._storage.set_trial_state_values(trials[5]._trial_id, optuna.trial.TrialState.FAIL)
     for t in trials[4:]:
         t.set_user_attr("late", True)
-    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        batch.tell_trials(study, [(t, optuna.trial.TrialState.COMPLETE, 0.9)
-                                  for t in trials[4:]])
+    done = batch.tell_trials(study, [(t, optuna.trial.TrialState.COMPLETE, 0.9)
+                                     for t in trials[4:]])
+    assert [f.number for f in done] == [4, 6, 7]
     stored = optuna.load_study(study_name=study.study_name, storage=url).trials
-    assert [t.state.name for t in stored[4:]] == ["RUNNING", "FAIL", "RUNNING", "RUNNING"]
-    assert not [t for t in stored if "late" in t.user_attrs]
+    assert [t.state.name for t in stored[4:]] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert [t.number for t in stored if "late" in t.user_attrs] == [4, 6, 7]
+    with pytest.raises(ValueError, match="Cannot tell"):  # told once only, as Optuna says
+        batch.tell_trials(study, [(trials[4], optuna.trial.TrialState.COMPLETE, 0.1)])
+
+
+def test_outcomes_are_written_even_when_the_samplers_hook_raises(tmp_path):
+    """As Optuna's tell writes the state in a finally: after its sampler's after_trial."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'h.db'}")
+    trials = optuna_adapter.new_trials(study, 2)
+    for t in trials:
+        recording.start(t)
+
+    def broken(*args):
+        raise RuntimeError("sampler hook")
+
+    study.sampler.after_trial = broken
+    with pytest.raises(RuntimeError, match="sampler hook"):
+        batch.tell_trials(study, [(t, optuna.trial.TrialState.COMPLETE, 1.0) for t in trials])
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "COMPLETE"]
+
+
+def test_the_cached_storage_holds_its_own_copy_of_a_new_trial(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'c.db'}")
+    trial = optuna_adapter.new_trials(study, 1)[0]
+    trial.set_user_attr("x", 1)  # written through (no recording): Optuna updates its own
+    cached = study._storage._studies[study._study_id].trials[trial.number]
+    assert cached is not trial._cached_frozen_trial
+
+
+def test_a_second_tell_in_one_call_is_refused(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'd.db'}")
+    trial = optuna_adapter.new_trials(study, 1)[0]
+    recording.start(trial)
+    with pytest.raises(ValueError, match="twice"):
+        batch.tell_trials(study, [(trial, optuna.trial.TrialState.COMPLETE, 1.0)] * 2)
+    assert study.get_trials()[0].state.name == "RUNNING"
 
 
 def test_a_held_parameter_is_refused_as_optuna_refuses_it(tmp_path):

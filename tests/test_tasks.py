@@ -43,7 +43,7 @@ def test_every_metric_has_one_direction_and_each_task_a_default():
         assert all(tasks.TASKS[t].metrics.get(name, direction) == direction for t in used_by)
     assert {t: tasks.TASKS[t].default_metric for t in ("multilabel", "count")} == {
         "multilabel": "macro_f1", "count": "poisson_deviance"}
-    assert spec_mod.METRICS["poisson_deviance"] == ("minimize", ("count",))
+    assert tasks.metrics()["poisson_deviance"] == ("minimize", ("count",))
     assert catalog.default_families("multilabel") == (
         "binary_crossentropy", "binary_focal", "class_balanced_bce")
     assert [f for f, _ in catalog.default_baselines("count")] == ["poisson", "log1p_mse"]
@@ -635,3 +635,78 @@ def test_an_anchor_without_a_positive_or_a_negative_adds_nothing(family, params)
     assert _np(loss(lonely, emb))[4] == 0.0
     one_class = np.zeros((5, 1), "float32")  # no negatives anywhere
     assert np.all(_np(loss(one_class, emb)) == 0.0)
+
+
+# ------------------------------------------------------------------------------ a new task
+def test_a_task_registered_in_one_module_goes_through_search_report_and_export(tmp_path):
+    """tests/ordinal_task.py registers ordinal regression (its task and its loss) and nothing
+    else changes: a study file names it, a two-trial search trains and scores it, the report
+    and the export read it; it is gone when its block ends."""
+    from sklearn.datasets import load_diabetes
+
+    from tests import ordinal_task
+    from tests.conftest import write_study
+
+    x, y = load_diabetes(return_X_y=True)
+    grade = np.digitize(y, np.quantile(y, [0.25, 0.5, 0.75]))  # 4 ordered classes
+    csv_path = tmp_path / "grades.csv"
+    rows = [",".join([*(f"f{i}" for i in range(x.shape[1])), "grade"])]
+    rows += [",".join([*(f"{v:.6g}" for v in row), str(g)]) for row, g in zip(x, grade)]
+    csv_path.write_text("\n".join(rows) + "\n")
+    study = {"task": "ordinal", "n_trials": 2, "dataset": {"name": "csv", "path": "grades.csv",
+                                                           "target": "grade"},
+             "objective": {"metric": "mae"}, "training": {"epochs": 4},
+             "search": {"families": ["cumulative_logit"]}}
+    runner = CliRunner()
+    url = f"sqlite:///{tmp_path / 'ordinal.db'}"
+    with (tasks.registered(ordinal_task.ORDINAL),
+          catalog.registered(ordinal_task.CUMULATIVE_LOGIT)):
+        path = write_study(tmp_path, study)
+        loaded = spec_mod.load(path)
+        assert (loaded.task, loaded.families) == ("ordinal", ("cumulative_logit",))
+        assert [b.family for b in loaded.baseline_designs] == ["cumulative_logit"]
+        # The task's own rules come from the registry: a metric of another task is refused.
+        bad = write_study(tmp_path, {**study, "objective": {"metric": "r2"}}, name="bad.toml")
+        result = runner.invoke(main, ["validate", str(bad)])
+        assert result.exit_code == 2
+        assert ("objective.metric: unknown metric 'r2' for an ordinal task; allowed: mae, "
+                "accuracy, quadratic_kappa") in result.output
+
+        result = runner.invoke(main, ["search", str(path), "--storage", url],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        trials = optuna.load_study(study_name="tiny", storage=url).trials
+        assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+        assert trials[0].params["cumulative_logit.smoothing"] == 0.0  # the baseline, enqueued
+        for t in trials:
+            # Scored by the task: a mean absolute error in classes, from 3 threshold logits.
+            assert 0.0 <= t.value < 1.5
+            assert t.value == pytest.approx(t.user_attrs["val.mae"], abs=1e-6)
+            assert -1.0 <= t.user_attrs["val.quadratic_kappa"] <= 1.0
+            assert len(t.user_attrs["curve.val_mae"]) == 4
+        # Trained together, each member its own ε (the swap contract).
+        assert [t.user_attrs["compiled"] for t in trials] == ["population", "population"]
+
+        report = tmp_path / "ordinal.html"
+        result = runner.invoke(main, ["report", "tiny", "--storage", url, "-o", str(report)],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "cumulative-link loss" in report.read_text()
+
+        exported = tmp_path / "best.json"
+        result = runner.invoke(main, ["export", "tiny", "--storage", url, "-o", str(exported)],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        loss = losses.load_loss(exported)
+        assert isinstance(loss, ordinal_task.CumulativeLogitLoss) and loss.from_logits
+        assert loss.smoothing in [t.params["cumulative_logit.smoothing"] for t in trials]
+        y_true = np.array([[1.0, 1.0, 0.0]], "float32")
+        z = np.array([[2.0, 0.5, -1.0]], "float32")
+        t = y_true * (1 - loss.smoothing) + loss.smoothing / 2
+        p = _sigmoid(z)
+        expected = np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p)))
+        np.testing.assert_allclose(_np(loss(y_true, z)), expected, rtol=1e-5)
+
+    assert "ordinal" not in tasks.names() and catalog.find("cumulative_logit") is None
+    with pytest.raises(Exception, match="task: must be 'multiclass', .* or 'embedding'"):
+        spec_mod.load(path)

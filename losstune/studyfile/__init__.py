@@ -26,11 +26,10 @@ from pydantic import ValidationError
 from losstune.errors import SpecError
 from losstune.studyfile._errors import _allowed_keys, _best_error, _friendly, _key_path
 from losstune.studyfile._rules import _cross_checks
-from losstune.studyfile._schema import (BUILTIN_DATASETS, IN_MEMORY, MAX_SEED, MAX_TRIALS, METRICS,
-                                   OPTIMIZERS, TASKS, Baseline, Choices, DatasetSpec, ModelSpec,
-                                   ObjectiveSpec, Param, PrunerSpec, RacingSpec, Range,
-                                   SamplerSpec, SearchSpec, StudySpec, TrainingSpec,
-                                   default_space, param_bounds)
+from losstune.studyfile._schema import (IN_MEMORY, MAX_SEED, MAX_TRIALS, OPTIMIZERS, Baseline,
+                                        Choices, DatasetSpec, ModelSpec, ObjectiveSpec, Param,
+                                        PrunerSpec, RacingSpec, Range, SamplerSpec, SearchSpec,
+                                        StudySpec, TrainingSpec, default_space, param_bounds)
 
 
 def _tuples(value: Any) -> Any:
@@ -111,7 +110,6 @@ def baseline_label(family: str, params: dict[str, Any]) -> str:
     return f"{family}({shown})"
 
 
-__all__ = ["BUILTIN_DATASETS", "Baseline", "Choices", "DatasetSpec", "IN_MEMORY", "MAX_SEED",
-           "MAX_TRIALS", "METRICS", "ModelSpec", "OPTIMIZERS", "ObjectiveSpec", "Param", "PrunerSpec",
-           "RacingSpec", "Range", "SamplerSpec", "SearchSpec", "StudySpec", "TASKS",
-           "TrainingSpec", "baseline_label", "default_space", "load", "param_bounds", "parse"]
+__all__ = ["Baseline", "Choices", "DatasetSpec", "IN_MEMORY", "MAX_SEED", "MAX_TRIALS",
+           "ModelSpec", "OPTIMIZERS", "ObjectiveSpec", "Param", "PrunerSpec", "RacingSpec", "Range",
+           "SamplerSpec", "SearchSpec", "StudySpec", "TrainingSpec", "baseline_label", "default_space", "load", "param_bounds", "parse"]

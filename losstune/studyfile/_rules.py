@@ -11,20 +11,22 @@ from typing import Any, Callable
 
 
 from losstune import catalog
-from losstune.tasks import TASKS, TRAIN_TIME_METRIC, a as a_task
+from losstune.tasks import (SETTINGS, TASKS, TRAIN_TIME_METRIC, TRANSFORMS, a as a_task,
+                            builtin_datasets, metrics as all_metrics)
 from losstune.errors import SpecError
 from pathlib import Path
 
-from losstune.studyfile._schema import (BUILTIN_DATASETS, METRICS, Param, Range, StudySpec,
-                                   _check_rule, param_bounds)
+from losstune.studyfile._schema import Param, Range, StudySpec, _check_rule, param_bounds
 
 
 def _cross_checks(spec: StudySpec, path: str) -> None:
     def fail(key: str, message: str) -> None:
         raise SpecError(path, key, message)
 
-    if spec.dataset.name in BUILTIN_DATASETS:
-        serves = BUILTIN_DATASETS[spec.dataset.name]
+    task = TASKS[spec.task]
+    datasets = builtin_datasets()
+    if spec.dataset.name in datasets:
+        serves = datasets[spec.dataset.name]
         if spec.task not in serves:
             fail("task", f"dataset {spec.dataset.name!r} is a {' or '.join(serves)} dataset, "
                          f"got task = {spec.task!r}")
@@ -32,28 +34,14 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         fail("dataset.image", "only the digits dataset has images")
     if spec.model.kind == "cnn" and not spec.dataset.image:
         fail("model.kind", "the cnn model needs image data: set dataset.image = true (digits)")
-    if spec.task in ("regression", "count", "autoencoder") and (spec.dataset.long_tail != 1
-                                                                 or spec.dataset.label_noise):
-        fail("dataset", f"long_tail and label_noise are for classes and labels, not a "
-                        f"{spec.task} task" + ("; use outliers" if spec.task == "regression"
-                                               else ""))
-    if spec.task == "multilabel" and spec.dataset.label_noise:
-        fail("dataset.label_noise", "label_noise is for multiclass and binary tasks; a "
-                                    "multilabel task takes long_tail")
-    if spec.task != "regression" and spec.dataset.outliers:
-        fail("dataset.outliers", f"outliers are for regression, not {a_task(spec.task)}"
-                                 + ("; use label_noise for classification"
-                                    if spec.task in catalog.CLASSIFICATION else ""))
+    _check_transforms(spec, fail)
     if isinstance(spec.dataset.target, tuple) and spec.dataset.name == "npz":
         fail("dataset.target", "an npz file's multilabel target is one array of shape "
                                "(samples, labels): give its name")
-    if isinstance(spec.dataset.target, tuple) and spec.task != "multilabel":
-        fail("dataset.target", f"a list of target columns is for a multilabel task; a "
-                               f"{spec.task} task has one target column")
-    if (spec.task == "multilabel" and spec.dataset.name == "csv"
-            and len(spec.dataset.targets) < 2):
-        fail("dataset.target", "a multilabel task needs two or more label columns, as a list "
-                               f"(target = [\"a\", \"b\"]), got {spec.dataset.target!r}")
+    if isinstance(spec.dataset.target, tuple) and task.targets != "labels":
+        fail("dataset.target", f"a list of target columns is for {_tasks_with('labels')} "
+                               f"(one column per label); {a_task(spec.task)} has one target "
+                               "column")
     if spec.dataset.name in ("csv", "npz"):
         data_path = Path(spec.dataset.path)
         if not data_path.is_absolute():
@@ -79,13 +67,8 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
                 fail(f"dataset.{key}", f"only for the csv and npz datasets; {spec.dataset.name!r} "
                                        "is built in (remove it)")
 
-    _check_embedding(spec, fail)
-    if spec.task == "autoencoder" and spec.model.kind != "mlp":
-        fail("model.kind", f"an autoencoder task trains the built-in autoencoder (model.kind "
-                           f"= \"mlp\": hidden layers, a code of embedding_dim units, the "
-                           f"mirrored decoder), got {spec.model.kind!r}"
-                           + ("; write a study file for it" if spec.model.kind == "python"
-                              else ""))
+    _check_settings(spec, fail)
+    task.check_study(spec, fail)
     scheduled = [f for f in spec.families if catalog.family(f).schedule_gate] \
         if all(catalog.find(f) for f in spec.families) else [None]
     if "schedule" in spec.search.model_fields_set and not scheduled:
@@ -93,12 +76,6 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         fail("search.schedule", f"a schedule (a curriculum, a β warm-up) is searched only for "
                                 f"{', '.join(with_schedule) or 'no family of this task'}; "
                                 f"this study searches {', '.join(spec.families)}")
-    if spec.search.denoise.searched and spec.task != "autoencoder":
-        fail("search.denoise", f"input noise is for the autoencoder task (a denoising "
-                               f"autoencoder), not {a_task(spec.task)}")
-    if spec.task == "autoencoder" and spec.search.penalty.searched:
-        fail("search.penalty", "penalties are added to the mlp and cnn models of the other "
-                               "tasks; the autoencoder's regulariser is the VAE's KL term")
     if spec.search.penalty.searched and spec.model.kind not in ("mlp", "cnn"):
         fail("search.penalty", f"penalties are added to the built-in models (model.kind mlp or "
                                f"cnn), not to a {spec.model.kind} model: add them in it "
@@ -106,10 +83,11 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
     metrics = spec.objective.metrics
     if not metrics:
         fail("objective.metric", "give at least one metric")
+    known = all_metrics()
     for i, metric in enumerate(metrics):
         key = "objective.metric" if len(metrics) == 1 else f"objective.metric[{i}]"
         valid = list(TASKS[spec.task].metrics)  # the task's own order: its default first
-        if metric not in METRICS or spec.task not in METRICS[metric][1]:
+        if metric not in known or spec.task not in known[metric][1]:
             fail(key, f"unknown metric {metric!r} for {a_task(spec.task)}; allowed: "
                       f"{', '.join(valid)}")
         if metric == TRAIN_TIME_METRIC and i == 0:
@@ -162,32 +140,45 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         fail("n_trials", "give n_trials, timeout or both")
 
 
-def _check_embedding(spec: StudySpec, fail: Callable[[str, str], None]) -> None:
-    """An embedding's P x K batches need K >= 2 samples of a class (positives for every
-    anchor) and P >= 2 classes (negatives); the settings are the embedding task's alone."""
-    per_class = spec.training.samples_per_class
-    if spec.task != "embedding":
-        if "samples_per_class" in spec.training.model_fields_set:
-            fail("training.samples_per_class", f"only for the embedding task (P x K batches); "
-                                               f"{a_task(spec.task)} shuffles its batches")
-        if "embedding_dim" in spec.model.model_fields_set and spec.task != "autoencoder":
-            fail("model.embedding_dim", f"only for the embedding and autoencoder tasks (the "
-                                        f"embedding's or the code's width); "
-                                        f"{a_task(spec.task)}'s outputs follow its targets")
-        return
-    if per_class < 2:
-        fail("training.samples_per_class", f"an embedding task needs >= 2 samples of a class "
-                                           f"per batch (every anchor needs a positive), got "
-                                           f"{per_class}")
-    smallest = param_bounds(spec.training.batch_size)[0]
-    if "quadruplet" in spec.families and smallest < 3 * per_class:
-        # Its second term compares two negatives of different classes, neither the anchor's.
-        fail("training.batch_size", f"the quadruplet loss needs >= 3 classes per batch: "
-                                    f"batch_size >= {3 * per_class}, got {smallest:g}")
-    if smallest < 2 * per_class:
-        fail("training.batch_size", f"an embedding batch holds batch_size // samples_per_class "
-                                    f"classes and needs >= 2 (negatives): batch_size >= "
-                                    f"{2 * per_class}, got {smallest:g}")
+def _listing(names: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+def _tasks_with(targets: str) -> str:
+    """"the multiclass and binary tasks": the registered tasks whose targets are ``targets``."""
+    found = [t.name for t in TASKS.values() if t.targets == targets]
+    return f"the {_listing(found)} task{'s' if len(found) > 1 else ''}"
+
+
+def _check_transforms(spec: StudySpec, fail: Callable[[str, str], None]) -> None:
+    """The dataset's training-split transforms (tasks.TRANSFORMS) act on the kinds of targets
+    they are for: a long tail on classes or labels, label noise on classes, outliers on
+    values."""
+    task = TASKS[spec.task]
+    defaults = type(spec.dataset).model_fields
+    for key, kinds in TRANSFORMS.items():
+        if getattr(spec.dataset, key) == defaults[key].default or task.targets in kinds:
+            continue
+        takes = [k for k, ks in TRANSFORMS.items() if task.targets in ks]
+        for_tasks = [t.name for t in TASKS.values() if t.targets in kinds]
+        fail(f"dataset.{key}", f"{key} is for {_listing(for_tasks)} tasks, not "
+                               f"{a_task(spec.task)}"
+                               + (f"; it takes {_listing(takes)}" if takes else ""))
+
+
+def _check_settings(spec: StudySpec, fail: Callable[[str, str], None]) -> None:
+    """A key that only some tasks take (tasks.SETTINGS) is refused in a study of another."""
+    task = TASKS[spec.task]
+    for key, purpose in SETTINGS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(spec, section), name)
+        given = (bool(value.searched) if hasattr(value, "searched")
+                 else name in getattr(spec, section).model_fields_set)
+        if given and key not in task.settings:
+            takers = [t.name for t in TASKS.values() if key in t.settings]
+            fail(key, f"only for the {_listing(takers)} task{'s' if len(takers) > 1 else ''} "
+                      f"({purpose}), not {a_task(spec.task)}")
 
 
 def _check_family_param(family: str, name: str, value: Param, task: str, key: str,
@@ -210,7 +201,7 @@ def _check_family_param(family: str, name: str, value: Param, task: str, key: st
 def _check_class_terms(family: str, params: dict[str, Any], task: str, key: str,
                        fail: Callable[[str, str], None]) -> None:
     """A weight of a term that reads class probabilities is 0 in a study without classes."""
-    if task in catalog.CLASSIFICATION:
+    if TASKS[task].targets == "classes":
         return
     for rule in catalog.family(family).studied:
         if rule.classes_only and param_bounds(params.get(rule.name, 0.0))[1] > 0:

@@ -16,10 +16,22 @@ from losstune import catalog, tasks
 from losstune.tasks import IN_MEMORY
 from losstune.results import RUNS_SUFFIX
 
-TASKS = tasks.names()  # the built-in tasks, registered when the package is imported
-BUILTIN_DATASETS = tasks.builtin_datasets()
-# metric -> (direction, tasks it applies to)
-METRICS: dict[str, tuple[str, tuple[str, ...]]] = tasks.metrics()
+
+def _one_of(value: Any, allowed: tuple[str, ...]) -> Any:
+    """``value`` if it is one of ``allowed``, read when a file is validated: the registered
+    tasks and datasets (a Literal would fix them when this module is imported, before a task
+    registered later). The message is pydantic's for a Literal."""
+    if isinstance(value, str) and value in allowed:
+        return value
+    words = ", ".join(repr(a) for a in allowed[:-1])
+    raise ValueError(f"must be {words} or {allowed[-1]!r}" if words else
+                     f"must be {allowed[-1]!r}")
+
+
+def dataset_names() -> tuple[str, ...]:
+    """What ``dataset.name`` allows: the registered tasks' built-in datasets, csv and npz
+    files, and (from Python) in-memory arrays."""
+    return (*tasks.builtin_datasets(), "csv", "npz", IN_MEMORY)
 
 # allow_inf_nan=False: every float a study file gives (TOML has nan and inf literals) must be
 # finite, in every section, range, choice and baseline parameter: the one place that says so.
@@ -183,7 +195,7 @@ def _as_param(plain: Any) -> Param:
 class DatasetSpec(BaseModel):
     model_config = _FROZEN
     # "arrays": in-memory data given to losstune.search() in Python (not in a study file).
-    name: Literal[(*tasks.builtin_datasets(), "csv", "npz", IN_MEMORY)]
+    name: str
     path: str | None = None
     features: tuple[str, ...] | None = None
     # One column, or (multilabel) a list of the label columns.
@@ -200,6 +212,11 @@ class DatasetSpec(BaseModel):
     # "arrays" only: a hash of the in-memory data, so that a study resumed with other arrays is
     # refused like a study file whose dataset changed (set by losstune.search()).
     fingerprint: str | None = None
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _known(cls, v: Any) -> Any:
+        return _one_of(v, dataset_names())
 
     @model_validator(mode="after")
     def _check(self) -> "DatasetSpec":
@@ -330,7 +347,8 @@ class ObjectiveSpec(BaseModel):
 
     @property
     def directions(self) -> tuple[str, ...]:
-        return tuple(METRICS[m][0] for m in self.metrics)
+        known = tasks.metrics()
+        return tuple(known[m][0] for m in self.metrics)
 
 
 class SamplerSpec(BaseModel):
@@ -500,7 +518,7 @@ class StudySpec(BaseModel):
 
     model_config = _FROZEN
     name: str = Field(min_length=1, max_length=200)
-    task: Literal[TASKS]
+    task: str
     seed: int = 0
     # The same bound as `losstune search --n-trials` (cli.MAX_TRIALS).
     n_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)
@@ -521,6 +539,11 @@ class StudySpec(BaseModel):
     @classmethod
     def _seed(cls, v: Any) -> Any:
         return _check_seed(v)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task(cls, v: Any) -> Any:
+        return _one_of(v, tasks.names())
 
     @field_validator("name")
     @classmethod

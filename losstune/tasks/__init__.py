@@ -25,6 +25,8 @@ Layer: foundation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -43,7 +45,9 @@ class Task:
     ``reconstruction``. ``unit``: what one output unit stands for, in an error message.
     ``metrics``: name -> direction; the first is the default objective. ``datasets``: the
     built-in datasets of this task. ``shown``: the metrics the report's leaderboard shows
-    (default: the first three).
+    (default: the first three). ``classes``: the exact number of classes the task takes (2
+    for binary), or 0 for two or more. ``settings``: the study-file keys only some tasks take
+    (:data:`SETTINGS`) that this one takes.
 
     Subclasses (one per task module) implement :meth:`score`, and override the other methods
     where their task differs from a task with one target column per sample."""
@@ -56,6 +60,8 @@ class Task:
     metrics: Mapping[str, str]
     datasets: tuple[str, ...] = ()
     shown: tuple[str, ...] = ()
+    classes: int = 0
+    settings: tuple[str, ...] = ()
 
     @property
     def default_metric(self) -> str:
@@ -74,6 +80,30 @@ class Task:
     def has_classes(self) -> bool:
         """Targets that are classes or labels: class counts, and logits as outputs."""
         return self.targets in ("classes", "labels")
+
+    @property
+    def stratified(self) -> bool:
+        """Splits keep each class's share: targets that are classes, or inputs whose labels
+        score an autoencoder's code."""
+        return self.targets in ("classes", "inputs")
+
+    @property
+    def scored_by_neighbours(self) -> bool:
+        """Outputs scored by their nearest training samples (an embedding, an autoencoder's
+        code): the model also runs on the training split to score a split."""
+        return self.outputs in ("embedding", "reconstruction")
+
+    def units(self, num_classes: int, embedding_dim: int = 0) -> int:
+        """Output units of a model for this task: one per class or label, the embedding's
+        dimension, or one."""
+        if self.outputs == "scores":
+            return num_classes
+        return embedding_dim if self.outputs == "embedding" else 1
+
+    # ------------------------------------------------------------------ the study file
+    def check_study(self, spec: Any, fail: Any) -> None:
+        """This task's own rules for a study file: ``fail(key, message)`` for the first broken
+        (default: none beyond the rules every task shares)."""
 
     # ------------------------------------------------------------------ training
     def loss_targets(self, splits: Any, y: np.ndarray) -> np.ndarray:
@@ -154,8 +184,27 @@ def register(task: Task) -> Task:
     """Add a task (its module calls this once); its name must be new."""
     if task.name in TASKS:
         raise ValueError(f"task {task.name!r} is registered already")
+    unknown = [key for key in task.settings if key not in SETTINGS]
+    if unknown:
+        raise ValueError(f"task {task.name!r}: settings {', '.join(unknown)} are not among "
+                         f"{', '.join(SETTINGS)}")
     TASKS[task.name] = task
     return task
+
+
+def unregister(name: str) -> None:
+    """Remove a registered task (a task registered for a while: tests, notebooks)."""
+    TASKS.pop(name, None)
+
+
+@contextmanager
+def registered(task: Task) -> Iterator[Task]:
+    """``task`` registered for the ``with`` block only (tests, notebooks)."""
+    register(task)
+    try:
+        yield task
+    finally:
+        unregister(task.name)
 
 
 def names() -> tuple[str, ...]:
@@ -207,7 +256,18 @@ def builtin_datasets() -> dict[str, tuple[str, ...]]:
 
 
 def units(name: str, num_classes: int, embedding_dim: int = 0) -> int:
-    """Output units of a model for this task: one per class or label, the embedding's
-    dimension, or one."""
-    outputs = TASKS[name].outputs
-    return num_classes if outputs == "scores" else embedding_dim if outputs == "embedding" else 1
+    """Output units of a model for task ``name`` (:meth:`Task.units`)."""
+    return TASKS[name].units(num_classes, embedding_dim)
+
+
+# The training-split transforms of a study file's dataset section, by the kind of targets they
+# act on (a long tail thins classes or labels; noise flips classes; outliers move values).
+TRANSFORMS: dict[str, tuple[str, ...]] = {"long_tail": ("classes", "labels"),
+                                          "label_noise": ("classes",),
+                                          "outliers": ("values",)}
+# Study-file keys that only some tasks take (Task.settings), with what they are for.
+SETTINGS: dict[str, str] = {
+    "training.samples_per_class": "P x K batches",
+    "model.embedding_dim": "the embedding's or the code's width",
+    "search.denoise": "input noise: a denoising autoencoder",
+}

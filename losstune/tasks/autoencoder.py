@@ -24,6 +24,18 @@ class Autoencoder(Task):
     def expected_outputs(self, spec: Any, targets: Any) -> tuple[int, ...] | None:
         return None  # the built-in autoencoder: its task allows no other model
 
+    def check_study(self, spec: Any, fail: Any) -> None:
+        """It trains the built-in autoencoder, whose regulariser is the VAE's KL term."""
+        if spec.model.kind != "mlp":
+            fail("model.kind", f"an autoencoder task trains the built-in autoencoder "
+                               f"(model.kind = \"mlp\": hidden layers, a code of embedding_dim "
+                               f"units, the mirrored decoder), got {spec.model.kind!r}"
+                               + ("; write a study file for it" if spec.model.kind == "python"
+                                  else ""))
+        if spec.search.penalty.searched:
+            fail("search.penalty", "penalties are added to the mlp and cnn models of the other "
+                                   "tasks; the autoencoder's regulariser is the VAE's KL term")
+
     def trains_alone(self, spec: Any) -> str | None:
         return "an autoencoder (encoder, code and decoder) trains alone"
 
@@ -93,4 +105,4 @@ AUTOENCODER = register(Autoencoder(
     "reconstruction logits of every input feature, then the latent code "
     "(model.embedding_dim units; a VAE's log-variance after it)",
     {"reconstruction_mse": MINIMIZE, "latent_knn_accuracy": MAXIMIZE},
-    ("digits", "breast_cancer")))
+    ("digits", "breast_cancer"), settings=("model.embedding_dim", "search.denoise")))

@@ -50,4 +50,4 @@ MULTICLASS = register(Classification(
     ("digits", "wine"), SHOWN))
 BINARY = register(Classification(
     "binary", "classes", "scores", "class", "logits without an activation", CLASS_METRICS,
-    ("breast_cancer",), SHOWN))
+    ("breast_cancer",), SHOWN, classes=2))

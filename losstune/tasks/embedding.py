@@ -16,6 +16,27 @@ class Embedding(Task):
     """Trained in P × K batches: ``batch_size // samples_per_class`` classes, that many
     samples each (:func:`losstune.data.pk_batches`), so every batch holds positives."""
 
+    def check_study(self, spec: Any, fail: Any) -> None:
+        """P x K batches need K >= 2 samples of a class (positives for every anchor) and
+        P >= 2 classes (negatives); the quadruplet loss P >= 3."""
+        from losstune.studyfile import param_bounds
+
+        per_class = spec.training.samples_per_class
+        if per_class < 2:
+            fail("training.samples_per_class", f"an embedding task needs >= 2 samples of a "
+                                               f"class per batch (every anchor needs a "
+                                               f"positive), got {per_class}")
+        smallest = param_bounds(spec.training.batch_size)[0]
+        if "quadruplet" in spec.families and smallest < 3 * per_class:
+            # Its second term compares two negatives of different classes, neither the anchor's.
+            fail("training.batch_size", f"the quadruplet loss needs >= 3 classes per batch: "
+                                        f"batch_size >= {3 * per_class}, got {smallest:g}")
+        if smallest < 2 * per_class:
+            fail("training.batch_size", f"an embedding batch holds batch_size // "
+                                        f"samples_per_class classes and needs >= 2 "
+                                        f"(negatives): batch_size >= {2 * per_class}, got "
+                                        f"{smallest:g}")
+
     def check_splits(self, spec: Any, splits: Any) -> None:
         """The largest batch must find enough classes in the training split."""
         import numpy as np
@@ -92,4 +113,5 @@ class Embedding(Task):
 EMBEDDING = register(Embedding(
     "embedding", "classes", "embedding", "embedding dimension",
     "one linear unit per embedding dimension (model.embedding_dim)",
-    {"knn_accuracy": MAXIMIZE, "recall_at_1": MAXIMIZE}, ("digits",)))
+    {"knn_accuracy": MAXIMIZE, "recall_at_1": MAXIMIZE}, ("digits",),
+    settings=("training.samples_per_class", "model.embedding_dim")))

@@ -11,6 +11,13 @@ from losstune.tasks import MAXIMIZE, Task, register
 
 
 class Multilabel(Task):
+    def check_study(self, spec: Any, fail: Any) -> None:
+        """A CSV file's labels are two or more columns."""
+        if spec.dataset.name == "csv" and len(spec.dataset.targets) < 2:
+            fail("dataset.target", "a multilabel task needs two or more label columns, as a "
+                                   f"list (target = [\"a\", \"b\"]), got "
+                                   f"{spec.dataset.target!r}")
+
     def loss_targets(self, splits: Any, y: Any) -> Any:
         import numpy as np
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from losstune import tasks
-from losstune.tasks import a as a_task
+from losstune.tasks import a_task
 from losstune.errors import DataError
 from losstune.studyfile import DatasetSpec
 

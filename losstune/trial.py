@@ -23,7 +23,7 @@ from losstune.errors import LosstuneError
 from losstune.space import LossDesign, suggest_design, suggest_training
 from losstune.studyfile import StudySpec
 from losstune import optuna_adapter, results, tasks
-from losstune.tasks import a as a_task
+from losstune.tasks import a_task
 from losstune import activity
 from losstune.stopping import INTERRUPTED, STOP, TrialInterrupted
 

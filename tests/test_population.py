@@ -14,7 +14,7 @@ import optuna
 import pytest
 import tomli_w
 
-from losstune import population, results, runner, studyfile as spec_mod
+from losstune import population, results, runner, sampling, studyfile as spec_mod
 from losstune import stored as stored_study
 from losstune.storage import open_storage
 from tests.conftest import merge
@@ -237,12 +237,12 @@ def test_pruned_members_stop_and_the_others_finish_unchanged(tmp_path):
         def prune(self, study, trial):
             return trial.number in (1, 3) and max(trial.intermediate_values, default=-1) >= 1
 
-    original = runner.make_pruner
+    original = sampling.make_pruner
     try:
-        runner.make_pruner = lambda spec: PruneSome()
+        sampling.make_pruner = lambda spec: PruneSome()
         pruned = _run(tmp_path, base, designs, 4, "pruned")
     finally:
-        runner.make_pruner = original
+        sampling.make_pruner = original
     for a, b in zip(free, pruned):
         if b.number in (1, 3):
             assert b.state == optuna.trial.TrialState.PRUNED

@@ -7,7 +7,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from losstune import runner
+from losstune import runner, sampling
 from losstune.studyfile import parse
 
 LOSS = CategoricalDistribution(["cross_entropy", "class_balanced"])
@@ -16,7 +16,7 @@ LOSS = CategoricalDistribution(["cross_entropy", "class_balanced"])
 def _study(scope: str) -> optuna.Study:
     spec = parse({"name": "p", "task": "multiclass", "n_trials": 3, "dataset": {"name": "digits"},
                   "pruner": {"n_startup_trials": 2, "n_warmup_steps": 0, "scope": scope}})
-    study = optuna.create_study(direction="maximize", pruner=runner.make_pruner(spec))
+    study = optuna.create_study(direction="maximize", pruner=sampling.make_pruner(spec))
     for value in (0.90, 0.92):  # cross-entropy learns fast
         study.add_trial(create_trial(state=TrialState.COMPLETE, value=value,
                                      params={"loss": "cross_entropy"}, distributions={"loss": LOSS},
@@ -41,12 +41,12 @@ def test_a_family_that_learns_slowly_is_compared_with_its_own(scope, slow_family
 
 def test_pruners_by_name():
     base = {"name": "p", "task": "multiclass", "n_trials": 3, "dataset": {"name": "digits"}}
-    assert isinstance(runner.make_pruner(parse({**base, "pruner": {"name": "none"}})),
+    assert isinstance(sampling.make_pruner(parse({**base, "pruner": {"name": "none"}})),
                       optuna.pruners.NopPruner)
-    assert isinstance(runner.make_pruner(parse({**base, "pruner": {"name": "hyperband"}})),
+    assert isinstance(sampling.make_pruner(parse({**base, "pruner": {"name": "hyperband"}})),
                       optuna.pruners.HyperbandPruner)
     multi = parse({**base, "objective": {"metric": ["macro_f1", "train_time"]}})
-    assert isinstance(runner.make_pruner(multi), optuna.pruners.NopPruner)
+    assert isinstance(sampling.make_pruner(multi), optuna.pruners.NopPruner)
 
 
 def _spec(**changes):

@@ -161,7 +161,7 @@ def test_the_sampler_never_proposes_a_baseline_only_family():
     """One searched family (focal) and the default baselines (cross-entropy, which the study
     does not search, and focal): over many random proposals of a real study, the sampler
     proposes focal only; the cross-entropy baseline still trains, enqueued."""
-    from losstune import runner
+    from losstune import sampling
 
     spec = _spec({"search": {"families": ["focal"]}})
     assert space.families_to_choose(spec) == ["focal"]
@@ -181,8 +181,8 @@ def test_the_sampler_never_proposes_a_baseline_only_family():
     assert not any(baseline for _, baseline in proposed[2:])
     # The family pruner still finds the cross-entropy baseline in its family (by the user
     # attribute: the trial has no `loss` parameter).
-    assert [t.number for t in runner._FamilyView(study, "cross_entropy").get_trials()] == [0]
-    assert len(runner._FamilyView(study, "focal").get_trials()) == 299
+    assert [t.number for t in sampling._FamilyView(study, "cross_entropy").get_trials()] == [0]
+    assert len(sampling._FamilyView(study, "focal").get_trials()) == 299
 
 
 def test_a_study_made_before_keeps_its_loss_choices():

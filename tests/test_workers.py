@@ -224,7 +224,7 @@ def test_single_worker_fixed_seed_is_repeatable(tmp_path):
 
 
 def test_worker_seeds_differ_and_gpus_round_robin():
-    from losstune.runner import worker_seed
+    from losstune.sampling import worker_seed
     from losstune.workers import gpu_assignment
 
     seeds = {worker_seed(7, w) for w in range(8)}

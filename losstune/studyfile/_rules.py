@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 
 from losstune import catalog
-from losstune.tasks import (SETTINGS, TASKS, TRAIN_TIME_METRIC, TRANSFORMS, a as a_task,
+from losstune.tasks import (SETTINGS, TASKS, TRAIN_TIME_METRIC, TRANSFORMS, a_task,
                             builtin_datasets, metrics as all_metrics)
 from losstune.errors import SpecError
 from pathlib import Path

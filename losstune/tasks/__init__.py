@@ -219,7 +219,7 @@ CLASS_METRICS = {"macro_f1": MAXIMIZE, "balanced_accuracy": MAXIMIZE, "accuracy"
 TRAIN_TIME_METRIC = "train_time"
 
 
-def a(name: str) -> str:
+def a_task(name: str) -> str:
     """"a multiclass task", "an embedding task": the task's name with its article."""
     return f"{'an' if name[:1] in 'aeiou' else 'a'} {name} task"
 

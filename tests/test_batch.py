@@ -1,0 +1,90 @@
+"""batch.run: K trials asked at once, trained as populations, each told as soon as it has its
+outcome. A design proposed again is trained once; a stop ends a batch with nothing trained and
+says why on every trial."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from losstune import batch, results, runner
+from losstune import studyfile as spec_mod
+from losstune.stopping import INTERRUPTED, STOP
+from tests.conftest import write_study
+
+
+def _search(tmp_path, families, population):
+    """A regression study whose designs are the families alone (no searched parameter), so
+    the random sampler proposes the same designs again and again."""
+    path = write_study(tmp_path, {
+        "task": "regression", "dataset": {"name": "diabetes"}, "n_trials": 10,
+        "objective": {"metric": "mae"}, "baselines": False, "sampler": {"name": "random"},
+        "search": {"families": families}, "training": {"epochs": 2, "population": population}})
+    spec = spec_mod.load(path)
+    study = runner.create_or_load(spec, f"sqlite:///{tmp_path / 'b.db'}")
+    return study, runner.load_context(spec, tmp_path)
+
+
+def _trained(trial) -> bool:
+    return trial.user_attrs.get(results.EPOCHS_TRAINED, 0) > 0
+
+
+@pytest.mark.parametrize("population", [1, "auto"])
+def test_a_design_proposed_again_trains_once_and_its_repeats_get_its_value(tmp_path,
+                                                                            population):
+    study, ctx = _search(tmp_path, ["mse"], population)
+    first = batch.run(study, ctx, 3)
+    assert sorted(t.number for t in first) == [0, 1, 2]
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    # Trial 0 trained; 1 and 2, the same design in the same batch, waited for it.
+    assert [_trained(t) for t in trials] == [True, False, False]
+    assert [t.user_attrs.get(results.DUPLICATE_OF) for t in trials] == [None, 0, 0]
+    assert trials[1].value == trials[2].value == trials[0].value
+    # The next batch finds the design trained before it: answered at once, nothing trained.
+    batch.run(study, ctx, 2)
+    later = study.get_trials()[3:]
+    assert [(t.state.name, _trained(t), t.user_attrs.get(results.DUPLICATE_OF))
+            for t in later] == [("COMPLETE", False, 0)] * 2
+    assert {t.value for t in later} == {trials[0].value}
+    assert sum(results.is_repeat(t) for t in study.get_trials()) == 4
+
+
+def test_a_stop_ends_the_batch_untrained_and_every_trial_says_why(tmp_path):
+    study, ctx = _search(tmp_path, ["mse", "mae"], "auto")
+    STOP.set()
+    try:
+        told = batch.run(study, ctx, 4)
+    finally:
+        STOP.clear()
+    trials = study.get_trials()
+    assert len(told) == len(trials) == 4
+    # Each proposal ends FAIL, none trained, none left RUNNING for another worker to retry:
+    # trained designs and their repeats alike record the interruption.
+    assert [t.state.name for t in trials] == ["FAIL"] * 4
+    assert not any(_trained(t) for t in trials)
+    assert {t.user_attrs["error"] for t in trials} == {INTERRUPTED}
+    # Without the stop the same study trains again: the interruption left nothing behind.
+    batch.run(study, ctx, 2)
+    assert all(t.state.name == "COMPLETE" for t in study.get_trials()[4:])
+    assert any(_trained(t) for t in study.get_trials()[4:])
+
+
+def test_the_trials_of_a_batch_are_asked_before_any_trains(tmp_path):
+    """K trials are created (with this worker's PID) before the first trains: a worker killed
+    mid-batch leaves all K to be retried, and the sampler sees the K-1 others as running."""
+    study, ctx = _search(tmp_path, ["mse", "mae", "huber", "log_cosh"], "auto")
+    seen: list[int] = []
+    original = batch._propose
+
+    def propose(trial, c, numbers, known):
+        seen.append(len(study.get_trials(states=(optuna.trial.TrialState.RUNNING,))))
+        return original(trial, c, numbers, known)
+
+    batch._propose = propose
+    try:
+        batch.run(study, ctx, 4)
+    finally:
+        batch._propose = original
+    assert seen == [4, 4, 4, 4]
+    assert all(t.user_attrs.get("pid") for t in study.get_trials())

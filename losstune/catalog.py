@@ -27,9 +27,9 @@ import numbers
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
-from losstune import tasks
+from losstune import registry, tasks
 
 CLASSIFICATION = ("multiclass", "binary")
 REGRESSION = ("regression",)
@@ -507,14 +507,9 @@ def unregister(name: str) -> None:
     _FAMILIES.pop(name, None)
 
 
-@contextlib.contextmanager
-def registered(family: Family) -> Iterator[Family]:
+def registered(family: Family) -> contextlib.AbstractContextManager[Family]:
     """``family`` registered for the ``with`` block only (tests, notebooks)."""
-    register(family)
-    try:
-        yield family
-    finally:
-        unregister(family.name)
+    return registry.for_block(register, unregister, family)
 
 
 def _check_record(family: Family) -> None:

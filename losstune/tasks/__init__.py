@@ -25,10 +25,11 @@ Layer: foundation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
+
+from losstune import registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -197,14 +198,9 @@ def unregister(name: str) -> None:
     TASKS.pop(name, None)
 
 
-@contextmanager
-def registered(task: Task) -> Iterator[Task]:
+def registered(task: Task) -> AbstractContextManager[Task]:
     """``task`` registered for the ``with`` block only (tests, notebooks)."""
-    register(task)
-    try:
-        yield task
-    finally:
-        unregister(task.name)
+    return registry.for_block(register, unregister, task)
 
 
 def names() -> tuple[str, ...]:

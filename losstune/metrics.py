@@ -250,3 +250,73 @@ def counts(y_true: np.ndarray, log_counts: np.ndarray) -> dict[str, float]:
         return {"poisson_deviance": float(skm.mean_poisson_deviance(y, mu)),
                 "mae": float(skm.mean_absolute_error(y, mu)),
                 "rmse": float(math.sqrt(skm.mean_squared_error(y, mu)))}
+
+
+# ------------------------------------------------------------------ generated samples
+# Written by hand: scikit-learn and SciPy have no sample-quality metrics of generative models;
+# each is the cited paper's definition, checked against a brute-force reference in
+# tests/test_metrics.py.
+def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
+    """The Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017's
+    FID in any features): ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½). Tr((Σ₁Σ₂)^½) is the sum of
+    the square roots of the eigenvalues of Σ₁Σ₂ (real and >= 0 for covariances, up to
+    rounding, which is clipped), the same number as ``scipy.linalg.sqrtm``'s trace without
+    its complex round-off."""
+    real, fake = np.asarray(real, "float64"), np.asarray(fake, "float64")
+    mu = real.mean(axis=0) - fake.mean(axis=0)
+    s1, s2 = np.atleast_2d(np.cov(real, rowvar=False)), np.atleast_2d(np.cov(fake, rowvar=False))
+    eig = np.linalg.eigvals(s1 @ s2)
+    covmean_trace = float(np.sum(np.sqrt(np.clip(eig.real, 0.0, None))))
+    return float(mu @ mu + np.trace(s1) + np.trace(s2) - 2.0 * covmean_trace)
+
+
+def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int = 10,
+                              subset_size: int = 1000, seed: int = 0) -> float:
+    """KID (Bińkowski et al. 2018): the unbiased estimate of the squared MMD with the cubic
+    polynomial kernel k(x, y) = (x·y / d + 1)³, averaged over ``subsets`` random subsets of
+    ``subset_size`` samples of each set (drawn without replacement; all of a smaller set).
+    Unbiased: the kernel's diagonal is left out of the within-set means, so its expectation is
+    0 when both sets come from one distribution, whatever their sizes."""
+    real, fake = np.asarray(real, "float64"), np.asarray(fake, "float64")
+    d = real.shape[1]
+    m = min(subset_size, len(real), len(fake))
+    rng = np.random.default_rng(seed)
+    estimates = []
+    for _ in range(subsets):
+        x = real[rng.choice(len(real), m, replace=False)]
+        y = fake[rng.choice(len(fake), m, replace=False)]
+        kxx, kyy, kxy = ((a @ b.T / d + 1.0) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        estimates.append(within - 2.0 * kxy.mean())
+    return float(np.mean(estimates))
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019): each set's manifold is the
+    union of balls around its samples reaching their k-th nearest neighbour in the same set;
+    precision is the share of generated samples inside the real manifold, recall the share of
+    real samples inside the generated one. Distances by scikit-learn's NearestNeighbors."""
+    from sklearn.metrics import pairwise_distances
+    from sklearn.neighbors import NearestNeighbors
+
+    real, fake = np.asarray(real, "float64"), np.asarray(fake, "float64")
+
+    def radii(a: np.ndarray) -> np.ndarray:  # the k-th neighbour other than the sample itself
+        return NearestNeighbors(n_neighbors=k + 1).fit(a).kneighbors(a)[0][:, k]
+
+    def inside(points: np.ndarray, centres: np.ndarray, r: np.ndarray) -> float:
+        return float(np.mean((pairwise_distances(points, centres) <= r[None, :]).any(axis=1)))
+
+    return inside(fake, real, radii(real)), inside(real, fake, radii(fake))
+
+
+def class_coverage(predicted: np.ndarray, data_counts: np.ndarray) -> tuple[float, float]:
+    """How generated samples spread over the data's classes, as a classifier trained on the
+    data labels them: the share of classes found at least once, and the KL divergence
+    KL(generated ‖ data) of the class histograms (``scipy.stats.entropy``; 0 when they match,
+    finite because every class of the data has samples)."""
+    from scipy.stats import entropy
+
+    counts = np.bincount(np.asarray(predicted, "int64"), minlength=len(data_counts))
+    return (float(np.mean(counts > 0)),
+            float(entropy(counts / counts.sum(), np.asarray(data_counts) / np.sum(data_counts))))

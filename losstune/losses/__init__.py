@@ -8,6 +8,8 @@ concept lives in a private module:
   class-balanced, Poly-1, soft F-beta), integer or one-hot labels alike;
 * ``_multilabel``, ``_counts``, ``_embedding``, ``_autoencoder``: the losses of those tasks
   (losstune.tasks), and the autoencoder's sampled code and input-noise layers;
+* ``_adversarial``: the GAN losses (a discriminator and a generator loss per family) and the
+  gradient penalties on the discriminator's inputs;
 * ``_penalty``: penalties a design adds through the model's ``add_loss``;
 * ``_dynamic``: :class:`DynamicLoss`, its epoch callback and its per-term metric;
 * ``_description``: loss descriptions (:func:`build_loss`, :func:`describe_loss`,

@@ -1,0 +1,161 @@
+"""GAN losses against their papers' closed forms, and the sample-quality metrics against
+brute-force references (SciPy's sqrtm, an MMD written out sample by sample, k-NN balls by
+loops)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from keras import ops
+
+from losstune import metrics
+from losstune.losses import _adversarial as adv
+
+RNG = np.random.default_rng(11)
+R = RNG.normal(1.0, 1.5, size=32).astype("float32")   # D's outputs on real samples
+F = RNG.normal(-0.5, 1.2, size=32).astype("float32")  # ... and on generated ones
+
+
+def _np(x) -> float:
+    return float(ops.convert_to_numpy(x))
+
+
+def _softplus(x):
+    return np.log1p(np.exp(x.astype("float64")))
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x.astype("float64")))
+
+
+r64, f64 = R.astype("float64"), F.astype("float64")
+CLOSED_FORMS = {
+    # name: (loss, D's loss, G's loss), in the papers' notation
+    "minimax": (adv.MinimaxGAN(),
+                np.mean(-np.log(_sigmoid(r64)) - np.log(1 - _sigmoid(f64))),
+                np.mean(np.log(1 - _sigmoid(f64)))),
+    "non_saturating": (adv.NonSaturatingGAN(),
+                       np.mean(-np.log(_sigmoid(r64)) - np.log(1 - _sigmoid(f64))),
+                       np.mean(-np.log(_sigmoid(f64)))),
+    "least_squares": (adv.LeastSquaresGAN(a=-1.0, b=1.0, c=0.0),
+                      np.mean(0.5 * (r64 - 1) ** 2 + 0.5 * (f64 + 1) ** 2),
+                      np.mean(0.5 * f64 ** 2)),
+    "hinge": (adv.HingeGAN(), np.mean(np.maximum(0, 1 - r64) + np.maximum(0, 1 + f64)),
+              -np.mean(f64)),
+    "wasserstein": (adv.WassersteinGAN(), np.mean(f64) - np.mean(r64), -np.mean(f64)),
+    "relativistic": (adv.RelativisticGAN(),
+                     np.mean(-np.log(_sigmoid(r64 - f64.mean()))
+                             - np.log(1 - _sigmoid(f64 - r64.mean()))),
+                     np.mean(-np.log(_sigmoid(f64 - r64.mean()))
+                             - np.log(1 - _sigmoid(r64 - f64.mean())))),
+}
+
+
+@pytest.mark.parametrize("name", list(CLOSED_FORMS))
+def test_each_family_is_its_papers_closed_form(name):
+    loss, d_loss, g_loss = CLOSED_FORMS[name]
+    assert _np(loss.discriminator_loss(R, F)) == pytest.approx(d_loss, rel=1e-5)
+    assert _np(loss.generator_loss(F, R)) == pytest.approx(g_loss, rel=1e-5)
+    assert adv.ADVERSARIAL[name] is type(loss)
+
+
+def test_minimax_saturates_where_non_saturating_does_not():
+    """Goodfellow et al.'s reason for the non-saturating form: where D rejects the samples
+    (f very negative), log(1 − σ(f)) has almost no gradient, −log σ(f) a large one."""
+    import tensorflow as tf
+
+    f = tf.constant([-8.0, -6.0])
+    grads = {}
+    for name in ("minimax", "non_saturating"):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            value = CLOSED_FORMS[name][0].generator_loss(f)
+        grads[name] = np.abs(tape.gradient(value, f).numpy()).max()
+    assert grads["minimax"] < 2e-3 < 0.4 < grads["non_saturating"]
+
+
+def test_one_sided_label_smoothing_changes_only_the_real_target():
+    s = 0.1
+    for cls in (adv.MinimaxGAN, adv.NonSaturatingGAN):
+        smoothed = cls(label_smoothing=s)
+        expected = np.mean((1 - s) * _softplus(-r64) + s * _softplus(r64) + _softplus(f64))
+        assert _np(smoothed.discriminator_loss(R, F)) == pytest.approx(expected, rel=1e-5)
+        # G's loss does not read the real target.
+        assert _np(smoothed.generator_loss(F)) == pytest.approx(_np(cls().generator_loss(F)))
+
+
+def test_penalties_on_input_gradients():
+    g = RNG.normal(size=(8, 4, 4, 1)).astype("float32")
+    norms = np.sqrt((g.astype("float64").reshape(8, -1) ** 2).sum(axis=1))
+    assert _np(adv.gradient_penalty(g, "gp")) == pytest.approx(np.mean((norms - 1) ** 2),
+                                                                rel=1e-4)
+    assert _np(adv.gradient_penalty(g, "r1")) == pytest.approx(0.5 * np.mean(norms ** 2),
+                                                                rel=1e-4)
+    with pytest.raises(ValueError, match="'gp' or 'r1'"):
+        adv.gradient_penalty(g, "l2")
+    assert adv.WassersteinGAN().gp_weight == 10.0 and adv.HingeGAN().gp_weight == 0.0
+
+
+def test_a_family_rebuilds_from_its_config():
+    loss = adv.LeastSquaresGAN(a=-1.0, b=1.0, c=0.0, label_smoothing=0.2, r1_gamma=5.0)
+    again = type(loss).from_config(loss.get_config())
+    assert (again.a, again.b, again.c, again.label_smoothing, again.r1_gamma) == (
+        -1.0, 1.0, 0.0, 0.2, 5.0)
+    assert _np(again.discriminator_loss(R, F)) == pytest.approx(_np(loss.discriminator_loss(R, F)))
+
+
+# ------------------------------------------------------------------------------ metrics
+def test_frechet_distance_is_scipys_sqrtm_form():
+    from scipy.linalg import sqrtm
+
+    a = RNG.normal(size=(300, 6)) @ RNG.normal(size=(6, 6))
+    b = RNG.normal(0.3, 1.2, size=(250, 6)) @ RNG.normal(size=(6, 6))
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    mu = a.mean(0) - b.mean(0)
+    reference = mu @ mu + np.trace(s1 + s2 - 2 * np.real(sqrtm(s1 @ s2)))
+    assert metrics.frechet_distance(a, b) == pytest.approx(reference, rel=1e-6)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+
+
+def _mmd2_unbiased(x, y):
+    """The unbiased squared MMD with KID's kernel, sample by sample."""
+    d = x.shape[1]
+    k = lambda u, v: (u @ v / d + 1.0) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_kid_is_the_unbiased_mmd_and_centred_on_zero_for_one_distribution():
+    x, y = RNG.normal(size=(40, 5)), RNG.normal(0.5, 1.0, size=(40, 5))
+    assert metrics.kernel_inception_distance(x, y, subsets=1, subset_size=40) == pytest.approx(
+        _mmd2_unbiased(x, y), rel=1e-9)
+    # Unbiased: same-distribution estimates scatter around 0 (a biased one stays above).
+    same = [metrics.kernel_inception_distance(RNG.normal(size=(60, 5)), RNG.normal(size=(60, 5)),
+                                              subsets=1, subset_size=60) for _ in range(40)]
+    assert min(same) < 0 < max(same) and abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(40)
+    assert metrics.kernel_inception_distance(x, y, subsets=3, subset_size=30) > 0.1
+
+
+def test_precision_and_recall_are_k_nn_balls():
+    real = RNG.normal(size=(30, 3))
+    fake = np.concatenate([RNG.normal(size=(20, 3)), RNG.normal(6.0, 1.0, size=(10, 3))])
+    k = 3
+
+    def ref(points, centres):
+        radius = [sorted(np.linalg.norm(c - o) for o in centres)[k] for c in centres]
+        return np.mean([any(np.linalg.norm(p - c) <= r for c, r in zip(centres, radius))
+                        for p in points])
+
+    precision, recall = metrics.precision_recall(real, fake, k=k)
+    assert precision == pytest.approx(ref(fake, real)) and recall == pytest.approx(ref(real, fake))
+    assert precision <= 2 / 3 + 1e-9  # the 10 far samples are outside the real manifold
+
+
+def test_class_coverage():
+    found, kl = metrics.class_coverage(np.array([0, 0, 1, 1]), np.array([5, 5, 5, 5]))
+    assert found == 0.5 and kl == pytest.approx(np.log(2))
+    found, kl = metrics.class_coverage(np.array([0, 1, 2, 3]), np.array([5, 5, 5, 5]))
+    assert found == 1.0 and kl == pytest.approx(0.0)

@@ -58,6 +58,14 @@ class AuditReport:
 
 
 def _value_and_grad(fn: Callable, y_pred) -> tuple[float, float]:
+    value, grad = _backend_grad(fn, y_pred)
+    value = float(ops.convert_to_numpy(value))
+    grad = ops.convert_to_numpy(grad).astype("float64")
+    return value, float(np.sqrt(np.sum(grad ** 2))) if np.all(np.isfinite(grad)) else float("nan")
+
+
+def _backend_grad(fn: Callable, y_pred) -> tuple[Any, Any]:
+    """``fn(y_pred)`` and its gradient with respect to ``y_pred``, by the backend's autodiff."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -82,9 +90,7 @@ def _value_and_grad(fn: Callable, y_pred) -> tuple[float, float]:
         value, grad = jax.value_and_grad(fn)(ops.convert_to_tensor(y_pred))
     else:  # pragma: no cover - numpy backend has no autodiff
         raise LossAuditError(f"the loss audit needs autodiff; backend {backend!r} has none.")
-    value = float(ops.convert_to_numpy(value))
-    grad = ops.convert_to_numpy(grad).astype("float64")
-    return value, float(np.sqrt(np.sum(grad ** 2))) if np.all(np.isfinite(grad)) else float("nan")
+    return value, grad
 
 
 def _audit_epochs(loss: Any) -> list[float]:
@@ -136,6 +142,13 @@ def check(loss: keras.losses.Loss, y_true, y_pred) -> AuditReport:
         if saved is not None:
             loss.set_epoch(saved)  # the audit must leave the loss as it found it
 
+    return _report(loss, points, epochs, dynamic)
+
+
+def _report(loss: Any, points: dict[str, list[ComponentReport]], epochs: list[Any],
+            dynamic: bool) -> AuditReport:
+    """Each component's most active point, and the warnings of the components that cannot
+    change training."""
     reports, warnings = [], []
     for name, found in points.items():
         # Most active point: largest gradient, then largest value (progress has no gradient but
@@ -154,3 +167,74 @@ def check(loss: keras.losses.Loss, y_true, y_pred) -> AuditReport:
                 f"{where}: its weight ({weight:g}) shifts the loss value but cannot change "
                 "training.")
     return AuditReport(tuple(reports), tuple(warnings))
+
+
+def _values_and_grad_norms(fn: Callable, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    """``fn`` maps predictions (batch, K, ...) to K values, member k's reading only slice k:
+    the values and, from one gradient of their sum, each member's gradient norm."""
+    holder: dict[str, Any] = {}
+
+    def total(x):
+        holder["values"] = values = fn(x)
+        return ops.sum(values)
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        (_, values), grad = jax.value_and_grad(lambda x: (total(x), holder["values"]),
+                                               has_aux=True)(ops.convert_to_tensor(y_pred))
+    else:
+        _, grad = _backend_grad(total, y_pred)
+        values = holder["values"]
+    values = ops.convert_to_numpy(values).astype("float64")
+    grad = ops.convert_to_numpy(grad).astype("float64")
+    norms = np.sqrt(np.sum(grad.reshape(grad.shape[0], grad.shape[1], -1) ** 2, axis=(0, 2)))
+    finite = np.all(np.isfinite(grad.reshape(grad.shape[0], grad.shape[1], -1)), axis=(0, 2))
+    return values, np.where(finite, norms, np.nan)
+
+
+def check_members(losses: list[keras.losses.Loss], y_true, y_pred) -> list[AuditReport]:
+    """:func:`check` for the members of a population, all starting from the same model (so
+    the same predictions ``y_pred``): the losses of one structure (``stack``) are audited
+    together, from one evaluation and one gradient, where each loss is one component; a
+    DynamicLoss, whose components are looked at over several epochs, is audited alone.
+    Raises the first member's :class:`LossAuditError`, in member order, as auditing them one
+    by one would."""
+    from losstune.losses import DynamicLoss, compiled_key, stack
+
+    y_true_np = np.asarray(y_true, dtype="float32")
+    y_pred_np = np.asarray(y_pred, dtype="float32")
+    reports: list[Any] = [None] * len(losses)
+    groups: dict[str, list[int]] = {}
+    for i, loss in enumerate(losses):
+        if isinstance(loss, DynamicLoss) or loss.reduction != "sum_over_batch_size":
+            groups[f"alone {i}"] = [i]
+        else:
+            groups.setdefault(compiled_key(loss), []).append(i)
+    for key, members in groups.items():
+        if len(members) == 1:
+            try:
+                reports[members[0]] = check(losses[members[0]], y_true_np, y_pred_np)
+            except LossAuditError as err:
+                reports[members[0]] = err
+            continue
+        k = len(members)
+        stacked = stack([losses[i] for i in members])
+        targets = ops.convert_to_tensor(np.repeat(y_true_np[:, None], k, axis=1))
+        pred = np.repeat(y_pred_np[:, None], k, axis=1)
+        values, norms = _values_and_grad_norms(
+            lambda x: ops.mean(stacked.call(targets, x), axis=0), pred)
+        for j, i in enumerate(members):
+            report = ComponentReport("loss", float(values[j]), float(norms[j]))
+            if not report.finite:
+                reports[i] = LossAuditError(
+                    f"loss component 'loss' is not finite on the audit batch "
+                    f"(value={report.value}, gradient norm={report.grad_norm}); the "
+                    "configuration is rejected.")
+            else:
+                reports[i] = _report(losses[i], {"loss": [report]}, [None], False)
+    for report in reports:
+        if isinstance(report, LossAuditError):
+            raise report
+    return reports

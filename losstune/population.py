@@ -487,7 +487,8 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
     """Train ``members`` (one seed index, one optimizer, one batch size) as one population.
     Each member ends finished (``val_out`` set), pruned, diverged or interrupted; the caller
     records and tells. Returns the members in population order (grouped by loss structure)."""
-    from losstune import models
+    from losstune import audit, models
+
     spec, splits = ctx.spec, ctx.splits
     members = sorted(members, key=lambda m: m.key)
     for i, m in enumerate(members):
@@ -516,8 +517,10 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
         n = min(len(y_train), trial_mod.AUDIT_BATCH)
         outputs = ops.convert_to_numpy(alone(splits.x_train[:n]))
         trial_mod.check_outputs(spec, outputs, y_train[:n])
-        for m in members:
-            m.warnings = trial_mod.record_audit(m.trial, m.loss, y_train[:n], outputs)
+        # Audited together: one evaluation and one gradient per loss structure.
+        reports = audit.check_members([m.loss for m in members], y_train[:n], outputs)
+        for m, audited in zip(members, reports):
+            m.warnings = trial_mod.keep_audit(m.trial, audited)
         model, loss = _prepare(ctx, members, alone, (splits.x_train[:2], y_train[:2]))
         watch = _Watch(members, ctx, loss, report=report)
         keras.utils.set_random_seed(seed)  # the batches each member sees alone

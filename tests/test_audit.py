@@ -96,3 +96,37 @@ def test_integer_labels_are_audited_like_one_hot_labels():
         assert indices.keys() == one_hot.keys()
         for name, figures in one_hot.items():
             assert indices[name] == pytest.approx(figures, rel=1e-5)
+
+
+def test_a_population_is_audited_together_as_each_member_alone():
+    """audit.check_members: one evaluation and one gradient per loss structure give each
+    member the report check() gives it alone (a DynamicLoss is audited alone)."""
+    members = [L.CategoricalFocalCrossentropy(gamma=g, alpha=a, from_logits=True)
+               for g, a in ((0.0, 0.25), (2.0, 0.5), (5.0, 0.1))]
+    members += [L.CategoricalCrossentropy(label_smoothing=s, from_logits=True) for s in (0.0, 0.2)]
+    members.insert(2, L.DynamicLoss(base_params={"from_logits": True}, w_progress=0.4, epochs=4))
+    together = audit.check_members(members, Y, LOGITS)
+    assert len(together) == len(members)
+    for loss, report in zip(members, together):
+        alone = audit.check(loss, Y, LOGITS)
+        assert [c.name for c in report.components] == [c.name for c in alone.components]
+        for c, a in zip(report.components, alone.components):
+            assert c.value == pytest.approx(a.value, rel=1e-5)
+            assert c.grad_norm == pytest.approx(a.grad_norm, rel=1e-4)
+        assert report.warnings == alone.warnings
+    assert together[2].warnings  # the DynamicLoss's progress term has no gradient
+    # Members differ: each got its own gradient, not the group's.
+    norms = [r.components[0].grad_norm for r in together[:2] + together[3:]]
+    assert len(set(norms)) == len(norms)
+
+
+def test_a_population_member_that_is_not_finite_is_rejected_as_alone():
+    members = [L.CategoricalFocalCrossentropy(gamma=g, from_logits=True) for g in (1.0, 2.0)]
+    bad = LOGITS.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(audit.LossAuditError,
+                       match="loss component 'loss' is not finite on the audit batch"):
+        audit.check(members[0], Y, bad)
+    with pytest.raises(audit.LossAuditError,
+                       match="loss component 'loss' is not finite on the audit batch"):
+        audit.check_members(members, Y, bad)

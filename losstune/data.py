@@ -80,9 +80,7 @@ class Splits:
         return self._with_gallery(self.x_test)
 
     def _with_gallery(self, x: np.ndarray) -> np.ndarray:
-        if not tasks.TASKS[self.task].scored_by_neighbours:
-            return x
-        return np.concatenate([x, self.x_train])
+        return tasks.TASKS[self.task].scored_inputs(self, x)
 
 
 def data_file(spec: DatasetSpec, base_dir: Path | str = ".") -> Path:
@@ -419,8 +417,8 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
                     f"{len(y_test)} test")
 
     with np.errstate(over="ignore", invalid="ignore"):
-        if kind == "inputs":  # reconstructed through a sigmoid: [0, 1], fitted on training
-            scaler = MinMaxScaler(clip=True).fit(x_train)
+        if the_task.feature_range:  # the range of the model's outputs (a sigmoid, a tanh)
+            scaler = MinMaxScaler(feature_range=the_task.feature_range, clip=True).fit(x_train)
         else:
             scaler = StandardScaler().fit(x_train)
         x_train, x_val, x_test = (scaler.transform(a).astype("float32")

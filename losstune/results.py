@@ -85,6 +85,7 @@ COMPONENT = "loss_"  # + a loss's component: its logged mean per epoch (curve.lo
 PROJECTION = "val.projection"   # embedding: 2-D PCA of validation embeddings, [[x...], [y...]]
 RECONSTRUCTIONS = "val.reconstructions"  # autoencoder: the first validation inputs rebuilt
 PREDICTIONS = "val.pred"         # regression, count: validation predictions (original units)
+GENERATED = "val.generated"      # gan: the first generated samples, in [0, 1]
 
 # Study-level user attributes.
 OBJECTIVE = "objective"          # the metric names
@@ -94,6 +95,7 @@ SPEC = "spec"                    # the study file, validated (storage URL masked
 BASE_DIR = "base_dir"            # where relative data paths and factories are found
 DATA = "data"                    # the data in words
 CLASS_NAMES = "class_names"
+CLASS_COUNTS = "class_counts"    # gan: training samples per class (its coverage figure)
 SHOWN_INPUTS = "val_inputs_shown"  # autoencoder: the validation inputs reconstructed
 IMAGE_SHAPE = "image_shape"        # autoencoder: how to draw an input (8 x 8 digits)
 VAL_TARGETS = "val_targets"      # regression, count: validation targets; embedding: classes

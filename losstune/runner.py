@@ -201,7 +201,7 @@ def prepared_splits(spec: StudySpec, splits: Any) -> Any:
     """The splits with what the study's model needs from them (an autoencoder's code width),
     checked by the task before any trial (an embedding's P x K batches need as many classes
     as the largest batch asks for)."""
-    splits.latent_dim = spec.model.embedding_dim
+    splits.latent_dim = tasks.TASKS[spec.task].latent_width(spec)
     tasks.TASKS[spec.task].check_splits(spec, splits)
     return splits
 

@@ -445,10 +445,12 @@ def _build(trial: "optuna.Trial", ctx: Context, description: dict[str, Any],
                              base_dir=ctx.base_dir, builder=ctx.model_fn, task=spec.task,
                              penalty=description.get("penalty"))
     y_train = training_targets(splits)
-    batch = min(len(y_train), AUDIT_BATCH)
-    outputs = keras.ops.convert_to_numpy(model(splits.x_train[:batch]))
-    check_outputs(spec, outputs, y_train[:batch])
-    warnings = record_audit(trial, loss, y_train[:batch], outputs)
+    batch = y_train[:AUDIT_BATCH]
+    warnings = tasks.TASKS[spec.task].check_built(trial, ctx, model, loss, batch)
+    if warnings is None:
+        outputs = keras.ops.convert_to_numpy(model(splits.x_train[:len(batch)]))
+        check_outputs(spec, outputs, batch)
+        warnings = record_audit(trial, loss, batch, outputs)
     model, loss, reused = compiled.CACHE.prepare(
         model, loss, optimizer=training["optimizer"],
         learning_rate=training["learning_rate"], jit_compile=spec.training.jit_compile,
@@ -463,7 +465,11 @@ def record_audit(trial: "optuna.Trial", loss: Any, targets: np.ndarray,
     """The loss audit on a real batch of the untrained model, recorded; its warnings."""
     from losstune import audit
 
-    report = audit.check(loss, targets, outputs)
+    return keep_audit(trial, audit.check(loss, targets, outputs))
+
+
+def keep_audit(trial: "optuna.Trial", report: Any) -> tuple[str, ...]:
+    """A loss audit's report recorded on the trial; its warnings."""
     trial.set_user_attr(results.AUDIT, {k: {n: float(f"{v:.4g}") for n, v in d.items()}
                                         for k, d in report.as_dict().items()})
     if report.warnings:

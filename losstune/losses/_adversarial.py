@@ -51,18 +51,22 @@ class AdversarialLoss(Tunable, keras.losses.Loss):
     """A GAN family: :meth:`discriminator_loss` and :meth:`generator_loss` on the
     discriminator's outputs. ``label_smoothing``: one-sided, on the real target (families with
     a cross-entropy); ``r1_gamma``: the R1 penalty's γ; ``gp_weight``: WGAN-GP's λ (0 for the
-    other families). Called as a Keras loss, ``loss(_, f)`` is the generator's loss on the
+    other families); ``d_steps``: discriminator steps per generator step; ``d_lr_ratio``: the
+    discriminator's learning rate over the generator's. Called as a Keras loss, ``loss(_, f)`` is the generator's loss on the
     discriminator's outputs ``f`` for generated samples (real outputs are needed by the
     relativistic family only, which then compares with a mean of 0)."""
 
-    _variable_keys = ("label_smoothing", "r1_gamma", "gp_weight")
+    _variable_keys = ("label_smoothing", "r1_gamma", "gp_weight", "d_steps", "d_lr_ratio")
 
     def __init__(self, label_smoothing: float = 0.0, r1_gamma: float = 0.0,
-                 gp_weight: float = 0.0, reduction="sum_over_batch_size", name=None,
-                 dtype=None) -> None:
+                 gp_weight: float = 0.0, d_steps: int = 1, d_lr_ratio: float = 1.0,
+                 reduction="sum_over_batch_size", name=None, dtype=None) -> None:
         super().__init__(name=name or self.family, reduction=reduction, dtype=dtype)
         self.label_smoothing, self.r1_gamma = float(label_smoothing), float(r1_gamma)
         self.gp_weight = float(gp_weight)
+        # How the train step alternates (losstune.adversarial): discriminator steps per
+        # generator step, and the discriminator's learning rate over the generator's (TTUR).
+        self.d_steps, self.d_lr_ratio = int(d_steps), float(d_lr_ratio)
         self._init_hp(label_smoothing=self.label_smoothing, r1_gamma=self.r1_gamma,
                       gp_weight=self.gp_weight, **self._extra_values())
 
@@ -96,7 +100,8 @@ class AdversarialLoss(Tunable, keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "label_smoothing": self.label_smoothing,
-                "r1_gamma": self.r1_gamma, "gp_weight": self.gp_weight}
+                "r1_gamma": self.r1_gamma, "gp_weight": self.gp_weight,
+                "d_steps": self.d_steps, "d_lr_ratio": self.d_lr_ratio}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -126,9 +131,12 @@ class LeastSquaresGAN(AdversarialLoss):
     family = "least_squares"
     _variable_keys = (*AdversarialLoss._variable_keys, "a", "b", "c")
 
-    def __init__(self, a: float = 0.0, b: float = 1.0, c: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, a: float = 0.0, b: float = 1.0, c: float = 1.0,
+                 label_smoothing: float = 0.0, r1_gamma: float = 0.0, gp_weight: float = 0.0,
+                 d_steps: int = 1, d_lr_ratio: float = 1.0, **kwargs: Any) -> None:
         self.a, self.b, self.c = float(a), float(b), float(c)
-        super().__init__(**kwargs)
+        super().__init__(label_smoothing=label_smoothing, r1_gamma=r1_gamma,
+                         gp_weight=gp_weight, d_steps=d_steps, d_lr_ratio=d_lr_ratio, **kwargs)
 
     def _extra_values(self) -> dict[str, float]:
         return {"a": self.a, "b": self.b, "c": self.c}
@@ -162,8 +170,11 @@ class WassersteinGAN(AdversarialLoss):
 
     family = "wasserstein"
 
-    def __init__(self, gp_weight: float = 10.0, **kwargs: Any) -> None:
-        super().__init__(gp_weight=gp_weight, **kwargs)
+    def __init__(self, gp_weight: float = 10.0, label_smoothing: float = 0.0,
+                 r1_gamma: float = 0.0, d_steps: int = 1, d_lr_ratio: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(label_smoothing=label_smoothing, r1_gamma=r1_gamma,
+                         gp_weight=gp_weight, d_steps=d_steps, d_lr_ratio=d_lr_ratio, **kwargs)
 
     def _d(self, r, f):
         return f - r

@@ -152,6 +152,41 @@ def reconstructions(info: dict[str, Any]) -> go.Figure:
     return _style(fig, title, height=max(220, 90 * rows // 4))
 
 
+def samples(rows: Sequence[tuple[str, Sequence[Sequence[float]]]],
+            shape: Sequence[int] | None) -> go.Figure:
+    """Generated samples in [0, 1], one row of images (or of lines, for flat data) per
+    design, labelled on the left."""
+    from plotly.subplots import make_subplots
+
+    n = max(len(r[1]) for r in rows)
+    fig = make_subplots(rows=len(rows), cols=n, horizontal_spacing=0.005,
+                        vertical_spacing=0.02, row_titles=[wrap(label, 24) for label, _ in rows])
+    for i, (_, images) in enumerate(rows, start=1):
+        for j, values in enumerate(images, start=1):
+            if shape:
+                h, w = shape
+                fig.add_trace(go.Heatmap(z=[values[k * w:(k + 1) * w] for k in range(h)],
+                                         zmin=0, zmax=1, colorscale="Greys", showscale=False),
+                              row=i, col=j)
+            else:
+                fig.add_trace(go.Scatter(y=values, mode="lines", line_color=PALETTE[0],
+                                         showlegend=False), row=i, col=j)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed" if shape else True)
+    return _style(fig, "Generated samples", height=max(220, 80 * len(rows)))
+
+
+def class_histogram(generated: Sequence[int], data: Sequence[int], label: str) -> go.Figure:
+    """Each class's share of the generated samples against its share of the data."""
+    classes = [str(i) for i in range(len(data))]
+    fig = go.Figure([go.Bar(x=classes, y=[c / max(1, sum(generated)) for c in generated],
+                            name=f"generated: {wrap(label)}", marker_color=PALETTE[0]),
+                     go.Bar(x=classes, y=[c / max(1, sum(data)) for c in data],
+                            name="training data", marker_color="#999")])
+    return _style(fig, "Class coverage of generated samples", barmode="group",
+                  xaxis_title="class (feature classifier)", yaxis_title="share")
+
+
 def counts(info: dict[str, Any]) -> go.Figure:
     top = max([*info["target"], *info["predicted"], 1.0])
     fig = go.Figure(go.Scatter(x=info["target"], y=info["predicted"], mode="markers",

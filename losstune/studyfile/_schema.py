@@ -249,6 +249,8 @@ class ModelSpec(BaseModel):
     factory: str | None = None
     # The embedding task's output units (the embedding's dimension).
     embedding_dim: int = Field(16, ge=2, le=4096)
+    # The gan task's latent vectors (the generator's input width).
+    latent_dim: int = Field(16, ge=1, le=4096)
 
     @field_validator("hidden", "filters")
     @classmethod

@@ -48,7 +48,9 @@ class Task:
     built-in datasets of this task. ``shown``: the metrics the report's leaderboard shows
     (default: the first three). ``classes``: the exact number of classes the task takes (2
     for binary), or 0 for two or more. ``settings``: the study-file keys only some tasks take
-    (:data:`SETTINGS`) that this one takes.
+    (:data:`SETTINGS`) that this one takes. ``feature_range``: the features scaled into this
+    range (the training split's minimum and maximum, as its model's outputs are: a sigmoid's
+    [0, 1], a tanh's [-1, 1]), or None for standardised features.
 
     Subclasses (one per task module) implement :meth:`score`, and override the other methods
     where their task differs from a task with one target column per sample."""
@@ -63,6 +65,7 @@ class Task:
     shown: tuple[str, ...] = ()
     classes: int = 0
     settings: tuple[str, ...] = ()
+    feature_range: tuple[float, float] | None = None
 
     @property
     def default_metric(self) -> str:
@@ -93,6 +96,26 @@ class Task:
         """Outputs scored by their nearest training samples (an embedding, an autoencoder's
         code): the model also runs on the training split to score a split."""
         return self.outputs in ("embedding", "reconstruction")
+
+    def latent_width(self, spec: Any) -> int:
+        """The width of the model's code or latent vectors (an autoencoder's code)."""
+        return spec.model.embedding_dim
+
+    def scored_inputs(self, splits: Any, x: np.ndarray) -> np.ndarray:
+        """What the model is run on to score a split whose features are ``x``: the features,
+        then (outputs scored by their nearest training samples) the training split's."""
+        import numpy as np
+
+        if not self.scored_by_neighbours:
+            return x
+        return np.concatenate([x, splits.x_train])
+
+    def check_built(self, trial: Any, ctx: Any, model: Any, loss: Any,
+                    y: np.ndarray) -> tuple[str, ...] | None:
+        """Before a trial trains alone, the task's own check of its new model and loss on a
+        real training batch (targets ``y``), recorded; its warnings. None (the default): the
+        trial's check, the model's outputs against the task and the loss audit on them."""
+        return None
 
     def units(self, num_classes: int, embedding_dim: int = 0) -> int:
         """Output units of a model for this task: one per class or label, the embedding's
@@ -265,5 +288,6 @@ TRANSFORMS: dict[str, tuple[str, ...]] = {"long_tail": ("classes", "labels"),
 SETTINGS: dict[str, str] = {
     "training.samples_per_class": "P x K batches",
     "model.embedding_dim": "the embedding's or the code's width",
+    "model.latent_dim": "the generator's latent vectors",
     "search.denoise": "input noise: a denoising autoencoder",
 }

@@ -105,4 +105,5 @@ AUTOENCODER = register(Autoencoder(
     "reconstruction logits of every input feature, then the latent code "
     "(model.embedding_dim units; a VAE's log-variance after it)",
     {"reconstruction_mse": MINIMIZE, "latent_knn_accuracy": MAXIMIZE},
-    ("digits", "breast_cancer"), settings=("model.embedding_dim", "search.denoise")))
+    ("digits", "breast_cancer"), settings=("model.embedding_dim", "search.denoise"),
+    feature_range=(0.0, 1.0)))

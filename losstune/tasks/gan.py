@@ -1,0 +1,246 @@
+"""GAN: unconditional image generation. A trial trains a generator and a discriminator in
+alternation with the design's adversarial loss pair (:mod:`losstune.adversarial`) and is
+scored on its generated samples, never by its losses.
+
+Scoring: a classifier (scikit-learn's MLPClassifier, one hidden layer of 64) is trained once
+per study on the training split, never on generated samples, and cached by the data's
+fingerprint; its hidden layer is the feature space. On :data:`GENERATED` samples from fixed
+latent vectors, against the held-out real split: KID (unbiased, the default objective: the
+Fréchet distance is biased at these sample sizes), the Fréchet distance, precision and recall
+(k = 3), and class coverage (the share of classes the classifier finds, and the KL divergence
+of their histogram from the data's).
+
+Layer: tasks (a task module: imported by ``losstune/__init__.py``, which registers it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from losstune import catalog
+from losstune.catalog import Family, Parameter
+from losstune.tasks import MAXIMIZE, MINIMIZE, Task, register
+
+GENERATED = 1000      # generated samples scored per split (Lucic et al. use 10k on larger sets)
+SHOWN_SAMPLES = 12    # generated samples a trial keeps for the report's grid
+LATENT_SEED = 20261203
+_FEATURES: dict[str, Any] = {}  # data fingerprint -> the fitted feature classifier
+
+
+def feature_classifier(splits: Any) -> Any:
+    """The study's feature classifier, trained on its training split once (per process) and
+    kept by the split's fingerprint."""
+    import numpy as np
+    from sklearn.neural_network import MLPClassifier
+
+    x = np.ascontiguousarray(splits.x_train.reshape(len(splits.x_train), -1), dtype="float32")
+    key = hashlib.sha256(x.tobytes() + np.asarray(splits.y_train).tobytes()).hexdigest()
+    if key not in _FEATURES:
+        clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=0)
+        _FEATURES[key] = clf.fit(x, splits.y_train)
+    return _FEATURES[key]
+
+
+def features(clf: Any, x: Any) -> Any:
+    """The classifier's hidden layer (ReLU) for samples ``x``."""
+    import numpy as np
+
+    flat = np.asarray(x, "float64").reshape(len(x), -1)
+    return np.maximum(flat @ clf.coefs_[0] + clf.intercepts_[0], 0.0)
+
+
+class GAN(Task):
+    def check_study(self, spec: Any, fail: Any) -> None:
+        if spec.model.kind not in ("mlp", "cnn"):
+            fail("model.kind", f"a gan task trains the built-in generator and discriminator "
+                               f"(model.kind \"mlp\" or \"cnn\"), got {spec.model.kind!r}")
+        if spec.search.penalty.searched:
+            fail("search.penalty", "penalties are added to the mlp and cnn models of the "
+                                   "other tasks; a GAN's regularisers are its families' "
+                                   "r1_gamma and gp_weight")
+
+    def check_splits(self, spec: Any, splits: Any) -> None:
+        """Before any trial: a backend whose train step can alternate two optimizers."""
+        from losstune import adversarial
+
+        adversarial.check_backend()
+
+    def latent_width(self, spec: Any) -> int:
+        return spec.model.latent_dim
+
+    def trains_alone(self, spec: Any) -> str | None:
+        return "a GAN (a generator and a discriminator in alternation) trains alone"
+
+    def expected_outputs(self, spec: Any, targets: Any) -> tuple[int, ...] | None:
+        return None  # the built-in generator: its task allows no other model
+
+    def scored_inputs(self, splits: Any, x: Any) -> Any:
+        """Fixed latent vectors: every trial, every epoch, is scored on the same ones."""
+        import numpy as np
+
+        rng = np.random.default_rng(LATENT_SEED + (len(x) % 1000))
+        return rng.normal(size=(GENERATED, splits.latent_dim)).astype("float32")
+
+    def build_model(self, ctx: Any, description: dict[str, Any]) -> Any:
+        from losstune import adversarial
+
+        m = ctx.spec.model
+        shape = ctx.splits.input_shape
+        return adversarial.GAN(
+            adversarial.build_generator(m.latent_dim, shape, m.kind, m.hidden, m.filters),
+            adversarial.build_discriminator(shape, m.kind, m.hidden, m.filters),
+            m.latent_dim, seed=ctx.spec.seed)
+
+    def check_built(self, trial: Any, ctx: Any, model: Any, loss: Any, y: Any) -> tuple:
+        """Both losses on a real batch and generated samples, before training: a design whose
+        losses are not finite is rejected; their values are recorded as its audit."""
+        import math
+
+        import numpy as np
+        from keras import ops
+
+        from losstune import results
+        from losstune.audit import LossAuditError
+
+        splits = ctx.splits
+        z = np.random.default_rng(0).normal(size=(len(y), splits.latent_dim)).astype("float32")
+        real = model.discriminator(splits.x_train[:len(y)])
+        fake = model.discriminator(model(z))
+        values = {"discriminator": float(ops.convert_to_numpy(loss.discriminator_loss(real, fake))),
+                  "generator": float(ops.convert_to_numpy(loss.generator_loss(fake, real)))}
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise LossAuditError(f"the {name} loss is not finite on the audit batch "
+                                     f"({value}); the configuration is rejected.")
+        trial.set_user_attr(results.AUDIT, {k: {"value": float(f"{v:.4g}")}
+                                            for k, v in values.items()})
+        return ()
+
+    def score(self, splits: Any, x: Any, y: Any, out: Any, only: str | None = None
+              ) -> dict[str, Any]:
+        """``out``: the generated samples; the real ones are the split ``y`` labels (the test
+        split's, or else the validation split's)."""
+        import numpy as np
+
+        from losstune import metrics
+
+        if not np.isfinite(out).all():
+            raise FloatingPointError("the generated samples are not finite")
+        real = splits.x_test if y is splits.y_test else splits.x_val
+        clf = feature_classifier(splits)
+        f_real, f_fake = features(clf, real), features(clf, out)
+        computed: dict[str, Any] = {}
+        wanted = (only,) if only else tuple(self.metrics)
+        if "kid" in wanted:
+            computed["kid"] = metrics.kernel_inception_distance(f_real, f_fake)
+        if "fd" in wanted:
+            computed["fd"] = metrics.frechet_distance(f_real, f_fake)
+        if {"precision", "recall"} & set(wanted):
+            computed["precision"], computed["recall"] = metrics.precision_recall(f_real, f_fake)
+        if {"class_coverage", "class_kl"} & set(wanted):
+            predicted = clf.predict(np.asarray(out, "float64").reshape(len(out), -1))
+            computed["class_coverage"], computed["class_kl"] = metrics.class_coverage(
+                predicted, np.bincount(splits.y_train, minlength=splits.num_classes))
+            if not only:
+                computed["class_histogram"] = np.bincount(
+                    predicted, minlength=splits.num_classes).tolist()
+        return {k: float(v) if not isinstance(v, list) else v for k, v in computed.items()
+                if k in wanted or k == "class_histogram"}
+
+    def record_outputs(self, trial: Any, splits: Any, val_out: Any) -> None:
+        """The first generated samples, in [0, 1], for the report's grid."""
+        from losstune import results
+
+        shown = (val_out[:SHOWN_SAMPLES].reshape(min(SHOWN_SAMPLES, len(val_out)), -1) + 1) / 2
+        trial.set_user_attr(results.GENERATED,
+                            [[float(f"{v:.3g}") for v in row] for row in shown.tolist()])
+
+    def record_data(self, study: Any, splits: Any) -> None:
+        import numpy as np
+
+        from losstune import results
+
+        if splits.image_shape:
+            study.set_user_attr(results.IMAGE_SHAPE, list(splits.image_shape))
+        study.set_user_attr(results.CLASS_COUNTS,
+                            np.bincount(splits.y_train, minlength=splits.num_classes).tolist())
+
+    def report_figures(self, order: Any, attrs: Any, add: Any) -> None:
+        """Generated samples of the top designs and the baselines; the generator's and the
+        discriminator's losses per epoch; the winner's class histogram against the data's."""
+        from losstune import results
+        from losstune.report import info, plots
+
+        shown = [t for t in order if results.GENERATED in t.user_attrs][:4]
+        shown += [t for t in order if results.BASELINE in t.user_attrs
+                  and results.GENERATED in t.user_attrs and t not in shown]
+        add("Generated samples", "The first generated samples (fixed latent vectors) of the "
+            "top designs and of the baselines, one row each.",
+            plots.samples([(info.design_label(t), t.user_attrs[results.GENERATED])
+                           for t in shown], attrs.get(results.IMAGE_SHAPE)) if shown else None,
+            "no stored samples")
+        series = [{"label": f"{info.design_label(t)}: {part}",
+                   "values": t.user_attrs.get(f"{results.CURVE}{results.COMPONENT}{part}", [])}
+                  for t in order[:3] for part in ("discriminator", "generator")]
+        series = [s for s in series if s["values"]]
+        add("Adversarial losses", "The discriminator's and the generator's losses per epoch "
+            "(training batches) of the top designs: their balance, not their value, is what "
+            "the losses say.",
+            plots.lines(series, "Adversarial losses per epoch", "loss") if series else None,
+            "no loss curves")
+        best = next((t for t in order if results.VAL + "class_histogram" in t.user_attrs), None)
+        data = attrs.get(results.CLASS_COUNTS)
+        add("Class coverage", "Classes of the verdict's winner's generated samples (as the "
+            "feature classifier labels them) against the training data's share.",
+            plots.class_histogram(best.user_attrs[results.VAL + "class_histogram"], data,
+                                  info.design_label(best)) if best and data else None,
+            "no class histogram recorded")
+
+
+GAN_TASK = register(GAN(
+    "gan", "inputs", "samples", "sample", "generated samples",
+    {"kid": MINIMIZE, "fd": MINIMIZE, "precision": MAXIMIZE, "recall": MAXIMIZE,
+     "class_coverage": MAXIMIZE, "class_kl": MINIMIZE}, ("digits",),
+    ("kid", "fd", "precision", "recall"), settings=("model.latent_dim",),
+    feature_range=(-1.0, 1.0)))
+
+
+# ------------------------------------------------------------------------------ its families
+_ADV = "losstune.losses._adversarial:"
+_SMOOTHING = Parameter("label_smoothing", 0.0, "[0, 0.5)", symbol="s",
+                       search={"low": 0.0, "high": 0.2}, quiet=(0.0,))
+_SHARED = (Parameter("r1_gamma", 0.0, "[0, 1000]", symbol="γ",
+                     search={"choices": [0.0, 0.1, 1.0, 10.0]}, quiet=(0.0,)),
+           Parameter("d_steps", 1, "[1, 10]", kind="whole", symbol="n_D",
+                     search={"low": 1, "high": 3}, quiet=(1,)),
+           Parameter("d_lr_ratio", 1.0, "(0, 100]", symbol="η_D/η_G",
+                     search={"low": 0.5, "high": 4.0, "log": True}, quiet=(1.0,)))
+# The reference designs: Goodfellow et al.'s two forms, unsmoothed, one D step, one rate.
+_REFERENCE = {"label_smoothing": 0.0, "r1_gamma": 0.0, "d_steps": 1, "d_lr_ratio": 1.0}
+_TASKS = ("gan",)
+for _family in (
+    Family("non_saturating", _TASKS, _ADV + "NonSaturatingGAN", (_SMOOTHING, *_SHARED),
+           words="non-saturating GAN loss", title="Non-saturating GAN loss",
+           default_for=_TASKS, baseline=_REFERENCE,
+           note="G minimises −log σ(D(G(z))); D the cross-entropy of real against fake."),
+    Family("minimax", _TASKS, _ADV + "MinimaxGAN", (_SMOOTHING, *_SHARED),
+           words="minimax GAN loss", title="Minimax GAN loss", default_for=_TASKS,
+           baseline=_REFERENCE, note="G minimises log(1 − σ(D(G(z)))), the saturating form."),
+    Family("least_squares", _TASKS, _ADV + "LeastSquaresGAN",
+           (Parameter("a", 0.0, "[-1, 1]"), Parameter("b", 1.0, "[-1, 1]"),
+            Parameter("c", 1.0, "[-1, 1]"), *_SHARED),
+           words="least-squares GAN loss", title="Least-squares GAN loss (LSGAN)",
+           default_for=_TASKS, note="a, b: D's targets for fake and real; c: G's target."),
+    Family("hinge", _TASKS, _ADV + "HingeGAN", _SHARED, words="hinge GAN loss",
+           title="Hinge GAN loss", default_for=_TASKS),
+    Family("wasserstein", _TASKS, _ADV + "WassersteinGAN",
+           (Parameter("gp_weight", 10.0, "[0, 1000]", symbol="λ",
+                      search={"low": 1.0, "high": 30.0, "log": True}), *_SHARED),
+           words="Wasserstein loss with gradient penalty", title="WGAN-GP",
+           default_for=_TASKS, note="λ weighs the gradient penalty on interpolates."),
+    Family("relativistic", _TASKS, _ADV + "RelativisticGAN", (_SMOOTHING, *_SHARED),
+           words="relativistic average GAN loss", title="Relativistic average GAN loss",
+           default_for=_TASKS),
+):
+    catalog.register(_family)

@@ -38,7 +38,7 @@ def test_loss_tests_pass_under_other_backends(backend, group):
     skip = "torch_backend or cnn_population or pruned_members or factory_model" \
         " or verdict_of_the_same or metrics_are or builtin_ or long_tail or multilabel_csv" \
         " or counts_are_not or scaled_to or pk_batches or python_api or every_metric_has" \
-        " or the_seeds or each_example_study" + (
+        " or the_seeds or each_example_study or registered_in_one_module" + (
             " or a_member_computes or same_results_with_and_without_reuse"
             " or penalt or kept_population"
             # The GAN's train step is refused on JAX (losstune.adversarial): its losses run.

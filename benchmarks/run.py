@@ -803,6 +803,48 @@ def fig_population_bookkeeping(q: bool, tmp: Path) -> dict[str, Any]:
                       "statements a trial"}
 
 
+def fig_gan_known_answer(q: bool, tmp: Path) -> dict[str, Any]:
+    """A broken GAN design, the non-saturating loss with the discriminator's learning rate at
+    0 (D never learns: the generator chases a fixed random critic), searched against the two
+    baselines (non-saturating, minimax) and raced over seeds on a third of digits. It must
+    rank last, significantly worse than each baseline: paired t-tests over the common seeds
+    (scipy.stats.ttest_rel), Holm across the two baselines."""
+    from scipy.stats import ttest_rel
+
+    from losstune import results
+    from losstune.api import load_study
+
+    seeds, epochs = (3, 3) if q else (5, 10)
+    db = tmp / "gan_known.db"
+    r = run_arm("cli_search", study_file=str(ROOT / "studies" / "gan_digits.toml"), db=str(db),
+                changes={"n_trials": 3, "racing": {"max_seeds": seeds, "test_seeds": 0},
+                         "training.epochs": epochs, "dataset.max_samples": 600,
+                         "pruner": {"name": "none"}, "search.families": ["non_saturating"],
+                         "search.non_saturating": {"d_lr_ratio": 0.0, "label_smoothing": 0.0,
+                                                   "r1_gamma": 0.0, "d_steps": 1}})
+    ranking = load_study("gan_digits", storage=f"sqlite:///{db}").verdict.ranking
+    broken = next(d for d in ranking if d.baseline is None)
+    tests = {}
+    for base in (d for d in ranking if d.baseline is not None):
+        common = sorted(set(broken.by_seed) & set(base.by_seed))
+        t = ttest_rel([broken.by_seed[s] for s in common], [base.by_seed[s] for s in common])
+        tests[base.words] = {"seeds": len(common), "kid_broken": broken.mean,
+                             "kid_baseline": base.mean, "p": float(t.pvalue)}
+    # Holm over the baselines
+    order = sorted(tests, key=lambda k: tests[k]["p"])
+    running = 0.0
+    for i, k in enumerate(order):
+        running = max(running, min(1.0, (len(order) - i) * tests[k]["p"]))
+        tests[k]["p_holm"] = running
+    return {"setup": f"gan_digits, 600 samples, {epochs} epochs, racing to {seeds} seeds",
+            "ranking": [(d.words, round(d.mean, 4), d.n) for d in ranking],
+            "broken_is_last": ranking[-1].key == broken.key, "tests": tests,
+            "significant": all(v["p_holm"] < 0.05 and v["kid_broken"] > v["kid_baseline"]
+                               for v in tests.values()),
+            "seconds": r["seconds"], "sentence": r["sentence"],
+            "target": "the broken design ranks last, significantly worse than each baseline"}
+
+
 def fig_population_scaling(q: bool, tmp: Path, sizes: list[int] | None = None,
                            least: int | None = None) -> dict[str, Any]:
     """Trials per hour of the headline study (5 epochs) for populations of K = 1, 2, 4, ...,
@@ -905,6 +947,7 @@ def main() -> None:
                                                                      args.scaling_trials)),
             ("14_calibration", lambda: fig_calibration(q, tmp, args.aa_per_set)),
             ("15_population_bookkeeping", lambda: fig_population_bookkeeping(q, tmp)),
+            ("16_gan_known_answer", lambda: fig_gan_known_answer(q, tmp)),
         ]
         for name, compute in figures:
             if args.only and name not in args.only and not (

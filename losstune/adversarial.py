@@ -9,7 +9,8 @@ discriminator's learning rate is the generator's times ``d_lr_ratio``: TTUR, Heu
 gradient penalty (WGAN-GP) and the R1 penalty need the discriminator's gradient with respect
 to its inputs, a second-order term, which is why the step is written per backend: Keras has no
 backend-neutral gradient API. JAX's train step is stateless (its variables are passed in and
-returned), a different program: a GAN study on JAX is refused with one line.
+returned), a different program: a GAN study on JAX is refused with one line before anything is
+stored (the task's ``backends``, checked by :func:`losstune.backend.check`).
 
 Called on latent vectors, the model returns the generator's samples: that is what a trial
 predicts and scores.
@@ -24,19 +25,7 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
-from losstune.errors import LosstuneError
 from losstune.losses._adversarial import gradient_penalty
-
-BACKENDS = ("tensorflow", "torch")
-
-
-def check_backend() -> None:
-    backend = keras.backend.backend()
-    if backend not in BACKENDS:
-        raise LosstuneError(f"the gan task trains on TensorFlow or PyTorch (its train step "
-                            f"alternates two optimizers); KERAS_BACKEND={backend} is not "
-                            "supported: use tensorflow or torch")
-
 
 def build_generator(latent_dim: int, output_shape: tuple[int, ...], kind: str,
                     hidden: tuple[int, ...], filters: tuple[int, ...]) -> keras.Model:

@@ -42,7 +42,14 @@ def select(name: str | None) -> None:
 def check(spec: StudySpec, study_file: Path) -> None:
     """Settings the chosen Keras backend cannot run, refused before anything is stored (the
     backend is read from KERAS_BACKEND, as Keras will, without importing Keras)."""
+    from losstune import tasks
+
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    task = tasks.TASKS[spec.task]
+    if task.backends and backend not in task.backends:
+        raise SpecError(str(study_file), "task",
+                        f"{tasks.a_task(spec.task)} trains on {' or '.join(task.backends)} "
+                        f"({task.backends_why}); KERAS_BACKEND={backend} is not supported")
     steps = spec.training.steps_per_execution
     if backend == "torch" and steps != "auto" and steps > 1:
         raise SpecError(str(study_file), "training.steps_per_execution",

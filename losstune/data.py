@@ -73,14 +73,11 @@ class Splits:
         """What the model is run on to score the validation split: its features, then (for
         an embedding or an autoencoder's code, whose validation samples are scored by their
         nearest training samples) the training split's."""
-        return self._with_gallery(self.x_val)
+        return tasks.TASKS[self.task].scored_inputs(self, self.x_val, "val")
 
     @property
     def test_inputs(self) -> np.ndarray:
-        return self._with_gallery(self.x_test)
-
-    def _with_gallery(self, x: np.ndarray) -> np.ndarray:
-        return tasks.TASKS[self.task].scored_inputs(self, x)
+        return tasks.TASKS[self.task].scored_inputs(self, self.x_test, "test")
 
 
 def data_file(spec: DatasetSpec, base_dir: Path | str = ".") -> Path:

@@ -42,7 +42,8 @@ def test_loss_tests_pass_under_other_backends(backend, group):
             " or a_member_computes or same_results_with_and_without_reuse"
             " or penalt or kept_population"
             # The GAN's train step is refused on JAX (losstune.adversarial): its losses run.
-            " or alternates_and_updates" if backend == "jax" else "")
+            " or alternates_and_updates or leaves_the_discriminator"
+            " or reaches_the_discriminator" if backend == "jax" else "")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *files,
          "-k", f"not ({skip})"],

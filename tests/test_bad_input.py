@@ -391,6 +391,10 @@ CASES = [
      {"task": "gan", "dataset": {"name": "digits"}, "objective": {"metric": "kid"},
       "model": {"latent_dim": 0}, "search": {"families": ["hinge"]}},
      "model.latent_dim: must lie in [1, 4096], got 0", BOTH),
+    ("gan-in-mixed-precision",
+     {"task": "gan", "dataset": {"name": "digits"}, "objective": {"metric": "kid"},
+      "training": {"mixed_precision": True}, "search": {"families": ["hinge"]}},
+     "training.mixed_precision: a gan task trains in float32", BOTH),
     ("latent-size-on-multiclass", {"model": {"latent_dim": 8}},
      "model.latent_dim: only for the gan task (the generator's latent vectors), not a "
      "multiclass task", BOTH),

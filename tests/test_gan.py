@@ -132,7 +132,8 @@ def test_kid_is_the_unbiased_mmd_and_centred_on_zero_for_one_distribution():
     assert metrics.kernel_inception_distance(x, y, subsets=1, subset_size=40) == pytest.approx(
         _mmd2_unbiased(x, y), rel=1e-9)
     # Unbiased: same-distribution estimates scatter around 0 (a biased one stays above).
-    same = [metrics.kernel_inception_distance(RNG.normal(size=(60, 5)), RNG.normal(size=(60, 5)),
+    rng = np.random.default_rng(5)  # its own draws, whatever ran before
+    same = [metrics.kernel_inception_distance(rng.normal(size=(60, 5)), rng.normal(size=(60, 5)),
                                               subsets=1, subset_size=60) for _ in range(40)]
     assert min(same) < 0 < max(same) and abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(40)
     assert metrics.kernel_inception_distance(x, y, subsets=3, subset_size=30) > 0.1
@@ -191,3 +192,78 @@ def test_the_train_step_alternates_and_updates_both_models(family, params):
     assert int(model.optimizer.iterations) == 4
     assert float(model.d_optimizer.learning_rate) == pytest.approx(1e-3 * loss.d_lr_ratio)
     assert model(RNG.normal(size=(5, 8)).astype("float32")).shape == (5, 16)
+
+
+def _small_gan(loss, seed=0):
+    import keras
+
+    from losstune import adversarial
+
+    keras.utils.set_random_seed(seed)
+    model = adversarial.GAN(adversarial.build_generator(8, (16,), "mlp", (16,), ()),
+                            adversarial.build_discriminator((16,), "mlp", (16,), ()), 8,
+                            seed=seed)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss)
+    return model
+
+
+def _fit_once(model):
+    x = np.random.default_rng(1).uniform(-1, 1, size=(32, 16)).astype("float32")
+    model.fit(x, np.zeros((32, 1), "float32"), batch_size=32, epochs=1, verbose=0)
+
+
+def test_the_generator_step_leaves_the_discriminator_alone():
+    """With the discriminator's learning rate at 0 (a broken design), only the generator
+    moves: its step updates its own weights, never the discriminator's."""
+    model = _small_gan(adv.NonSaturatingGAN(d_lr_ratio=0.0))
+    d0 = [np.array(w) for w in model.discriminator.get_weights()]
+    g0 = [np.array(w) for w in model.generator.get_weights()]
+    _fit_once(model)
+    assert all(np.array_equal(a, b) for a, b in zip(d0, model.discriminator.get_weights()))
+    assert any(not np.allclose(a, b) for a, b in zip(g0, model.generator.get_weights()))
+
+
+@pytest.mark.parametrize("family, penalty", [("non_saturating", {"r1_gamma": 100.0}),
+                                             ("wasserstein", {"gp_weight": 100.0})])
+def test_a_penalty_reaches_the_discriminators_update(family, penalty):
+    """The same first step with and without the penalty: the discriminator's weights differ
+    (its input gradient is differentiated again, not dropped)."""
+    base = {"gp_weight": 0.0} if family == "wasserstein" else {}
+    plain, penalised = (_small_gan(adv.ADVERSARIAL[family](**params))
+                        for params in (base, penalty))
+    for model in (plain, penalised):
+        _fit_once(model)
+    gaps = [np.abs(a - b).max() for a, b in zip(plain.discriminator.get_weights(),
+                                                penalised.discriminator.get_weights())]
+    assert max(gaps) > 1e-3
+
+
+def test_scored_latent_vectors_are_fixed_and_differ_between_splits():
+    from types import SimpleNamespace
+
+    from losstune import tasks
+
+    gan = tasks.TASKS["gan"]
+    splits = SimpleNamespace(latent_dim=8)
+    val = gan.scored_inputs(splits, np.zeros((5, 2)), "val")
+    assert val.shape == (1000, 8)
+    assert np.array_equal(val, gan.scored_inputs(splits, np.zeros((7, 2)), "val"))
+    assert not np.allclose(val, gan.scored_inputs(splits, np.zeros((5, 2)), "test"))
+
+
+def test_a_gan_study_on_jax_is_refused_before_anything_is_stored(tmp_path, monkeypatch):
+    from losstune import backend
+    from losstune import studyfile as spec_mod
+    from losstune.errors import SpecError
+    from tests.conftest import write_study
+
+    path = write_study(tmp_path, {"task": "gan", "dataset": {"name": "digits"},
+                                  "objective": {"metric": "kid"},
+                                  "search": {"families": ["hinge"]}})
+    spec = spec_mod.load(path)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    with pytest.raises(SpecError, match="task: a gan task trains on tensorflow or torch .*; "
+                                        "KERAS_BACKEND=jax is not supported"):
+        backend.check(spec, path)
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    backend.check(spec, path)

@@ -261,8 +261,8 @@ def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure)
     elif name == "gan_digits":
         # 1000 generated samples scored a split; the first 12 kept, as 8 x 8 images in [0, 1].
         assert all(len(t.user_attrs[results.GENERATED]) == 12 for t in done)
-        assert all(0 <= v <= 1 for t in done for row in t.user_attrs[results.GENERATED]
-                   for v in row)
+        # The test split is scored on its own images and latent vectors.
+        assert all(t.user_attrs["test.kid"] != t.user_attrs["val.kid"] for t in done)
         assert all(sum(t.user_attrs["val.class_histogram"]) == 1000 for t in done)
         assert all(len(t.user_attrs["curve.loss_generator"]) == 2 for t in done)
     else:
@@ -690,9 +690,10 @@ def test_a_task_registered_in_one_module_goes_through_search_report_and_export(t
         assert trials[0].params["cumulative_logit.smoothing"] == 0.0  # the baseline, enqueued
         for t in trials:
             # Scored by the task: a mean absolute error in classes, from 3 threshold logits.
-            assert 0.0 <= t.value < 1.5
+            # Predicting one class for all would score about 1.0 on four balanced classes.
+            assert 0.0 <= t.value < 0.9
             assert t.value == pytest.approx(t.user_attrs["val.mae"], abs=1e-6)
-            assert -1.0 <= t.user_attrs["val.quadratic_kappa"] <= 1.0
+            assert t.user_attrs["val.quadratic_kappa"] > 0.3
             assert len(t.user_attrs["curve.val_mae"]) == 4
         # Trained together, each member its own ε (the swap contract).
         assert [t.user_attrs["compiled"] for t in trials] == ["population", "population"]

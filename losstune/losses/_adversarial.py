@@ -56,7 +56,9 @@ class AdversarialLoss(Tunable, keras.losses.Loss):
     discriminator's outputs ``f`` for generated samples (real outputs are needed by the
     relativistic family only, which then compares with a mean of 0)."""
 
-    _variable_keys = ("label_smoothing", "r1_gamma", "gp_weight", "d_steps", "d_lr_ratio")
+    # Held in variables: the values the losses read. The penalties' weights, the
+    # discriminator's steps and its learning rate shape the train step itself (Python).
+    _variable_keys = ("label_smoothing",)
 
     def __init__(self, label_smoothing: float = 0.0, r1_gamma: float = 0.0,
                  gp_weight: float = 0.0, d_steps: int = 1, d_lr_ratio: float = 1.0,
@@ -67,8 +69,7 @@ class AdversarialLoss(Tunable, keras.losses.Loss):
         # How the train step alternates (losstune.adversarial): discriminator steps per
         # generator step, and the discriminator's learning rate over the generator's (TTUR).
         self.d_steps, self.d_lr_ratio = int(d_steps), float(d_lr_ratio)
-        self._init_hp(label_smoothing=self.label_smoothing, r1_gamma=self.r1_gamma,
-                      gp_weight=self.gp_weight, **self._extra_values())
+        self._init_hp(label_smoothing=self.label_smoothing, **self._extra_values())
 
     family = "adversarial"
 

@@ -50,7 +50,9 @@ class Task:
     for binary), or 0 for two or more. ``settings``: the study-file keys only some tasks take
     (:data:`SETTINGS`) that this one takes. ``feature_range``: the features scaled into this
     range (the training split's minimum and maximum, as its model's outputs are: a sigmoid's
-    [0, 1], a tanh's [-1, 1]), or None for standardised features.
+    [0, 1], a tanh's [-1, 1]), or None for standardised features. ``backends``: the Keras
+    backends its trials train on, with why the others cannot (``backends_why``), or () for
+    all.
 
     Subclasses (one per task module) implement :meth:`score`, and override the other methods
     where their task differs from a task with one target column per sample."""
@@ -66,6 +68,7 @@ class Task:
     classes: int = 0
     settings: tuple[str, ...] = ()
     feature_range: tuple[float, float] | None = None
+    backends: tuple[str, ...] = ()
 
     @property
     def default_metric(self) -> str:
@@ -86,6 +89,11 @@ class Task:
         return self.targets in ("classes", "labels")
 
     @property
+    def backends_why(self) -> str:
+        """Why the task trains on its ``backends`` only."""
+        return ""
+
+    @property
     def stratified(self) -> bool:
         """Splits keep each class's share: targets that are classes, or inputs whose labels
         score an autoencoder's code."""
@@ -101,9 +109,10 @@ class Task:
         """The width of the model's code or latent vectors (an autoencoder's code)."""
         return spec.model.embedding_dim
 
-    def scored_inputs(self, splits: Any, x: np.ndarray) -> np.ndarray:
-        """What the model is run on to score a split whose features are ``x``: the features,
-        then (outputs scored by their nearest training samples) the training split's."""
+    def scored_inputs(self, splits: Any, x: np.ndarray, split: str) -> np.ndarray:
+        """What the model is run on to score a split (``"val"`` or ``"test"``) whose features
+        are ``x``: the features, then (outputs scored by their nearest training samples) the
+        training split's."""
         import numpy as np
 
         if not self.scored_by_neighbours:

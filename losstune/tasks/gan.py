@@ -59,12 +59,30 @@ class GAN(Task):
             fail("search.penalty", "penalties are added to the mlp and cnn models of the "
                                    "other tasks; a GAN's regularisers are its families' "
                                    "r1_gamma and gp_weight")
+        if spec.training.mixed_precision:
+            # Keras would wrap the generator's optimizer in a loss-scale optimizer whose
+            # unscaling the GAN's own train step never matches (its steps shrink 2^15-fold).
+            fail("training.mixed_precision", "a gan task trains in float32: its train step "
+                                             "does not scale its losses as mixed precision "
+                                             "needs")
+
+    @property
+    def backends_why(self) -> str:
+        return ("its train step alternates two optimizers and takes second-order gradients; "
+                "JAX's is stateless")
 
     def check_splits(self, spec: Any, splits: Any) -> None:
-        """Before any trial: a backend whose train step can alternate two optimizers."""
-        from losstune import adversarial
+        """The samples must lie in the generator's range, [-1, 1] (a study's data is scaled
+        there; arrays from Python are used as given)."""
+        import numpy as np
 
-        adversarial.check_backend()
+        from losstune.errors import DataError
+
+        low, high = float(np.min(splits.x_train)), float(np.max(splits.x_train))
+        if low < -1.0 - 1e-6 or high > 1.0 + 1e-6:
+            raise DataError(f"a gan task's samples must lie in [-1, 1], as its generator's tanh "
+                            f"outputs do; the training samples span [{low:g}, {high:g}]: "
+                            "scale them first (x / 127.5 - 1 for 8-bit images)")
 
     def latent_width(self, spec: Any) -> int:
         return spec.model.latent_dim
@@ -75,11 +93,12 @@ class GAN(Task):
     def expected_outputs(self, spec: Any, targets: Any) -> tuple[int, ...] | None:
         return None  # the built-in generator: its task allows no other model
 
-    def scored_inputs(self, splits: Any, x: Any) -> Any:
-        """Fixed latent vectors: every trial, every epoch, is scored on the same ones."""
+    def scored_inputs(self, splits: Any, x: Any, split: str) -> Any:
+        """Fixed latent vectors: every trial, every epoch, is scored on the same ones; the
+        test split on others than the validation split's."""
         import numpy as np
 
-        rng = np.random.default_rng(LATENT_SEED + (len(x) % 1000))
+        rng = np.random.default_rng(LATENT_SEED + (split == "test"))
         return rng.normal(size=(GENERATED, splits.latent_dim)).astype("float32")
 
     def build_model(self, ctx: Any, description: dict[str, Any]) -> Any:
@@ -203,7 +222,7 @@ GAN_TASK = register(GAN(
     {"kid": MINIMIZE, "fd": MINIMIZE, "precision": MAXIMIZE, "recall": MAXIMIZE,
      "class_coverage": MAXIMIZE, "class_kl": MINIMIZE}, ("digits",),
     ("kid", "fd", "precision", "recall"), settings=("model.latent_dim",),
-    feature_range=(-1.0, 1.0)))
+    feature_range=(-1.0, 1.0), backends=("tensorflow", "torch")))
 
 
 # ------------------------------------------------------------------------------ its families
@@ -214,7 +233,8 @@ _SHARED = (Parameter("r1_gamma", 0.0, "[0, 1000]", symbol="γ",
                      search={"choices": [0.0, 0.1, 1.0, 10.0]}, quiet=(0.0,)),
            Parameter("d_steps", 1, "[1, 10]", kind="whole", symbol="n_D",
                      search={"low": 1, "high": 3}, quiet=(1,)),
-           Parameter("d_lr_ratio", 1.0, "(0, 100]", symbol="η_D/η_G",
+           # 0: the discriminator never learns (a broken design: benchmarks, figure 16).
+           Parameter("d_lr_ratio", 1.0, "[0, 100]", symbol="η_D/η_G",
                      search={"low": 0.5, "high": 4.0, "log": True}, quiet=(1.0,)))
 # The reference designs: Goodfellow et al.'s two forms, unsmoothed, one D step, one rate.
 _REFERENCE = {"label_smoothing": 0.0, "r1_gamma": 0.0, "d_steps": 1, "d_lr_ratio": 1.0}

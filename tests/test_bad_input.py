@@ -395,6 +395,10 @@ CASES = [
      {"task": "gan", "dataset": {"name": "digits"}, "objective": {"metric": "kid"},
       "training": {"mixed_precision": True}, "search": {"families": ["hinge"]}},
      "training.mixed_precision: a gan task trains in float32", BOTH),
+    ("gan-with-xla",
+     {"task": "gan", "dataset": {"name": "digits"}, "objective": {"metric": "kid"},
+      "training": {"jit_compile": True}, "search": {"families": ["hinge"]}},
+     "training.jit_compile: a gan task's train step runs without XLA", BOTH),
     ("latent-size-on-multiclass", {"model": {"latent_dim": 8}},
      "model.latent_dim: only for the gan task (the generator's latent vectors), not a "
      "multiclass task", BOTH),

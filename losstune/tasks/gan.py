@@ -65,6 +65,15 @@ class GAN(Task):
             fail("training.mixed_precision", "a gan task trains in float32: its train step "
                                              "does not scale its losses as mixed precision "
                                              "needs")
+        # Its step takes second-order gradients across two optimizers, one step a call.
+        if spec.training.jit_compile is True:
+            fail("training.jit_compile", "a gan task's train step runs without XLA; leave "
+                                         "jit_compile out (or false)")
+        steps = spec.training.steps_per_execution
+        if steps != "auto" and steps > 1:
+            fail("training.steps_per_execution", f"a gan task runs one step a call (its "
+                                                 f"discriminator steps read the generator's "
+                                                 f"latest weights); use 1 or 'auto', got {steps}")
 
     @property
     def backends_why(self) -> str:

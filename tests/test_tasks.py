@@ -235,8 +235,9 @@ def _tiny(name: str, tmp_path: Path, **changes) -> Path:
                                           ("gan_digits", "Generated samples")])
 def test_each_example_study_runs_end_to_end(tmp_path, monkeypatch, name, figure):
     monkeypatch.chdir(tmp_path)
-    # A GAN's trials train two models step by step: a third of digits keeps its run short.
-    path = _tiny(name, tmp_path, **({"dataset": {"name": "digits", "max_samples": 600}}
+    # A GAN's trials train two models step by step and compile anew: 400 digits keep its
+    # run short.
+    path = _tiny(name, tmp_path, **({"dataset": {"name": "digits", "max_samples": 400}}
                                     if name == "gan_digits" else {}))
     url = f"sqlite:///{tmp_path / 's.db'}"
     runner = CliRunner()

@@ -44,6 +44,8 @@ def test_loss_tests_pass_under_other_backends(backend, group):
             # The GAN's train step is refused on JAX (losstune.adversarial): its losses run.
             " or alternates_and_updates or leaves_the_discriminator"
             " or reaches_the_discriminator" if backend == "jax" else "")
+    if group == "losses":  # the GAN's study is orchestration, run on TensorFlow
+        skip += " or gan_example_study"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *files,
          "-k", f"not ({skip})"],

@@ -267,3 +267,65 @@ def test_a_gan_study_on_jax_is_refused_before_anything_is_stored(tmp_path, monke
         backend.check(spec, path)
     monkeypatch.setenv("KERAS_BACKEND", "torch")
     backend.check(spec, path)
+
+
+# ------------------------------------------------------------------------------ end to end
+def test_the_gan_example_study_searches_reports_and_exports(tmp_path, monkeypatch):
+    """studies/gan_digits.toml on a tiny budget (400 digits, 2 epochs, the two baselines and
+    one searched design, no racing: racing is the same for every task and has its own
+    tests): trained, scored on generated samples, reported, exported."""
+    import json
+    import tomllib
+
+    import optuna
+    import tomli_w
+    from click.testing import CliRunner
+
+    from losstune import losses, results
+    from losstune.cli import main
+    from tests.conftest import ROOT
+
+    monkeypatch.chdir(tmp_path)
+    raw = tomllib.loads((ROOT / "studies" / "gan_digits.toml").read_text())
+    raw.update({"n_trials": 3, "racing": False, "pruner": {"name": "none"},
+                "dataset": {"name": "digits", "max_samples": 400}})
+    raw["training"]["epochs"] = 2
+    raw["search"]["families"] = ["wasserstein"]
+    path = tmp_path / "gan.toml"
+    path.write_text(tomli_w.dumps(raw))
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    runner = CliRunner()
+    searched = runner.invoke(main, ["search", str(path), "--storage", url])
+    assert searched.exit_code == 0, searched.output
+    trials = optuna.load_study(study_name="gan_digits", storage=url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert {results.family_of(t) for t in trials} == {"non_saturating", "minimax", "wasserstein"}
+    for t in trials:
+        assert {"val.kid", "val.fd", "val.precision", "val.recall", "val.class_coverage",
+                "val.class_kl"} <= set(t.user_attrs)
+        assert t.value == pytest.approx(t.user_attrs["val.kid"], rel=1e-4)
+        # 1000 generated samples scored a split; the first 12 kept, as 8 x 8 images.
+        assert len(t.user_attrs[results.GENERATED]) == 12
+        assert sum(t.user_attrs["val.class_histogram"]) == 1000
+        # The test split is scored on its own images and latent vectors.
+        assert t.user_attrs["test.kid"] != t.user_attrs["val.kid"]
+        assert len(t.user_attrs["curve.loss_generator"]) == 2
+        assert len(t.user_attrs["curve.val_kid"]) == 2
+        assert t.user_attrs["population"] == 1 and t.user_attrs.get("population_note")
+    reported = runner.invoke(main, ["report", "gan_digits", "--storage", url, "-o",
+                                    str(tmp_path / "r.html")])
+    assert reported.exit_code == 0, reported.output
+    html = (tmp_path / "r.html").read_text()
+    for figure in ("Generated samples", "Adversarial losses", "Class coverage"):
+        assert figure in html
+    assert "no stored samples" not in html and "no class histogram" not in html
+    exported = runner.invoke(main, ["export", "gan_digits", "--storage", url, "-o",
+                                    str(tmp_path / "b.json")])
+    assert exported.exit_code == 0, exported.output
+    loss = losses.load_loss(tmp_path / "b.json")
+    winner = json.loads((tmp_path / "b.json").read_text())["design"]["family"]
+    assert type(loss) is adv.ADVERSARIAL[winner]
+    assert _np(loss.discriminator_loss(R, F)) == pytest.approx(
+        _np(adv.ADVERSARIAL[winner](**{k: v for k, v in loss.get_config().items()
+                                       if k in ("gp_weight", "label_smoothing", "a", "b", "c")
+                                       }).discriminator_loss(R, F)))

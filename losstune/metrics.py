@@ -255,7 +255,7 @@ def counts(y_true: np.ndarray, log_counts: np.ndarray) -> dict[str, float]:
 # ------------------------------------------------------------------ generated samples
 # Written by hand: scikit-learn and SciPy have no sample-quality metrics of generative models;
 # each is the cited paper's definition, checked against a brute-force reference in
-# tests/test_metrics.py.
+# tests/test_gan.py.
 def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
     """The Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017's
     FID in any features): ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½). Tr((Σ₁Σ₂)^½) is the sum of

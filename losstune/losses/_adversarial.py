@@ -23,9 +23,11 @@ batch), and softplus(x) = log(1 + eˣ):
 
 Every loss is a batch mean. Searchable settings beside the family: one-sided label smoothing
 (Salimans et al. 2016: the real target 1 − s in the discriminator's cross-entropy, for the
-families that have one) and the R1 penalty γ (Mescheder et al. 2018: γ/2 · ‖∇D(x)‖² on real
-samples; the train step computes it, :func:`gradient_penalty`). Their values live in
-variables, as every tunable loss's do.
+families that have one), the R1 penalty γ (Mescheder et al. 2018: γ/2 · ‖∇D(x)‖² on real
+samples), the discriminator's steps per generator step n_D and its learning rate over the
+generator's η_D/η_G (TTUR). Label smoothing (and LSGAN's a, b, c) live in variables, as every
+tunable loss's values do; γ, λ, n_D and η_D/η_G are Python numbers that shape the train step
+(:mod:`losstune.adversarial`, which computes the penalties with :func:`gradient_penalty`).
 
 Layer: domain.
 """

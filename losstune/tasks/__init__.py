@@ -15,7 +15,7 @@ imports them: the rest of the package calls the methods of the registered object
 built-in task modules are imported by ``losstune/__init__.py``, so they are registered before
 any other module reads the registry.
 
-Model outputs are always raw: logits for classes and labels (the losses are built with
+Model outputs are raw (except a GAN's samples, through a tanh): logits for classes and labels (the losses are built with
 ``from_logits=True``), a standardised value for regression, and the log of the expected count
 for counts (``log_input``, as in PyTorch's ``PoissonNLLLoss``): an exponential output layer
 would overflow where a loss can take the log-rate as it is.
@@ -42,8 +42,8 @@ class Task:
     """``targets``: ``classes`` (one class per sample), ``labels`` (0/1 for each of several
     labels), ``values`` (a real number, robustly scaled), ``counts`` (a whole number >= 0,
     never scaled) or ``inputs`` (the samples themselves). ``outputs``: ``scores`` (one unit per
-    class or label), ``value`` (one unit), ``embedding`` (``model.embedding_dim`` units) or
-    ``reconstruction``. ``unit``: what one output unit stands for, in an error message.
+    class or label), ``value`` (one unit), ``embedding`` (``model.embedding_dim`` units),
+    ``reconstruction`` or ``samples`` (a generator's). ``unit``: what one output unit stands for, in an error message.
     ``metrics``: name -> direction; the first is the default objective. ``datasets``: the
     built-in datasets of this task. ``shown``: the metrics the report's leaderboard shows
     (default: the first three). ``classes``: the exact number of classes the task takes (2

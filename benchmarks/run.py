@@ -830,12 +830,8 @@ def fig_gan_known_answer(q: bool, tmp: Path) -> dict[str, Any]:
         t = ttest_rel([broken.by_seed[s] for s in common], [base.by_seed[s] for s in common])
         tests[base.words] = {"seeds": len(common), "kid_broken": broken.mean,
                              "kid_baseline": base.mean, "p": float(t.pvalue)}
-    # Holm over the baselines
-    order = sorted(tests, key=lambda k: tests[k]["p"])
-    running = 0.0
-    for i, k in enumerate(order):
-        running = max(running, min(1.0, (len(order) - i) * tests[k]["p"]))
-        tests[k]["p_holm"] = running
+    for name, adjusted in zip(tests, results.holm([t["p"] for t in tests.values()])):
+        tests[name]["p_holm"] = adjusted  # Holm over the baselines, as the verdict corrects
     return {"setup": f"gan_digits, 600 samples, {epochs} epochs, racing to {seeds} seeds",
             "ranking": [(d.words, round(d.mean, 4), d.n) for d in ranking],
             "broken_is_last": ranking[-1].key == broken.key, "tests": tests,

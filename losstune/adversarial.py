@@ -168,8 +168,11 @@ class GAN(keras.Model):
         return value
 
     def _g_objective(self, real: Any, z: Any) -> Any:
+        loss = self.adversarial
         d_fake = self.discriminator(self.generator(z, training=True), training=True)
-        return self.adversarial.generator_loss(d_fake, self.discriminator(real, training=True))
+        # A discriminator pass over the real batch only for a loss that reads it.
+        d_real = self.discriminator(real, training=True) if loss.generator_reads_real else None
+        return loss.generator_loss(d_fake, d_real)
 
     def train_step(self, data: Any) -> dict[str, Any]:
         real = data[0] if isinstance(data, (tuple, list)) else data

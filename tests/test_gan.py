@@ -57,6 +57,10 @@ def test_each_family_is_its_papers_closed_form(name):
     assert _np(loss.discriminator_loss(R, F)) == pytest.approx(d_loss, rel=1e-5)
     assert _np(loss.generator_loss(F, R)) == pytest.approx(g_loss, rel=1e-5)
     assert adv.ADVERSARIAL[name] is type(loss)
+    # The train step gives the generator's loss D's outputs on real samples only where it
+    # reads them: without them, a loss that reads them would compute something else.
+    reads = _np(loss.generator_loss(F)) != pytest.approx(g_loss, rel=1e-5)
+    assert reads == loss.generator_reads_real
 
 
 def test_minimax_saturates_where_non_saturating_does_not():
@@ -164,7 +168,8 @@ def test_class_coverage():
 # ------------------------------------------------------------------------------ training
 @pytest.mark.parametrize("family, params", [("non_saturating", {"label_smoothing": 0.1}),
                                             ("wasserstein", {"r1_gamma": 1.0, "d_steps": 2}),
-                                            ("least_squares", {"d_lr_ratio": 2.0})])
+                                            ("least_squares", {"d_lr_ratio": 2.0}),
+                                            ("relativistic", {})])
 def test_the_train_step_alternates_and_updates_both_models(family, params):
     """One epoch of the built-in GAN: the discriminator and the generator both move, the
     discriminator's optimizer runs d_steps a batch at d_lr_ratio times the generator's rate,

@@ -74,6 +74,9 @@ class AdversarialLoss(Tunable, keras.losses.Loss):
         self._init_hp(label_smoothing=self.label_smoothing, **self._extra_values())
 
     family = "adversarial"
+    # Whether the generator's loss reads the discriminator's outputs on real samples (the
+    # train step then computes them in the generator's step too).
+    generator_reads_real = False
 
     def _extra_values(self) -> dict[str, float]:
         return {}
@@ -189,6 +192,7 @@ class WassersteinGAN(AdversarialLoss):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RelativisticGAN(AdversarialLoss):
     family = "relativistic"
+    generator_reads_real = True
 
     def _d(self, r, f):
         rr, ff = r - ops.mean(f), f - ops.mean(r)

@@ -51,7 +51,8 @@ class Splits:
     description: str = ""
     # An autoencoder's code width (model.embedding_dim): its outputs after the reconstruction.
     latent_dim: int = 0
-    # How one sample is drawn as a picture (digits: 8 x 8), flat or not; () for other data.
+    # How one sample is drawn as a picture (digits: 8 x 8; (h, w, 3) for colour), flat or
+    # not; () for other data.
     image_shape: tuple[int, ...] = ()
 
     @property
@@ -241,7 +242,7 @@ def _npz_array(path: Path, archive: Any, name: str) -> np.ndarray:
     return array
 
 
-def _read_npz(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+def _read_npz(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
     with _open_npz(path) as archive:
         features = _npz_needed(path, spec, list(archive.files))
         y = _npz_array(path, archive, spec.target)
@@ -270,18 +271,25 @@ def _read_npz(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"{path}: feature array {name!r} has infinite values in "
                             f"{int(infinite.sum())} row(s) (first: index "
                             f"{int(np.argmax(infinite))}); clean them first")
+    shapes = [tuple(p.shape[1:]) for p in parts]
     parts = [p.reshape(len(p), -1) for p in parts]
-    return np.concatenate(parts, axis=1).astype("float64"), y
+    return np.concatenate(parts, axis=1).astype("float64"), y, shapes
 
 
-def _load_raw(spec: DatasetSpec, base_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _load_raw(spec: DatasetSpec, base_dir: Path
+              ) -> tuple[np.ndarray, np.ndarray, list[str], tuple[int, ...]]:
+    """Features (one flat row a sample), targets, class names, and one image's shape
+    (height, width, channels), or () for data that are not images."""
     if spec.name in ("csv", "npz"):
         path = data_file(spec, base_dir)
-        x, y = (_read_csv if spec.name == "csv" else _read_npz)(path, spec)
+        if spec.name == "csv":
+            (x, y), shapes = _read_csv(path, spec), []
+        else:
+            x, y, shapes = _read_npz(path, spec)
         if np.isnan(x).any():
             bad = int(np.isnan(x).any(axis=1).sum())
             raise DataError(f"{path}: {bad} row(s) have missing or NaN features; clean them first")
-        return x, y, []
+        return x, y, [], image_shape(spec, x.shape[1], shapes, path)
     from sklearn import datasets
 
     if spec.name == "multilabel":
@@ -293,7 +301,39 @@ def _load_raw(spec: DatasetSpec, base_dir: Path) -> tuple[np.ndarray, np.ndarray
               "diabetes": datasets.load_diabetes}[spec.name]
     bunch = loader()
     names = [str(n) for n in getattr(bunch, "target_names", [])] if spec.name != "diabetes" else []
-    return bunch.data.astype("float64"), bunch.target, names
+    return (bunch.data.astype("float64"), bunch.target, names,
+            (8, 8, 1) if spec.name == "digits" else ())
+
+
+def image_shape(spec: DatasetSpec, width: int, shapes: list[tuple], where: Any
+                ) -> tuple[int, ...]:
+    """One image's (height, width, channels) in a csv or npz file of ``width`` features a
+    row: ``dataset.image_shape``, or else an npz file's one image array of shape (samples,
+    height, width[, channels]); () when neither says the data are images. ``shapes``: the
+    per-sample shape of each feature array (npz). A shape the data do not fit is refused."""
+    declared = tuple(spec.image_shape or ())
+    arrays = [s for s in shapes if len(s) >= 2] if spec.name == "npz" else []
+    if len(arrays) > 1 or (arrays and len(shapes) > 1):
+        raise DataError(f"{where}: images of inconsistent shape: the feature arrays "
+                        f"{', '.join(map(str, shapes))} hold more than one image array; give "
+                        "one array of shape (samples, height, width[, channels])")
+    found = arrays[0] if arrays else ()
+    if len(found) > 3:
+        raise DataError(f"{where}: images of inconsistent shape: an array of images is "
+                        f"(samples, height, width[, channels]), got samples of shape {found}")
+    if declared and found and found not in (declared, (*declared, 1)) \
+            and (*found, 1) != declared:
+        raise DataError(f"{where}: images of inconsistent shape: dataset.image_shape is "
+                        f"{list(declared)}, the file's images are {list(found)}")
+    shape = declared or found
+    if not shape:
+        return ()
+    shape = shape if len(shape) == 3 else (*shape, 1)
+    if math.prod(shape) != width:
+        raise DataError(f"{where}: images of inconsistent shape: dataset.image_shape "
+                        f"{list(shape)} needs {math.prod(shape)} values a sample, the file has "
+                        f"{width}")
+    return shape
 
 
 def _encode_labels(y: np.ndarray, names: list[str], where: str) -> tuple[np.ndarray, list[str]]:
@@ -347,7 +387,7 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
 
     kind = (the_task := tasks.TASKS[task]).targets
     where = data_file(spec, base_dir) if spec.name in ("csv", "npz") else spec.name
-    x, y, names = _load_raw(spec, Path(base_dir))
+    x, y, names, shape = _load_raw(spec, Path(base_dir))
     if y.ndim == 2 and kind != "labels":
         raise DataError(f"{where}: the target has {y.shape[1]} columns; {a_task(task)} has one "
                         "(several label columns are for a multilabel task)")
@@ -424,10 +464,13 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
         raise DataError(f"{where}: features too large to scale (largest |value| "
                         f"{np.abs(x).max():g}); rescale them first")
     if spec.image:
-        x_train, x_val, x_test = (a.reshape(-1, 8, 8, 1) for a in (x_train, x_val, x_test))
+        if not shape:  # the study file's rules require a shape for csv files
+            raise DataError(f"{where}: dataset.image = true, but the file's features are flat: "
+                            "give dataset.image_shape")
+        x_train, x_val, x_test = (a.reshape(-1, *shape) for a in (x_train, x_val, x_test))
     splits = Splits(x_train, y_train, x_val, y_val, x_test, y_test, task,
                     num_classes=num_classes, class_names=names, description="; ".join(notes),
-                    image_shape=(8, 8) if spec.name == "digits" else ())
+                    image_shape=shape[:2] if shape[2:] == (1,) else shape)
     if kind == "values":
         with np.errstate(over="ignore", invalid="ignore"):
             splits.y_center, scale = float(np.median(y_train)), robust_scale(y_train)
@@ -751,4 +794,7 @@ def from_arrays(x: Any, y: Any, *, task: str, validation_data: Any = None,
                         num_classes=len(names), class_names=names)
     splits.description = (f"in-memory data: {len(splits.y_train)} train / {len(splits.y_val)} "
                           f"validation")
+    if x_train.ndim in (3, 4):  # images, (n, height, width[, channels]): drawn as images
+        shape = tuple(x_train.shape[1:])
+        splits.image_shape = shape[:2] if shape[2:] in ((), (1,)) else shape
     return splits

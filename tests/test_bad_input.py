@@ -399,6 +399,32 @@ CASES = [
      {"task": "gan", "dataset": {"name": "digits"}, "objective": {"metric": "kid"},
       "training": {"jit_compile": True}, "search": {"families": ["hinge"]}},
      "training.jit_compile: a gan task's train step runs without XLA", BOTH),
+    ("gan-images-of-inconsistent-shape",
+     lambda d: {**_npz(d, x=np.zeros((40, 8, 8)), y=np.arange(40) % 2), "task": "gan",
+                "dataset": {"name": "npz", "path": "data.npz", "target": "y",
+                            "image_shape": [6, 6]},
+                "objective": {"metric": "kid"}, "search": {"families": ["hinge"]}},
+     "data.npz: images of inconsistent shape: dataset.image_shape is [6, 6], the file's "
+     "images are [8, 8]", SEARCH),
+    ("gan-csv-images-of-inconsistent-shape",
+     lambda d: {**_csv(d, CSV_OK_HEADER + "".join(f"{i % 7},{i % 5},{i % 2}\n"
+                                                   for i in range(40)), image_shape=[2, 2]),
+                "task": "gan", "objective": {"metric": "kid"},
+                "search": {"families": ["hinge"]}},
+     "data.csv: images of inconsistent shape: dataset.image_shape [2, 2, 1] needs 4 values "
+     "a sample, the file has 2", SEARCH),
+    ("two-image-arrays-in-one-npz",
+     lambda d: {**_npz(d, a=np.zeros((40, 8, 8)), b=np.zeros((40, 4, 4)),
+                       y=np.arange(40) % 2), "task": "gan",
+                "dataset": {"name": "npz", "path": "data.npz", "target": "y",
+                            "features": ["a", "b"]},
+                "objective": {"metric": "kid"}, "search": {"families": ["hinge"]}},
+     "images of inconsistent shape: the feature arrays (8, 8), (4, 4) hold more than one "
+     "image array", SEARCH),
+    ("image-shape-on-a-builtin-dataset", {"dataset": {"image_shape": [8, 8]}},
+     "dataset.image_shape: only for the csv and npz datasets; 'wine' is built in", BOTH),
+    ("cnn-on-a-flat-csv", lambda d: {**_csv(d, GOOD_CSV, image=True), "model": {"kind": "cnn"}},
+     "dataset.image_shape: a csv file's rows are flat: give the images' shape", BOTH),
     ("latent-size-on-multiclass", {"model": {"latent_dim": 8}},
      "model.latent_dim: only for the gan task (the generator's latent vectors), not a "
      "multiclass task", BOTH),

@@ -88,6 +88,41 @@ def test_digits_as_images():
     assert s.input_shape == (8, 8, 1)
 
 
+@pytest.mark.parametrize("image", [True, False])
+def test_user_images_load_as_the_bundled_digits_do(tmp_path, image):
+    """The digits written to an npz file as (samples, 8, 8) images, and to a csv file of 64
+    pixel columns with image_shape [8, 8], give the splits the bundled digits give: the same
+    rows, the same scaling, the same image shape."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    np.savez(tmp_path / "d.npz", x=bunch.images, y=bunch.target)
+    header = ",".join(f"p{i}" for i in range(64)) + ",label\n"
+    (tmp_path / "d.csv").write_text(header + "".join(
+        ",".join(f"{v:g}" for v in row) + f",{t}\n" for row, t in zip(bunch.data, bunch.target)))
+    want = data.load(DatasetSpec(name="digits", image=image), "gan", seed=3)
+    for spec in (DatasetSpec(name="npz", path=str(tmp_path / "d.npz"), target="y", image=image),
+                 DatasetSpec(name="csv", path=str(tmp_path / "d.csv"), target="label",
+                             image=image, image_shape=(8, 8))):
+        got = data.load(spec, "gan", seed=3)
+        assert got.image_shape == want.image_shape == (8, 8)
+        for name in ("x_train", "x_val", "x_test", "y_train", "y_test"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert got.input_shape == ((8, 8, 1) if image else (64,))
+
+
+def test_colour_images_keep_their_channels(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "c.npz", x=rng.integers(0, 256, (60, 6, 5, 3)), y=np.arange(60) % 3)
+    spec = DatasetSpec(name="npz", path=str(tmp_path / "c.npz"), target="y", image=True)
+    s = data.load(spec, "gan", seed=0)
+    assert s.input_shape == (6, 5, 3) and s.image_shape == (6, 5, 3)
+    assert data.load(spec.model_copy(update={"image": False}), "gan", seed=0).input_shape == (90,)
+    with pytest.raises(DataError, match=r"image_shape is \[5, 6, 3\], the file's images are "
+                                        r"\[6, 5, 3\]"):
+        data.load(spec.model_copy(update={"image_shape": (5, 6, 3)}), "gan", seed=0)
+
+
 def _csv(tmp_path, text, **kw):
     path = tmp_path / "d.csv"
     path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)

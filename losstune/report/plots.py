@@ -122,6 +122,18 @@ def projection(info: dict[str, Any]) -> go.Figure:
                   xaxis_title="PC 1", yaxis_title="PC 2", showlegend=True)
 
 
+def image(values: Sequence[float], shape: Sequence[int]) -> go.BaseTraceType:
+    """One image from its pixels in [0, 1] (row-major): grey levels for (height, width),
+    colour for (height, width, 3)."""
+    import numpy as np
+
+    pixels = np.clip(np.asarray(values, "float64"), 0, 1).reshape(tuple(shape))
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        return go.Image(z=np.round(pixels * 255).astype("uint8"))
+    return go.Heatmap(z=pixels.reshape(pixels.shape[0], -1).tolist(), zmin=0, zmax=1,
+                      colorscale="Greys", showscale=False)
+
+
 def reconstructions(info: dict[str, Any]) -> go.Figure:
     """Inputs on the top row, reconstructions below: images where the inputs are square
     (digits), else each input's features as a line with its reconstruction."""
@@ -137,13 +149,11 @@ def reconstructions(info: dict[str, Any]) -> go.Figure:
             fig.add_trace(go.Scatter(y=r, mode="lines", line_color=PALETTE[0],
                                      name="reconstruction", showlegend=i == 1), row=1, col=i)
         return _style(fig, title, showlegend=True)
-    rows, cols = info["shape"]
+    rows = info["shape"][0]
     fig = make_subplots(rows=2, cols=n, horizontal_spacing=0.01, vertical_spacing=0.04)
     for i, (x, r) in enumerate(zip(info["inputs"], info["rebuilt"]), start=1):
         for row, values in ((1, x), (2, r)):
-            fig.add_trace(go.Heatmap(z=[values[k * cols:(k + 1) * cols] for k in range(rows)],
-                                     zmin=0, zmax=1, colorscale="Greys", showscale=False),
-                          row=row, col=i)
+            fig.add_trace(image(values, info["shape"]), row=row, col=i)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed")
     for k in range(1, 2 * n + 1):  # square pixels: each image's y axis follows its x axis
@@ -164,10 +174,7 @@ def samples(rows: Sequence[tuple[str, Sequence[Sequence[float]]]],
     for i, (_, images) in enumerate(rows, start=1):
         for j, values in enumerate(images, start=1):
             if shape:
-                h, w = shape
-                fig.add_trace(go.Heatmap(z=[values[k * w:(k + 1) * w] for k in range(h)],
-                                         zmin=0, zmax=1, colorscale="Greys", showscale=False),
-                              row=i, col=j)
+                fig.add_trace(image(values, shape), row=i, col=j)
             else:
                 fig.add_trace(go.Scatter(y=values, mode="lines", line_color=PALETTE[0],
                                          showlegend=False), row=i, col=j)

@@ -30,10 +30,15 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
         if spec.task not in serves:
             fail("task", f"dataset {spec.dataset.name!r} is a {' or '.join(serves)} dataset, "
                          f"got task = {spec.task!r}")
-    if spec.dataset.image and spec.dataset.name != "digits":
-        fail("dataset.image", "only the digits dataset has images")
+    if spec.dataset.image and spec.dataset.name not in ("digits", "npz", "csv"):
+        fail("dataset.image", "images come from the digits dataset, or from a csv or npz file "
+                              "with dataset.image_shape")
+    if spec.dataset.image and spec.dataset.name == "csv" and not spec.dataset.image_shape:
+        fail("dataset.image_shape", "a csv file's rows are flat: give the images' shape, "
+                                    "[height, width] or [height, width, channels]")
     if spec.model.kind == "cnn" and not spec.dataset.image:
-        fail("model.kind", "the cnn model needs image data: set dataset.image = true (digits)")
+        fail("model.kind", "the cnn model needs image data: set dataset.image = true (digits, "
+                           "or a csv/npz file with dataset.image_shape)")
     _check_transforms(spec, fail)
     if isinstance(spec.dataset.target, tuple) and spec.dataset.name == "npz":
         fail("dataset.target", "an npz file's multilabel target is one array of shape "
@@ -62,7 +67,7 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
                 if column in features[:i]:
                     fail(f"dataset.features[{i}]", f"{column!r} is listed twice")
     else:
-        for key in ("path", "target", "features"):
+        for key in ("path", "target", "features", "image_shape"):
             if getattr(spec.dataset, key) is not None:
                 fail(f"dataset.{key}", f"only for the csv and npz datasets; {spec.dataset.name!r} "
                                        "is built in (remove it)")

@@ -7,7 +7,7 @@ Layer: domain.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, create_model,
                       field_validator, model_validator)
@@ -200,7 +200,11 @@ class DatasetSpec(BaseModel):
     features: tuple[str, ...] | None = None
     # One column, or (multilabel) a list of the label columns.
     target: Union[str, tuple[str, ...], None] = None
-    image: StrictBool = False  # digits as 8x8x1 images (for the CNN) instead of 64 features
+    image: StrictBool = False  # inputs as images (for the CNN) instead of flat features
+    # A csv or npz file's images: (height, width) or (height, width, channels); a csv row holds
+    # their pixels in row-major order, an npz array may hold them as (samples, *image_shape).
+    image_shape: tuple[Annotated[int, Field(ge=1, le=4096)], ...] | None = Field(
+        None, min_length=2, max_length=3)
     validation: float = Field(0.2, gt=0, lt=1)
     # The test split is scored for every trial (the report's test-split figures): not empty.
     test: float = Field(0.2, gt=0, lt=1)

@@ -73,6 +73,31 @@ def build_discriminator(input_shape: tuple[int, ...], kind: str, hidden: tuple[i
     return keras.Model(x_in, layers.Dense(1)(x), name="discriminator")
 
 
+def check_models(generator: Any, discriminator: Any, latent_dim: int,
+                 shape: tuple[int, ...]) -> None:
+    """A user's generator must map (batch, latent_dim) to (batch, *shape) and the
+    discriminator (batch, *shape) to one value a sample: say so in one line instead of a
+    backend's shape error inside the train step."""
+    import numpy as np
+
+    from losstune.errors import LosstuneError
+
+    for name, model in (("build_generator", generator), ("build_discriminator", discriminator)):
+        if not isinstance(model, keras.Model):
+            raise LosstuneError(f"{name} returned {type(model).__name__}, not a keras.Model")
+    fake = ops.convert_to_numpy(generator(np.zeros((2, latent_dim), "float32")))
+    if tuple(fake.shape[1:]) != tuple(shape):
+        raise LosstuneError(f"build_generator(latent_dim={latent_dim}, output_shape={shape}) "
+                            f"returned a model whose samples have shape {tuple(fake.shape[1:])}"
+                            f"; the data's are {tuple(shape)}")
+    score = ops.convert_to_numpy(discriminator(fake))
+    if score.shape not in ((2,), (2, 1)):
+        raise LosstuneError(f"build_discriminator(input_shape={shape}) returned a model with "
+                            f"outputs of shape (batch, {', '.join(map(str, score.shape[1:]))})"
+                            "; it needs one raw value a sample (a logit or a critic's score: "
+                            "Dense(1) with no activation)")
+
+
 def _value_and_grads(fn: Callable[[], Any], variables: list[Any]) -> tuple[Any, list[Any]]:
     """``fn()`` and its gradients with respect to ``variables``, by the backend's autodiff."""
     if keras.backend.backend() == "tensorflow":

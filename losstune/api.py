@@ -77,15 +77,13 @@ class InMemory:
         return digest.hexdigest()[:16]
 
     def model_fn(self) -> Callable[..., Any]:
-        """A function that builds a fresh model for every trial."""
+        """A function that builds a fresh model for every trial, or what the task's
+        :meth:`~losstune.tasks.Task.from_python` made of its functions (a GAN's two)."""
         import keras
 
         source = self.build_model
         if isinstance(source, keras.Model):
             return lambda input_shape, output_units: keras.models.clone_model(source)
-        if not callable(source):
-            raise LosstuneError("build_model must be a function (input_shape, output_units) "
-                                f"-> keras.Model, or a keras.Model; got {type(source).__name__}")
         return source
 
 
@@ -149,10 +147,18 @@ class Study:
         return cls(study_name or spec.name, url, spec=spec, study_file=path)
 
     def attach(self, build_model: Any, x: Any, y: Any = None, *, validation_data: Any = None,
-               validation_split: float | None = 0.2) -> "Study":
+               validation_split: float | None = 0.2, build_generator: Any = None,
+               build_discriminator: Any = None) -> "Study":
         """Give a study made from Python its model and data again (after
         :func:`load_study`), so that it can search further or be confirmed. The data must be
-        the data the study was made with (its fingerprint is stored)."""
+        the data the study was made with (its fingerprint is stored). A GAN study's
+        ``build_model`` is None, its model functions ``build_generator`` and
+        ``build_discriminator``."""
+        from losstune import tasks
+
+        build_model, _ = tasks.TASKS[self.spec.task].from_python(
+            {"build_model": build_model, "build_generator": build_generator,
+             "build_discriminator": build_discriminator}, self.spec.model.latent_dim)
         source = InMemory(build_model, x, y, validation_data, validation_split)
         stored = self.spec.dataset.fingerprint
         if stored is not None and source.fingerprint() != stored:
@@ -423,7 +429,7 @@ class Study:
         if self.spec.dataset.name == IN_MEMORY and self._source is None:
             from losstune import stored as stored_study
 
-            raise stored_study.needs_python(self.name, action)
+            raise stored_study.needs_python(self.name, action, self.spec.task)
 
     # ------------------------------------------------------------------ helpers
     def _base_dir(self) -> Path:
@@ -457,12 +463,15 @@ def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = No
            baselines: Any = True, racing: Any = True, pruner: str = "median",
            sampler: str = "tpe", space: dict[str, dict[str, Any]] | None = None,
            timeout: float | None = None, storage: str | None = None,
-           study_name: str = "losstune") -> Study:
+           study_name: str = "losstune", build_generator: Any = None,
+           build_discriminator: Any = None, latent_dim: int = 16) -> Study:
     """Search loss designs for your model and your data, in this process.
 
     Args:
         build_model: ``(input_shape, output_units) -> keras.Model`` ending in a Dense layer of
             ``output_units`` without activation (logits), or a ``keras.Model`` to clone.
+            None for a GAN (``task="gan"``), which takes ``build_generator`` and
+            ``build_discriminator`` instead.
         x: features (NumPy, pandas), or a ``tf.data.Dataset`` / ``keras.utils.PyDataset`` of
             ``(x, y)`` batches (then leave ``y`` out).
         y: integer, string or one-hot labels; numbers for regression; 0/1 columns, one per
@@ -481,23 +490,34 @@ def search(build_model: Any, x: Any, y: Any = None, *, validation_data: Any = No
             e.g. ``{"focal": {"gamma": {"low": 0, "high": 3}}}``.
         storage: an Optuna storage URL (default ``sqlite:///losstune.db``).
         study_name: the study's name; the same name again resumes it.
+        build_generator: a GAN's ``(latent_dim, output_shape) -> keras.Model`` mapping latent
+            vectors to samples in [-1, 1] (tanh); default: the built-in MLP.
+        build_discriminator: a GAN's ``(input_shape) -> keras.Model`` giving one raw value a
+            sample (a logit, or a critic's score); default: the built-in MLP. A GAN's ``x``:
+            samples in [-1, 1] (flat, or images (n, height, width[, channels])); its ``y``:
+            their class labels, which train the feature classifier that scores it.
+        latent_dim: a GAN's latent vector width.
 
     Returns:
         The :class:`Study`, searched.
     """
     from losstune import data, studyfile as spec_mod, tasks
 
-    if not callable(build_model) and not hasattr(build_model, "layers"):  # before any write
-        raise LosstuneError("build_model must be a function (input_shape, output_units) -> "
-                            f"keras.Model, or a keras.Model; got {type(build_model).__name__}")
-    source = InMemory(build_model, x, y, validation_data, validation_split)
+    functions = {"build_model": build_model, "build_generator": build_generator,
+                 "build_discriminator": build_discriminator}
+    task = tasks.for_python(functions, task)
+    the_task = tasks.TASKS.get(task) if task is not None else None
+    # Checked before any write; an unknown task is the study file's rules' to refuse below.
+    builder, model = (the_task.from_python(functions, latent_dim) if the_task is not None
+                      else tasks.model_function(functions))
     if task is None:
         task = data.infer_task(data.as_array(y, "y") if y is not None
                                else data.from_datasets(x)[1])
+    source = InMemory(builder, x, y, validation_data, validation_split)
     document: dict[str, Any] = {
         "name": study_name, "task": task, "seed": seed, "n_trials": n_trials,
         "dataset": {"name": IN_MEMORY, "fingerprint": source.fingerprint()},
-        "model": {"kind": "python", "factory": _reference(build_model)},
+        "model": model,
         "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                      "optimizer": optimizer},
         "objective": {"metric": metric or (tasks.TASKS[task].default_metric
@@ -520,12 +540,3 @@ def load_study(name: str, *, storage: str | None = None) -> Study:
     study = Study(name, storage)
     study.optuna_study  # fails now, in one line, if it is not there  # noqa: B018
     return study
-
-
-def _reference(build_model: Any) -> str:
-    """Where the model came from, for the record (it is not imported back)."""
-    target = build_model if callable(build_model) and not hasattr(build_model, "layers") \
-        else type(build_model)
-    module = getattr(target, "__module__", "?")
-    return f"{module}:{getattr(target, '__qualname__', type(target).__name__)}"
-

@@ -52,7 +52,7 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int, test_seeds: 
         raise LosstuneError("confirm ranks by one objective; this study has several")
     spec = stored_study.stored_spec(parent)
     if spec.dataset.name == IN_MEMORY and not memory:
-        raise stored_study.needs_python(study_name, "confirm")
+        raise stored_study.needs_python(study_name, "confirm", spec.task)
     base_dir = Path(parent.user_attrs.get(results.BASE_DIR, "."))
     storage = open_storage(storage_url)
     chosen = choose(stored_study.study_verdict(parent, storage), top)

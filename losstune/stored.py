@@ -36,11 +36,16 @@ def stored_spec(study: "optuna.Study") -> "StudySpec":
                             "report or export, or search again in a new study") from None
 
 
-def needs_python(name: str, action: str) -> LosstuneError:
+def needs_python(name: str, action: str, task: str | None = None) -> LosstuneError:
+    from losstune import tasks
+
+    functions = tasks.TASKS[task].python_functions if task in tasks.TASKS else ()
+    given = ("build_model, x, y" if tuple(functions[1:]) == ()
+             else "None, x, y, " + ", ".join(f"{f}=..." for f in functions[1:]))
     return LosstuneError(
         f"study {name!r} was made from Python with in-memory data and a model function; to "
         f"{action} it, give them again: losstune.load_study({name!r}, storage=...)"
-        f".attach(build_model, x, y).{action}(...) (show, report and export work as they are)")
+        f".attach({given}).{action}(...) (show, report and export work as they are)")
 
 
 def runs_study(study: "optuna.Study", storage: Any, *, create: bool) -> "optuna.Study | None":

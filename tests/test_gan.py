@@ -5,10 +5,11 @@ loops)."""
 from __future__ import annotations
 
 import numpy as np
+import optuna
 import pytest
 from keras import ops
 
-from losstune import metrics
+from losstune import metrics, results
 from losstune.losses import _adversarial as adv
 
 RNG = np.random.default_rng(11)
@@ -334,3 +335,117 @@ def test_the_gan_example_study_searches_reports_and_exports(tmp_path, monkeypatc
         _np(adv.ADVERSARIAL[winner](**{k: v for k, v in loss.get_config().items()
                                        if k in ("gp_weight", "label_smoothing", "a", "b", "c")
                                        }).discriminator_loss(R, F)))
+
+
+def _user_generator(latent_dim, output_shape):
+    import keras
+
+    z = keras.Input((latent_dim,))
+    h = keras.layers.Dense(32, activation="relu")(z)
+    out = keras.layers.Dense(int(np.prod(output_shape)), activation="tanh")(h)
+    return keras.Model(z, keras.layers.Reshape(output_shape)(out), name="my_generator")
+
+
+def _user_discriminator(input_shape):
+    import keras
+
+    x = keras.Input(input_shape)
+    h = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(x))
+    return keras.Model(x, keras.layers.Dense(1)(h), name="my_discriminator")
+
+
+def test_a_gan_from_python_trains_the_users_models_on_arrays(tmp_path):
+    """losstune.search with task="gan": image arrays in [-1, 1] and labels, the user's
+    generator and discriminator functions (called with the latent width and the images'
+    shape), a search, then the stored study refusing to train again until the functions are
+    given back."""
+    from sklearn.datasets import load_digits
+
+    import losstune
+    from losstune.errors import LosstuneError
+
+    digits = load_digits()
+    x = (digits.images[:400] / 8.0 - 1.0).astype("float32")  # (n, 8, 8) images
+    y = digits.target[:400]
+    calls = []
+
+    def generator(latent_dim, output_shape):
+        calls.append(("g", latent_dim, tuple(output_shape)))
+        return _user_generator(latent_dim, output_shape)
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    study = losstune.search(None, x, y, build_generator=generator,
+                            build_discriminator=_user_discriminator, latent_dim=6,
+                            n_trials=3, epochs=1, racing=False, pruner="none",
+                            families=["least_squares"], storage=url, study_name="g")
+    assert study.spec.task == "gan" and study.spec.model.latent_dim == 6
+    assert calls and set(calls) == {("g", 6, (8, 8))}
+    trials = study.optuna_study.trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert all(t.value > 0 and len(t.user_attrs[results.GENERATED][0]) == 64 for t in trials)
+    assert study.optuna_study.user_attrs["image_shape"] == [8, 8]
+    loaded = losstune.load_study("g", storage=url)
+    with pytest.raises(LosstuneError, match=r"attach\(None, x, y, build_generator=\.\.\., "):
+        loaded.confirm(2, top=1)
+    # Outside [-1, 1], a generator's tanh cannot reach the data: refused before anything.
+    with pytest.raises(LosstuneError, match=r"must lie in \[-1, 1\]"):
+        losstune.search(None, x * 4, y, task="gan", storage=url, study_name="other")
+    with pytest.raises(LosstuneError, match="give build_generator and build_discriminator"):
+        losstune.search(_user_discriminator, x, y, task="gan", storage=url, study_name="x")
+    with pytest.raises(LosstuneError, match="build_generator is for task=.gan., not "
+                                            "task=.multiclass."):
+        losstune.search(_user_discriminator, x.reshape(400, -1), y, task="multiclass",
+                        build_generator=generator, storage=url, study_name="x")
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["g"]
+
+
+def test_a_users_generator_of_the_wrong_shape_is_one_clear_error():
+    from losstune import adversarial
+    from losstune.errors import LosstuneError
+
+    with pytest.raises(LosstuneError, match=r"samples have shape \(4, 4\); the data's are "
+                                            r"\(8, 8\)"):
+        adversarial.check_models(_user_generator(3, (4, 4)), _user_discriminator((8, 8)), 3,
+                                 (8, 8))
+    with pytest.raises(LosstuneError, match="needs one raw value a sample"):
+        import keras
+
+        x = keras.Input((8, 8))
+        two = keras.Model(x, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+        adversarial.check_models(_user_generator(3, (8, 8)), two, 3, (8, 8))
+
+
+def test_colour_images_from_an_npz_file_train_the_cnn_gan_and_show_in_colour(tmp_path):
+    """A user's npz file of colour images (samples, 8, 8, 3) and labels, the DCGAN-style
+    models: one design trained, its samples kept with their channels, drawn as colour images
+    in the report."""
+    from click.testing import CliRunner
+
+    from losstune.cli import main
+    from tests.conftest import write_study
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(240) % 3
+    images = np.zeros((240, 8, 8, 3), "uint8")
+    for c in range(3):  # class c: a bright channel c, with noise
+        images[labels == c, :, :, c] = 200
+    images = images + rng.integers(0, 40, images.shape, dtype="uint8")
+    np.savez(tmp_path / "colour.npz", images=images, label=labels)
+    path = write_study(tmp_path, {
+        "name": "colour", "task": "gan", "n_trials": 1, "baselines": False,
+        "dataset": {"name": "npz", "path": "colour.npz", "target": "label",
+                    "features": ["images"], "image": True},
+        "model": {"kind": "cnn", "filters": [8], "hidden": None, "latent_dim": 4},
+        "training": {"epochs": 1, "batch_size": 32, "learning_rate": 2e-4},
+        "objective": {"metric": "kid"}, "search": {"families": ["hinge"],
+                                                   "cross_entropy": None, "focal": None}})
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    runner = CliRunner()
+    searched = runner.invoke(main, ["search", str(path), "--storage", url])
+    assert searched.exit_code == 0, searched.output
+    (trial,) = optuna.load_study(study_name="colour", storage=url).trials
+    assert trial.state.name == "COMPLETE" and len(trial.user_attrs[results.GENERATED][0]) == 192
+    reported = runner.invoke(main, ["report", "colour", "--storage", url, "-o",
+                                    str(tmp_path / "r.html")])
+    assert reported.exit_code == 0, reported.output
+    assert '"type":"image"' in (tmp_path / "r.html").read_text()

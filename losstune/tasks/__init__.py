@@ -69,6 +69,8 @@ class Task:
     settings: tuple[str, ...] = ()
     feature_range: tuple[float, float] | None = None
     backends: tuple[str, ...] = ()
+    # The model functions losstune.search() takes for this task, by keyword.
+    python_functions: tuple[str, ...] = ("build_model",)
 
     @property
     def default_metric(self) -> str:
@@ -118,6 +120,13 @@ class Task:
         if not self.scored_by_neighbours:
             return x
         return np.concatenate([x, splits.x_train])
+
+    def from_python(self, functions: dict[str, Any], latent_dim: int) -> tuple[Any, dict]:
+        """A study made from Python: what builds a trial's model (``ctx.model_fn``), and the
+        study's ``[model]`` section, from the model functions given (:attr:`python_functions`
+        by name; each checked before anything is written). The default: ``build_model``, a
+        function ``(input_shape, output_units) -> keras.Model`` or a model to clone."""
+        return model_function(functions)
 
     def check_built(self, trial: Any, ctx: Any, model: Any, loss: Any,
                     y: np.ndarray) -> tuple[str, ...] | None:
@@ -281,6 +290,43 @@ def builtin_datasets() -> dict[str, tuple[str, ...]]:
         for d in t.datasets:
             out[d] = (*out.get(d, ()), t.name)
     return out
+
+
+def for_python(functions: dict[str, Any], task: str | None) -> str | None:
+    """The task of a study made from Python: ``task``, or the one task that takes the model
+    functions given (a GAN's generator and discriminator), or None (inferred from the data).
+    Functions another task takes are refused in one line."""
+    from losstune.errors import LosstuneError
+
+    given = [name for name, f in functions.items() if f is not None and name != "build_model"]
+    takers = [t for t in TASKS.values() if given and set(given) <= set(t.python_functions)]
+    if task is None and len(takers) == 1:
+        return takers[0].name
+    if given and task in TASKS and not set(given) <= set(TASKS[task].python_functions):
+        owners = " or ".join(f"task={t.name!r}" for t in takers) or "no task"
+        raise LosstuneError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for "
+                            f"{owners}, not task={task!r}")
+    return task
+
+
+def model_function(functions: dict[str, Any]) -> tuple[Any, dict]:
+    """:meth:`Task.from_python`'s default: ``build_model``, checked."""
+    from losstune.errors import LosstuneError
+
+    build_model = functions.get("build_model")
+    if not callable(build_model) and not hasattr(build_model, "layers"):
+        raise LosstuneError("build_model must be a function (input_shape, output_units) -> "
+                            f"keras.Model, or a keras.Model; got {type(build_model).__name__}")
+    return build_model, {"kind": "python", "factory": reference(build_model)}
+
+
+def reference(function: Any) -> str:
+    """Where a model function given in Python came from, for the record (it is not imported
+    back)."""
+    target = function if callable(function) and not hasattr(function, "layers") \
+        else type(function)
+    module = getattr(target, "__module__", "?")
+    return f"{module}:{getattr(target, '__qualname__', type(target).__name__)}"
 
 
 def units(name: str, num_classes: int, embedding_dim: int = 0) -> int:

@@ -16,7 +16,8 @@ Layer: tasks (a task module: imported by ``losstune/__init__.py``, which registe
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from losstune import catalog
 from losstune.catalog import Family, Parameter
@@ -50,11 +51,24 @@ def features(clf: Any, x: Any) -> Any:
     return np.maximum(flat @ clf.coefs_[0] + clf.intercepts_[0], 0.0)
 
 
+@dataclass(frozen=True)
+class Factories:
+    """A GAN's model functions given in Python (``losstune.search(task="gan", ...)``):
+    ``generator(latent_dim, output_shape)`` and ``discriminator(input_shape)``, each
+    returning a ``keras.Model``; None for the built-in MLP."""
+
+    generator: Callable[..., Any] | None = None
+    discriminator: Callable[..., Any] | None = None
+
+
 class GAN(Task):
     def check_study(self, spec: Any, fail: Any) -> None:
-        if spec.model.kind not in ("mlp", "cnn"):
+        # "python": model functions given in Python (the study file refuses the kind).
+        if spec.model.kind not in ("mlp", "cnn", "python"):
             fail("model.kind", f"a gan task trains the built-in generator and discriminator "
-                               f"(model.kind \"mlp\" or \"cnn\"), got {spec.model.kind!r}")
+                               f"(model.kind \"mlp\" or \"cnn\"), or, from Python, "
+                               f"build_generator and build_discriminator; got "
+                               f"{spec.model.kind!r}")
         if spec.search.penalty.searched:
             fail("search.penalty", "penalties are added to the mlp and cnn models of the "
                                    "other tasks; a GAN's regularisers are its families' "
@@ -93,6 +107,27 @@ class GAN(Task):
                             f"outputs do; the training samples span [{low:g}, {high:g}]: "
                             "scale them first (x / 127.5 - 1 for 8-bit images)")
 
+    def from_python(self, functions: dict[str, Any], latent_dim: int) -> tuple[Any, dict]:
+        """A GAN from Python: ``build_model`` None, and the user's ``build_generator`` and
+        ``build_discriminator`` (either left out: the built-in MLP's part)."""
+        from losstune.errors import LosstuneError
+        from losstune.tasks import reference
+
+        if functions.get("build_model") is not None:
+            raise LosstuneError("a GAN trains a generator and a discriminator: give "
+                                "build_generator and build_discriminator (or neither, for the "
+                                "built-in MLPs), and build_model=None")
+        given = {name: functions.get(name) for name in self.python_functions[1:]}
+        for name, f in given.items():
+            if f is not None and not callable(f):
+                raise LosstuneError(f"{name} must be a function returning a keras.Model; got "
+                                    f"{type(f).__name__}")
+        named = [reference(f) for f in given.values() if f is not None]
+        model = ({"kind": "python", "factory": " + ".join(named)} if named
+                 else {"kind": "mlp", "hidden": [128]})
+        return (Factories(given["build_generator"], given["build_discriminator"]),
+                {**model, "latent_dim": latent_dim})
+
     def latent_width(self, spec: Any) -> int:
         return spec.model.latent_dim
 
@@ -115,10 +150,20 @@ class GAN(Task):
 
         m = ctx.spec.model
         shape = ctx.splits.input_shape
-        return adversarial.GAN(
-            adversarial.build_generator(m.latent_dim, shape, m.kind, m.hidden, m.filters),
-            adversarial.build_discriminator(shape, m.kind, m.hidden, m.filters),
-            m.latent_dim, seed=ctx.spec.seed)
+        given = ctx.model_fn if m.kind == "python" else None
+        if m.kind == "python" and not isinstance(given, Factories):
+            from losstune.errors import LosstuneError
+
+            raise LosstuneError("this GAN study's models are Python functions: give them again "
+                                "(losstune.load_study(...).attach(None, x, y, "
+                                "build_generator=..., build_discriminator=...))")
+        kind = "mlp" if m.kind == "python" else m.kind
+        generator = (given.generator(m.latent_dim, shape) if given and given.generator else
+                     adversarial.build_generator(m.latent_dim, shape, kind, m.hidden, m.filters))
+        discriminator = (given.discriminator(shape) if given and given.discriminator else
+                         adversarial.build_discriminator(shape, kind, m.hidden, m.filters))
+        adversarial.check_models(generator, discriminator, m.latent_dim, shape)
+        return adversarial.GAN(generator, discriminator, m.latent_dim, seed=ctx.spec.seed)
 
     def check_built(self, trial: Any, ctx: Any, model: Any, loss: Any, y: Any) -> tuple:
         """Both losses on a real batch and generated samples, before training: a design whose
@@ -231,7 +276,8 @@ GAN_TASK = register(GAN(
     {"kid": MINIMIZE, "fd": MINIMIZE, "precision": MAXIMIZE, "recall": MAXIMIZE,
      "class_coverage": MAXIMIZE, "class_kl": MINIMIZE}, ("digits",),
     ("kid", "fd", "precision", "recall"), settings=("model.latent_dim",),
-    feature_range=(-1.0, 1.0), backends=("tensorflow", "torch")))
+    feature_range=(-1.0, 1.0), backends=("tensorflow", "torch"),
+    python_functions=("build_model", "build_generator", "build_discriminator")))
 
 
 # ------------------------------------------------------------------------------ its families

@@ -159,6 +159,9 @@ def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool
             self.pruned_at: int | None = None
             self.diverged: str | None = None
             self.interrupted = False
+            # The task's other per-epoch metrics (a GAN's FD beside its KID): their curves.
+            self.curves: dict[str, list[float]] = {
+                m: [] for m in tasks.TASKS[ctx.spec.task].curve_metrics if m != metric}
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             if STOP.is_set():
@@ -175,9 +178,12 @@ def _epoch_scorer(trial: "optuna.Trial", ctx: Context, metric: str, report: bool
             if self.diverged is None:
                 try:
                     scored: Any = score(self.model, ctx.splits, ctx.splits.val_inputs,
-                                        ctx.splits.y_val, only=metric)
+                                        ctx.splits.y_val, only=None if self.curves else metric)
                 except FloatingPointError as err:
                     scored = err
+                if not isinstance(scored, FloatingPointError):
+                    for name, values in self.curves.items():
+                        values.append(scored[name])
                 if watch_epoch(self, trial, epoch, scored, metric, report):
                     return
             self.model.stop_training = True
@@ -501,6 +507,8 @@ def _train(trial: "optuna.Trial", ctx: Context, built: Built, training: dict[str
     trained = Trained(scorer, history.history, time.perf_counter() - start)
     record_training(trial, metric, scorer.values, trained.logs, trained.seconds,
                     scorer.epoch_seconds)
+    for name, values in scorer.curves.items():
+        trial.set_user_attr(results.val_curve(name), compact(values))
     return trained
 
 

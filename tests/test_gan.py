@@ -316,13 +316,16 @@ def test_the_gan_example_study_searches_reports_and_exports(tmp_path, monkeypatc
         # The test split is scored on its own images and latent vectors.
         assert t.user_attrs["test.kid"] != t.user_attrs["val.kid"]
         assert len(t.user_attrs["curve.loss_generator"]) == 2
-        assert len(t.user_attrs["curve.val_kid"]) == 2
+        assert len(t.user_attrs["curve.val_kid"]) == len(t.user_attrs["curve.val_fd"]) == 2
+        assert t.user_attrs["curve.val_fd"][-1] == pytest.approx(t.user_attrs["val.fd"],
+                                                                 rel=1e-3)
         assert t.user_attrs["population"] == 1 and t.user_attrs.get("population_note")
     reported = runner.invoke(main, ["report", "gan_digits", "--storage", url, "-o",
                                     str(tmp_path / "r.html")])
     assert reported.exit_code == 0, reported.output
     html = (tmp_path / "r.html").read_text()
-    for figure in ("Generated samples", "Adversarial losses", "Class coverage"):
+    for figure in ("Generated samples", "Adversarial losses", "Class coverage",
+                   "KID and FD per epoch"):
         assert figure in html
     assert "no stored samples" not in html and "no class histogram" not in html
     exported = runner.invoke(main, ["export", "gan_digits", "--storage", url, "-o",

@@ -71,6 +71,8 @@ class Task:
     backends: tuple[str, ...] = ()
     # The model functions losstune.search() takes for this task, by keyword.
     python_functions: tuple[str, ...] = ("build_model",)
+    # Metrics recorded after every epoch of a trial alone beside the objective (curves).
+    curve_metrics: tuple[str, ...] = ()
 
     @property
     def default_metric(self) -> str:

@@ -262,6 +262,15 @@ class GAN(Task):
             "the losses say.",
             plots.lines(series, "Adversarial losses per epoch", "loss") if series else None,
             "no loss curves")
+        series = [{"label": f"{info.design_label(t)}: {m}",
+                   "values": t.user_attrs.get(results.val_curve(m), [])}
+                  for t in order[:3] for m in ("kid", "fd")]
+        series = [s for s in series if s["values"]]
+        add("KID and FD per epoch", "The validation KID and Fréchet distance of the top "
+            "designs after every epoch (fixed latent vectors; lower is better): a GAN's "
+            "scores move from epoch to epoch, which is why designs compare over seeds.",
+            plots.lines(series, "KID and FD per epoch", "distance") if series else None,
+            "no KID/FD curves recorded")
         best = next((t for t in order if results.VAL + "class_histogram" in t.user_attrs), None)
         data = attrs.get(results.CLASS_COUNTS)
         add("Class coverage", "Classes of the verdict's winner's generated samples (as the "
@@ -277,7 +286,8 @@ GAN_TASK = register(GAN(
      "class_coverage": MAXIMIZE, "class_kl": MINIMIZE}, ("digits",),
     ("kid", "fd", "precision", "recall"), settings=("model.latent_dim",),
     feature_range=(-1.0, 1.0), backends=("tensorflow", "torch"),
-    python_functions=("build_model", "build_generator", "build_discriminator")))
+    python_functions=("build_model", "build_generator", "build_discriminator"),
+    curve_metrics=("kid", "fd")))
 
 
 # ------------------------------------------------------------------------------ its families

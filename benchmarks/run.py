@@ -803,42 +803,126 @@ def fig_population_bookkeeping(q: bool, tmp: Path) -> dict[str, Any]:
                       "statements a trial"}
 
 
-def fig_gan_known_answer(q: bool, tmp: Path) -> dict[str, Any]:
-    """A broken GAN design, the non-saturating loss with the discriminator's learning rate at
-    0 (D never learns: the generator chases a fixed random critic), searched against the two
-    baselines (non-saturating, minimax) and raced over seeds on a third of digits. It must
-    rank last, significantly worse than each baseline: paired t-tests over the common seeds
-    (scipy.stats.ttest_rel), Holm across the two baselines."""
-    from scipy.stats import ttest_rel
+def _gan_study(tmp: Path, name: str, changes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``losstune search`` of studies/gan_digits.toml with ``changes``; its database URL and
+    the search's figures."""
+    db = tmp / f"{name}.db"
+    r = run_arm("cli_search", study_file=str(ROOT / "studies" / "gan_digits.toml"), db=str(db),
+                changes=changes)
+    return f"sqlite:///{db}", r
 
+
+def _paired_against_baselines(design: Any, ranking: list[Any]) -> dict[str, Any]:
+    """``design`` against each baseline on their common seeds, by the verdict's own paired
+    test (results.compare: scipy.stats.ttest_rel, or the sign test on equal differences),
+    Holm across the baselines (results.holm). diff = design − baseline, in KID."""
+    from losstune import results
+
+    tests = {}
+    for base in (d for d in ranking if d.baseline is not None):
+        c = results.compare(design, base, maximize=False)
+        tests[base.words] = {"seeds": c.seeds, "kid_design": design.mean,
+                             "kid_baseline": base.mean, "diff": c.diff, "test": c.test,
+                             "p": c.p}
+    p_values = [1.0 if t["p"] is None else t["p"] for t in tests.values()]  # untested: 1
+    for name, adjusted in zip(tests, results.holm(p_values)):
+        tests[name]["p_holm"] = adjusted
+    return tests
+
+
+def fig_gan_known_answer(q: bool, tmp: Path) -> dict[str, Any]:
+    """Two known answers on digits (600 images, studies/gan_digits.toml's models):
+
+    * broken: the non-saturating loss with the discriminator's learning rate at 0 (D never
+      learns: the generator chases a fixed random critic). Searched against the two baselines
+      (racing stops it after one seed: clearly worse), then ``losstune confirm --top 1`` gives
+      it and the baselines the same seeds. It must rank last and be significantly worse than
+      each baseline: the verdict's paired test over those seeds, Holm across the baselines;
+    * A/A: a design equal to the non-saturating baseline but for η_D/η_G = 1.000001 (its own
+      design, trained on the same seeds): raced with fresh seeds, the study's verdict must not
+      say it wins."""
+    from losstune.api import load_study
+
+    seeds, epochs = (4, 4) if q else (6, 30)
+    base = {"n_trials": 3, "training.epochs": epochs, "dataset.max_samples": 600,
+            "pruner": {"name": "none"}, "search.families": ["non_saturating"]}
+    fixed = {"label_smoothing": 0.0, "r1_gamma": 0.0, "d_steps": 1}
+    url, broken_run = _gan_study(tmp, "gan_broken", {
+        **base, "racing": {"max_seeds": seeds, "test_seeds": 0},
+        "search.non_saturating": {**fixed, "d_lr_ratio": 0.0}})
+    start = time.perf_counter()
+    subprocess.run([EXE, "confirm", "gan_digits", "--storage", url, "--top", "1", "--seeds",
+                    str(seeds)], capture_output=True, text=True, check=True)
+    confirm_seconds = time.perf_counter() - start
+    ranking = load_study("gan_digits", storage=url).verdict.ranking
+    broken = next(d for d in ranking if d.baseline is None)
+    tests = _paired_against_baselines(broken, ranking)
+
+    url_aa, aa_run = _gan_study(tmp, "gan_aa", {
+        **base, "racing": {"max_seeds": seeds, "test_seeds": 4 if q else 8},
+        "search.non_saturating": {**fixed, "d_lr_ratio": 1.000001}})
+    verdict = load_study("gan_digits", storage=url_aa).verdict
+    aa = next(d for d in verdict.ranking if d.baseline is None)
+    aa_wins = verdict.significant and verdict.winner.key == aa.key
+    return {"setup": f"gan_digits, 600 samples, {epochs} epochs, {seeds} seeds",
+            "broken": {"ranking": [(d.words, round(d.mean, 4), d.n) for d in ranking],
+                       "is_last": ranking[-1].key == broken.key, "tests": tests,
+                       "significantly_worse": all(
+                           t["p_holm"] is not None and t["p_holm"] < 0.05 and t["diff"] > 0
+                           for t in tests.values()),
+                       "seconds": broken_run["seconds"] + confirm_seconds},
+            "a_a": {"ranking": [(d.words, round(d.mean, 4), d.n) for d in verdict.ranking],
+                    "tests": _paired_against_baselines(aa, verdict.ranking),
+                    "sentence": verdict.sentence, "a_a_wins": aa_wins,
+                    "seconds": aa_run["seconds"]},
+            "target": "the broken design ranks last, significantly worse than each baseline; "
+                      "the A/A design does not win"}
+
+
+def fig_gan_literature(q: bool, tmp: Path) -> dict[str, Any]:
+    """Lucic et al. (NeurIPS 2018) on digits: the six families of studies/gan_digits.toml
+    (the study as shipped: 12 designs, 20 epochs, racing to 5 seeds, 8 fresh seeds for the
+    winner and the baselines), then ``losstune confirm --top 6`` so that the best design of
+    each family has the racing seeds too. Reported: the study's verdict, and each family's
+    best design against the non-saturating baseline (the verdict's paired test on their common
+    seeds, Holm across the families)."""
     from losstune import results
     from losstune.api import load_study
 
-    seeds, epochs = (3, 3) if q else (5, 10)
-    db = tmp / "gan_known.db"
-    r = run_arm("cli_search", study_file=str(ROOT / "studies" / "gan_digits.toml"), db=str(db),
-                changes={"n_trials": 3, "racing": {"max_seeds": seeds, "test_seeds": 0},
-                         "training.epochs": epochs, "dataset.max_samples": 600,
-                         "pruner": {"name": "none"}, "search.families": ["non_saturating"],
-                         "search.non_saturating": {"d_lr_ratio": 0.0, "label_smoothing": 0.0,
-                                                   "r1_gamma": 0.0, "d_steps": 1}})
-    ranking = load_study("gan_digits", storage=f"sqlite:///{db}").verdict.ranking
-    broken = next(d for d in ranking if d.baseline is None)
-    tests = {}
-    for base in (d for d in ranking if d.baseline is not None):
-        common = sorted(set(broken.by_seed) & set(base.by_seed))
-        t = ttest_rel([broken.by_seed[s] for s in common], [base.by_seed[s] for s in common])
-        tests[base.words] = {"seeds": len(common), "kid_broken": broken.mean,
-                             "kid_baseline": base.mean, "p": float(t.pvalue)}
-    for name, adjusted in zip(tests, results.holm([t["p"] for t in tests.values()])):
-        tests[name]["p_holm"] = adjusted  # Holm over the baselines, as the verdict corrects
-    return {"setup": f"gan_digits, 600 samples, {epochs} epochs, racing to {seeds} seeds",
-            "ranking": [(d.words, round(d.mean, 4), d.n) for d in ranking],
-            "broken_is_last": ranking[-1].key == broken.key, "tests": tests,
-            "significant": all(v["p_holm"] < 0.05 and v["kid_broken"] > v["kid_baseline"]
-                               for v in tests.values()),
-            "seconds": r["seconds"], "sentence": r["sentence"],
-            "target": "the broken design ranks last, significantly worse than each baseline"}
+    changes = ({"n_trials": 8, "training.epochs": 5, "dataset.max_samples": 600,
+                "racing": {"max_seeds": 3, "test_seeds": 4}} if q else {})
+    url, run = _gan_study(tmp, "gan_literature", changes)
+    start = time.perf_counter()
+    subprocess.run([EXE, "confirm", "gan_digits", "--storage", url, "--top", "6", "--seeds",
+                    "3" if q else "5"], capture_output=True, text=True, check=True)
+    confirm_seconds = time.perf_counter() - start
+    verdict = load_study("gan_digits", storage=url).verdict
+    reference = next(d for d in verdict.ranking if d.description.get("family")
+                     == "non_saturating" and d.baseline is not None)
+    best: dict[str, Any] = {}
+    for d in verdict.ranking:  # best first: the first design of each family
+        best.setdefault(d.description.get("family"), d)
+    families = {}
+    for family, d in best.items():
+        if d.key == reference.key:
+            continue
+        c = results.compare(d, reference, maximize=False)
+        families[family] = {"design": d.words, "kid": d.mean, "ci": d.ci, "seeds": d.n,
+                            "diff": c.diff, "diff_ci": c.ci, "test": c.test, "p": c.p,
+                            "paired_seeds": c.seeds}
+    p_values = [1.0 if f["p"] is None else f["p"] for f in families.values()]  # untested: 1
+    for family, adjusted in zip(families, results.holm(p_values)):
+        families[family]["p_holm"] = adjusted
+    return {"setup": "studies/gan_digits.toml" + (" (quick: 600 samples, 5 epochs, 8 "
+                                                  "designs)" if q else " as shipped"),
+            "sentence": verdict.sentence, "significant": verdict.significant,
+            "non_saturating": {"kid": reference.mean, "ci": reference.ci,
+                               "seeds": reference.n},
+            "families": families,
+            "significant_families": sorted(f for f, v in families.items()
+                                           if v["p_holm"] is not None and v["p_holm"] < 0.05),
+            "seconds": run["seconds"] + confirm_seconds,
+            "literature": "Lucic et al. 2018: no loss consistently beats non-saturating"}
 
 
 def fig_population_scaling(q: bool, tmp: Path, sizes: list[int] | None = None,
@@ -944,6 +1028,7 @@ def main() -> None:
             ("14_calibration", lambda: fig_calibration(q, tmp, args.aa_per_set)),
             ("15_population_bookkeeping", lambda: fig_population_bookkeeping(q, tmp)),
             ("16_gan_known_answer", lambda: fig_gan_known_answer(q, tmp)),
+            ("17_gan_literature", lambda: fig_gan_literature(q, tmp)),
         ]
         for name, compute in figures:
             if args.only and name not in args.only and not (

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import optuna
     import pandas
 
+    from losstune.pareto import ParetoVerdict
     from losstune.results import Verdict
     from losstune.studyfile import StudySpec
 
@@ -196,15 +197,13 @@ class Study:
         return self._spec
 
     @property
-    def verdict(self) -> "Verdict":
-        """The verdict: the winner over seeds and its paired test against every baseline."""
+    def verdict(self) -> "Verdict | ParetoVerdict":
+        """The verdict: the winner over seeds and its paired test against every baseline; for
+        several objectives, the front of the designs' means and which searched designs
+        dominate a baseline significantly (:class:`losstune.pareto.ParetoVerdict`)."""
         from losstune import stored as stored_study
 
-        study = self.optuna_study
-        if len(study.directions) > 1:
-            raise LosstuneError(f"study {self.name!r} has several objectives: a verdict ranks "
-                                "by one (see optuna_study.best_trials for the Pareto front)")
-        return stored_study.study_verdict(study, self._reader())
+        return stored_study.any_verdict(self.optuna_study, self._reader())
 
     def leaderboard(self, top: int | None = None) -> "pandas.DataFrame":
         """The designs over seeds, ranked as the verdict ranks them, as a pandas DataFrame."""
@@ -367,7 +366,7 @@ class Study:
         return report.write(self.name, self.storage, Path(path) if path else None)
 
     def export(self, path: str | Path = "best_loss.json", *, trial: int | None = None,
-               overwrite: bool = False) -> Path:
+               overwrite: bool = False, pick: str | None = None) -> Path:
         """Write the verdict's winner (or one search trial's design) as JSON for
         :func:`losstune.losses.load_loss`. An existing file is replaced only with
         ``overwrite=True`` (it may be another study's export)."""
@@ -377,18 +376,35 @@ class Study:
         if path.exists() and not overwrite:
             raise LosstuneError(f"{path}: the file exists (another export?); give another "
                                 "path, or overwrite=True to replace it")
-        return write_output(path, json.dumps(self.export_payload(trial), indent=2) + "\n")
+        return write_output(path, json.dumps(self.export_payload(trial, pick=pick), indent=2)
+                            + "\n")
 
-    def export_payload(self, trial: int | None = None) -> dict[str, Any]:
+    def export_payload(self, trial: int | None = None, *,
+                       pick: str | None = None) -> dict[str, Any]:
         """The exported JSON: ``design`` (family, params), ``fitted`` (what was fitted to this
         study's data: class counts, planned epochs), ``loss`` (both together, ready for
-        ``build_loss``), and the verdict it won."""
+        ``build_loss``), and the verdict it won. Several objectives: the front member
+        ``pick`` names (:func:`losstune.pareto.pick`: the knee by default)."""
 
         study = self.optuna_study
-        if trial is None:
-            if len(study.directions) > 1:
-                raise LosstuneError(f"study {self.name!r} has several objectives: pick a trial "
-                                    "of its Pareto front with --trial N (losstune show)")
+        if pick is not None and (trial is not None or len(study.directions) == 1):
+            raise LosstuneError("pick chooses a member of a front: for a study with several "
+                                "objectives, without a trial number")
+        if trial is None and len(study.directions) > 1:
+            from losstune import pareto
+
+            front = self.verdict
+            member = pareto.pick(front, pick or "knee")
+            if member is None:
+                raise LosstuneError(f"study {self.name!r} has no complete trial to export")
+            description, words = member.first.description, member.words
+            extra = {"trial": member.first.trials[0] if member.first.trials else None,
+                     "picked_by": pick or "knee", "seeds": member.n,
+                     "means": dict(zip(front.metrics, member.means)),
+                     "verdict": {"significant": front.significant, "sentence": front.sentence,
+                                 "dominates_a_baseline": member.key in
+                                 {m.key for m in front.winners}}}
+        elif trial is None:
             verdict = self.verdict
             w = verdict.winner
             if w is None:

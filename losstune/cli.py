@@ -343,7 +343,7 @@ def search(study_file: Path, storage: str | None, study_name: str | None, n_tria
     if len(loaded.directions) == 1:
         print_verdict(loaded, study.verdict, top, console)
     else:
-        print_pareto(loaded, top, console)
+        print_pareto(study.verdict, top, console)
     if result.interrupted:
         console.print("[yellow]Interrupted.[/] Completed trials are kept; run the same command "
                       "to continue.")
@@ -376,19 +376,37 @@ def _plan_line(spec: Any) -> str:
     return line
 
 
-def print_pareto(study: Any, top: int, console: Any) -> None:
-    """Several objectives: the trials on the Pareto front (no verdict: it ranks by one)."""
+def print_pareto(verdict: Any, top: int, console: Any) -> None:
+    """Several objectives: the front of the designs' means over seeds (with 95 % intervals),
+    which searched designs dominate a baseline significantly, and the sentence."""
     from rich.table import Table
     from rich.text import Text
 
-    metrics = results.metrics_of(study.user_attrs)
-    table = Table(title=Text(f"{study.study_name}: Pareto front"))
-    for col in ("trial", "loss design", *metrics):
+    from losstune import pareto
+
+    table = Table(title=Text(f"{verdict.study}: Pareto front of the designs' means"))
+    for col in ("", "loss design", "seeds", *verdict.metrics):
         table.add_column(col)
-    for t in study.best_trials[:top]:
-        table.add_row(str(t.number), Text(results.words_of(t)),
-                      *(_format_value(v) for v in t.values))
+    winners = {m.key for m in verdict.winners}
+    knee = pareto.knee(verdict)
+    for m in verdict.front[:top]:
+        mark = ("★" if m.key in winners else "") + ("knee" if knee and m.key == knee.key
+                                                     else "")
+        cells = [f"{results.fmt(d.mean, 4)}" + (f" [{results.fmt(d.ci[0], 3)}, "
+                                                 f"{results.fmt(d.ci[1], 3)}]" if d.ci else "")
+                 for d in m.per_objective]
+        table.add_row(mark, Text(m.words + (" (baseline)" if m.baseline else "")), str(m.n),
+                      *cells)
     console.print(table)
+    for d in verdict.dominance:
+        tests = "; ".join(f"{metric}: {results.fmt(c.diff, 3)}, p_adj = "
+                          f"{results.fmt(c.p_adjusted, 3)}"
+                          for metric, c in zip(verdict.metrics, d.comparisons))
+        console.print(Text(f"{d.design.words} vs {d.baseline.words}: "
+                           f"{'dominates' if d.dominates else 'does not dominate'} ({tests})"))
+    console.print(Text(f"Verdict: {verdict.sentence}", style="bold"))
+    for note in verdict.notes:
+        console.print(Text(f"note: {note}"))
 
 
 def finished_any(trials: list[Any]) -> bool:
@@ -550,18 +568,11 @@ def show(study: str, storage: str | None, top: int, fmt: str) -> None:
 
     loaded = api.load_study(study, storage=_storage_url(storage))
     optuna_study = loaded.optuna_study
-    if len(optuna_study.directions) > 1:
-        if fmt == "json":
-            _echo_json({"study": study, "metrics": results.metrics_of(optuna_study.user_attrs),
-                        "pareto_front": [{"trial": t.number, "values": t.values,
-                                          "design": results.words_of(t)}
-                                         for t in optuna_study.best_trials]})
-        else:
-            print_pareto(optuna_study, top, _console())
-        return
     verdict = loaded.verdict
     if fmt == "json":
         _echo_json(verdict.to_dict(top))
+    elif len(optuna_study.directions) > 1:
+        print_pareto(verdict, top, _console())
     else:
         print_verdict(optuna_study, verdict, top, _console())
 
@@ -584,8 +595,12 @@ def _reader(url: str) -> Any:
               help="Trial number to export (default: the verdict's winner).")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               default=Path("best_loss.json"), show_default=True)
+@click.option("--pick", default=None,
+              help="Several objectives: which front member to write, 'knee' (the default: "
+                   "nearest the ideal point) or an objective's name (the front's best on it).")
 @handle_errors
-def export(study: str, storage: str | None, trial_number: int | None, output: Path) -> None:
+def export(study: str, storage: str | None, trial_number: int | None, output: Path,
+           pick: str | None) -> None:
     """Write the verdict's winning loss design; losstune.losses.load_loss(PATH) rebuilds it."""
     from losstune import api
     from losstune.paths import check_output_path
@@ -593,9 +608,15 @@ def export(study: str, storage: str | None, trial_number: int | None, output: Pa
     check_output_path(output)  # before any work: no folder, a symbolic link...
     replaced = _replacing(output)
     path = api.load_study(study, storage=_storage_url(storage)).export(
-        output, trial=trial_number, overwrite=True)
+        output, trial=trial_number, overwrite=True, pick=pick)
     payload = json.loads(path.read_text())
-    if trial_number is None:
+    if "picked_by" in payload:
+        means = ", ".join(f"{k} {results.fmt(v, 4)}" for k, v in payload["means"].items())
+        click.echo(f"wrote {output}{replaced}: {payload['description']} (the front's "
+                   f"{payload['picked_by']}: {means}, over {payload['seeds']} "
+                   f"seed{'s' if payload['seeds'] != 1 else ''}; verdict: "
+                   f"{payload['verdict']['sentence']})")
+    elif trial_number is None:
         click.echo(f"wrote {output}{replaced}: {payload['description']} (mean over "
                    f"{payload['seeds']} "
                    f"seed{'s' if payload['seeds'] != 1 else ''}; verdict: "
@@ -634,7 +655,10 @@ def confirm(study: str, storage: str | None, top: int, seeds: int,
 
         verdict = loaded.confirm(seeds, top=top, test_seeds=test_seeds, on_run=on_run)
     console = _console()
-    print_verdict(loaded.optuna_study, verdict, top + 4, console)
+    if len(loaded.optuna_study.directions) > 1:
+        print_pareto(verdict, top + 4, console)
+    else:
+        print_verdict(loaded.optuna_study, verdict, top + 4, console)
 
 
 @main.command()

@@ -36,9 +36,10 @@ def choose(verdict: results.Verdict, top: int) -> list[results.Design]:
 
 def run(storage_url: str, study_name: str, *, top: int, seeds: int, test_seeds: int | None = None,
         on_run: Callable[[int, int], None] | None = None,
-        memory: dict[str, Any] | None = None) -> results.Verdict:
+        memory: dict[str, Any] | None = None) -> Any:
     """Add the missing runs (seed indices 0..seeds-1 of the chosen designs, then ``test_seeds``
-    fresh seeds of the winner and the baselines: default, the study's ``racing.test_seeds``, or
+    fresh seeds of the winner and the baselines; with several objectives, of the ``top``
+    searched designs of the front and the baselines: default, the study's ``racing.test_seeds``, or
     that setting's default for a study raced without them); returns the verdict. ``memory``:
     the model function and data of a study made from Python (``load_context``'s ``model_fn``
     and ``reload``)."""
@@ -48,14 +49,14 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int, test_seeds: 
 
     quiet_optuna()
     parent = stored_study.load_existing(storage_url, study_name)
-    if len(parent.directions) > 1:
-        raise LosstuneError("confirm ranks by one objective; this study has several")
     spec = stored_study.stored_spec(parent)
     if spec.dataset.name == IN_MEMORY and not memory:
         raise stored_study.needs_python(study_name, "confirm", spec.task)
     base_dir = Path(parent.user_attrs.get(results.BASE_DIR, "."))
     storage = open_storage(storage_url)
-    chosen = choose(stored_study.study_verdict(parent, storage), top)
+    several = len(parent.directions) > 1
+    first = stored_study.any_verdict(parent, storage)
+    chosen = first.chosen(top) if several else choose(first, top)
     if not chosen:
         raise LosstuneError(f"study {study_name!r} has no complete trial to confirm")
     todo = [(d.key, s) for s in range(seeds) for d in chosen if s not in d.by_seed]
@@ -76,12 +77,15 @@ def run(storage_url: str, study_name: str, *, top: int, seeds: int, test_seeds: 
     search = runner.Search(parent, ctx, storage, on_run=tick,
                            race=RacingSpec(max_seeds=max(seeds, 1), test_seeds=test_seeds))
     search.racer.extend(chosen, seeds)
-    ranking = stored_study.study_verdict(parent, storage).ranking  # the winner, picked again
-    tested = ranking[:1] + [d for d in ranking[1:] if d.baseline is not None]
+    again = stored_study.any_verdict(parent, storage)  # the winner (the front), picked again
+    if several:
+        tested = again.chosen(top)
+    else:
+        tested = again.ranking[:1] + [d for d in again.ranking[1:] if d.baseline is not None]
     todo.extend((d.key, s) for s in range(results.FRESH_SEEDS, results.FRESH_SEEDS + test_seeds)
                 for d in tested if s not in d.fresh)
-    search.racer.test(test_seeds)
-    verdict = stored_study.study_verdict(parent, storage)
+    search.racer.test(test_seeds, chosen=tested)
+    verdict = stored_study.any_verdict(parent, storage)
     verdict.notes.extend(_check_made(verdict, todo, search.companion))
     return verdict
 

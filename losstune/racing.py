@@ -318,15 +318,18 @@ class Racer:
             self._train_all([(design, seed, "a baseline follows the incumbent's seeds")
                              for design, seed in todo])
 
-    def test(self, seeds: int | None = None) -> int:
-        """Train the winner of the race and every baseline on fresh seeds (seed indices
-        ``results.FRESH_SEEDS`` ... + seeds - 1), all handed to ``execute`` at once: the verdict
-        tests on them alone. Returns runs made (a run made before is not made again)."""
+    def test(self, seeds: int | None = None,
+             chosen: Sequence[results.Design] | None = None) -> int:
+        """Train the winner of the race and every baseline (or the ``chosen`` designs: a
+        front's) on fresh seeds (seed indices ``results.FRESH_SEEDS`` ... + seeds - 1), all
+        handed to ``execute`` at once: the verdict tests on them alone. Returns runs made (a
+        run made before is not made again)."""
         seeds = self.fresh_seeds if seeds is None else seeds
-        ranking = results.rank(self.designs().values(), self.maximize)
-        if not ranking or seeds < 1:
+        if chosen is None:
+            ranking = results.rank(self.designs().values(), self.maximize)
+            chosen = ranking[:1] + [d for d in ranking[1:] if d.baseline is not None]
+        if not chosen or seeds < 1:
             return 0
-        chosen = [ranking[0], *(d for d in ranking[1:] if d.baseline is not None)]
         return self._train_all([(d, results.FRESH_SEEDS + i, "fresh seed: the verdict's test")
                                 for i in range(seeds) for d in chosen
                                 if results.FRESH_SEEDS + i not in d.fresh])

@@ -84,6 +84,21 @@ def study_verdict(study: "optuna.Study", storage: Any = None) -> results.Verdict
                            run_records(study, companion))
 
 
+def pareto_verdict(study: "optuna.Study", storage: Any = None) -> Any:
+    """The verdict of a stored study with several objectives (:mod:`losstune.pareto`)."""
+    from losstune import pareto
+
+    companion = runs_study(study, storage, create=False) if storage is not None else None
+    return pareto.verdict(study.study_name, results.metrics_of(study.user_attrs),
+                          [d.name == "MAXIMIZE" for d in study.directions],
+                          run_records(study, companion))
+
+
+def any_verdict(study: "optuna.Study", storage: Any = None) -> Any:
+    """:func:`study_verdict`, or :func:`pareto_verdict` for several objectives."""
+    return (pareto_verdict if len(study.directions) > 1 else study_verdict)(study, storage)
+
+
 def counts(study: "optuna.Study") -> dict[str, int]:
     import optuna
 

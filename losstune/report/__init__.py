@@ -124,9 +124,22 @@ def build(study: Any, runs: Any | None = None) -> str:
                      "</code> (again) and build the report afterwards.</p></section>")
     else:
         verdict = results.verdict(study.study_name, metric, maximize, records)
-        parts.append(_verdict_html(verdict))
-        parts.append(_ranking_html(verdict, runs))
-        if any(d.n > 1 for d in verdict.ranking):
+        several = len(study.directions) > 1
+        if several:  # the front and its dominance tests, as `show` gives them
+            from losstune import pareto
+            from losstune.report import plots as _plots
+
+            front = pareto.verdict(study.study_name, results.metrics_of(study.user_attrs),
+                                   [d.name == "MAXIMIZE" for d in study.directions], records)
+            parts.append(_pareto_html(front))
+            figures.append(("Pareto front", "Every design's mean on the first two objectives "
+                            "over its seeds (bars: 95% CI); the front's designs joined; ★ a "
+                            "searched design that dominates a baseline significantly; grey: "
+                            "baselines.", _plots.front(front)))
+        else:
+            parts.append(_verdict_html(verdict))
+            parts.append(_ranking_html(verdict, runs))
+        if not several and any(d.n > 1 for d in verdict.ranking):
             from losstune.report import plots as _plots
 
             figures.append(("Ranking over seeds", "Mean and 95% confidence interval across "
@@ -174,6 +187,48 @@ def _summary_html(s: _info.Summary) -> str:
 <dt>Trained</dt><dd>{esc(s.done)}</dd>
 </dl>
 </section>"""
+
+
+def _pareto_html(v: Any) -> str:
+    """Several objectives: the sentence, the front (means and CIs over seeds), and each
+    searched front design against each baseline on every objective."""
+    from losstune import pareto
+
+    cls = "verdict significant" if v.significant else "verdict"
+    knee = pareto.knee(v)
+    winners = {m.key for m in v.winners}
+    head = "".join(f"<th>{esc(m)} ({'max' if up else 'min'})</th>"
+                   for m, up in zip(v.metrics, v.maximize))
+    rows = []
+    for m in v.front:
+        cells = "".join(f"<td>{d.mean:.4f}" + (f" [{d.ci[0]:.4f}, {d.ci[1]:.4f}]" if d.ci
+                                                else "") + "</td>" for d in m.per_objective)
+        mark = ("★ " if m.key in winners else "") + ("knee" if knee and m.key == knee.key
+                                                      else "")
+        rows.append(f"<tr><td>{mark}</td><td>{esc(m.words)}"
+                    f"{' (baseline)' if m.baseline else ''}</td><td>{m.n}</td>{cells}</tr>")
+    tests = []
+    for d in v.dominance:
+        for metric, c in zip(v.metrics, d.comparisons):
+            p = "—" if c.p is None else f"{c.p:.3g}"
+            p_adj = "—" if c.p_adjusted is None else f"{c.p_adjusted:.3g}"
+            seeds = f"{c.seeds} fresh" if c.fresh else str(c.seeds)
+            tests.append(f"<tr><td>{esc(d.design.words)}</td><td>{esc(d.baseline.words)}</td>"
+                         f"<td>{esc(metric)}</td><td>{seeds}</td><td>{_signed(c.diff)}</td>"
+                         f"<td>{p}</td><td>{p_adj}</td><td>{esc(c.outcome)}</td></tr>")
+    notes = "".join(f'<p class="warning">{esc(n)}.</p>' for n in v.notes)
+    table = (f"<table><tr><th></th><th>design on the front</th><th>seeds</th>{head}</tr>"
+             + "".join(rows) + "</table>")
+    if tests:
+        table += ("<p>Each searched design on the front against each baseline, on every "
+                  "objective: paired tests across seeds (design − baseline), Holm across all "
+                  "of them; it dominates a baseline when every objective is significantly in "
+                  "its favour.</p><table><tr><th>design</th><th>baseline</th><th>objective"
+                  "</th><th>paired seeds</th><th>difference</th><th>p</th><th>p (Holm)</th>"
+                  "<th>outcome</th></tr>" + "".join(tests) + "</table>")
+    return (f'<section class="{cls}"><h2>Verdict</h2><p class="sentence">{esc(v.sentence)}.'
+            f"</p>{notes}{table}<p><code>losstune export --pick knee</code> (or an "
+            "objective's name) writes one design of the front.</p></section>")
 
 
 def _verdict_html(v: Any) -> str:
@@ -320,7 +375,12 @@ def save_to_dashboard(study: Any, storage: Any = None) -> list[str]:
     from optuna_dashboard import save_note, save_plotly_graph_object
 
     trials = study.get_trials(deepcopy=False)
-    if len(study.directions) > 1 or not any(t.state.name == "COMPLETE" for t in trials):
+    if not any(t.state.name == "COMPLETE" for t in trials):
+        return []
+    if len(study.directions) > 1:  # the note only: the figures rank by one objective
+        from losstune.stored import pareto_verdict
+
+        save_note(study, pareto_markdown(pareto_verdict(study, storage)))
         return []
     from losstune.stored import study_verdict
 
@@ -336,6 +396,27 @@ def save_to_dashboard(study: Any, storage: Any = None) -> list[str]:
             saved.append(save_plotly_graph_object(study, fig,
                                                   graph_object_id=DASHBOARD_FIGURES[title]))
     return saved
+
+
+def pareto_markdown(v: Any) -> str:
+    """A study with several objectives: its verdict as the dashboard's study note."""
+    lines = ["### Verdict", "", v.sentence + ".", "", *[f"> ⚠ {n}." for n in v.notes], "",
+             "| design on the front | seeds | " + " | ".join(v.metrics) + " |",
+             "|---|---|" + "---|" * len(v.metrics)]
+    for m in v.front:
+        lines.append(f"| {m.words}{' (baseline)' if m.baseline else ''} | {m.n} | "
+                     + " | ".join(f"{x:.4g}" for x in m.means) + " |")
+    if v.dominance:
+        lines += ["", "| design | baseline | dominates | p (Holm) per objective |",
+                  "|---|---|---|---|"]
+        for d in v.dominance:
+            ps = ", ".join(f"{metric} {'—' if c.p_adjusted is None else f'{c.p_adjusted:.3g}'}"
+                           for metric, c in zip(v.metrics, d.comparisons))
+            lines.append(f"| {d.design.words} | {d.baseline.words} | "
+                         f"{'yes' if d.dominates else 'no'} | {ps} |")
+    lines += ["", "Paired t-tests across seeds on every objective, Holm across designs, "
+              "baselines and objectives; `losstune show STUDY -f json` has the same figures."]
+    return "\n".join(lines)
 
 
 def verdict_markdown(v: Any) -> str:

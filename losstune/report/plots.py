@@ -206,6 +206,39 @@ def counts(info: dict[str, Any]) -> go.Figure:
                   showlegend=False)
 
 
+def front(v: Any) -> go.Figure:
+    """Every design's means on the first two objectives, with 95% CIs across seeds; the
+    front's designs joined in order of the first objective; ★ a dominating design."""
+    winners = {m.key for m in v.winners}
+    on_front = {m.key for m in v.front}
+    everyone = [*v.front, *v.others]
+    x_label, y_label = v.metrics[0], v.metrics[1]
+
+    def bars(i: int) -> dict[str, Any]:
+        ds = [m.per_objective[i] for m in everyone]
+        return dict(type="data", symmetric=False,
+                    array=[(d.ci[1] - d.mean) if d.ci else 0 for d in ds],
+                    arrayminus=[(d.mean - d.ci[0]) if d.ci else 0 for d in ds])
+
+    hover = [wrap(m.words, 60) + "".join(f"<br>{k} {x:.4g}" for k, x in zip(v.metrics, m.means))
+             + f"<br>{m.n} seed{'s' if m.n != 1 else ''}" + ("<br>on the front"
+                                                            if m.key in on_front else "")
+             + ("<br>★ dominates a baseline significantly" if m.key in winners else "")
+             for m in everyone]
+    points = go.Scatter(
+        x=[m.means[0] for m in everyone], y=[m.means[1] for m in everyone], mode="markers",
+        error_x=bars(0), error_y=bars(1), hovertext=hover, name="designs",
+        hovertemplate="%{hovertext}<extra></extra>",
+        marker=dict(size=[14 if m.key in winners else 9 for m in everyone],
+                    symbol=["star" if m.key in winners else "circle" for m in everyone],
+                    color=["#999999" if m.baseline else PALETTE[0] for m in everyone]))
+    line = go.Scatter(x=[m.means[0] for m in v.front], y=[m.means[1] for m in v.front],
+                      mode="lines", line=dict(color=PALETTE[1], dash="dot"), name="front",
+                      hoverinfo="skip")
+    return _style(go.Figure([line, points]), "Pareto front of the designs' means",
+                  xaxis_title=esc(x_label), yaxis_title=esc(y_label), showlegend=True)
+
+
 def confirmation(rows: Sequence[Any], metric: str) -> go.Figure:
     """Mean and CI per confirmed design, best on top; every label whole (wrapped, never cut)."""
     stars = [bool(getattr(r, "significant", getattr(r, "beats_baseline", False))) for r in rows]

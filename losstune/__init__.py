@@ -23,6 +23,7 @@ from losstune.tasks import count  # noqa: E402,F401
 from losstune.tasks import autoencoder  # noqa: E402,F401
 from losstune.tasks import embedding  # noqa: E402,F401
 from losstune.tasks import gan  # noqa: E402,F401
+from losstune.tasks import style_transfer  # noqa: E402,F401
 from losstune.api import Study, load_study, search  # noqa: E402 - after the version
 
 __all__ = ["Study", "__version__", "load_study", "search"]

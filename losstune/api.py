@@ -314,7 +314,8 @@ class Study:
                 if spec.race is not None and spec.race.test_seeds and not stopping.STOP.is_set():
                     ctx = runner.load_context(spec, base_dir, splits, **self._memory(spec))
                     search = runner.Search(study, ctx, storage, on_run=hooks.refresh)
-            if search is not None and search.racer is not None and search.racer.fresh_seeds:
+            if search is not None and search.racer is not None and (
+                    search.racer.fresh_seeds or search.several):
                 hooks.status("the winner and the baselines on fresh seeds (the verdict's test)")
                 search.test()
         except KeyboardInterrupt:  # a second Ctrl-C

@@ -365,14 +365,20 @@ def _plan_line(spec: Any) -> str:
     if extra:
         line += f" (baseline-only families: {', '.join(extra)})"
     race = spec.race
-    if race:
+    if race and spec.multi_objective:
+        from losstune.runner import FRONT_RACED
+
+        line += (f"; after the search, the front's first {FRONT_RACED} searched designs and "
+                 f"the baselines get {race.max_seeds} seeds"
+                 + (f", then {race.test_seeds} fresh seeds for the verdict"
+                    if race.test_seeds else ""))
+    elif race:
         line += f"; racing up to {race.max_seeds} seeds per design (p < {race.alpha:g})"
         if race.test_seeds:
             line += (f", then the winner and the baselines on {race.test_seeds} fresh seeds "
                      "for the verdict")
     else:
-        line += "; single-seed search (racing off" + (
-            ", several objectives)" if spec.multi_objective else ")")
+        line += "; single-seed search (racing off)"
     return line
 
 

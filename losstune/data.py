@@ -385,7 +385,10 @@ def load(spec: DatasetSpec, task: str, *, seed: int, base_dir: Path | str = ".")
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-    kind = (the_task := tasks.TASKS[task]).targets
+    own = (the_task := tasks.TASKS[task]).load_data(spec, Path(base_dir), seed)
+    if own is not None:  # a task with data of its own kind (style transfer's two images)
+        return own
+    kind = the_task.targets
     where = data_file(spec, base_dir) if spec.name in ("csv", "npz") else spec.name
     x, y, names, shape = _load_raw(spec, Path(base_dir))
     if y.ndim == 2 and kind != "labels":

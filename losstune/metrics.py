@@ -320,3 +320,40 @@ def class_coverage(predicted: np.ndarray, data_counts: np.ndarray) -> tuple[floa
     counts = np.bincount(np.asarray(predicted, "int64"), minlength=len(data_counts))
     return (float(np.mean(counts > 0)),
             float(entropy(counts / counts.sum(), np.asarray(data_counts) / np.sum(data_counts))))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> float:
+    """Structural similarity (Wang et al. 2004) of two images (H, W, C) in [0, 1]: the mean
+    over pixels and channels of the SSIM map with a Gaussian window (σ = 1.5, truncated at
+    3.5 σ), K1 = 0.01, K2 = 0.03, population statistics: scikit-image's
+    ``structural_similarity(a, b, channel_axis=-1, data_range=1, gaussian_weights=True,
+    use_sample_covariance=False)``, which the tests check it against. Written here with
+    scipy.ndimage so that scikit-image is a test dependency only."""
+    from scipy.ndimage import gaussian_filter
+
+    a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return gaussian_filter(x, sigma=sigma, truncate=3.5, mode="reflect")
+
+    scores = []
+    pad = int(3.5 * sigma + 0.5)
+    for ch in range(a.shape[-1]):
+        x, y = a[..., ch], b[..., ch]
+        mx, my = blur(x), blur(y)
+        vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        scores.append(s[pad:-pad, pad:-pad].mean())  # as scikit-image: the window's margin out
+    return float(np.mean(scores))
+
+
+def gram_style_distance(features: list[np.ndarray], targets: list[np.ndarray]) -> float:
+    """The mean over layers of ¼ mean((G − A)²), G and A the Gram matrices FᵀF/M of the
+    image's and the style's features (M positions by N channels) at each layer."""
+    out = []
+    for f, s in zip(features, targets):
+        f = np.asarray(f, "float64").reshape(-1, f.shape[-1])
+        s = np.asarray(s, "float64").reshape(-1, s.shape[-1])
+        out.append(0.25 * np.mean(np.square(f.T @ f / len(f) - s.T @ s / len(s))))
+    return float(np.mean(out))

@@ -86,6 +86,8 @@ PROJECTION = "val.projection"   # embedding: 2-D PCA of validation embeddings, [
 RECONSTRUCTIONS = "val.reconstructions"  # autoencoder: the first validation inputs rebuilt
 PREDICTIONS = "val.pred"         # regression, count: validation predictions (original units)
 GENERATED = "val.generated"      # gan: the first generated samples, in [0, 1]
+STYLIZED = "val.stylized"        # style transfer: the result, a small PNG (data URI)
+STYLE_IMAGES = "style_images"    # style transfer: the content and style images (data URIs)
 
 # Study-level user attributes.
 OBJECTIVE = "objective"          # the metric names

@@ -190,6 +190,11 @@ class FailureGuard:
         return self.successes == 0 and self.failures >= self.limit
 
 
+# With several objectives, the searched designs of the front (first objective first) that
+# racing gives seeds after the search, beside the baselines.
+FRONT_RACED = 5
+
+
 def load_data(spec: StudySpec, base_dir: Path) -> Any:
     """The study's splits (scikit-learn only, no Keras): bad data fails before any storage write."""
     from losstune import data
@@ -246,11 +251,13 @@ class Search:
         from losstune.racing import Racer
 
         self.study, self.ctx, self.deadline, self.on_run = study, ctx, deadline, on_run
+        self.storage = storage
         self.guard = FailureGuard()
         self.exhausted = False
         race = race or ctx.spec.race  # ``race``: settings that override the study's (confirm)
         self.companion = runs_study(study, storage, create=race is not None)
         self.racer = None
+        self.several = len(study.directions) > 1
         if race is not None:
             from losstune.trial import Contexts
 
@@ -365,8 +372,8 @@ class Search:
                   callbacks=[*callbacks, self.guard, lambda s, t: finished.append(t)])
         repeats = sum(1 for t in finished if results.is_repeat(t))
         new = (len(finished) or 1) - repeats
-        if self.racer is None or STOP.is_set():
-            return new, repeats
+        if self.racer is None or STOP.is_set() or self.several:
+            return new, repeats  # several objectives: the front gets seeds after the search
         keys = [t.user_attrs.get(results.DESIGN_KEY) for t in finished
                 if t.state.name == "COMPLETE" and not results.is_repeat(t)]
         if keys:  # raced together: each round's runs train as one population
@@ -385,6 +392,16 @@ class Search:
         # The timeout bounds the search; the test is a fixed number of runs that the verdict
         # needs, (1 + baselines) x test_seeds, so it runs past the deadline.
         self.deadline = None
+        if self.several:  # the front's first designs and the baselines: seeds, then fresh
+            from losstune.stored import pareto_verdict
+
+            made = self.racer.extend(pareto_verdict(self.study, self.storage).chosen(
+                FRONT_RACED), self.racer.max_seeds)
+            made += self.racer.test(chosen=pareto_verdict(self.study, self.storage).chosen(
+                FRONT_RACED))
+            if made and self.on_run:
+                self.on_run()
+            return made
         made = self.racer.test()
         if made and self.on_run:
             self.on_run()

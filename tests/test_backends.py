@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The test files run again on each backend, in two groups so that a parallel run
 # (pytest-xdist) can spread them over the cores.
 GROUPS = {"losses": ["tests/test_losses.py", "tests/test_schedules.py", "tests/test_audit.py",
-                     "tests/test_compiled.py", "tests/test_gan.py"],
+                     "tests/test_compiled.py", "tests/test_gan.py", "tests/test_style.py"],
           "populations": ["tests/test_population.py", "tests/test_tasks.py"]}
 
 
@@ -44,8 +44,8 @@ def test_loss_tests_pass_under_other_backends(backend, group):
             # The GAN's train step is refused on JAX (losstune.adversarial): its losses run.
             " or alternates_and_updates or leaves_the_discriminator"
             " or reaches_the_discriminator" if backend == "jax" else "")
-    if group == "losses":  # the GAN's study is orchestration, run on TensorFlow
-        skip += " or gan_example_study"
+    if group == "losses":  # the GAN's and style transfer's studies: orchestration
+        skip += " or gan_example_study or gan_from_python or colour_images or known_answers"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *files,
          "-k", f"not ({skip})"],

@@ -47,6 +47,20 @@ def _npz(folder: Path, **arrays) -> dict:
     return {"dataset": {"name": "npz", "path": "data.npz", "target": "y"}, "task": "binary"}
 
 
+# A style-transfer study (its own data and objectives) as a bad-input case's base.
+STYLE = {"task": "style_transfer", "dataset": {"name": "sample_images"},
+         "objective": {"metric": ["content_ssim", "style_distance"]},
+         "search": {"families": ["gatys"], "cross_entropy": None, "focal": None}}
+
+
+def _image(folder: Path, name: str, side: int) -> Path:
+    from PIL import Image
+
+    path = folder / name
+    Image.fromarray(np.full((side, side, 3), 128, "uint8")).save(path)
+    return path
+
+
 def _unreadable_csv(folder: Path) -> dict:
     """A data file whose reading fails. chmod 000 does not stop root (the tests may run as
     root): there, /proc/self/mem, a regular file whose first bytes no process can read (EIO)."""
@@ -425,6 +439,23 @@ CASES = [
      "dataset.image_shape: only for the csv and npz datasets; 'wine' is built in", BOTH),
     ("cnn-on-a-flat-csv", lambda d: {**_csv(d, GOOD_CSV, image=True), "model": {"kind": "cnn"}},
      "dataset.image_shape: a csv file's rows are flat: give the images' shape", BOTH),
+    ("style-family-in-a-multiclass-study", {"search": {"families": ["gatys"]}},
+     "search.families[0]: family 'gatys' is not valid for a multiclass task", BOTH),
+    ("style-image-missing",
+     {**STYLE, "dataset": {"name": "images", "content": "nope.jpg", "style": "nope.png"}},
+     "dataset.content: image not found: ", BOTH),
+    ("style-image-unreadable",
+     lambda d: (d / "c.jpg").write_text("not an image") and (d / "s.png").write_bytes(b"")
+     or {**STYLE, "dataset": {"name": "images", "content": "c.jpg", "style": "s.png"}},
+     "dataset.content: cannot read image ", SEARCH),
+    ("style-image-below-the-receptive-field", lambda d: _image(d, "c.png", 20) and _image(
+        d, "s.png", 64) and {**STYLE, "dataset": {"name": "images", "content": "c.png",
+                                                  "style": "s.png"}},
+     "the content image is 20 x 20 px at dataset.size = 96; the feature network's deepest "
+     "block needs at least 32 px a side", SEARCH),
+    ("style-vgg-weights-missing",
+     {**STYLE, "model": {"features": "vgg19", "vgg_weights": "no/vgg19.h5"}},
+     "model.vgg_weights: file not found: ", BOTH),
     ("latent-size-on-multiclass", {"model": {"latent_dim": 8}},
      "model.latent_dim: only for the gan task (the generator's latent vectors), not a "
      "multiclass task", BOTH),

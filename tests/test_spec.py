@@ -60,7 +60,7 @@ def test_multi_objective(tmp_path):
 # (changes to the tiny study, key path in the message, fragment of the message)
 BAD = [
     ({"tasks": "x"}, "tasks", "unknown key; allowed: name, task"),
-    ({"task": "ranking"}, "task", "must be 'multiclass', 'binary', 'regression', 'multilabel', 'count', 'autoencoder', 'embedding' or 'gan'"),
+    ({"task": "ranking"}, "task", "must be 'multiclass', 'binary', 'regression', 'multilabel', 'count', 'autoencoder', 'embedding', 'gan' or 'style_transfer'"),
     ({"n_trials": "ten"}, "n_trials", "valid integer"),
     ({"n_trials": 0}, "n_trials", "must lie in [1, 1000000], got 0"),
     ({"training": {"epochs": 0}}, "training.epochs", "must lie in [1, inf)"),

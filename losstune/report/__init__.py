@@ -14,7 +14,7 @@ import json
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import Any, Sequence
 
 from losstune import __version__, catalog, results, tasks
 from losstune.report import info as _info
@@ -116,7 +116,8 @@ def build(study: Any, runs: Any | None = None) -> str:
     summary = _info.summary_info(study.study_name, study.user_attrs, trials, maximize, records)
     metric = summary.metric
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    parts: list[str] = [_summary_html(summary)]
+    parts: list[str] = [_summary_html(summary, results.metrics_of(study.user_attrs),
+                                      [d.name == "MAXIMIZE" for d in study.directions])]
     figures: list[Any] = []
     if not complete:
         parts.append('<section class="empty"><h2>No complete trial</h2><p>This study has no '
@@ -175,14 +176,22 @@ def _ranking_rows(verdict: Any) -> list[Any]:
     return rows
 
 
-def _summary_html(s: _info.Summary) -> str:
-    direction = "maximised" if s.maximize else "minimised"
+def _summary_html(s: _info.Summary, metrics: Sequence[str] = (),
+                  maximize: Sequence[bool] = ()) -> str:
+    """The study in a few lines; ``metrics``, ``maximize``: its objectives, when several."""
+    if len(metrics) > 1:
+        objective = ("Objectives", " and ".join(
+            f"{m} ({'maximised' if up else 'minimised'})" for m, up in zip(metrics, maximize))
+            + " on the validation split")
+    else:
+        objective = ("Objective", f"{s.metric} on the validation split "
+                                  f"({'maximised' if s.maximize else 'minimised'})")
     return f"""<section class="summary">
 <h1>{esc(s.study)}</h1>
 <dl>
 <dt>Task</dt><dd>{esc(s.task)}</dd>
 <dt>Data</dt><dd>{esc(s.dataset)}</dd>
-<dt>Objective</dt><dd>{esc(s.metric)} on the validation split ({direction})</dd>
+<dt>{objective[0]}</dt><dd>{esc(objective[1])}</dd>
 <dt>Budget</dt><dd>{esc(s.budget)}</dd>
 <dt>Trained</dt><dd>{esc(s.done)}</dd>
 </dl>

@@ -206,6 +206,41 @@ def counts(info: dict[str, Any]) -> go.Figure:
                   showlegend=False)
 
 
+def image_scatter(points: Sequence[tuple[str, float, float, str, bool]], x_label: str,
+                  y_label: str) -> go.Figure:
+    """Each design's picture (a PNG data URI) at its place on two objectives: ``points``
+    are (label, x, y, picture, is_baseline)."""
+    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    fig = go.Figure(go.Scatter(
+        x=xs, y=ys, mode="markers", hovertext=[wrap(p[0], 60) for p in points],
+        hovertemplate="%{hovertext}<br>" + esc(x_label) + " %{x:.4g}<br>" + esc(y_label)
+                      + " %{y:.4g}<extra></extra>",
+        marker=dict(size=8, color=["#999999" if p[4] else PALETTE[0] for p in points])))
+    span_x = (max(xs) - min(xs)) or 1.0
+    span_y = (max(ys) - min(ys)) or max(abs(ys[0]), 1e-12)
+    for _, x, y, picture, _ in points:  # each picture centred on its point
+        fig.add_layout_image(source=picture, x=x, y=y, xref="x", yref="y",
+                             sizex=span_x / 6, sizey=span_y / 6, xanchor="center",
+                             yanchor="middle", layer="above")
+    fig.update_xaxes(range=[min(xs) - span_x / 5, max(xs) + span_x / 5])
+    fig.update_yaxes(range=[min(ys) - span_y / 5, max(ys) + span_y / 5])
+    return _style(fig, f"Results by {esc(x_label)} and {esc(y_label)}",
+                  xaxis_title=esc(x_label), yaxis_title=esc(y_label), height=520)
+
+
+def pictures(row: Sequence[tuple[str, str]]) -> go.Figure:
+    """Pictures (PNG data URIs) side by side, each with its label."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(row), horizontal_spacing=0.01,
+                        subplot_titles=[wrap(label, 18) for label, _ in row])
+    for i, (_, picture) in enumerate(row, start=1):
+        fig.add_trace(go.Image(source=picture), row=1, col=i)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _style(fig, "Content, style and results", height=260)
+
+
 def front(v: Any) -> go.Figure:
     """Every design's means on the first two objectives, with 95% CIs across seeds; the
     front's designs joined in order of the first objective; ★ a dominating design."""

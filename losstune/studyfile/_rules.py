@@ -74,6 +74,7 @@ def _cross_checks(spec: StudySpec, path: str) -> None:
 
     _check_settings(spec, fail)
     task.check_study(spec, fail)
+    task.check_files(spec, fail, Path(path).parent)
     scheduled = [f for f in spec.families if catalog.family(f).schedule_gate] \
         if all(catalog.find(f) for f in spec.families) else [None]
     if "schedule" in spec.search.model_fields_set and not scheduled:

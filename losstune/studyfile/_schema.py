@@ -216,6 +216,11 @@ class DatasetSpec(BaseModel):
     # "arrays" only: a hash of the in-memory data, so that a study resumed with other arrays is
     # refused like a study file whose dataset changed (set by losstune.search()).
     fingerprint: str | None = None
+    # Style transfer: the content and style image files ("images"), and the long side in
+    # pixels both are scaled down to.
+    content: str | None = None
+    style: str | None = None
+    size: int = Field(96, ge=8, le=2048)
 
     @field_validator("name", mode="before")
     @classmethod
@@ -255,6 +260,10 @@ class ModelSpec(BaseModel):
     embedding_dim: int = Field(16, ge=2, le=4096)
     # The gan task's latent vectors (the generator's input width).
     latent_dim: int = Field(16, ge=1, le=4096)
+    # Style transfer's feature network: a fixed random multi-scale CNN, or VGG19 with
+    # ImageNet weights already on disk (vgg_weights, or Keras's cache).
+    features: Literal["random", "vgg19"] = "random"
+    vgg_weights: str | None = None
 
     @field_validator("hidden", "filters")
     @classmethod
@@ -292,6 +301,9 @@ class TrainingSpec(BaseModel):
     # The embedding task's batches: batch_size // samples_per_class classes, each with
     # samples_per_class samples (P x K batches, Hermans et al. 2017).
     samples_per_class: int = Field(4, ge=1)
+    # Style transfer: optimisation steps an epoch (an epoch is one scored point of its
+    # curves, and one step for the pruner).
+    steps_per_epoch: int = Field(20, ge=1, le=100_000)
 
     @field_validator("epochs", "batch_size")
     @classmethod
@@ -558,9 +570,10 @@ class StudySpec(BaseModel):
 
     @property
     def race(self) -> RacingSpec | None:
-        """The racing settings, or None: ``racing = false``, or several objectives (a paired
-        test ranks by one)."""
-        if self.racing is False or self.multi_objective:
+        """The racing settings, or None (``racing = false``). With several objectives a
+        paired race ranks by none of them: the search gives the front's designs and the
+        baselines ``max_seeds`` seeds, then fresh seeds (losstune.runner.Search.test)."""
+        if self.racing is False:
             return None
         return RacingSpec() if self.racing is True else self.racing
 

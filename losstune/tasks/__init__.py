@@ -149,6 +149,10 @@ class Task:
         """This task's own rules for a study file: ``fail(key, message)`` for the first broken
         (default: none beyond the rules every task shares)."""
 
+    def check_files(self, spec: Any, fail: Any, base_dir: Any) -> None:
+        """The files this task's study keys name, relative to the study file's folder
+        ``base_dir``: ``fail(key, message)`` for one that is missing (default: none)."""
+
     # ------------------------------------------------------------------ training
     def loss_targets(self, splits: Any, y: np.ndarray) -> np.ndarray:
         """Targets ``y`` of a split as the losses take them (default: one column)."""
@@ -167,6 +171,11 @@ class Task:
 
     def trains_alone(self, spec: Any) -> str | None:
         """Why this task's trials train one at a time (not in populations), or None."""
+        return None
+
+    def load_data(self, spec: Any, base_dir: Any, seed: int) -> Any:
+        """The task's own splits from ``spec`` (its ``[dataset]``), or None (the default) for
+        the shared loading of tables and bundled sets."""
         return None
 
     def check_splits(self, spec: Any, splits: Any) -> None:
@@ -347,4 +356,10 @@ SETTINGS: dict[str, str] = {
     "model.embedding_dim": "the embedding's or the code's width",
     "model.latent_dim": "the generator's latent vectors",
     "search.denoise": "input noise: a denoising autoencoder",
+    "dataset.content": "the content image",
+    "dataset.style": "the style image",
+    "dataset.size": "the images' long side in pixels",
+    "model.features": "the feature network of the style and content losses",
+    "model.vgg_weights": "VGG19's weights file",
+    "training.steps_per_epoch": "optimisation steps of the image an epoch",
 }

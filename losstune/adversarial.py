@@ -98,7 +98,7 @@ def check_models(generator: Any, discriminator: Any, latent_dim: int,
                             "Dense(1) with no activation)")
 
 
-def _value_and_grads(fn: Callable[[], Any], variables: list[Any]) -> tuple[Any, list[Any]]:
+def value_and_grads(fn: Callable[[], Any], variables: list[Any]) -> tuple[Any, list[Any]]:
     """``fn()`` and its gradients with respect to ``variables``, by the backend's autodiff."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -207,10 +207,10 @@ class GAN(keras.Model):
         d_loss = None
         for _ in range(self.adversarial.d_steps):
             z = self._latent(n)
-            d_loss, grads = _value_and_grads(lambda: self._d_objective(real, z), d_vars)
+            d_loss, grads = value_and_grads(lambda: self._d_objective(real, z), d_vars)
             self.d_optimizer.apply(grads, d_vars)
         z = self._latent(n)
-        g_loss, grads = _value_and_grads(lambda: self._g_objective(real, z), g_vars)
+        g_loss, grads = value_and_grads(lambda: self._g_objective(real, z), g_vars)
         self.optimizer.apply(grads, g_vars)
         return self._logs(d_loss, g_loss)
 

@@ -33,11 +33,7 @@ from keras import ops
 
 from losstune.losses._style import LAYERS
 
-RANDOM_SEED = 0        # the loss's feature network
-SCORING_SEEDS = {"val": 1001, "test": 2002}  # the scoring networks (never the loss's)
 WIDTH = 16             # channels per filter size and block (48 a block)
-MIN_SIDE = 2 ** (len(LAYERS) - 1) * 4  # a 4 x 4 map (at least) at the deepest block: 32 px
-VGG_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
 def random_features(seed: int, height: int, width: int) -> keras.Model:
@@ -58,19 +54,6 @@ def random_features(seed: int, height: int, width: int) -> keras.Model:
     model = keras.Model(image, outputs, name=f"random_features_{seed}")
     model.trainable = False
     return model
-
-
-def vgg_weights(path: str | None) -> Path | None:
-    """The VGG19 weights file: ``path`` as given, or Keras's cache (``$KERAS_HOME/models``,
-    default ``~/.keras/models``); None when neither is on disk (a given path that is missing
-    is the study file's to refuse)."""
-    import os
-
-    if path:
-        return Path(path).expanduser()
-    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-    cached = home / "models" / VGG_FILE
-    return cached if cached.is_file() else None
 
 
 def vgg_features(weights: Path, height: int, width: int) -> keras.Model:
@@ -134,7 +117,7 @@ class StyleModel(keras.Model):
                                      self.style_targets)
 
     def train_step(self, data: Any) -> dict[str, Any]:
-        from losstune.adversarial import _value_and_grads
+        from losstune.adversarial import value_and_grads
 
         found: dict[str, Any] = {}
 
@@ -142,7 +125,7 @@ class StyleModel(keras.Model):
             found.update(self._terms())
             return found["loss"]
 
-        _, grads = _value_and_grads(total, [self.image])
+        _, grads = value_and_grads(total, [self.image])
         self.optimizer.apply(grads, [self.image])
         self.image.assign(ops.clip(self.image, 0.0, 1.0))
         return self._logs(found)

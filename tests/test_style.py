@@ -79,10 +79,11 @@ def test_ssim_is_scikit_images():
 
 def test_the_scoring_networks_are_not_the_losss():
     from losstune import stylize
+    from losstune.tasks import style_transfer as task
 
-    loss_net = stylize.random_features(stylize.RANDOM_SEED, 32, 32)
-    val, test = (stylize.random_features(stylize.SCORING_SEEDS[s], 32, 32)
-                 for s in ("val", "test"))
+    loss_net = stylize.random_features(task.RANDOM_SEED, 32, 32)
+    val, test = (stylize.random_features(task.SCORING_SEEDS[s], 32, 32) for s in ("val", "test"))
+    assert task.LAYERS == len(style_mod.LAYERS)
     x = RNG.random((1, 32, 32, 3)).astype("float32")
     outs = [ops.convert_to_numpy(n(x)[0]) for n in (loss_net, val, test)]
     assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])
@@ -145,6 +146,7 @@ def test_known_answers_content_only_style_only_and_a_flat_image(tmp_path):
     for figure in ("Results on the two objectives", "Content, style and results",
                    "Pareto front"):
         assert f"<h3>{figure}</h3>" in html
+    assert "Feature network of the losses: a random multi-scale CNN" in html
     exported = runner.invoke(main, ["export", "st", "--storage", url, "--pick",
                                     "style_distance", "-o", str(tmp_path / "b.json")])
     assert exported.exit_code == 0, exported.output

@@ -33,6 +33,24 @@ from losstune.tasks import MAXIMIZE, MINIMIZE, Task, register
 
 THUMBNAIL = 64  # the report's pictures: long side in pixels
 _NETWORKS: dict[tuple, Any] = {}  # (seed, height, width) -> a scoring network
+RANDOM_SEED = 0        # the losses' random feature network
+SCORING_SEEDS = {"val": 1001, "test": 2002}  # the scoring networks (never the losses')
+LAYERS = 4             # the feature network's blocks (losses._style.LAYERS), halved between
+MIN_SIDE = 2 ** (LAYERS - 1) * 4  # a 4 x 4 map (at least) at the deepest block: 32 px
+VGG_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def vgg_weights(path: str | None) -> Path | None:
+    """The VGG19 weights file: ``path`` as given, or Keras's cache (``$KERAS_HOME/models``,
+    default ``~/.keras/models``); None when neither is on disk (a given path that is missing
+    is the study file's to refuse)."""
+    import os
+
+    if path:
+        return Path(path).expanduser()
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    cached = home / "models" / VGG_FILE
+    return cached if cached.is_file() else None
 
 
 def _resolved(path: str, base_dir: Any) -> Path:
@@ -90,7 +108,7 @@ def scoring_network(split: str, height: int, width: int) -> Any:
     """The random network that scores a split's style distance (never the loss's)."""
     from losstune import stylize
 
-    key = (stylize.SCORING_SEEDS[split], height, width)
+    key = (SCORING_SEEDS[split], height, width)
     if key not in _NETWORKS:
         _NETWORKS[key] = stylize.random_features(key[0], height, width)
     return _NETWORKS[key]
@@ -98,8 +116,6 @@ def scoring_network(split: str, height: int, width: int) -> Any:
 
 class StyleTransfer(Task):
     def check_study(self, spec: Any, fail: Any) -> None:
-        from losstune import stylize
-
         d = spec.dataset
         if d.name == "images":
             for key in ("content", "style"):
@@ -123,8 +139,6 @@ class StyleTransfer(Task):
             fail("model.vgg_weights", "only with model.features = 'vgg19'")
 
     def check_files(self, spec: Any, fail: Any, base_dir: Any) -> None:
-        from losstune import stylize
-
         if spec.dataset.name == "images":
             for key in ("content", "style"):
                 path = _resolved(getattr(spec.dataset, key), base_dir)
@@ -136,16 +150,15 @@ class StyleTransfer(Task):
             path = _resolved(spec.model.vgg_weights, base_dir)
             if not path.is_file():
                 fail("model.vgg_weights", f"file not found: {path} (VGG19's ImageNet weights, "
-                                          f"{stylize.VGG_FILE}; nothing is downloaded)")
-        elif stylize.vgg_weights(None) is None:
+                                          f"{VGG_FILE}; nothing is downloaded)")
+        elif vgg_weights(None) is None:
             fail("model.features", f"VGG19's ImageNet weights are not on disk "
-                                   f"({stylize.VGG_FILE} in Keras's cache): give "
+                                   f"({VGG_FILE} in Keras's cache): give "
                                    "model.vgg_weights, or use features = 'random'")
 
     def load_data(self, spec: Any, base_dir: Any, seed: int) -> Any:
         import numpy as np
 
-        from losstune import stylize
         from losstune.data import Splits
         from losstune.errors import DataError
 
@@ -162,16 +175,16 @@ class StyleTransfer(Task):
             style_pixels = bundle.images[1]
             names = ["china.jpg", "flower.jpg"]
         side = min(content.shape[:2])
-        if side < stylize.MIN_SIDE:
+        if side < MIN_SIDE:
             raise DataError(f"dataset: the content image is {content.shape[1]} x "
                             f"{content.shape[0]} px at dataset.size = {spec.size}; the feature "
-                            f"network's deepest block needs at least {stylize.MIN_SIDE} px a "
+                            f"network's deepest block needs at least {MIN_SIDE} px a "
                             "side: give a larger image (or size)")
         style_small = min(np.asarray(style_pixels).shape[:2])
-        if style_small < stylize.MIN_SIDE:
+        if style_small < MIN_SIDE:
             raise DataError(f"dataset.style: the style image's short side is {style_small} px; "
                             f"the feature network's deepest block needs at least "
-                            f"{stylize.MIN_SIDE} px")
+                            f"{MIN_SIDE} px")
         style = _scaled(np.asarray(style_pixels, "uint8"), spec.size, content.shape[:2])
         content, style = content[None], style[None]
         # The model ignores its inputs: the markers say which split is scored (0 validation,
@@ -204,11 +217,11 @@ class StyleTransfer(Task):
         m, splits = ctx.spec.model, ctx.splits
         height, width = splits.x_train.shape[1:3]
         if m.features == "vgg19":
-            weights = stylize.vgg_weights(m.vgg_weights and str(_resolved(m.vgg_weights,
+            weights = vgg_weights(m.vgg_weights and str(_resolved(m.vgg_weights,
                                                                           ctx.base_dir)))
             features = stylize.vgg_features(weights, height, width)
         else:
-            features = stylize.random_features(stylize.RANDOM_SEED, height, width)
+            features = stylize.random_features(RANDOM_SEED, height, width)
         # The image's starting noise from NumPy's global stream, which the trial seeds with
         # the run's seed (keras.utils.set_random_seed) before building.
         return stylize.StyleModel(features, splits.x_train, splits.y_train,
@@ -294,6 +307,12 @@ class StyleTransfer(Task):
             "high) to the style's texture (left, low).",
             plots.image_scatter(points, "content_ssim", "style_distance") if points else None,
             "no results recorded")
+        model = (attrs.get(results.SPEC) or {}).get("model") or {}
+        network = ("VGG19 (ImageNet weights from disk; conv1_1 … conv4_1)"
+                   if model.get("features") == "vgg19" else
+                   f"a random multi-scale CNN (fixed weights, seed {RANDOM_SEED})")
+        scored = (f"scored under random networks seeded {SCORING_SEEDS['val']} "
+                  f"(validation) and {SCORING_SEEDS['test']} (test)")
         pictures = attrs.get(results.STYLE_IMAGES) or {}
         top = shown[:4] + [t for t in shown if results.BASELINE in t.user_attrs
                            and t not in shown[:4]]
@@ -301,7 +320,8 @@ class StyleTransfer(Task):
                if pictures else [])
         row += [(f"#{t.number}" + (" (baseline)" if results.BASELINE in t.user_attrs else ""),
                  t.user_attrs[results.STYLIZED]) for t in top]
-        add("Content, style and results", "The content and style images, then the results of "
+        add("Content, style and results", f"Feature network of the losses: {network}; "
+            f"{scored}. The content and style images, then the results of "
             "the top designs and of the baselines, by trial number: "
             + "; ".join(f"#{t.number} {info.design_label(t)}" for t in top) + ".",
             plots.pictures(row) if row else None, "no results recorded")

@@ -57,6 +57,21 @@ class AuditReport:
         return {c.name: {"value": c.value, "grad_norm": c.grad_norm} for c in self.components}
 
 
+def record_terms(trial: Any, values: dict[str, Any], what: str) -> None:
+    """A task's own audit (a GAN's two losses, a style transfer's terms): each value, a
+    backend tensor or a number, must be finite (else :class:`LossAuditError`, ``what`` saying
+    where it was computed); they are recorded as the trial's audit."""
+    from losstune import results
+
+    values = {k: float(ops.convert_to_numpy(v)) for k, v in values.items()}
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise LossAuditError(f"the {name} term is not finite {what} ({value}); the "
+                                 "configuration is rejected.")
+    trial.set_user_attr(results.AUDIT, {k: {"value": float(f"{v:.4g}")}
+                                        for k, v in values.items()})
+
+
 def _value_and_grad(fn: Callable, y_pred) -> tuple[float, float]:
     value, grad = _backend_grad(fn, y_pred)
     value = float(ops.convert_to_numpy(value))

@@ -45,7 +45,8 @@ def test_loss_tests_pass_under_other_backends(backend, group):
             " or alternates_and_updates or leaves_the_discriminator"
             " or reaches_the_discriminator" if backend == "jax" else "")
     if group == "losses":  # the GAN's and style transfer's studies: orchestration
-        skip += " or gan_example_study or gan_from_python or colour_images or known_answers"
+        skip += (" or gan_example_study or gan_from_python or colour_images or known_answers"
+                 " or vgg19_from")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *files,
          "-k", f"not ({skip})"],

@@ -155,3 +155,37 @@ def test_known_answers_content_only_style_only_and_a_flat_image(tmp_path):
     from losstune.losses import load_loss
 
     assert type(load_loss(tmp_path / "b.json")) is style_mod.GatysStyle
+
+
+def test_vgg19_from_a_weights_file_on_disk(tmp_path):
+    """model.features = "vgg19" with model.vgg_weights: Keras's VGG19 loads the file (here
+    random weights saved by Keras itself: ImageNet's are not downloaded), one design trains
+    on it, and the report names the network."""
+    import keras
+    import optuna
+    from click.testing import CliRunner
+
+    from losstune.cli import main
+    from tests.conftest import write_study
+
+    keras.applications.VGG19(include_top=False, weights=None, input_shape=(32, 48, 3)) \
+        .save_weights(tmp_path / "vgg19.weights.h5")
+    path = write_study(tmp_path, {
+        "name": "vgg", "task": "style_transfer", "n_trials": 1, "racing": False,
+        "dataset": {"name": "sample_images", "size": 48},
+        "model": {"features": "vgg19", "vgg_weights": "vgg19.weights.h5", "hidden": None},
+        "training": {"epochs": 1, "steps_per_epoch": 5, "learning_rate": 0.01,
+                     "batch_size": None},
+        "objective": {"metric": ["content_ssim", "style_distance"]},
+        "search": {"families": ["gatys"], "cross_entropy": None, "focal": None}})
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    runner = CliRunner()
+    searched = runner.invoke(main, ["search", str(path), "--storage", url])
+    assert searched.exit_code == 0, searched.output
+    (trial,) = optuna.load_study(study_name="vgg", storage=url).trials
+    assert trial.state.name == "COMPLETE" and 0 < trial.values[0] <= 1
+    assert trial.user_attrs["audit"]["content"]["value"] >= 0
+    reported = runner.invoke(main, ["report", "vgg", "--storage", url, "-o",
+                                    str(tmp_path / "r.html")])
+    assert reported.exit_code == 0, reported.output
+    assert "Feature network of the losses: VGG19" in (tmp_path / "r.html").read_text()

@@ -168,26 +168,16 @@ class GAN(Task):
     def check_built(self, trial: Any, ctx: Any, model: Any, loss: Any, y: Any) -> tuple:
         """Both losses on a real batch and generated samples, before training: a design whose
         losses are not finite is rejected; their values are recorded as its audit."""
-        import math
-
         import numpy as np
-        from keras import ops
 
-        from losstune import results
-        from losstune.audit import LossAuditError
+        from losstune.audit import record_terms
 
         splits = ctx.splits
         z = np.random.default_rng(0).normal(size=(len(y), splits.latent_dim)).astype("float32")
         real = model.discriminator(splits.x_train[:len(y)])
         fake = model.discriminator(model(z))
-        values = {"discriminator": float(ops.convert_to_numpy(loss.discriminator_loss(real, fake))),
-                  "generator": float(ops.convert_to_numpy(loss.generator_loss(fake, real)))}
-        for name, value in values.items():
-            if not math.isfinite(value):
-                raise LossAuditError(f"the {name} loss is not finite on the audit batch "
-                                     f"({value}); the configuration is rejected.")
-        trial.set_user_attr(results.AUDIT, {k: {"value": float(f"{v:.4g}")}
-                                            for k, v in values.items()})
+        record_terms(trial, {"discriminator": loss.discriminator_loss(real, fake),
+                             "generator": loss.generator_loss(fake, real)}, "on the audit batch")
         return ()
 
     def score(self, splits: Any, x: Any, y: Any, out: Any, only: str | None = None
@@ -253,23 +243,25 @@ class GAN(Task):
             plots.samples([(info.design_label(t), t.user_attrs[results.GENERATED])
                            for t in shown], attrs.get(results.IMAGE_SHAPE)) if shown else None,
             "no stored samples")
-        series = [{"label": f"{info.design_label(t)}: {part}",
-                   "values": t.user_attrs.get(f"{results.CURVE}{results.COMPONENT}{part}", [])}
-                  for t in order[:3] for part in ("discriminator", "generator")]
-        series = [s for s in series if s["values"]]
+        def series(keys: dict[str, str]) -> list[dict[str, Any]]:
+            """The top designs' curves: label suffix -> stored key."""
+            found = [{"label": f"{info.design_label(t)}: {part}",
+                      "values": t.user_attrs.get(key, [])}
+                     for t in order[:3] for part, key in keys.items()]
+            return [s for s in found if s["values"]]
+
+        losses = series({p: f"{results.CURVE}{results.COMPONENT}{p}"
+                         for p in ("discriminator", "generator")})
         add("Adversarial losses", "The discriminator's and the generator's losses per epoch "
             "(training batches) of the top designs: their balance, not their value, is what "
             "the losses say.",
-            plots.lines(series, "Adversarial losses per epoch", "loss") if series else None,
+            plots.lines(losses, "Adversarial losses per epoch", "loss") if losses else None,
             "no loss curves")
-        series = [{"label": f"{info.design_label(t)}: {m}",
-                   "values": t.user_attrs.get(results.val_curve(m), [])}
-                  for t in order[:3] for m in ("kid", "fd")]
-        series = [s for s in series if s["values"]]
+        distances = series({m: results.val_curve(m) for m in ("kid", "fd")})
         add("KID and FD per epoch", "The validation KID and Fréchet distance of the top "
             "designs after every epoch (fixed latent vectors; lower is better): a GAN's "
             "scores move from epoch to epoch, which is why designs compare over seeds.",
-            plots.lines(series, "KID and FD per epoch", "distance") if series else None,
+            plots.lines(distances, "KID and FD per epoch", "distance") if distances else None,
             "no KID/FD curves recorded")
         best = next((t for t in order if results.VAL + "class_histogram" in t.user_attrs), None)
         data = attrs.get(results.CLASS_COUNTS)

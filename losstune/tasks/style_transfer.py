@@ -230,21 +230,10 @@ class StyleTransfer(Task):
     def check_built(self, trial: Any, ctx: Any, model: Any, loss: Any, y: Any) -> tuple:
         """The composite loss's terms on the starting image (recorded as the audit); a design
         whose terms are not finite is rejected."""
-        import math
-
-        from keras import ops
-
-        from losstune import results
-        from losstune.audit import LossAuditError
+        from losstune.audit import record_terms
 
         model.compile(optimizer="sgd", loss=loss)  # the targets, for the terms
-        values = {k: float(ops.convert_to_numpy(v)) for k, v in model._terms().items()}
-        for name, value in values.items():
-            if not math.isfinite(value):
-                raise LossAuditError(f"the {name} term is not finite on the starting image "
-                                     f"({value}); the configuration is rejected.")
-        trial.set_user_attr(results.AUDIT, {k: {"value": float(f"{v:.4g}")}
-                                            for k, v in values.items()})
+        record_terms(trial, model._terms(), "on the starting image")
         return ()
 
     def execution_steps(self, ctx: Any, steps: int, batch_size: int) -> int:

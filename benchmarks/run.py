@@ -886,6 +886,8 @@ def fig_gan_literature(q: bool, tmp: Path) -> dict[str, Any]:
     each family has the racing seeds too. Reported: the study's verdict, and each family's
     best design against the non-saturating baseline (the verdict's paired test on their common
     seeds, Holm across the families)."""
+    from dataclasses import replace
+
     from losstune import results
     from losstune.api import load_study
 
@@ -923,7 +925,10 @@ def fig_gan_literature(q: bool, tmp: Path) -> dict[str, Any]:
         for family, d in best.items():
             if d.key in (tuned.key, reference.key) or family == "non_saturating":
                 continue
-            c = results.compare(d, tuned, maximize=False)
+            # On the racing seeds both have (confirm gave them 0..4): the seeds that picked
+            # them, so optimistic, but the same for both sides.
+            c = results.compare(replace(d, fresh={}), replace(tuned, fresh={}),
+                                maximize=False)
             equal[family] = {"design": d.words, "kid": d.mean, "diff": c.diff,
                              "diff_ci": c.ci, "p": c.p, "paired_seeds": c.seeds}
         p_values = [1.0 if f["p"] is None else f["p"] for f in equal.values()]

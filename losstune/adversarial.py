@@ -27,11 +27,20 @@ from keras import ops
 
 from losstune.losses._adversarial import gradient_penalty
 
+def _norm(kind: str) -> keras.layers.Layer:
+    """A normalisation layer: ``batch`` (DCGAN's), ``layer``, or none (an identity)."""
+    layers = keras.layers
+    return {"batch": layers.BatchNormalization, "layer": layers.LayerNormalization,
+            "none": layers.Identity}[kind]()
+
+
 def build_generator(latent_dim: int, output_shape: tuple[int, ...], kind: str,
-                    hidden: tuple[int, ...], filters: tuple[int, ...]) -> keras.Model:
-    """``mlp``: dense layers with batch normalisation and ReLU, then tanh outputs; ``cnn``
-    (images, DCGAN-style, Radford et al. 2016): a dense projection to a quarter-size map,
-    transposed convolutions with batch normalisation and ReLU doubling it, tanh outputs."""
+                    hidden: tuple[int, ...], filters: tuple[int, ...],
+                    normalization: str = "batch") -> keras.Model:
+    """``mlp``: dense layers with normalisation (``normalization``: batch by default) and
+    ReLU, then tanh outputs; ``cnn`` (images, DCGAN-style, Radford et al. 2016): a dense
+    projection to a quarter-size map, transposed convolutions with normalisation and ReLU
+    doubling it, tanh outputs."""
     import math
 
     layers = keras.layers
@@ -40,36 +49,40 @@ def build_generator(latent_dim: int, output_shape: tuple[int, ...], kind: str,
         h, w, channels = output_shape
         size = (math.ceil(h / 2 ** len(filters)), math.ceil(w / 2 ** len(filters)))
         x = layers.Dense(size[0] * size[1] * filters[-1])(z)
-        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = layers.ReLU()(_norm(normalization)(x))
         x = layers.Reshape((*size, filters[-1]))(x)
         for f in reversed(filters):
             x = layers.Conv2DTranspose(f, 4, strides=2, padding="same")(x)
-            x = layers.ReLU()(layers.BatchNormalization()(x))
+            x = layers.ReLU()(_norm(normalization)(x))
         x = layers.Conv2D(channels, 3, padding="same", activation="tanh")(x)
         x = layers.Cropping2D(((0, x.shape[1] - h), (0, x.shape[2] - w)))(x)
     else:
         x = z
         for width in hidden:
-            x = layers.ReLU()(layers.BatchNormalization()(layers.Dense(width)(x)))
+            x = layers.ReLU()(_norm(normalization)(layers.Dense(width)(x)))
         x = layers.Dense(int(math.prod(output_shape)), activation="tanh")(x)
         x = layers.Reshape(output_shape)(x)
     return keras.Model(z, x, name="generator")
 
 
 def build_discriminator(input_shape: tuple[int, ...], kind: str, hidden: tuple[int, ...],
-                        filters: tuple[int, ...]) -> keras.Model:
+                        filters: tuple[int, ...], normalization: str = "batch") -> keras.Model:
     """One raw output per sample (a logit, or a critic's value). ``mlp``: dense layers with
-    LeakyReLU(0.2); ``cnn``: strided convolutions with LeakyReLU(0.2) (no batch
-    normalisation: the gradient penalties are per sample)."""
+    LeakyReLU(0.2); ``cnn``: strided convolutions with LeakyReLU(0.2). Never batch
+    normalisation, which mixes a batch's samples where the gradient penalties are per
+    sample: layer normalisation after each hidden layer when ``normalization`` is "layer"
+    (as WGAN-GP's critic), else none."""
     layers = keras.layers
     x_in = keras.Input(input_shape)
     x = x_in
+    norm = "layer" if normalization == "layer" else "none"
     if kind == "cnn":
         for f in filters:
-            x = layers.LeakyReLU(0.2)(layers.Conv2D(f, 3, strides=2, padding="same")(x))
+            x = layers.LeakyReLU(0.2)(_norm(norm)(
+                layers.Conv2D(f, 3, strides=2, padding="same")(x)))
     x = layers.Flatten()(x)
     for width in hidden if kind != "cnn" else ():
-        x = layers.LeakyReLU(0.2)(layers.Dense(width)(x))
+        x = layers.LeakyReLU(0.2)(_norm(norm)(layers.Dense(width)(x)))
     return keras.Model(x_in, layers.Dense(1)(x), name="discriminator")
 
 

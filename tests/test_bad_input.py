@@ -456,6 +456,8 @@ CASES = [
     ("style-vgg-weights-missing",
      {**STYLE, "model": {"features": "vgg19", "vgg_weights": "no/vgg19.h5"}},
      "model.vgg_weights: file not found: ", BOTH),
+    ("normalisation-on-multiclass", {"model": {"normalization": "layer"}},
+     "model.normalization: only for the gan task", BOTH),
     ("latent-size-on-multiclass", {"model": {"latent_dim": 8}},
      "model.latent_dim: only for the gan task (the generator's latent vectors), not a "
      "multiclass task", BOTH),

@@ -452,3 +452,24 @@ def test_colour_images_from_an_npz_file_train_the_cnn_gan_and_show_in_colour(tmp
                                     str(tmp_path / "r.html")])
     assert reported.exit_code == 0, reported.output
     assert '"type":"image"' in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_normalisation_of_the_built_in_models(kind):
+    """model.normalization: batch (DCGAN's) in the generator only, layer in both, none in
+    neither; the discriminator never has batch normalisation (its penalties are per
+    sample)."""
+    from losstune import adversarial
+
+    def kinds(model):
+        return {type(layer).__name__ for layer in model.layers}
+
+    for norm, in_g, in_d in (("batch", "BatchNormalization", None),
+                             ("layer", "LayerNormalization", "LayerNormalization"),
+                             ("none", None, None)):
+        g = adversarial.build_generator(4, (8, 8, 1), kind, (16,), (8,), norm)
+        d = adversarial.build_discriminator((8, 8, 1), kind, (16,), (8,), norm)
+        found_g = kinds(g) & {"BatchNormalization", "LayerNormalization"}
+        found_d = kinds(d) & {"BatchNormalization", "LayerNormalization"}
+        assert found_g == ({in_g} if in_g else set()), (norm, found_g)
+        assert found_d == ({in_d} if in_d else set()), (norm, found_d)

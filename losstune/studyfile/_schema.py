@@ -260,6 +260,9 @@ class ModelSpec(BaseModel):
     embedding_dim: int = Field(16, ge=2, le=4096)
     # The gan task's latent vectors (the generator's input width).
     latent_dim: int = Field(16, ge=1, le=4096)
+    # The gan task's normalisation: the generator's hidden layers ("batch", DCGAN's), and
+    # with "layer" the discriminator's too (never batch: its penalties are per sample).
+    normalization: Literal["batch", "layer", "none"] = "batch"
     # Style transfer's feature network: a fixed random multi-scale CNN, or VGG19 with
     # ImageNet weights already on disk (vgg_weights, or Keras's cache).
     features: Literal["random", "vgg19"] = "random"

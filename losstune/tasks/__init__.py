@@ -355,6 +355,7 @@ SETTINGS: dict[str, str] = {
     "training.samples_per_class": "P x K batches",
     "model.embedding_dim": "the embedding's or the code's width",
     "model.latent_dim": "the generator's latent vectors",
+    "model.normalization": "the generator's and discriminator's normalisation",
     "search.denoise": "input noise: a denoising autoencoder",
     "dataset.content": "the content image",
     "dataset.style": "the style image",

@@ -159,9 +159,11 @@ class GAN(Task):
                                 "build_generator=..., build_discriminator=...))")
         kind = "mlp" if m.kind == "python" else m.kind
         generator = (given.generator(m.latent_dim, shape) if given and given.generator else
-                     adversarial.build_generator(m.latent_dim, shape, kind, m.hidden, m.filters))
+                     adversarial.build_generator(m.latent_dim, shape, kind, m.hidden, m.filters,
+                                                 m.normalization))
         discriminator = (given.discriminator(shape) if given and given.discriminator else
-                         adversarial.build_discriminator(shape, kind, m.hidden, m.filters))
+                         adversarial.build_discriminator(shape, kind, m.hidden, m.filters,
+                                                     m.normalization))
         adversarial.check_models(generator, discriminator, m.latent_dim, shape)
         return adversarial.GAN(generator, discriminator, m.latent_dim, seed=ctx.spec.seed)
 
@@ -276,7 +278,7 @@ GAN_TASK = register(GAN(
     "gan", "inputs", "samples", "sample", "generated samples",
     {"kid": MINIMIZE, "fd": MINIMIZE, "precision": MAXIMIZE, "recall": MAXIMIZE,
      "class_coverage": MAXIMIZE, "class_kl": MINIMIZE}, ("digits",),
-    ("kid", "fd", "precision", "recall"), settings=("model.latent_dim",),
+    ("kid", "fd", "precision", "recall"), settings=("model.latent_dim", "model.normalization"),
     feature_range=(-1.0, 1.0), backends=("tensorflow", "torch"),
     python_functions=("build_model", "build_generator", "build_discriminator"),
     curve_metrics=("kid", "fd")))

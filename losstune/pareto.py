@@ -142,21 +142,25 @@ class ParetoVerdict:
 
         members = [row(i, m, i <= len(self.front))
                    for i, m in enumerate([*self.front, *self.others], start=1)]
+        shown = len(self.front) if top is None else min(top, len(self.front))
         return {
             "study": self.study, "metrics": self.metrics,
             "directions": ["maximize" if up else "minimize" for up in self.maximize],
-            "sentence": self.sentence, "significant": self.significant,
-            "winners": [m.words for m in self.winners],
-            "front": members[:len(self.front)] if top is None else members[:min(top, len(
-                self.front))],
+            "verdict": {
+                "significant": self.significant, "sentence": self.sentence,
+                "alpha": self.alpha, "correction": "holm",
+                "corrected_across": "front designs x baselines x objectives",
+                "test": "paired t-test across seeds (scipy.stats.ttest_rel) on every "
+                        "objective",
+                "winners": [m.words for m in self.winners],
+                "front": members[:shown],
+                "dominance": [{"design": d.design.words, "baseline": d.baseline.words,
+                               "dominates": d.dominates,
+                               "objectives": {m: c.to_dict()
+                                              for m, c in zip(self.metrics, d.comparisons)}}
+                              for d in self.dominance],
+                "notes": list(self.notes)},
             "leaderboard": members if top is None else members[:top],
-            "dominance": [{"design": d.design.words, "baseline": d.baseline.words,
-                           "dominates": d.dominates,
-                           "objectives": {m: c.to_dict()
-                                          for m, c in zip(self.metrics, d.comparisons)}}
-                          for d in self.dominance],
-            "alpha": self.alpha, "correction": "Holm across designs x baselines x objectives",
-            "notes": self.notes,
         }
 
 

@@ -62,12 +62,13 @@ def test_the_front_is_of_means_and_dominance_is_paired_tests_with_holm():
     assert v.significant and [m.key for m in v.winners] == ["fast_and_good"]
     assert "fast_and_good dominates base" in v.sentence and "Holm" in v.sentence
     data = v.to_dict()
-    assert data["winners"] == ["fast_and_good"]
-    assert data["dominance"][0]["objectives"]["train_time"]["p_adjusted"] == pytest.approx(
+    said = data["verdict"]
+    assert said["winners"] == ["fast_and_good"] and said["sentence"] == v.sentence
+    assert said["dominance"][0]["objectives"]["train_time"]["p_adjusted"] == pytest.approx(
         holm[("good_but_slow", 1)])
-    assert data["front"][0]["macro_f1"] == pytest.approx(np.mean(F1["good_but_slow"]))
+    assert said["front"][0]["macro_f1"] == pytest.approx(np.mean(F1["good_but_slow"]))
     assert [r["on_front"] for r in data["leaderboard"]] == [True, True, False, False]
-    assert [r["dominates_a_baseline"] for r in data["front"]] == [False, True]
+    assert [r["dominates_a_baseline"] for r in said["front"]] == [False, True]
 
 
 def test_better_on_one_objective_only_is_no_finding():
@@ -123,6 +124,7 @@ def test_a_two_objective_study_is_confirmed_shown_and_exported_with_its_verdict(
     assert confirmed.exit_code == 0, confirmed.output
     shown = runner.invoke(main, ["show", "two", "--storage", url, "-f", "json"])
     data = json.loads(shown.output)
+    data = {**data, **data["verdict"]}  # the verdict's fields, beside the study's
     assert data["metrics"] == ["macro_f1", "train_time"]
     assert data["directions"] == ["maximize", "minimize"]
     front = data["front"]

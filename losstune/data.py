@@ -293,9 +293,9 @@ def _load_raw(spec: DatasetSpec, base_dir: Path
     from sklearn import datasets
 
     if spec.name == "multilabel":
-        return multilabel_set()
+        return (*multilabel_set(), ())
     if spec.name == "counts":
-        return count_set()
+        return (*count_set(), ())
     loader = {"digits": datasets.load_digits, "wine": datasets.load_wine,
               "breast_cancer": datasets.load_breast_cancer,
               "diabetes": datasets.load_diabetes}[spec.name]

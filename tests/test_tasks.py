@@ -709,5 +709,5 @@ def test_a_task_registered_in_one_module_goes_through_search_report_and_export(t
         np.testing.assert_allclose(_np(loss(y_true, z)), expected, rtol=1e-5)
 
     assert "ordinal" not in tasks.names() and catalog.find("cumulative_logit") is None
-    with pytest.raises(Exception, match="task: must be 'multiclass', .* or 'gan'"):
+    with pytest.raises(Exception, match="task: must be 'multiclass', .* or 'style_transfer'"):
         spec_mod.load(path)

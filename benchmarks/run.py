@@ -844,8 +844,9 @@ def fig_gan_known_answer(q: bool, tmp: Path) -> dict[str, Any]:
       say it wins."""
     from losstune.api import load_study
 
-    seeds, epochs = (4, 4) if q else (6, 30)
-    base = {"n_trials": 3, "training.epochs": epochs, "dataset.max_samples": 600,
+    seeds, epochs = (3, 2) if q else (6, 30)
+    base = {"n_trials": 3, "training.epochs": epochs,
+            "dataset.max_samples": 300 if q else 600,
             "pruner": {"name": "none"}, "search.families": ["non_saturating"]}
     fixed = {"label_smoothing": 0.0, "r1_gamma": 0.0, "d_steps": 1}
     url, broken_run = _gan_study(tmp, "gan_broken", {
@@ -882,7 +883,7 @@ def fig_gan_known_answer(q: bool, tmp: Path) -> dict[str, Any]:
 
 def fig_gan_literature(q: bool, tmp: Path) -> dict[str, Any]:
     """Lucic et al. (NeurIPS 2018) on digits: the six families of studies/gan_digits.toml
-    (the study as shipped: 12 designs, 20 epochs, racing to 5 seeds, 8 fresh seeds for the
+    (the study as shipped: 12 designs, 30 epochs, racing to 5 seeds, 8 fresh seeds for the
     winner and the baselines), then ``losstune confirm --top 6`` so that the best design of
     each family has the racing seeds too. Reported: the study's verdict, and each family's
     best design against the non-saturating baseline (the verdict's paired test on their common
@@ -892,12 +893,12 @@ def fig_gan_literature(q: bool, tmp: Path) -> dict[str, Any]:
     from losstune import results
     from losstune.api import load_study
 
-    changes = ({"n_trials": 8, "training.epochs": 5, "dataset.max_samples": 600,
-                "racing": {"max_seeds": 3, "test_seeds": 4}} if q else {})
+    changes = ({"n_trials": 4, "training.epochs": 2, "dataset.max_samples": 300,
+                "racing": {"max_seeds": 2, "test_seeds": 2}} if q else {})
     url, run = _gan_study(tmp, "gan_literature", changes)
     start = time.perf_counter()
     subprocess.run([EXE, "confirm", "gan_digits", "--storage", url, "--top", "6", "--seeds",
-                    "3" if q else "5"], capture_output=True, text=True, check=True)
+                    "2" if q else "5"], capture_output=True, text=True, check=True)
     confirm_seconds = time.perf_counter() - start
     verdict = load_study("gan_digits", storage=url).verdict
     reference = next(d for d in verdict.ranking if d.description.get("family")
@@ -935,7 +936,7 @@ def fig_gan_literature(q: bool, tmp: Path) -> dict[str, Any]:
         p_values = [1.0 if f["p"] is None else f["p"] for f in equal.values()]
         for family, adjusted in zip(equal, results.holm(p_values)):
             equal[family]["p_holm"] = adjusted
-    return {"setup": "studies/gan_digits.toml" + (" (quick: 600 samples, 5 epochs, 8 "
+    return {"setup": "studies/gan_digits.toml" + (" (quick: 300 samples, 2 epochs, 4 "
                                                   "designs)" if q else " as shipped"),
             "sentence": verdict.sentence, "significant": verdict.significant,
             "non_saturating": {"kid": reference.mean, "ci": reference.ci,
@@ -951,12 +952,12 @@ def fig_gan_literature(q: bool, tmp: Path) -> dict[str, Any]:
 
 
 def fig_style_transfer(q: bool, tmp: Path) -> dict[str, Any]:
-    """studies/style_transfer.toml as shipped (quick: 6 designs, 48 px, 2 epochs, 2 + 2
+    """studies/style_transfer.toml as shipped (quick: 4 designs, 48 px, 1 epoch, 2 + 2
     seeds): its front of the designs' means, the dominance tests against Gatys's setting,
     the sentence and the wall time."""
     from losstune.api import load_study
 
-    changes = ({"n_trials": 6, "dataset.size": 48, "training.epochs": 2,
+    changes = ({"n_trials": 4, "dataset.size": 48, "training.epochs": 1,
                 "racing": {"max_seeds": 2, "test_seeds": 2}} if q else {})
     db = tmp / "style.db"
     r = run_arm("cli_search", study_file=str(ROOT / "studies" / "style_transfer.toml"),

@@ -157,9 +157,13 @@ class Study:
         ``build_discriminator``."""
         from losstune import tasks
 
-        build_model, _ = tasks.TASKS[self.spec.task].from_python(
+        build_model, model = tasks.TASKS[self.spec.task].from_python(
             {"build_model": build_model, "build_generator": build_generator,
              "build_discriminator": build_discriminator}, self.spec.model.latent_dim)
+        if model["kind"] != self.spec.model.kind:  # built-in models for Python ones, or back
+            raise LosstuneError(f"study {self.name!r} was made with "
+                                f"{self.spec.model.factory or 'the built-in models'}; give "
+                                "the same model functions (or none) again")
         source = InMemory(build_model, x, y, validation_data, validation_split)
         stored = self.spec.dataset.fingerprint
         if stored is not None and source.fingerprint() != stored:
@@ -311,12 +315,15 @@ class Study:
                 # The parent tests on fresh seeds once the workers are done, also after a
                 # worker died: a rerun only adds the runs still missing.
                 search = None
-                if spec.race is not None and spec.race.test_seeds and not stopping.STOP.is_set():
+                if spec.race is not None and (spec.race.test_seeds or spec.multi_objective) \
+                        and not stopping.STOP.is_set():
                     ctx = runner.load_context(spec, base_dir, splits, **self._memory(spec))
                     search = runner.Search(study, ctx, storage, on_run=hooks.refresh)
             if search is not None and search.racer is not None and (
                     search.racer.fresh_seeds or search.several):
-                hooks.status("the winner and the baselines on fresh seeds (the verdict's test)")
+                hooks.status("the front's designs and the baselines on more seeds (the "
+                             "verdict's test)" if search.several else
+                             "the winner and the baselines on fresh seeds (the verdict's test)")
                 search.test()
         except KeyboardInterrupt:  # a second Ctrl-C
             interrupted = True

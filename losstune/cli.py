@@ -396,8 +396,8 @@ def print_pareto(verdict: Any, top: int, console: Any) -> None:
     winners = {m.key for m in verdict.winners}
     knee = pareto.knee(verdict)
     for m in verdict.front[:top]:
-        mark = ("★" if m.key in winners else "") + ("knee" if knee and m.key == knee.key
-                                                     else "")
+        mark = " ".join((["★"] if m.key in winners else [])
+                        + (["knee"] if knee and m.key == knee.key else []))
         cells = [f"{results.fmt(d.mean, 4)}" + (f" [{results.fmt(d.ci[0], 3)}, "
                                                  f"{results.fmt(d.ci[1], 3)}]" if d.ci else "")
                  for d in m.per_objective]

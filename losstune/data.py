@@ -313,6 +313,11 @@ def image_shape(spec: DatasetSpec, width: int, shapes: list[tuple], where: Any
     per-sample shape of each feature array (npz). A shape the data do not fit is refused."""
     declared = tuple(spec.image_shape or ())
     arrays = [s for s in shapes if len(s) >= 2] if spec.name == "npz" else []
+    if not (declared or spec.image):  # images only if the study says so; else drawn as
+        one = arrays[0] if len(arrays) == 1 == len(shapes) and len(arrays[0]) <= 3 else ()
+        if one and one[2:] in ((), (1,), (3,)):  # images where the file's one array is
+            return one if len(one) == 3 else (*one, 1)
+        return ()
     if len(arrays) > 1 or (arrays and len(shapes) > 1):
         raise DataError(f"{where}: images of inconsistent shape: the feature arrays "
                         f"{', '.join(map(str, shapes))} hold more than one image array; give "
@@ -329,6 +334,9 @@ def image_shape(spec: DatasetSpec, width: int, shapes: list[tuple], where: Any
     if not shape:
         return ()
     shape = shape if len(shape) == 3 else (*shape, 1)
+    if shape[2] not in (1, 3):
+        raise DataError(f"{where}: images have 1 channel (grey) or 3 (colour), got "
+                        f"{shape[2]} in {list(shape)}")
     if math.prod(shape) != width:
         raise DataError(f"{where}: images of inconsistent shape: dataset.image_shape "
                         f"{list(shape)} needs {math.prod(shape)} values a sample, the file has "

@@ -11,7 +11,9 @@ objective (the claims it could make, together), which is stricter than correctin
 Requiring every objective to be significant is the intersection-union test, so the correction
 across objectives only makes it more conservative.
 
-The tests use the fresh seeds where a design has them (``losstune confirm`` gives the front and
+The front is of the designs with 2 or more seeds when some have them (more seeds first, as the
+one-objective ranking): a design with one lucky run does not push tested ones off it. The tests
+use the fresh seeds where a design has them (racing and ``losstune confirm`` give the front and
 the baselines some), else the seeds the front was picked on (optimistic: a note says so).
 
 Layer: domain.
@@ -188,12 +190,16 @@ def front(found: Sequence[Member], maximize: Sequence[bool]) -> list[Member]:
 
 def verdict(study_name: str, metrics: Sequence[str], maximize: Sequence[bool],
             runs: Iterable[RunRecord], alpha: float = ALPHA) -> ParetoVerdict:
-    """The front of the designs' means, and each searched front design against each baseline
-    on every objective (paired, Holm across all the tests)."""
+    """The front of the designs' means (of those with 2 or more seeds, when some have), and
+    each searched front design against each baseline on every objective (paired, Holm across
+    all the tests)."""
     found = members(runs, len(metrics))
     sign = -1 if maximize[0] else 1
     found.sort(key=lambda m: (sign * m.means[0], m.key))
-    on_front = front(found, maximize)
+    # More seeds first, as the one-objective ranking (results.rank): once some designs have
+    # several seeds, a design with one lucky run does not push them off the front.
+    pool = [m for m in found if m.n >= 2] or found
+    on_front = front(pool, maximize)
     keys = {m.key for m in on_front}
     baselines = [m for m in found if m.baseline is not None]
     dominance = [Dominance(d, b, [results.compare(dd, bb, up) for dd, bb, up in
@@ -243,7 +249,7 @@ def pick(v: ParetoVerdict, how: str) -> Member | None:
     if how == "knee":
         return knee(v)
     if how not in v.metrics:
-        raise LosstuneError(f"--pick {how!r}: {PICKS}: {', '.join(['knee', *v.metrics])}")
+        raise LosstuneError(f"pick {how!r}: {PICKS}: {', '.join(['knee', *v.metrics])}")
     i = v.metrics.index(how)
     sign = 1 if v.maximize[i] else -1
     return max(v.front, key=lambda m: sign * m.means[i]) if v.front else None
@@ -254,6 +260,8 @@ def _sentence(v: ParetoVerdict) -> str:
                               for m, up in zip(v.metrics, v.maximize))
     head = f"{len(v.front)} design{'s' if len(v.front) != 1 else ''} on the front of {objectives}"
     if not v.dominance:
+        if not any(m.baseline is not None for m in [*v.front, *v.others]):
+            return head + "; no baseline to test against"
         return head + "; no searched design on it to test against a baseline"
     if v.significant:
         found = [f"{d.design.words} dominates {d.baseline.words}"

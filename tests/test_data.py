@@ -123,6 +123,19 @@ def test_colour_images_keep_their_channels(tmp_path):
         data.load(spec.model_copy(update={"image_shape": (5, 6, 3)}), "gan", seed=0)
 
 
+def test_image_shapes_are_asked_for_and_otherwise_only_inferred():
+    """Without dataset.image or image_shape, an npz file's arrays load flat as before (several
+    arrays, one of many dimensions); one (samples, h, w[, 1 or 3]) array is drawn as images.
+    Asked for, images have 1 or 3 channels."""
+    spec = DatasetSpec(name="npz", path="x.npz", target="y")
+    assert data.image_shape(spec, 67, [(8, 8), (3,)], "f") == ()
+    assert data.image_shape(spec, 120, [(2, 3, 4, 5)], "f") == ()
+    assert data.image_shape(spec, 64, [(8, 8)], "f") == (8, 8, 1)
+    assert data.image_shape(spec, 128, [(4, 8, 4)], "f") == ()
+    with pytest.raises(DataError, match="images have 1 channel .grey. or 3 .colour., got 4"):
+        data.image_shape(spec.model_copy(update={"image": True}), 128, [(4, 8, 4)], "f")
+
+
 def _csv(tmp_path, text, **kw):
     path = tmp_path / "d.csv"
     path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)

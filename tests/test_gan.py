@@ -390,6 +390,12 @@ def test_a_gan_from_python_trains_the_users_models_on_arrays(tmp_path):
     loaded = losstune.load_study("g", storage=url)
     with pytest.raises(LosstuneError, match=r"attach\(None, x, y, build_generator=\.\.\., "):
         loaded.confirm(2, top=1)
+    # The built-in models in place of the study's own would mix other runs into its seeds.
+    with pytest.raises(LosstuneError, match="was made with .*generator.* give the same model "
+                                            "functions"):
+        loaded.attach(None, x, y)
+    loaded.attach(None, x, y, build_generator=generator,
+                  build_discriminator=_user_discriminator)
     # Outside [-1, 1], a generator's tanh cannot reach the data: refused before anything.
     with pytest.raises(LosstuneError, match=r"must lie in \[-1, 1\]"):
         losstune.search(None, x * 4, y, task="gan", storage=url, study_name="other")

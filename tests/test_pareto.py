@@ -167,4 +167,22 @@ def test_a_two_objective_study_is_confirmed_shown_and_exported_with_its_verdict(
     assert data["sentence"] in note and "| design on the front |" in note
     refused = runner.invoke(main, ["export", "two", "--storage", url, "--pick", "accuracy"])
     assert refused.exit_code == 2
-    assert "--pick 'accuracy': 'knee' or an objective's name" in refused.output
+    assert "pick 'accuracy': 'knee' or an objective's name" in refused.output
+
+
+def test_a_lucky_single_seed_does_not_push_tested_designs_off_the_front():
+    """Design fast_and_good beats the baseline over 5 seeds; a design with one run on seed 0,
+    better on both objectives, would dominate it by its mean: once designs have several seeds,
+    single-seed designs stay off the front (more seeds first, as one objective ranks)."""
+    lucky = [_run(200, "lucky", 0, (0.99, 0.5))]
+    v = pareto.verdict("s", ["macro_f1", "train_time"], [True, False], _runs() + lucky)
+    assert "lucky" in {m.key for m in v.others} and "lucky" not in {m.key for m in v.front}
+    assert [m.key for m in v.winners] == ["fast_and_good"]
+    assert pareto.knee(v).key != "lucky"
+
+
+def test_no_baseline_is_said():
+    runs = [r for r in _runs() if r.design_key != "base"]
+    v = pareto.verdict("s", ["macro_f1", "train_time"], [True, False],
+                       [r.__class__(**{**r.__dict__, "baseline": None}) for r in runs])
+    assert v.sentence.endswith("no baseline to test against")

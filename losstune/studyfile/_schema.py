@@ -220,7 +220,7 @@ class DatasetSpec(BaseModel):
     # pixels both are scaled down to.
     content: str | None = None
     style: str | None = None
-    size: int = Field(96, ge=8, le=2048)
+    size: int = Field(96, ge=32, le=2048)  # the feature network needs 32 px a side
 
     @field_validator("name", mode="before")
     @classmethod

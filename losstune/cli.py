@@ -368,8 +368,8 @@ def _plan_line(spec: Any) -> str:
     if race and spec.multi_objective:
         from losstune.runner import FRONT_RACED
 
-        line += (f"; after the search, the front's first {FRONT_RACED} searched designs and "
-                 f"the baselines get {race.max_seeds} seeds"
+        line += (f"; after the search, {FRONT_RACED} searched designs spread along the front "
+                 f"and the baselines get {race.max_seeds} seeds"
                  + (f", then {race.test_seeds} fresh seeds for the verdict"
                     if race.test_seeds else ""))
     elif race:

@@ -115,12 +115,19 @@ class ParetoVerdict:
         return [m.first for m in [*self.front, *self.others]]
 
     def chosen(self, top: int) -> list[Design]:
-        """What ``losstune confirm`` gives seeds: every baseline, then ``top`` searched
-        designs, those of the front first, then the others by the first objective (as designs
-        of the first objective): more seeds may move them onto the front."""
+        """What racing and ``losstune confirm`` give seeds: every baseline, then ``top``
+        searched designs (as designs of the first objective): the front's, spread along it
+        (both ends, and evenly between them, by the first objective) when it has more, then
+        the others by the first objective (more seeds may move them onto the front)."""
         everyone = [*self.front, *self.others]
+        on_front = [m for m in self.front if m.baseline is None]
+        if len(on_front) > top:
+            step = (len(on_front) - 1) / max(top - 1, 1)
+            on_front = [on_front[round(i * step)] for i in range(top)] if top > 1 \
+                else on_front[:1]
+        rest = [m for m in everyone if m.baseline is None and m not in on_front]
         return ([m.first for m in everyone if m.baseline is not None]
-                + [m.first for m in everyone if m.baseline is None][:top])
+                + [m.first for m in [*on_front, *rest][:top]])
 
     @property
     def winner(self) -> Design | None:

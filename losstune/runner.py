@@ -190,8 +190,8 @@ class FailureGuard:
         return self.successes == 0 and self.failures >= self.limit
 
 
-# With several objectives, the searched designs of the front (first objective first) that
-# racing gives seeds after the search, beside the baselines.
+# With several objectives, the searched designs of the front (spread along it) that racing
+# gives seeds after the search, beside the baselines (pareto.ParetoVerdict.chosen).
 FRONT_RACED = 5
 
 

@@ -186,3 +186,14 @@ def test_no_baseline_is_said():
     v = pareto.verdict("s", ["macro_f1", "train_time"], [True, False],
                        [r.__class__(**{**r.__dict__, "baseline": None}) for r in runs])
     assert v.sentence.endswith("no baseline to test against")
+
+
+def test_racing_spreads_its_seeds_along_a_long_front():
+    """Seven single-seed designs on a front (F1 up, time up): 3 to race are its two ends and
+    its middle, not the 3 best on the first objective; every baseline comes too."""
+    runs = [_run(300 + i, f"d{i}", 0, (0.80 + 0.01 * i, 1.0 + 0.1 * i)) for i in range(7)]
+    runs.append(_run(400, "base", 0, (0.5, 5.0), baseline="base"))
+    v = pareto.verdict("s", ["macro_f1", "train_time"], [True, False], runs)
+    assert [m.key for m in v.front] == [f"d{i}" for i in range(6, -1, -1)]
+    assert [d.key for d in v.chosen(3)] == ["base", "d6", "d3", "d0"]
+    assert [d.key for d in v.chosen(10)][1:] == [f"d{i}" for i in range(6, -1, -1)]

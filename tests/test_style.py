@@ -90,7 +90,8 @@ def test_the_scoring_networks_are_not_the_losss():
 
 
 def test_known_answers_content_only_style_only_and_a_flat_image(tmp_path):
-    """Four fixed designs on the bundled photographs (48 px, 60 steps): α/β = 1e6 keeps the
+    """The example study with four fixed designs on the bundled photographs (48 px, 60
+    steps): α/β = 1e6 keeps the
     content (SSIM near 1) and a poor style distance; α/β = 1e-9 the reverse; both end the
     front. A total-variation weight of 1e4 flattens the image: dominated. Then the report's
     pictures and an export of the front's style end."""
@@ -98,24 +99,28 @@ def test_known_answers_content_only_style_only_and_a_flat_image(tmp_path):
 
     from click.testing import CliRunner
 
+    import tomllib
+
+    import tomli_w
+
     from losstune import results
     from losstune.api import load_study
     from losstune.cli import main
-    from tests.conftest import write_study
+    from tests.conftest import ROOT
 
     gatys = {"ratio": 1e-3, "w1": 1.0, "w2": 1.0, "w3": 1.0, "w4": 1.0,
              "content_layer": "block4", "tv_weight": 0.0}
     designs = {"content": {**gatys, "ratio": 1e6}, "style": {**gatys, "ratio": 1e-9},
                "gatys": gatys, "flat": {**gatys, "tv_weight": 1e4}}
-    path = write_study(tmp_path, {
-        "name": "st", "task": "style_transfer", "n_trials": 4,
-        "dataset": {"name": "sample_images", "size": 48}, "model": None,
-        "training": {"epochs": 3, "steps_per_epoch": 20, "learning_rate": 0.01,
-                     "batch_size": None},
-        "objective": {"metric": ["content_ssim", "style_distance"]},
-        "baselines": [{"family": "gatys", "params": p} for p in designs.values()],
-        "search": {"families": ["gatys"], "cross_entropy": None, "focal": None,
-                   "gatys": {"tv_weight": {"choices": [0.0, 1e4]}}}})
+    # studies/style_transfer.toml, smaller: 48 px, 60 steps, the four designs as baselines.
+    raw = tomllib.loads((ROOT / "studies" / "style_transfer.toml").read_text())
+    raw.update({"name": "st", "n_trials": 4, "racing": False,
+                "baselines": [{"family": "gatys", "params": p} for p in designs.values()]})
+    raw["dataset"]["size"] = 48
+    raw["training"]["epochs"] = 3
+    raw["search"] = {"families": ["gatys"], "gatys": {"tv_weight": {"choices": [0.0, 1e4]}}}
+    path = tmp_path / "st.toml"
+    path.write_text(tomli_w.dumps(raw))
     url = f"sqlite:///{tmp_path / 's.db'}"
     runner = CliRunner()
     searched = runner.invoke(main, ["search", str(path), "--storage", url])

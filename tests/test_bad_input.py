@@ -431,7 +431,7 @@ CASES = [
      lambda d: {**_npz(d, a=np.zeros((40, 8, 8)), b=np.zeros((40, 4, 4)),
                        y=np.arange(40) % 2), "task": "gan",
                 "dataset": {"name": "npz", "path": "data.npz", "target": "y",
-                            "features": ["a", "b"]},
+                            "features": ["a", "b"], "image": True},
                 "objective": {"metric": "kid"}, "search": {"families": ["hinge"]}},
      "images of inconsistent shape: the feature arrays (8, 8), (4, 4) hold more than one "
      "image array", SEARCH),

@@ -427,14 +427,13 @@ def _create_rdb(backend: Any, sid: int, n: int, user_attrs: dict[str, Any],
                     trials.insert().returning(trials.c.trial_id),
                     [dict(study_id=sid, number=None, state=TrialState.RUNNING,
                           datetime_start=_stored_time(now)) for _ in range(n)]).scalars())
-                past = session.execute(sqlalchemy.select(sqlalchemy.func.count(
-                    trials.c.trial_id)).where(trials.c.study_id == sid)
-                    .where(trials.c.trial_id < ids[0])).scalar_one()
                 earlier = trials.alias("earlier")
-                session.execute(trials.update().where(trials.c.trial_id.in_(ids)).values(
-                    number=sqlalchemy.select(sqlalchemy.func.count(earlier.c.trial_id))
-                    .where(earlier.c.study_id == sid)
-                    .where(earlier.c.trial_id < trials.c.trial_id).scalar_subquery()))
+                numbers = dict(session.execute(
+                    trials.update().where(trials.c.trial_id.in_(ids)).values(
+                        number=sqlalchemy.select(sqlalchemy.func.count(earlier.c.trial_id))
+                        .where(earlier.c.study_id == sid)
+                        .where(earlier.c.trial_id < trials.c.trial_id).scalar_subquery())
+                    .returning(trials.c.trial_id, trials.c.number)).all())
                 if user_attrs:
                     session.execute(models.TrialUserAttributeModel.__table__.insert(),
                                     [dict(trial_id=tid, key=k, value_json=json.dumps(v))
@@ -447,12 +446,11 @@ def _create_rdb(backend: Any, sid: int, n: int, user_attrs: dict[str, Any],
             if attempt == 5:
                 raise
             time.sleep(random.random() * 2.0)  # as Optuna waits before trying again
-    # The new ids are the study's newest and, with its row locked, consecutive in it.
-    return [FrozenTrial(number=past + i, state=TrialState.RUNNING, value=None, values=None,
+    return [FrozenTrial(number=numbers[tid], state=TrialState.RUNNING, value=None, values=None,
                         datetime_start=now, datetime_complete=None, params={},
                         distributions={}, user_attrs=dict(user_attrs), system_attrs={},
                         intermediate_values={}, trial_id=tid)
-            for i, tid in enumerate(ids)]
+            for tid in ids]
 
 
 def waiting_trial_ids(study: "optuna.Study") -> list[int]:
@@ -466,9 +464,10 @@ def waiting_trial_ids(study: "optuna.Study") -> list[int]:
             study_id(study), deepcopy=False, states=(TrialState.WAITING,))]
     import sqlalchemy
     from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
 
-    with _create_scoped_session(backend.scoped_session) as session:
+    from losstune.storage import read_only
+
+    with read_only(backend.engine) as session:
         return list(session.execute(
             sqlalchemy.select(models.TrialModel.trial_id)
             .where(models.TrialModel.study_id == study_id(study))
@@ -506,11 +505,12 @@ def trials_with_user_attr(study: "optuna.Study", key: str, states: tuple[Any, ..
                 if key in t.user_attrs and without not in t.user_attrs]
     import sqlalchemy
     from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
+
+    from losstune.storage import read_only
 
     trial, attr = models.TrialModel, models.TrialUserAttributeModel
     other = sqlalchemy.orm.aliased(attr)
-    with _create_scoped_session(backend.scoped_session) as session:
+    with read_only(backend.engine) as session:
         rows = session.execute(
             sqlalchemy.select(trial.trial_id, trial.number, attr.value_json)
             .join(attr, (attr.trial_id == trial.trial_id) & (attr.key == key))

@@ -311,6 +311,16 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True,
     return storage
 
 
+# A connection's execution option: its statements only read, one each, so on SQLite it begins
+# no transaction (each SELECT reads a consistent snapshot by itself) and takes no write lock.
+READ_ONLY = "losstune_read_only"
+
+
+def read_only(engine):
+    """A connection of ``engine`` for single reads: on SQLite no BEGIN IMMEDIATE before them."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
 def _serialise_sqlite_transactions(engine) -> None:
     """Every SQLite transaction starts with BEGIN IMMEDIATE (SQLAlchemy's pysqlite recipe).
 
@@ -331,7 +341,8 @@ def _serialise_sqlite_transactions(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if not connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     engine.dispose()  # pooled connections were opened before the listeners existed
 

@@ -261,6 +261,42 @@ def test_designs_read_by_their_key_match_a_read_of_every_trial(url):
     assert [(number, key) for _, number, key in got] == [(0, "a"), (1, "b")]
 
 
+def test_single_reads_take_no_write_lock_on_sqlite(tmp_path):
+    """The waiting trials and the design keys are one SELECT each, with no BEGIN IMMEDIATE
+    before it: they read while another worker holds SQLite's write lock, instead of waiting
+    for it (a BEGIN IMMEDIATE would wait out the busy timeout here, and be counted)."""
+    import sqlite3
+    import threading
+
+    from losstune.storage import open_storage
+
+    path = tmp_path / "r.db"
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{path}"))
+    study.enqueue_trial({"x": 0.5})
+    study.ask().set_user_attr("design_key", "a")
+    states = (optuna.trial.TrialState.RUNNING,)
+    reads = {}
+
+    def read():
+        reads["statements"] = count_statements(lambda: reads.update(
+            waiting=optuna_adapter.waiting_trial_ids(study),
+            designs=optuna_adapter.trials_with_user_attr(study, "design_key", states, "x")))
+
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another worker's write transaction, held
+    try:
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout=30)
+        assert not reader.is_alive(), "a read waited for the write lock"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    reader.join()
+    assert reads["statements"] == 2
+    assert reads["waiting"] == [] and [k for _, _, k in reads["designs"]] == ["a"]
+
+
 @pytest.mark.parametrize("length", [0, 1, 2044, 2045, 2046, 9000])
 def test_the_dashboard_note_is_stored_under_optuna_dashboards_own_keys(length):
     from optuna_dashboard._note import SYSTEM_ATTR_MAX_LENGTH, note_ver_key, split_body

@@ -1,12 +1,15 @@
 """losstune benchmarks: figures measured side by side in one run, reported as ratios.
 
     python benchmarks/run.py            # the full set (about 25 minutes on a 2-core CPU)
-    python benchmarks/run.py --quick    # a smoke run of every figure (about 10 minutes)
+    python benchmarks/run.py --quick    # a smoke run of every figure (about 5 minutes)
 
 Each figure is printed and all are written to benchmarks/results/<timestamp>.json (or --out).
 Targets are printed beside the figures; a missed target is reported, never hidden, and never
 fails the script: benchmarks are not tests. Every arm that trains runs in its own subprocess, so
-TensorFlow state from one arm cannot help or hurt another.
+TensorFlow state from one arm cannot help or hurt another. --quick, a smoke run that measures
+nothing, runs its arms and commands in this one process (one framework start-up instead of one
+per arm), but for the arms that need their own process: other workers, another backend, and the
+start-up figure.
 """
 
 from __future__ import annotations
@@ -183,8 +186,10 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
                 fit_wall[0] += time.perf_counter() - begun
 
         keras.Model.fit = timed_fit
-        event.listen(Engine, "before_cursor_execute",
-                     lambda *a: statements.__setitem__(0, statements[0] + 1))
+        def count(*args):  # noqa: ARG001
+            statements[0] += 1
+
+        event.listen(Engine, "before_cursor_execute", count)
     if workers == 0:  # in process (workers=N>=1 runs the CLI with N worker processes)
         study = runner.create_or_load(spec, url)
         ctx = runner.load_context(spec, Path(study_file).parent)
@@ -198,6 +203,8 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
             done = target
             rss[target] = _rss_mb()
         wall = time.perf_counter() - start
+        keras.Model.fit = fit  # as it was (--quick runs the next arm in this process)
+        event.remove(Engine, "before_cursor_execute", count)
     else:
         args = ["--workers", str(workers)] if workers > 1 else []
         proc = subprocess.run([EXE, "search", study_file, "--storage", url, *args],
@@ -348,15 +355,11 @@ def arm_cli_search(study_file: str, db: str, args: list[str] = (), changes: dict
         study_file = str(target)
     url = f"sqlite:///{db}"
     start = time.perf_counter()
-    proc = subprocess.run([EXE, "search", study_file, "--storage", url, *args],
-                          capture_output=True, text=True)
+    losstune_cli("search", study_file, "--storage", url, *args)
     wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
     study_name = name or tomllib.loads(Path(study_file).read_text())["name"]
-    shown = subprocess.run([EXE, "show", study_name, "--storage", url, "-f", "json"],
-                           capture_output=True, text=True, check=True)
-    verdict = json.loads(shown.stdout)["verdict"]
+    verdict = json.loads(losstune_cli("show", study_name, "--storage", url, "-f",
+                                      "json"))["verdict"]
     search = optuna.load_study(study_name=study_name, storage=url).get_trials(deepcopy=False)
     names = optuna.get_all_study_names(storage=url)
     runs = (optuna.load_study(study_name=study_name + results.RUNS_SUFFIX, storage=url)
@@ -386,13 +389,45 @@ def arm_cli_search(study_file: str, db: str, args: list[str] = (), changes: dict
 ARMS["cli_search"] = arm_cli_search
 
 
+# --quick: arms and commands run in this process (see the module's docstring).
+IN_PROCESS = False
+
+
+def _call_arm(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if "memory_at" in kwargs:
+        kwargs["memory_at"] = tuple(kwargs["memory_at"])
+    return ARMS[name](**kwargs)
+
+
 def run_arm(name: str, env: dict | None = None, **kwargs: Any) -> dict[str, Any]:
+    if IN_PROCESS and not env:  # the JSON round trip a subprocess's answer takes
+        return json.loads(json.dumps(_call_arm(name, json.loads(json.dumps(kwargs))),
+                                     default=str))
     proc = subprocess.run([PY, __file__, "--arm", name, "--kwargs", json.dumps(kwargs)],
                           capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
     if proc.returncode != 0:
         raise RuntimeError(f"arm {name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def losstune_cli(*args: str) -> str:
+    """``losstune ARGS`` as a user runs it; its standard output (--quick: in this process,
+    through click's runner)."""
+    if IN_PROCESS:
+        from click.testing import CliRunner
+
+        from losstune.cli import main as cli_main
+
+        result = CliRunner().invoke(cli_main, list(args))
+        if result.exit_code != 0:
+            raise RuntimeError(f"losstune {' '.join(args)}: {result.output[-2000:]}"
+                               ) from result.exception
+        return result.stdout
+    proc = subprocess.run([EXE, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return proc.stdout
 
 
 # ------------------------------------------------------------------------------ figures
@@ -844,29 +879,27 @@ def fig_gan_known_answer(q: bool, tmp: Path) -> dict[str, Any]:
       say it wins."""
     from losstune.api import load_study
 
-    seeds, epochs = (3, 2) if q else (6, 30)
-    base = {"n_trials": 3, "training.epochs": epochs,
-            "dataset.max_samples": 300 if q else 600,
+    seeds, epochs, samples = (2, 2, 300) if q else (6, 30, 600)
+    base = {"n_trials": 3, "training.epochs": epochs, "dataset.max_samples": samples,
             "pruner": {"name": "none"}, "search.families": ["non_saturating"]}
     fixed = {"label_smoothing": 0.0, "r1_gamma": 0.0, "d_steps": 1}
     url, broken_run = _gan_study(tmp, "gan_broken", {
         **base, "racing": {"max_seeds": seeds, "test_seeds": 0},
         "search.non_saturating": {**fixed, "d_lr_ratio": 0.0}})
     start = time.perf_counter()
-    subprocess.run([EXE, "confirm", "gan_digits", "--storage", url, "--top", "1", "--seeds",
-                    str(seeds)], capture_output=True, text=True, check=True)
+    losstune_cli("confirm", "gan_digits", "--storage", url, "--top", "1", "--seeds", str(seeds))
     confirm_seconds = time.perf_counter() - start
     ranking = load_study("gan_digits", storage=url).verdict.ranking
     broken = next(d for d in ranking if d.baseline is None)
     tests = _paired_against_baselines(broken, ranking)
 
     url_aa, aa_run = _gan_study(tmp, "gan_aa", {
-        **base, "racing": {"max_seeds": seeds, "test_seeds": 4 if q else 8},
+        **base, "racing": {"max_seeds": seeds, "test_seeds": 2 if q else 8},
         "search.non_saturating": {**fixed, "d_lr_ratio": 1.000001}})
     verdict = load_study("gan_digits", storage=url_aa).verdict
     aa = next(d for d in verdict.ranking if d.baseline is None)
     aa_wins = verdict.significant and verdict.winner.key == aa.key
-    return {"setup": f"gan_digits, 600 samples, {epochs} epochs, {seeds} seeds",
+    return {"setup": f"gan_digits, {samples} samples, {epochs} epochs, {seeds} seeds",
             "broken": {"ranking": [(d.words, round(d.mean, 4), d.n) for d in ranking],
                        "is_last": ranking[-1].key == broken.key, "tests": tests,
                        "significantly_worse": all(
@@ -897,8 +930,8 @@ def fig_gan_literature(q: bool, tmp: Path) -> dict[str, Any]:
                 "racing": {"max_seeds": 2, "test_seeds": 2}} if q else {})
     url, run = _gan_study(tmp, "gan_literature", changes)
     start = time.perf_counter()
-    subprocess.run([EXE, "confirm", "gan_digits", "--storage", url, "--top", "6", "--seeds",
-                    "2" if q else "5"], capture_output=True, text=True, check=True)
+    losstune_cli("confirm", "gan_digits", "--storage", url, "--top", "6", "--seeds",
+                 "2" if q else "5")
     confirm_seconds = time.perf_counter() - start
     verdict = load_study("gan_digits", storage=url).verdict
     reference = next(d for d in verdict.ranking if d.description.get("family")
@@ -1046,10 +1079,7 @@ def main() -> None:
     parser.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.arm:  # inside a subprocess
-        kwargs = json.loads(args.kwargs)
-        if "memory_at" in kwargs:
-            kwargs["memory_at"] = tuple(kwargs["memory_at"])
-        print(json.dumps(ARMS[args.arm](**kwargs)))
+        print(json.dumps(_call_arm(args.arm, json.loads(args.kwargs))))
         return
 
     results: dict[str, Any] = {"machine": {"platform": platform.platform(),
@@ -1057,6 +1087,8 @@ def main() -> None:
                                            "python": platform.python_version()},
                                "quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M")}
     q = args.quick
+    global IN_PROCESS
+    IN_PROCESS = q
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         figures = [

@@ -406,34 +406,26 @@ def _create_rdb(backend: Any, sid: int, n: int, user_attrs: dict[str, Any],
     """Optuna's ``_create_new_trial`` for ``n`` trials at once, numbered as Optuna numbers a
     trial (the count of the study's trials with a smaller id), with their attributes and first
     heartbeat. As Optuna does: the study's row locked, the trials inserted first (which takes
-    SQLite's write lock however the transaction began), then counted; retried on a storage
-    error (a deadlock between servers' workers), five times."""
+    SQLite's write lock however the transaction began), then counted (a trial alone on SQLite:
+    in one statement, :func:`_create_one_sqlite`); retried on a storage error (a deadlock
+    between servers' workers), five times."""
     import random
     import time
 
     import optuna
-    import sqlalchemy
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
     from optuna.trial import FrozenTrial, TrialState
 
-    trials = models.TrialModel.__table__
     for attempt in range(1, 6):
         try:
             with _create_scoped_session(backend.scoped_session) as session:
-                models.StudyModel.find_or_raise_by_id(sid, session, for_update=True)
                 now = datetime.datetime.now()
-                ids = sorted(session.execute(
-                    trials.insert().returning(trials.c.trial_id),
-                    [dict(study_id=sid, number=None, state=TrialState.RUNNING,
-                          datetime_start=_stored_time(now)) for _ in range(n)]).scalars())
-                earlier = trials.alias("earlier")
-                numbers = dict(session.execute(
-                    trials.update().where(trials.c.trial_id.in_(ids)).values(
-                        number=sqlalchemy.select(sqlalchemy.func.count(earlier.c.trial_id))
-                        .where(earlier.c.study_id == sid)
-                        .where(earlier.c.trial_id < trials.c.trial_id).scalar_subquery())
-                    .returning(trials.c.trial_id, trials.c.number)).all())
+                if n == 1 and backend.engine.name == "sqlite":
+                    ids, numbers = _create_one_sqlite(session, sid, now)
+                else:
+                    models.StudyModel.find_or_raise_by_id(sid, session, for_update=True)
+                    ids, numbers = _create_many(session, sid, n, now)
                 if user_attrs:
                     session.execute(models.TrialUserAttributeModel.__table__.insert(),
                                     [dict(trial_id=tid, key=k, value_json=json.dumps(v))
@@ -451,6 +443,59 @@ def _create_rdb(backend: Any, sid: int, n: int, user_attrs: dict[str, Any],
                         distributions={}, user_attrs=dict(user_attrs), system_attrs={},
                         intermediate_values={}, trial_id=tid)
             for tid in ids]
+
+
+def _create_many(session: Any, sid: int, n: int, now: datetime.datetime
+                 ) -> tuple[list[int], dict[int, int]]:
+    """``n`` trials inserted, then numbered (the study's row locked already); their ids and
+    numbers."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    trials = models.TrialModel.__table__
+    ids = sorted(session.execute(
+        trials.insert().returning(trials.c.trial_id),
+        [dict(study_id=sid, number=None, state=TrialState.RUNNING,
+              datetime_start=_stored_time(now)) for _ in range(n)]).scalars())
+    earlier = trials.alias("earlier")
+    numbers = dict(session.execute(
+        trials.update().where(trials.c.trial_id.in_(ids)).values(
+            number=sqlalchemy.select(sqlalchemy.func.count(earlier.c.trial_id))
+            .where(earlier.c.study_id == sid)
+            .where(earlier.c.trial_id < trials.c.trial_id).scalar_subquery())
+        .returning(trials.c.trial_id, trials.c.number)).all())
+    return ids, numbers
+
+
+def _create_one_sqlite(session: Any, sid: int, now: datetime.datetime
+                       ) -> tuple[list[int], dict[int, int]]:
+    """One trial in one statement, for a trial alone on SQLite: inserted from the study's row
+    (none when the study is gone: Optuna's KeyError, as its lookup of the study raises) and
+    numbered by the count of the study's trials, all of which have smaller ids (SQLite gives
+    a new row the largest id). SQLite's transaction already holds the database's write lock
+    (BEGIN IMMEDIATE, losstune/storage.py), so no other worker counts or inserts meanwhile:
+    what the study row's lock is for on PostgreSQL."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    trials, studies = models.TrialModel.__table__, models.StudyModel.__table__
+    earlier = trials.alias("earlier")
+    count = (sqlalchemy.select(sqlalchemy.func.count(earlier.c.trial_id))
+             .where(earlier.c.study_id == sid).scalar_subquery())
+    row = session.execute(
+        trials.insert().from_select(
+            ["number", "study_id", "state", "datetime_start"],
+            sqlalchemy.select(count, studies.c.study_id,
+                              sqlalchemy.literal(TrialState.RUNNING, trials.c.state.type),
+                              sqlalchemy.literal(_stored_time(now),
+                                                 trials.c.datetime_start.type))
+            .where(studies.c.study_id == sid))
+        .returning(trials.c.trial_id, trials.c.number)).first()
+    if row is None:
+        raise KeyError(models.NOT_FOUND_MSG)  # as StudyModel.find_or_raise_by_id raises
+    return [row.trial_id], {row.trial_id: row.number}
 
 
 def waiting_trial_ids(study: "optuna.Study") -> list[int]:

@@ -72,6 +72,7 @@ def test_optuna_still_has_every_private_name_the_adapter_uses(tmp_path):
     assert isinstance(study._storage, _CachedStorage)
     for name in CACHED_STORAGE_ATTRS:
         assert hasattr(study._storage, name), name
+    assert isinstance(models.NOT_FOUND_MSG, str)  # the KeyError of a study that is gone
     for name in ("scoped_session", "engine", "check_trial_is_updatable"):
         assert hasattr(study._storage._backend, name), name
     for model, columns in ((models.TrialModel, {"trial_id", "number", "study_id", "state",
@@ -129,10 +130,41 @@ def test_new_trials_are_numbered_stored_and_cached_as_optuna_does(url):
         assert abs((stored.datetime_start - before).total_seconds()) < 60  # local time
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
     assert study.ask().number == 4  # Optuna's own numbering goes on after them
+    alone = optuna_adapter.new_trials(study, 1, {"pid": 42})  # one statement on SQLite
+    assert [t.number for t in alone] == [5]
+    stored = study._storage.get_trial(alone[0]._trial_id)
+    assert (stored.number, stored.state, stored.user_attrs) == \
+        (5, optuna.trial.TrialState.RUNNING, {"pid": 42})
+    assert stored.datetime_start == alone[0]._cached_frozen_trial.datetime_start
+    assert study.ask().number == 6
+    trials += alone
     for t in trials:  # and they are Optuna's trials: suggested, told, read back
         t.suggest_float("x", 0, 1)
         study.tell(t, 0.25)
-    assert [t.state.name for t in study.trials[1:4]] == ["COMPLETE"] * 3
+    assert [t.state.name for t in study.trials[1:7]] == ["COMPLETE"] * 3 + ["RUNNING"] + \
+        ["COMPLETE", "RUNNING"]
+
+
+def test_a_trial_alone_is_created_in_one_statement_on_sqlite_and_refused_in_a_study_gone(
+        tmp_path):
+    """BEGIN, the trial (inserted from the study's row, numbered in the same statement), its
+    PID, its heartbeat: where the trials of a population take the study's row locked, an
+    insert and a numbering update. A study deleted meanwhile: Optuna's KeyError, nothing
+    written."""
+    from losstune.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    study = optuna.create_study(storage=open_storage(url))
+    study.ask()
+    created = []
+    assert count_statements(lambda: created.extend(optuna_adapter.new_trials(
+        study, 1, {"pid": 7}, heartbeat=True))) == 4
+    assert created[0].number == 1 and study._storage.get_trial(created[0]._trial_id).number == 1
+    gone = optuna.create_study(storage=open_storage(url))
+    optuna.delete_study(study_name=gone.study_name, storage=url)
+    with pytest.raises(KeyError):
+        optuna_adapter.new_trials(gone, 1, {"pid": 7})
+    assert len(optuna.load_study(study_name=study.study_name, storage=url).trials) == 2
 
 
 def test_a_population_is_told_in_one_transaction_and_a_member_finished_elsewhere_is_left(

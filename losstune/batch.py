@@ -16,10 +16,10 @@ alone as a batch of one (``k = 1``: trained alone, a kept compiled model where o
 
 Layer: training (above :mod:`losstune.trial`, :mod:`losstune.population` and
 :mod:`losstune.recording`; below :mod:`losstune.runner`). The bookkeeping around a trial is what
-sets the price of each verdict over seeds, so it is kept lean: the K trials are asked with one
-read of the waiting ones (:func:`ask`), proposals check for repeats against one read of the
-designs trained so far, records are written in one transaction each, and the tell skips
-Optuna's two reads of a trial this process holds (:func:`tell_trial`).
+sets the price of each verdict over seeds, so it is kept lean: one read finds the waiting
+trials and the designs trained so far, the K trials are asked from it (:func:`ask`),
+proposals check for repeats against it, records are written in one transaction each, and the
+tell skips Optuna's two reads of a trial this process holds (:func:`tell_trial`).
 """
 
 from __future__ import annotations
@@ -51,10 +51,18 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
     quiet_optuna()
     storage = adapter.storage_of(study)
     adapter.fail_stale_trials(study)
+    # The designs trained so far, read with the waiting trials in one read, for the batch's
+    # search trials (replicate runs come with their design and seed). Another worker's design
+    # started during this batch's proposals (milliseconds) may be trained twice on seed 0:
+    # wasted time, not a wrong result (a design's runs are one design in every verdict).
+    if queued_only:
+        waiting, known = adapter.waiting_trial_ids(study), {}
+    else:
+        waiting, known = trial_mod.waiting_and_trained(study)
     # The K trials with this worker's PID and their first heartbeat, at once: a worker killed
     # from here on leaves them all to be retried. Then one thread beats them until each is
     # told.
-    trials = ask(study, k, waiting_only=queued_only)
+    trials = ask(study, k, waiting_only=queued_only, waiting=waiting)
     beat = adapter.Heartbeat(storage, [adapter.trial_id(t) for t in trials])
     finished: list[Any] = []
 
@@ -72,12 +80,6 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         contexts: dict[int, Any] = {}
         waiting: list[tuple[Any, Any]] = []  # repeats of a design training in this batch
         numbers = {t.number for t in trials}
-        # The designs trained so far, read once for the batch's search trials (replicate
-        # runs come with their design and seed). Another worker's design started during this
-        # batch's proposals (milliseconds) may be trained twice on seed 0: wasted time, not
-        # a wrong result (a design's runs are one design in every verdict).
-        known = (trial_mod.trained_designs(study)
-                 if any(results.SEED_INDEX not in t.user_attrs for t in trials) else {})
         for t in trials:
             if queued_only and results.SEED_INDEX not in t.user_attrs:
                 t.set_user_attr(results.ERROR, "no queued run left to train")
@@ -233,7 +235,8 @@ class _Claimed:
         self._trial_id, self.number = tid, None
 
 
-def ask(study: "optuna.Study", k: int, waiting_only: bool = False) -> list["optuna.Trial"]:
+def ask(study: "optuna.Study", k: int, waiting_only: bool = False,
+        waiting: list[int] | None = None) -> list["optuna.Trial"]:
     """``k`` trials, as ``k`` calls of ``study.ask()`` give them, each with this worker's PID
     and its first heartbeat stored: waiting trials first (each claimed by Optuna's own atomic
     WAITING → RUNNING update, so two workers never take the same one), then new ones (none
@@ -241,8 +244,8 @@ def ask(study: "optuna.Study", k: int, waiting_only: bool = False) -> list["optu
     ``study.ask()`` reads the study's waiting trials again for each trial (with the cached
     storage, every running trial whole: 16 ms a call with a population running), creates
     each trial in a transaction of its own and reads it back; here the waiting trials' ids
-    are read once for the K and the new ones created in one transaction
-    (losstune/optuna_adapter.py). A trial's parameters are written with its early record,
+    are read once for the K (``waiting``: read already) and the new ones created in one
+    transaction (losstune/optuna_adapter.py). A trial's parameters are written with its early record,
     right after its proposal, so TPE's constant liar, which reads the running trials from
     the storage, still spreads a batch's proposals out."""
     import optuna
@@ -253,7 +256,7 @@ def ask(study: "optuna.Study", k: int, waiting_only: bool = False) -> list["optu
     from losstune import recording
 
     storage, ids = adapter.storage_of(study), []
-    for tid in adapter.waiting_trial_ids(study):
+    for tid in adapter.waiting_trial_ids(study) if waiting is None else waiting:
         if len(ids) == k:
             break
         try:

@@ -543,11 +543,26 @@ def trials_with_user_attr(study: "optuna.Study", key: str, states: tuple[Any, ..
     """``(trial_id, number, value)`` of each trial in ``states`` that has the user attribute
     ``key`` and not ``without``, by number: on the RDB storage one read of those rows, not of
     every trial whole."""
+    return _with_user_attr(study, key, states, without, waiting=False)[1]
+
+
+def waiting_and_with_user_attr(study: "optuna.Study", key: str, states: tuple[Any, ...],
+                               without: str) -> tuple[list[int], list[tuple[int, int, Any]]]:
+    """:func:`waiting_trial_ids` and :func:`trials_with_user_attr`, on the RDB storage in one
+    read (what a batch reads before it asks its trials)."""
+    return _with_user_attr(study, key, states, without, waiting=True)
+
+
+def _with_user_attr(study: "optuna.Study", key: str, states: tuple[Any, ...], without: str,
+                    waiting: bool) -> tuple[list[int], list[tuple[int, int, Any]]]:
+    from optuna.trial import TrialState
+
     backend = rdb_backend(storage_of(study))
     if backend is None:
-        return [(trial_id(t), t.number, t.user_attrs[key])
-                for t in study.get_trials(deepcopy=False, states=states)
-                if key in t.user_attrs and without not in t.user_attrs]
+        return (waiting_trial_ids(study) if waiting else [],
+                [(trial_id(t), t.number, t.user_attrs[key])
+                 for t in study.get_trials(deepcopy=False, states=states)
+                 if key in t.user_attrs and without not in t.user_attrs])
     import sqlalchemy
     from optuna.storages._rdb import models
 
@@ -555,16 +570,21 @@ def trials_with_user_attr(study: "optuna.Study", key: str, states: tuple[Any, ..
 
     trial, attr = models.TrialModel, models.TrialUserAttributeModel
     other = sqlalchemy.orm.aliased(attr)
+    wanted = (trial.state.in_(states) & attr.value_json.is_not(None)
+              & ~sqlalchemy.exists().where((other.trial_id == trial.trial_id)
+                                           & (other.key == without)))
+    if waiting:  # the WAITING trials come in the same rows, with or without the attribute
+        wanted = (trial.state == TrialState.WAITING) | wanted
     with read_only(backend.engine) as session:
         rows = session.execute(
-            sqlalchemy.select(trial.trial_id, trial.number, attr.value_json)
-            .join(attr, (attr.trial_id == trial.trial_id) & (attr.key == key))
+            sqlalchemy.select(trial.trial_id, trial.number, trial.state, attr.value_json)
+            .outerjoin(attr, (attr.trial_id == trial.trial_id) & (attr.key == key))
             .where(trial.study_id == study_id(study))
-            .where(trial.state.in_(states))
-            .where(~sqlalchemy.exists().where((other.trial_id == trial.trial_id)
-                                              & (other.key == without)))
+            .where(wanted)
             .order_by(trial.number)).all()
-    return [(tid, number, json.loads(value)) for tid, number, value in rows]
+    return ([tid for tid, _, state, _ in rows if state == TrialState.WAITING],
+            [(tid, number, json.loads(value)) for tid, number, state, value in rows
+             if state != TrialState.WAITING])
 
 
 # ------------------------------------------------------------------------------ heartbeats

@@ -293,6 +293,36 @@ def test_designs_read_by_their_key_match_a_read_of_every_trial(url):
     assert [(number, key) for _, number, key in got] == [(0, "a"), (1, "b")]
 
 
+def test_waiting_trials_and_designs_in_one_read_match_the_two_reads(url):
+    """What a batch reads before it asks: the WAITING trials (oldest first, with or without
+    the key) and the designs, as the two reads find them; one statement on SQLite."""
+    study = optuna.create_study(storage=url)
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    for key, dup, value in [("a", False, None), ("b", False, 0.5), ("a", True, None),
+                            ("c", False, "fail")]:
+        t = study.ask()
+        t.set_user_attr("design_key", key)
+        if dup:
+            t.set_user_attr("duplicate_of", 0)
+        if value == "fail":
+            study.tell(t, state=optuna.trial.TrialState.FAIL)
+        elif value is not None:
+            study.tell(t, value)
+    study.enqueue_trial({"x": 0.3}, user_attrs={"design_key": "v"})  # waiting, with a key
+    study.enqueue_trial({"x": 0.4})
+    read = []
+    statements = count_statements(lambda: read.append(optuna_adapter.waiting_and_with_user_attr(
+        study, "design_key", states, "duplicate_of")))
+    waiting, designs = read[0]
+    assert waiting == optuna_adapter.waiting_trial_ids(study)
+    assert designs == optuna_adapter.trials_with_user_attr(study, "design_key", states,
+                                                           "duplicate_of")
+    assert [study._storage.get_trial(tid).number for tid in waiting] == [4, 5]
+    assert [(number, key) for _, number, key in designs] == [(0, "a"), (1, "b")]
+    if isinstance(url, str) and url.startswith("sqlite"):
+        assert statements == 1
+
+
 def test_single_reads_take_no_write_lock_on_sqlite(tmp_path):
     """The waiting trials and the design keys are one SELECT each, with no BEGIN IMMEDIATE
     before it: they read while another worker holds SQLite's write lock, instead of waiting

@@ -56,13 +56,13 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
     # started during this batch's proposals (milliseconds) may be trained twice on seed 0:
     # wasted time, not a wrong result (a design's runs are one design in every verdict).
     if queued_only:
-        waiting, known = adapter.waiting_trial_ids(study), {}
+        queued, known = adapter.waiting_trial_ids(study), {}
     else:
-        waiting, known = trial_mod.waiting_and_trained(study)
+        queued, known = trial_mod.waiting_and_trained(study)
     # The K trials with this worker's PID and their first heartbeat, at once: a worker killed
     # from here on leaves them all to be retried. Then one thread beats them until each is
     # told.
-    trials = ask(study, k, waiting_only=queued_only, waiting=waiting)
+    trials = ask(study, k, waiting_only=queued_only, waiting=queued)
     beat = adapter.Heartbeat(storage, [adapter.trial_id(t) for t in trials])
     finished: list[Any] = []
 
@@ -245,8 +245,8 @@ def ask(study: "optuna.Study", k: int, waiting_only: bool = False,
     storage, every running trial whole: 16 ms a call with a population running), creates
     each trial in a transaction of its own and reads it back; here the waiting trials' ids
     are read once for the K (``waiting``: read already) and the new ones created in one
-    transaction (losstune/optuna_adapter.py). A trial's parameters are written with its early record,
-    right after its proposal, so TPE's constant liar, which reads the running trials from
+    transaction (losstune/optuna_adapter.py). A trial's parameters are written with its early
+    record, right after its proposal, so TPE's constant liar, which reads the running trials from
     the storage, still spreads a batch's proposals out."""
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError

@@ -582,9 +582,10 @@ def _with_user_attr(study: "optuna.Study", key: str, states: tuple[Any, ...], wi
             .where(trial.study_id == study_id(study))
             .where(wanted)
             .order_by(trial.number)).all()
-    return ([tid for tid, _, state, _ in rows if state == TrialState.WAITING],
+    listed = (lambda state: state == TrialState.WAITING) if waiting else (lambda state: False)
+    return ([tid for tid, _, state, _ in rows if listed(state)],
             [(tid, number, json.loads(value)) for tid, number, state, value in rows
-             if state != TrialState.WAITING])
+             if not listed(state)])
 
 
 # ------------------------------------------------------------------------------ heartbeats

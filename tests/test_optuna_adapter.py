@@ -272,14 +272,10 @@ def test_the_batch_heartbeat_beats_until_stopped_then_the_trials_go_stale(tmp_pa
         sorted(t._trial_id for t in trials)
 
 
-def test_designs_read_by_their_key_match_a_read_of_every_trial(url):
-    """trials_with_user_attr (one read on the RDB storage) finds what a read of every trial
-    finds: trials with the key, in the states asked, without the other attribute."""
-    study = optuna.create_study(storage=url)
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
-    for i, (key, dup, value) in enumerate([("a", False, 1.0), ("b", False, None),
-                                           ("a", True, 1.0), ("c", False, "fail"),
-                                           (None, False, 1.0)]):
+def _trials_with_keys(study, rows) -> None:
+    """A trial for each ``(design_key or None, duplicate_of 0?, value | None (running) |
+    "fail")``."""
+    for key, dup, value in rows:
         t = study.ask()
         if key:
             t.set_user_attr("design_key", key)
@@ -289,6 +285,15 @@ def test_designs_read_by_their_key_match_a_read_of_every_trial(url):
             study.tell(t, state=optuna.trial.TrialState.FAIL)
         elif value is not None:
             study.tell(t, value)
+
+
+def test_designs_read_by_their_key_match_a_read_of_every_trial(url):
+    """trials_with_user_attr (one read on the RDB storage) finds what a read of every trial
+    finds: trials with the key, in the states asked, without the other attribute."""
+    study = optuna.create_study(storage=url)
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    _trials_with_keys(study, [("a", False, 1.0), ("b", False, None), ("a", True, 1.0),
+                              ("c", False, "fail"), (None, False, 1.0)])
     got = optuna_adapter.trials_with_user_attr(study, "design_key", states, "duplicate_of")
     assert [(number, key) for _, number, key in got] == [(0, "a"), (1, "b")]
 
@@ -298,16 +303,8 @@ def test_waiting_trials_and_designs_in_one_read_match_the_two_reads(url):
     the key) and the designs, as the two reads find them; one statement on SQLite."""
     study = optuna.create_study(storage=url)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
-    for key, dup, value in [("a", False, None), ("b", False, 0.5), ("a", True, None),
-                            ("c", False, "fail")]:
-        t = study.ask()
-        t.set_user_attr("design_key", key)
-        if dup:
-            t.set_user_attr("duplicate_of", 0)
-        if value == "fail":
-            study.tell(t, state=optuna.trial.TrialState.FAIL)
-        elif value is not None:
-            study.tell(t, value)
+    _trials_with_keys(study, [("a", False, None), ("b", False, 0.5), ("a", True, None),
+                              ("c", False, "fail")])
     study.enqueue_trial({"x": 0.3}, user_attrs={"design_key": "v"})  # waiting, with a key
     study.enqueue_trial({"x": 0.4})
     read = []

@@ -74,15 +74,19 @@ def size(spec: Any, input_shape: tuple[int, ...], units: int,
          remaining: int | None = None) -> int:
     """How many trials to train at once: ``training.population``, or for "auto" the largest
     population up to :data:`AUTO_MAX` that fits :data:`MEMORY_SHARE` of the free memory;
-    never more than ``remaining``; 1 when the study cannot use populations."""
+    never more than ``remaining``; 1 when the study cannot use populations. "auto" splits
+    ``remaining`` into populations of equal size (40 trials with room for 32: 20 and 20, not
+    32 and 8): each population after the first then reuses the first one's compiled model and
+    traced step, and no small one is left to train at a small population's cost."""
     if trial_mod.trains_alone(spec):
         return 1
     setting = spec.training.population
-    k = min(AUTO_MAX, _fits_in_memory(spec, input_shape, units)) if setting == "auto" \
-        else int(setting)
-    if remaining is not None:
-        k = min(k, remaining)
-    return max(1, k)
+    if setting != "auto":
+        return max(1, int(setting) if remaining is None else min(int(setting), remaining))
+    k = max(1, min(AUTO_MAX, _fits_in_memory(spec, input_shape, units)))
+    if remaining is None or remaining <= k:
+        return max(1, min(k, remaining if remaining is not None else k))
+    return math.ceil(remaining / math.ceil(remaining / k))
 
 
 def member_bytes(spec: Any, input_shape: tuple[int, ...], units: int) -> int:
@@ -402,30 +406,46 @@ def _groups(members: list[Member]) -> list[list[Member]]:
     return [list(g) for _, g in itertools.groupby(members, key=lambda m: m.key)]
 
 
+# Whether a loss structure stacks (:func:`unstackable`), by its compiled key, the number of
+# members stacked and the targets' width: checked once a worker. Losses with one compiled key
+# run the same code on values held in variables (losstune.losses.compiled_key), so a check on
+# some values holds for others; the check is K + 1 eager loss calls, a tenth of a second in
+# a population of 20.
+_STACKS: dict[tuple[str, int, int], bool] = {}
+
+
 def unstackable(members: list[Member], ctx: Any) -> list[Member]:
     """The members whose losses do not stack: stacked with the others of their structure,
     on random predictions for real targets, some member's value differs from what its loss
     computes alone (or raises). A family registered with a per-class value it does not declare
-    ``_elementwise`` would broadcast it against the wrong axis; its trials train alone."""
+    ``_elementwise`` would broadcast it against the wrong axis; its trials train alone. Each
+    structure is checked once a worker for a population size (:data:`_STACKS`)."""
     splits = ctx.splits
     y = trial_mod.training_targets(splits)[:16]
     bad: list[Member] = []
     for group in _groups(sorted(members, key=lambda m: m.key)):
         if len(group) < 2:
             continue
-        pred = np.random.default_rng(0).normal(
-            size=(len(y), len(group), y.shape[-1])).astype("float32")
-        try:
-            together = ops.convert_to_numpy(stack([m.loss for m in group]).call(
-                np.repeat(y[:, None], len(group), axis=1), pred))
-            same = together.shape == (len(y), len(group)) and all(
-                np.allclose(together[:, k], ops.convert_to_numpy(m.loss.call(y, pred[:, k])),
-                            rtol=1e-4, atol=1e-6) for k, m in enumerate(group))
-        except Exception:  # noqa: BLE001 - a loss that cannot stack trains alone
-            same = False
-        if not same:
+        checked = (group[0].key, len(group), int(y.shape[-1]))
+        if checked not in _STACKS:
+            _STACKS[checked] = _stacks(group, y)
+        if not _STACKS[checked]:
             bad += group
     return bad
+
+
+def _stacks(group: list[Member], y: np.ndarray) -> bool:
+    """Whether ``group``'s losses (one structure), stacked, give each member's value alone."""
+    pred = np.random.default_rng(0).normal(
+        size=(len(y), len(group), y.shape[-1])).astype("float32")
+    try:
+        together = ops.convert_to_numpy(stack([m.loss for m in group]).call(
+            np.repeat(y[:, None], len(group), axis=1), pred))
+        return together.shape == (len(y), len(group)) and all(
+            np.allclose(together[:, k], ops.convert_to_numpy(m.loss.call(y, pred[:, k])),
+                        rtol=1e-4, atol=1e-6) for k, m in enumerate(group))
+    except Exception:  # noqa: BLE001 - a loss that cannot stack trains alone
+        return False
 
 
 def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[Any, Any]

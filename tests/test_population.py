@@ -259,9 +259,16 @@ def test_population_size_follows_the_setting_the_model_and_the_budget():
     spec = spec_mod.StudySpec.model_validate(merge(CLASSIFICATION, {}))
     assert population.size(spec, (13,), 3) == population.AUTO_MAX
     assert population.size(spec, (13,), 3, remaining=3) == 3
+    # "auto": the trials left in populations of equal size, each at most AUTO_MAX.
+    cap = population.AUTO_MAX
+    assert population.size(spec, (13,), 3, remaining=cap + 8) == (cap + 8 + 1) // 2
+    assert population.size(spec, (13,), 3, remaining=2 * cap) == cap
+    assert population.size(spec, (13,), 3, remaining=2 * cap + 1) == (2 * cap + 1 + 2) // 3
+    assert population.size(spec, (13,), 3, remaining=0) == 1
     five = spec.model_copy(update={"training": spec.training.model_copy(
         update={"population": 5})})
     assert population.size(five, (13,), 3) == 5
+    assert population.size(five, (13,), 3, remaining=7) == 5  # a set size is not balanced
     one = spec.model_copy(update={"training": spec.training.model_copy(
         update={"population": 1})})
     assert population.size(one, (13,), 3) == 1
@@ -399,6 +406,39 @@ def test_a_loss_that_does_not_stack_is_found_and_trains_alone():
     focal = [member(losses.build_loss({"family": "focal", "params": {
         "gamma": g, "from_logits": True}})) for g in (0.5, 1.0, 2.0)]
     assert population.unstackable(tempered + focal, ctx) == tempered
+
+
+def test_a_loss_structure_is_checked_for_stacking_once_a_worker_and_size(monkeypatch):
+    from types import SimpleNamespace
+
+    from losstune import losses
+
+    monkeypatch.setattr(population, "_STACKS", {})
+    checked = []
+    real = population._stacks
+    monkeypatch.setattr(population, "_stacks",
+                        lambda group, y: checked.append(len(group)) or real(group, y))
+    splits = SimpleNamespace(task="multiclass", num_classes=3,
+                             y_train=np.array([0, 1, 2, 1] * 4))
+    ctx = SimpleNamespace(splits=splits)
+
+    def focal(*gammas):
+        return [population.Member(trial=None, description={}, training={},
+                                  loss=losses.build_loss({"family": "focal", "params": {
+                                      "gamma": g, "from_logits": True}})) for g in gammas]
+
+    assert population.unstackable(focal(0.5, 1.0, 2.0), ctx) == []
+    assert population.unstackable(focal(3.0, 0.1, 4.0), ctx) == []  # other values: known
+    assert checked == [3]
+    assert population.unstackable(focal(3.0, 0.1), ctx) == []  # another size: checked
+    assert checked == [3, 2]
+    # A structure that does not stack stays known as such: its members train alone.
+    monkeypatch.setattr(population, "_STACKS", {})
+    monkeypatch.setattr(population, "_stacks", lambda group, y: checked.append(0) or False)
+    members = focal(0.5, 1.0)
+    assert population.unstackable(members, ctx) == members
+    assert population.unstackable(focal(2.0, 3.0), ctx) != []
+    assert checked == [3, 2, 0]
 
 
 @pytest.mark.slow

@@ -503,11 +503,41 @@ def _start(model: keras.Model, loss: PopulationLoss, alone: keras.Model,
     return model, loss
 
 
+# The model every member starts from, and its outputs on the audit batch: the last one
+# built, with its key and the splits it saw (one a worker; a population of the same seed,
+# model and data starts from it again instead of building it again).
+_STARTED: list[tuple[str, Any, keras.Model, np.ndarray]] = []
+
+
+def _starting_model(ctx: Any, seed: int) -> tuple[keras.Model, np.ndarray]:
+    """The model each trial would build alone on seed ``seed``, built the same way (its
+    weights are every member's initial weights), and its outputs on the audit batch. Kept for
+    the next population (``training.reuse_compiled``): building it again gives the same
+    weights."""
+    from losstune import models
+
+    spec, splits = ctx.spec, ctx.splits
+    units = models.output_units(spec.task, splits.num_classes, spec.model.embedding_dim)
+    key = json.dumps([spec.model.model_dump(mode="json"), id(ctx.model_fn), seed, spec.task,
+                      list(splits.input_shape), units,
+                      keras.mixed_precision.global_policy().name], sort_keys=True, default=str)
+    for kept_key, kept_splits, alone, outputs in _STARTED:
+        if kept_key == key and kept_splits is splits and spec.training.reuse_compiled:
+            return alone, outputs
+    keras.utils.set_random_seed(seed)
+    alone = models.build(spec.model, input_shape=splits.input_shape, units=units,
+                         base_dir=ctx.base_dir, builder=ctx.model_fn, task=spec.task)
+    n = min(len(splits.x_train), trial_mod.AUDIT_BATCH)
+    outputs = ops.convert_to_numpy(alone(splits.x_train[:n]))
+    _STARTED[:] = [(key, splits, alone, outputs)] if spec.training.reuse_compiled else []
+    return alone, outputs
+
+
 def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
     """Train ``members`` (one seed index, one optimizer, one batch size) as one population.
     Each member ends finished (``val_out`` set), pruned, diverged or interrupted; the caller
     records and tells. Returns the members in population order (grouped by loss structure)."""
-    from losstune import audit, models
+    from losstune import audit
 
     spec, splits = ctx.spec, ctx.splits
     members = sorted(members, key=lambda m: m.key)
@@ -520,13 +550,7 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
     if spec.training.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        # The model each trial would build alone, built the same way: its weights are every
-        # member's initial weights.
-        keras.utils.set_random_seed(seed)
-        alone = models.build(spec.model, input_shape=splits.input_shape,
-                             units=models.output_units(spec.task, splits.num_classes,
-                                                       spec.model.embedding_dim),
-                             base_dir=ctx.base_dir, builder=ctx.model_fn, task=spec.task)
+        alone, outputs = _starting_model(ctx, seed)
         cap = _fits_beside(alone) if spec.model.kind in SIDE_BY_SIDE else len(members)
         if len(members) > cap:  # more copies of this model than fit in memory: in parts
             done: list[Member] = []
@@ -534,8 +558,7 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
                 done += train(members[start:start + cap], ctx, report=report)
             return done
         y_train = trial_mod.training_targets(splits)
-        n = min(len(y_train), trial_mod.AUDIT_BATCH)
-        outputs = ops.convert_to_numpy(alone(splits.x_train[:n]))
+        n = len(outputs)
         trial_mod.check_outputs(spec, outputs, y_train[:n])
         # Audited together: one evaluation and one gradient per loss structure.
         reports = audit.check_members([m.loss for m in members], y_train[:n], outputs)

@@ -444,18 +444,25 @@ def test_a_loss_structure_is_checked_for_stacking_once_a_worker_and_size(monkeyp
 @pytest.mark.slow
 def test_a_kept_population_model_trains_as_a_new_one_would(tmp_path, monkeypatch):
     """Two populations of one structure: the second reuses the first's compiled model
-    (weights, optimizer state and loss values replaced) and gives what a new model gives."""
-    hits = []
+    (weights, optimizer state and loss values replaced) and the model its members start
+    from, and gives what a new model gives."""
+    from losstune import models
+
+    hits, built = [], []
     kept = population.KEPT.kept
     monkeypatch.setattr(population.KEPT, "kept",
                         lambda key: hits.append(kept(key)) or hits[-1])
+    build = models.build
+    monkeypatch.setattr(models, "build", lambda *a, **k: built.append(1) or build(*a, **k))
     designs = ["focal", "cross_entropy", "focal", "cross_entropy"]
     base = merge(CLASSIFICATION, {"search": {"families": ["cross_entropy", "focal"],
                                              "schedule": None}})
     reused = _run(tmp_path, merge(base, {"training": {"reuse_compiled": True}}), designs, 2,
                   "kept")
+    assert len(built) == 1  # the starting model: built for the first population only
     fresh = _run(tmp_path, merge(base, {"training": {"reuse_compiled": False}}), designs, 2,
                  "fresh")
+    assert len(built) == 3  # reuse_compiled = false: built for each population
     assert any(h is not None for h in hits)  # a population model was reused
     for a, b in zip(reused, fresh):
         assert a.params == b.params and a.value == pytest.approx(b.value, rel=1e-5, abs=1e-7)

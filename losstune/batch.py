@@ -80,6 +80,11 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         contexts: dict[int, Any] = {}
         waiting: list[tuple[Any, Any]] = []  # repeats of a design training in this batch
         numbers = {t.number for t in trials}
+        # The early records (each design and its key): each right after its proposal where
+        # the sampler reads the running trials' parameters (TPE's and GP's constant liar,
+        # brute force's duplicates), else all of the batch's in one transaction.
+        each = _reads_running(study.sampler)
+        early: list[Any] = []
         for t in trials:
             if queued_only and results.SEED_INDEX not in t.user_attrs:
                 t.set_user_attr(results.ERROR, "no queued run left to train")
@@ -87,15 +92,20 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
                 continue
             c = trial_mod.context_of(ctx, t)
             outcome = _propose(t, c, numbers, known)
-            recording.start(t).flush()  # the early record: the design and its key, now
+            if each:
+                recording.start(t).flush()
             if isinstance(outcome, population.Member):
+                early.append(t)
                 contexts[id(c)] = c
                 key = (id(c), outcome.training["optimizer"], int(outcome.training["batch_size"]))
                 groups.setdefault(key, []).append(outcome)
             elif isinstance(outcome, int):  # the same design as trial `outcome` of this batch
                 waiting.append((t, c))
+                early.append(t)
             else:
                 tell([(t, outcome)])
+        if not each and early:
+            recording.flush(early)
         for (cid, _, _), members in groups.items():
             c = contexts[cid]
             if STOP.is_set():
@@ -246,8 +256,9 @@ def ask(study: "optuna.Study", k: int, waiting_only: bool = False,
     each trial in a transaction of its own and reads it back; here the waiting trials' ids
     are read once for the K (``waiting``: read already) and the new ones created in one
     transaction (losstune/optuna_adapter.py). A trial's parameters are written with its early
-    record, right after its proposal, so TPE's constant liar, which reads the running trials from
-    the storage, still spreads a batch's proposals out."""
+    record: right after its proposal where the sampler reads the running trials' parameters
+    (TPE's constant liar, which then still spreads a batch's proposals out), else with the
+    batch's other early records in one transaction."""
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
@@ -284,6 +295,15 @@ def ask(study: "optuna.Study", k: int, waiting_only: bool = False,
     for t in trials:  # from here on the trials' suggestions and records are held until written
         recording.start(t)
     return trials
+
+
+def _reads_running(sampler: Any) -> bool:
+    """Whether ``sampler`` reads the parameters of running trials when it proposes: all but
+    Optuna's random and CMA-ES samplers (CMA-ES's own independent TPE has no constant liar)."""
+    import optuna
+
+    return not isinstance(sampler, (optuna.samplers.RandomSampler,
+                                    optuna.samplers.CmaEsSampler))
 
 
 def _propose(trial: Any, ctx: Any, batch: set[int], known: dict[str, Any]) -> Any:

@@ -10,8 +10,10 @@ a trial were counted in a population search, more than its training took on smal
 :class:`Recording` keeps them on the trial (``trial.user_attrs`` and the pruner see them at
 once, as with Optuna) and writes them together:
 
-* the **early record** (the proposed design, its key and seed, the worker's PID) right after
-  the proposal, so other workers see what trains and a dead worker's trials can be failed;
+* the **early record** (the proposed design, its key and seed) right after the proposal, so
+  other workers see what trains and the sampler's constant liar sees the batch's proposals so
+  far (with a sampler that reads no running trial, random or CMA-ES, a batch's early records
+  are written together once all are proposed, still before any trains);
 * the **rest** (curves, intermediate values, metrics, audit, dashboard note) in one transaction
   just before the trial is told, so a worker killed in between leaves the early record and a
   RUNNING trial (failed and retried as before), never half a record;

@@ -13,12 +13,12 @@ from losstune.stopping import INTERRUPTED, STOP
 from tests.conftest import write_study
 
 
-def _search(tmp_path, families, population):
+def _search(tmp_path, families, population, sampler="random"):
     """A regression study whose designs are the families alone (no searched parameter), so
     the random sampler proposes the same designs again and again."""
     path = write_study(tmp_path, {
         "task": "regression", "dataset": {"name": "diabetes"}, "n_trials": 10,
-        "objective": {"metric": "mae"}, "baselines": False, "sampler": {"name": "random"},
+        "objective": {"metric": "mae"}, "baselines": False, "sampler": {"name": sampler},
         "search": {"families": families}, "training": {"epochs": 2, "population": population}})
     spec = spec_mod.load(path)
     study = runner.create_or_load(spec, f"sqlite:///{tmp_path / 'b.db'}")
@@ -88,3 +88,35 @@ def test_the_trials_of_a_batch_are_asked_before_any_trains(tmp_path):
         batch._propose = original
     assert seen == [4, 4, 4, 4]
     assert all(t.user_attrs.get("pid") for t in study.get_trials())
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_early_records_are_stored_before_training_and_each_before_the_next_proposal_for_tpe(
+        tmp_path, monkeypatch, sampler):
+    """Every trial's design is stored before its population trains. TPE's constant liar reads
+    the running trials' parameters, so there each is stored before the next proposal; the
+    random sampler reads none, so the batch's are stored together, in one write."""
+    from losstune import population, recording
+
+    study, ctx = _search(tmp_path, ["mse", "mae", "huber", "log_cosh"], "auto", sampler)
+
+    def stored():
+        fresh = optuna.load_study(study_name=study.study_name, storage=study._storage)
+        return [t for t in fresh.get_trials(deepcopy=False)
+                if t.params and results.DESIGN_KEY in t.user_attrs]
+
+    seen, writes, at_training = [], [], []
+    original, write, train = batch._propose, recording.write, population.train
+    monkeypatch.setattr(batch, "_propose", lambda *a: seen.append(len(stored())) or original(*a))
+    monkeypatch.setattr(recording, "write", lambda *a: writes.append(len(a[1])) or write(*a))
+    monkeypatch.setattr(population, "train",
+                        lambda members, *a, **k: at_training.append(len(stored()))
+                        or train(members, *a, **k))
+    batch.run(study, ctx, 4)
+    assert at_training == [4]
+    if sampler == "tpe":
+        assert seen == [0, 1, 2, 3]
+        assert writes[:4] == [1, 1, 1, 1]  # each early record (the PIDs came with the trials)
+    else:
+        assert seen == [0, 0, 0, 0]
+        assert writes[0] == 4  # the four early records together (the PIDs came with the trials)

@@ -10,8 +10,8 @@ as Optuna always does.
 Everything ``study.optimize`` does around one trial is done here for each of the K: stale
 trials failed and retried before asking (heartbeat storages), a heartbeat per running trial,
 the trial's record, and the callbacks called after each tell. A worker killed mid-population
-leaves its K trials RUNNING with its PID; the next run (or the parent, for local workers)
-fails and retries all of them. Every search step and replicate run goes through here, a trial
+leaves its K trials RUNNING with their heartbeat (and, once proposed, its PID); the next run
+(or at once the parent, for local workers' trials with its PID) fails and retries all of them. Every search step and replicate run goes through here, a trial
 alone as a batch of one (``k = 1``: trained alone, a kept compiled model where one fits).
 
 Layer: training (above :mod:`losstune.trial`, :mod:`losstune.population` and
@@ -59,9 +59,9 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
         queued, known = adapter.waiting_trial_ids(study), {}
     else:
         queued, known = trial_mod.waiting_and_trained(study)
-    # The K trials with this worker's PID and their first heartbeat, at once: a worker killed
-    # from here on leaves them all to be retried. Then one thread beats them until each is
-    # told.
+    # The K trials with their first heartbeat, at once (and their worker's PID from their
+    # early record on): a worker killed from here on leaves them all to be retried. Then one
+    # thread beats them until each is told.
     trials = ask(study, k, waiting_only=queued_only, waiting=queued)
     beat = adapter.Heartbeat(storage, [adapter.trial_id(t) for t in trials])
     finished: list[Any] = []
@@ -285,8 +285,13 @@ def ask(study: "optuna.Study", k: int, waiting_only: bool = False,
             for t in trials:
                 recording.start(t).set_user_attr(results.PID, mine[results.PID])
             recording.flush(trials, heartbeat=beats)
-        if not waiting_only:  # the new ones in one transaction, with the PID, not read back
-            trials += adapter.new_trials(study, k - len(ids), mine, heartbeat=beats)
+        if not waiting_only:  # the new ones in one transaction, not read back; their PID
+            # goes with their early record (until then their heartbeat finds them if the
+            # worker dies: a trial alone is one SQL statement shorter)
+            new = adapter.new_trials(study, k - len(ids), heartbeat=beats)
+            for t in new:
+                recording.start(t).set_user_attr(results.PID, mine[results.PID])
+            trials += new
     except BaseException as err:
         # A claimed trial without its PID and heartbeat would stay RUNNING for good: failed
         # with the reason (a queued baseline is queued again by the next run).

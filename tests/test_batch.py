@@ -120,3 +120,19 @@ def test_early_records_are_stored_before_training_and_each_before_the_next_propo
     else:
         assert seen == [0, 0, 0, 0]
         assert writes[0] == 4  # the four early records together (the PIDs came with the trials)
+
+
+def test_a_trial_alone_costs_fourteen_sql_statements_and_stores_its_pid(tmp_path):
+    """A trial alone after the study's first: the read of waiting trials and designs, the
+    creation with its heartbeat, the early record (with the worker's PID) and the record with
+    its tell; each write one transaction."""
+    import os
+
+    from tests.conftest import count_statements
+
+    study, ctx = _search(tmp_path, ["huber"], 1)
+    batch.run(study, ctx, 1)
+    assert count_statements(lambda: batch.run(study, ctx, 1)) <= 14
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 2 and _trained(trials[1])
+    assert {t.user_attrs["pid"] for t in trials} == {os.getpid()}

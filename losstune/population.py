@@ -51,7 +51,7 @@ from keras import ops
 
 from losstune import activity, results
 from losstune import trial as trial_mod
-from losstune.compiled import CompiledModels
+from losstune.compiled import CompiledModels, build_state
 from losstune.losses import (COMPONENTS, DynamicLoss, LossState, Tunable, compiled_key,
                              restack, stack)
 from losstune.stopping import STOP
@@ -482,8 +482,7 @@ def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[
         model.compile(optimizer=opt, loss=loss, metrics=loss.compile_metrics(),
                       jit_compile=spec.training.jit_compile, steps_per_execution=steps)
         # Built now, as a kept model is, so fit draws nothing to build them (see compiled.py).
-        model.test_on_batch(*sample)
-        model.optimizer.build(model.trainable_variables)
+        build_state(model, sample)
         if spec.training.reuse_compiled:
             KEPT.keep(key, model, loss)
         return _start(model, loss, alone, members)

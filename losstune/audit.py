@@ -209,13 +209,16 @@ def _values_and_grad_norms(fn: Callable, y_pred) -> tuple[np.ndarray, np.ndarray
     return values, np.where(finite, norms, np.nan)
 
 
-def check_members(losses: list[keras.losses.Loss], y_true, y_pred) -> list[AuditReport]:
+def check_members(losses: list[keras.losses.Loss], y_true, y_pred,
+                  stacked: dict[str, keras.losses.Loss] | None = None) -> list[AuditReport]:
     """:func:`check` for the members of a population, all starting from the same model (so
     the same predictions ``y_pred``): the losses of one structure (``stack``) are audited
     together, from one evaluation and one gradient, where each loss is one component; a
     DynamicLoss, whose components are looked at over several epochs, is audited alone.
-    Raises the first member's :class:`LossAuditError`, in member order, as auditing them one
-    by one would."""
+    ``stacked``: losses already stacked, by compiled key, used where one holds exactly the
+    losses of its structure in order (the population's own: stacking costs more than the
+    audit). Raises the first member's :class:`LossAuditError`, in member order, as auditing
+    them one by one would."""
     from losstune.losses import DynamicLoss, compiled_key, stack
 
     y_true_np = np.asarray(y_true, dtype="float32")
@@ -235,11 +238,13 @@ def check_members(losses: list[keras.losses.Loss], y_true, y_pred) -> list[Audit
                 reports[members[0]] = err
             continue
         k = len(members)
-        stacked = stack([losses[i] for i in members])
+        together = (stacked or {}).get(key)
+        if together is None:
+            together = stack([losses[i] for i in members])
         targets = ops.convert_to_tensor(np.repeat(y_true_np[:, None], k, axis=1))
         pred = np.repeat(y_pred_np[:, None], k, axis=1)
         values, norms = _values_and_grad_norms(
-            lambda x: ops.mean(stacked.call(targets, x), axis=0), pred)
+            lambda x: ops.mean(together.call(targets, x), axis=0), pred)
         for j, i in enumerate(members):
             report = ComponentReport("loss", float(values[j]), float(norms[j]))
             if not report.finite:

@@ -559,11 +559,14 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
         y_train = trial_mod.training_targets(splits)
         n = len(outputs)
         trial_mod.check_outputs(spec, outputs, y_train[:n])
-        # Audited together: one evaluation and one gradient per loss structure.
-        reports = audit.check_members([m.loss for m in members], y_train[:n], outputs)
+        model, loss = _prepare(ctx, members, alone, (splits.x_train[:2], y_train[:2]))
+        # Audited together: one evaluation and one gradient per loss structure, of the
+        # population's own stacked losses.
+        stacked = {g[0].key: s for g, s in zip(_groups(members), loss.groups)}
+        reports = audit.check_members([m.loss for m in members], y_train[:n], outputs,
+                                      stacked=stacked)
         for m, audited in zip(members, reports):
             m.warnings = trial_mod.keep_audit(m.trial, audited)
-        model, loss = _prepare(ctx, members, alone, (splits.x_train[:2], y_train[:2]))
         watch = _Watch(members, ctx, loss, report=report)
         keras.utils.set_random_seed(seed)  # the batches each member sees alone
         start = time.perf_counter()

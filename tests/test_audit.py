@@ -120,6 +120,24 @@ def test_a_population_is_audited_together_as_each_member_alone():
     assert len(set(norms)) == len(norms)
 
 
+def test_a_population_is_audited_with_its_own_stacked_losses_when_given():
+    """The population's stacked losses (by compiled key) are audited instead of new stacks:
+    the same reports; a stack of other values gives those values' reports."""
+    from losstune.losses import compiled_key, stack
+
+    members = [L.CategoricalFocalCrossentropy(gamma=g, from_logits=True) for g in (0.5, 3.0)]
+    key = compiled_key(members[0])
+    alone = audit.check_members(members, Y, LOGITS)
+    given = audit.check_members(members, Y, LOGITS, stacked={key: stack(members)})
+    for a, b in zip(alone, given):
+        assert b.components[0].value == pytest.approx(a.components[0].value, rel=1e-6)
+        assert b.components[0].grad_norm == pytest.approx(a.components[0].grad_norm, rel=1e-6)
+    others = [L.CategoricalFocalCrossentropy(gamma=g, from_logits=True) for g in (3.0, 0.5)]
+    swapped = audit.check_members(members, Y, LOGITS, stacked={key: stack(others)})
+    assert swapped[0].components[0].value == pytest.approx(alone[1].components[0].value,
+                                                           rel=1e-6)
+
+
 def test_a_population_member_that_is_not_finite_is_rejected_as_alone():
     members = [L.CategoricalFocalCrossentropy(gamma=g, from_logits=True) for g in (1.0, 2.0)]
     bad = LOGITS.copy()

@@ -213,10 +213,11 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
         batches.clear()
         start = time.perf_counter()
         done = 0
-        for target in (*memory_at, spec.n_trials):
-            search.run(target - done)
-            done = target
-            rss[target] = _rss_mb()
+        with _GpuUse() as gpu:  # the search's own GPU use, not the start-up's
+            for target in (*memory_at, spec.n_trials):
+                search.run(target - done)
+                done = target
+                rss[target] = _rss_mb()
         wall = time.perf_counter() - start
         keras.Model.fit = fit  # as it was (--quick runs the next arm in this process)
         batch_mod.run = run_batch
@@ -242,6 +243,8 @@ def arm_losstune(study_file: str, db: str, workers: int = 0, memory_at: tuple = 
             "fit_wall_seconds": fit_wall[0] if workers == 0 else None,
             "statements": statements[0] if workers == 0 else None,
             "batches": batches if workers == 0 else None,
+            "gpu_utilisation_pct": gpu.mean if workers == 0 else None,
+            "gpu_memory_mib": gpu.peak_memory_mib if workers == 0 else None,
             "epochs": sum(t.user_attrs.get("epochs_trained", 0) for t in trials),
             "trials": len(trials), "pruned": sum(t.state.name == "PRUNED" for t in trials),
             "trainings": sum("epochs_trained" in t.user_attrs for t in trials),
@@ -798,7 +801,7 @@ class _GpuUse:
     def __enter__(self) -> "_GpuUse":
         import shutil
 
-        self.proc, self.mean = None, None
+        self.proc, self.mean, self.peak_memory_mib = None, None, None
         if shutil.which("nvidia-smi"):
             self.proc = subprocess.Popen(
                 ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
@@ -1051,15 +1054,15 @@ def fig_population_scaling(q: bool, tmp: Path, sizes: list[int] | None = None,
         trials = max(least, k)
         text = _training(HEADLINE.format(trials=trials, epochs=epochs, pruner="none"),
                          population=k)
-        with _GpuUse() as gpu:
-            r = run_arm("losstune", study_file=_write(tmp, f"scale_{k}.toml", text),
-                        db=str(tmp / f"scale_{k}.db"))
+        r = run_arm("losstune", study_file=_write(tmp, f"scale_{k}.toml", text),
+                    db=str(tmp / f"scale_{k}.db"))
         rows[k] = {"trials": trials, "seconds": r["seconds"],
                    "trials_per_hour": 3600 * trials / r["seconds"], "best": r["best"],
                    "peak_rss_mb": r["peak_rss_mb"], "backend": r["backend"],
                    "device": r["device"]}
-        if gpu.mean is not None:
-            rows[k].update(gpu_utilisation_pct=gpu.mean, gpu_memory_mib=gpu.peak_memory_mib)
+        if r["gpu_utilisation_pct"] is not None:  # sampled during the search alone
+            rows[k].update(gpu_utilisation_pct=r["gpu_utilisation_pct"],
+                           gpu_memory_mib=r["gpu_memory_mib"])
     base = rows[sizes[0]]
     for row in rows.values():
         row["speedup"] = row["trials_per_hour"] / base["trials_per_hour"]

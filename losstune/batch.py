@@ -328,7 +328,9 @@ def _propose(trial: Any, ctx: Any, batch: set[int], known: dict[str, Any]) -> An
                 return earlier.number
             return (optuna.trial.TrialState.COMPLETE,
                     trial_mod.answer_repeat(trial, earlier, ctx.spec))
-        return population.Member(trial, description, training, losses.build_loss(description))
+        with losses.holding():  # its values are stacked into the population's variables
+            loss = losses.build_loss(description)
+        return population.Member(trial, description, training, loss)
     except optuna.TrialPruned:
         return optuna.trial.TrialState.PRUNED, None
     except (Exception, SystemExit) as err:  # noqa: BLE001 - recorded on the trial

@@ -536,3 +536,35 @@ def test_schedule_is_validated_when_given_as_dict():
     with pytest.raises(ValueError, match="schedule 'linear' has no parameter 'rate'"):
         L.DynamicLoss(schedule={"name": "linear", "params": {"rate": 1.0}})
     assert isinstance(L.DynamicLoss(schedule={"name": "step"}).schedule, Schedule)
+
+
+def test_a_loss_made_while_holding_makes_its_variables_only_when_read():
+    """losses.holding(): a population member's hyperparameters stay values, stacked and
+    retuned from as they are; read as variables, they become the same variables a loss made
+    outside the block has at once. Outside it every variable exists before any step."""
+    from losstune.losses import holding, loss_variables, retune, stack
+
+    def focal(gamma, alpha):
+        return L.build_loss({"family": "focal",
+                             "params": {"gamma": gamma, "alpha": alpha, "from_logits": True}})
+
+    eager = [focal(0.5, 0.25), focal(2.0, 0.75)]
+    assert all(isinstance(v, keras.Variable) for loss in eager
+               for v in dict.values(loss._hp))
+    with holding():
+        held = [focal(0.5, 0.25), focal(2.0, 0.75)]
+    assert not any(isinstance(v, keras.Variable) for loss in held
+                   for v in dict.values(loss._hp))
+    for name in ("gamma", "alpha"):
+        np.testing.assert_array_equal(ops.convert_to_numpy(stack(held)._hp[name]),
+                                      ops.convert_to_numpy(stack(eager)._hp[name]))
+    target = focal(5.0, 0.5)
+    retune(target, held[1])
+    assert float(ops.convert_to_numpy(target._hp["gamma"])) == 2.0
+    assert not any(isinstance(v, keras.Variable) for v in dict.values(held[1]._hp))
+    y = np.eye(3, dtype="float32")[[0, 1, 2, 1]]
+    logits = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    np.testing.assert_allclose(ops.convert_to_numpy(held[1].call(y, logits)),
+                               ops.convert_to_numpy(eager[1].call(y, logits)), rtol=1e-6)
+    assert len(loss_variables(held[0])) == len(loss_variables(eager[0]))
+    assert all(isinstance(v, keras.Variable) for v in dict.values(held[0]._hp))

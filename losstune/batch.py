@@ -285,11 +285,13 @@ def ask(study: "optuna.Study", k: int, waiting_only: bool = False,
             for t in trials:
                 recording.start(t).set_user_attr(results.PID, mine[results.PID])
             recording.flush(trials, heartbeat=beats)
-        if not waiting_only:  # the new ones in one transaction, not read back; their PID
-            # goes with their early record (until then their heartbeat finds them if the
-            # worker dies: a trial alone is one SQL statement shorter)
-            new = adapter.new_trials(study, k - len(ids), heartbeat=beats)
-            for t in new:
+        if not waiting_only:  # the new ones in one transaction, not read back. With
+            # heartbeats, their PID goes with their early record (until then their heartbeat
+            # finds them if the worker dies: a trial alone is one SQL statement shorter);
+            # without (a journal file), with the trials themselves.
+            new = adapter.new_trials(study, k - len(ids), None if beats else mine,
+                                     heartbeat=beats)
+            for t in new if beats else ():
                 recording.start(t).set_user_attr(results.PID, mine[results.PID])
             trials += new
     except BaseException as err:

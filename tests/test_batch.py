@@ -136,3 +136,26 @@ def test_a_trial_alone_costs_fourteen_sql_statements_and_stores_its_pid(tmp_path
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 2 and _trained(trials[1])
     assert {t.user_attrs["pid"] for t in trials} == {os.getpid()}
+
+
+def test_a_new_trials_pid_is_stored_at_once_where_no_heartbeat_would_find_it(tmp_path):
+    """With heartbeats (SQLite, PostgreSQL) a dead worker's new trial is found by its
+    heartbeat, and its PID waits for the early record; on a journal file (no heartbeats) the
+    PID is stored with the trial, so a dead local worker's trials are failed at once."""
+    import os
+
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from losstune import optuna_adapter
+    from losstune.storage import open_storage
+
+    journal = optuna.create_study(
+        storage=JournalStorage(JournalFileBackend(str(tmp_path / "j.log"))))
+    sqlite = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'h.db'}"))
+    assert optuna_adapter.heartbeat_enabled(sqlite._storage)
+    assert not optuna_adapter.heartbeat_enabled(journal._storage)
+    for study, stored_pid in ((journal, os.getpid()), (sqlite, None)):
+        for t in batch.ask(study, 2):
+            assert t.user_attrs["pid"] == os.getpid()  # held on the trial either way
+            stored = study._storage.get_trial(optuna_adapter.trial_id(t)).user_attrs
+            assert stored.get("pid") == stored_pid

@@ -239,7 +239,8 @@ def check_members(losses: list[keras.losses.Loss], y_true, y_pred,
             continue
         k = len(members)
         together = (stacked or {}).get(key)
-        if together is None:
+        sizes = {int(v.shape[0]) for v in dict.values(getattr(together, "_hp", {}))}
+        if together is None or sizes - {k}:  # none given, or not these k members
             together = stack([losses[i] for i in members])
         targets = ops.convert_to_tensor(np.repeat(y_true_np[:, None], k, axis=1))
         pred = np.repeat(y_pred_np[:, None], k, axis=1)

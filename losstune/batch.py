@@ -10,9 +10,11 @@ as Optuna always does.
 Everything ``study.optimize`` does around one trial is done here for each of the K: stale
 trials failed and retried before asking (heartbeat storages), a heartbeat per running trial,
 the trial's record, and the callbacks called after each tell. A worker killed mid-population
-leaves its K trials RUNNING with their heartbeat (and, once proposed, its PID); the next run
-(or at once the parent, for local workers' trials with its PID) fails and retries all of them. Every search step and replicate run goes through here, a trial
-alone as a batch of one (``k = 1``: trained alone, a kept compiled model where one fits).
+leaves its K trials RUNNING with their heartbeat (and, once proposed, its PID; without
+heartbeats, a journal file, the PID from the start); the next run (or at once the parent, for
+local workers' trials with its PID) fails and retries all of them. Every search step and
+replicate run goes through here, a trial alone as a batch of one (``k = 1``: trained alone, a
+kept compiled model where one fits).
 
 Layer: training (above :mod:`losstune.trial`, :mod:`losstune.population` and
 :mod:`losstune.recording`; below :mod:`losstune.runner`). The bookkeeping around a trial is what
@@ -60,8 +62,8 @@ def run(study: "optuna.Study", ctx: Any, k: int, *, callbacks: list[Callable] = 
     else:
         queued, known = trial_mod.waiting_and_trained(study)
     # The K trials with their first heartbeat, at once (and their worker's PID from their
-    # early record on): a worker killed from here on leaves them all to be retried. Then one
-    # thread beats them until each is told.
+    # early record on; without heartbeats, from the start): a worker killed from here on
+    # leaves them all to be retried. Then one thread beats them until each is told.
     trials = ask(study, k, waiting_only=queued_only, waiting=queued)
     beat = adapter.Heartbeat(storage, [adapter.trial_id(t) for t in trials])
     finished: list[Any] = []

@@ -56,15 +56,17 @@ def build_state(model: keras.Model, sample: tuple[Any, Any]) -> None:
     """Build a compiled model's loss, metrics and optimizer now, as a reused model already is.
     Otherwise the first fit builds them, and on torch it draws a batch to do so, which moves
     the shuffling random stream: the same trial would then see other batches. Keras's own
-    symbolic build (what ``fit`` calls, and Keras's tests call directly) builds them from the
-    batch's shapes; ``test_on_batch`` would also trace and run a test step no one uses (0.1 s
-    of a new population's model on the CPU). Where a Keras has no symbolic build, it is used."""
+    symbolic build (what ``fit`` calls on torch and JAX, and Keras's tests call directly)
+    builds them from the batch's shapes; ``test_on_batch`` would also trace and run a test
+    step no one uses (0.1 s of a new population's model on the CPU). Where a Keras has no
+    symbolic build, ``test_on_batch`` is used."""
     symbolic = getattr(model, "_symbolic_build", None)
     if symbolic is None:
         model.test_on_batch(*sample)
     else:
         symbolic(data_batch=sample)
-    model.optimizer.build(model.trainable_variables)
+    if not model.optimizer.built:  # the symbolic build builds it too
+        model.optimizer.build(model.trainable_variables)
 
 
 def steps_per_execution(setting: int | str, backend: str) -> int:

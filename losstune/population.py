@@ -53,7 +53,7 @@ from losstune import activity, results
 from losstune import trial as trial_mod
 from losstune.compiled import CompiledModels, build_state
 from losstune.losses import (COMPONENTS, DynamicLoss, LossState, Tunable, compiled_key,
-                             restack, stack)
+                             held_arrays, restack, stack)
 from losstune.stopping import STOP
 
 # "auto" trains at most this many trials at once. On 2 CPU cores trials per hour of the digits
@@ -75,9 +75,10 @@ def size(spec: Any, input_shape: tuple[int, ...], units: int,
     """How many trials to train at once: ``training.population``, or for "auto" the largest
     population up to :data:`AUTO_MAX` that fits :data:`MEMORY_SHARE` of the free memory;
     never more than ``remaining``; 1 when the study cannot use populations. "auto" splits
-    ``remaining`` into populations of equal size (40 trials with room for 32: 20 and 20, not
-    32 and 8): each population after the first then reuses the first one's compiled model and
-    traced step, and no small one is left to train at a small population's cost."""
+    ``remaining`` into populations of sizes within one of each other (40 trials with room for
+    32: 20 and 20, not 32 and 8; 33: 17 and 16): populations of one size reuse the first one's
+    compiled model and traced step, and no small one is left to train at a small population's
+    cost."""
     if trial_mod.trains_alone(spec):
         return 1
     setting = spec.training.population
@@ -244,6 +245,8 @@ def member_optimizer(name: str, members: int,
 
     class MemberOptimizer(base):
         def build(self, variables: list[Any]) -> None:
+            if self.built:  # Keras's optimizers build once; so does the member rate
+                return
             super().build(variables)
             self.member_lr = self.add_variable((members,), initializer="ones",
                                                name="member_lr")
@@ -407,11 +410,13 @@ def _groups(members: list[Member]) -> list[list[Member]]:
 
 
 # Whether a loss structure stacks (:func:`unstackable`), by its compiled key, the number of
-# members stacked and the targets' width: checked once a worker. Losses with one compiled key
-# run the same code on values held in variables (losstune.losses.compiled_key), so a check on
-# some values holds for others; the check is K + 1 eager loss calls, a tenth of a second in
-# a population of 20.
-_STACKS: dict[tuple[str, int, int], bool] = {}
+# members stacked, the targets' width and which of its values the members share: checked once
+# a worker. Losses with one compiled key run the same code on values held in variables
+# (losstune.losses.compiled_key), so a check holds for other values; but a value the members
+# share would pass even when broadcast against the wrong axis, so a population whose members
+# differ where the checked ones did not is checked again. The check is K + 1 eager loss calls,
+# a tenth of a second in a population of 20.
+_STACKS: dict[tuple[Any, ...], bool] = {}
 
 
 def unstackable(members: list[Member], ctx: Any) -> list[Member]:
@@ -426,26 +431,37 @@ def unstackable(members: list[Member], ctx: Any) -> list[Member]:
     for group in _groups(sorted(members, key=lambda m: m.key)):
         if len(group) < 2:
             continue
-        checked = (group[0].key, len(group), int(y.shape[-1]))
-        if checked not in _STACKS:
-            _STACKS[checked] = _stacks(group, y)
-        if not _STACKS[checked]:
+        values = [held_arrays(m.loss) for m in group]
+        shared = tuple(all(np.array_equal(v[i], values[0][i]) for v in values[1:])
+                       for i in range(len(values[0])))
+        checked = (group[0].key, len(group), int(y.shape[-1]), shared)
+        verdict = _STACKS.get(checked)
+        if verdict is None:
+            verdict = _stacks(group, y)
+            if verdict is not None:  # a value that is not finite proves nothing: not kept
+                _STACKS[checked] = verdict
+        if not verdict:
             bad += group
     return bad
 
 
-def _stacks(group: list[Member], y: np.ndarray) -> bool:
-    """Whether ``group``'s losses (one structure), stacked, give each member's value alone."""
+def _stacks(group: list[Member], y: np.ndarray) -> bool | None:
+    """Whether ``group``'s losses (one structure), stacked, give each member's value alone;
+    None where some value is not finite (this group trains alone, nothing is concluded)."""
     pred = np.random.default_rng(0).normal(
         size=(len(y), len(group), y.shape[-1])).astype("float32")
     try:
         together = ops.convert_to_numpy(stack([m.loss for m in group]).call(
             np.repeat(y[:, None], len(group), axis=1), pred))
-        return together.shape == (len(y), len(group)) and all(
-            np.allclose(together[:, k], ops.convert_to_numpy(m.loss.call(y, pred[:, k])),
-                        rtol=1e-4, atol=1e-6) for k, m in enumerate(group))
+        if together.shape != (len(y), len(group)):
+            return False
+        alone = np.stack([ops.convert_to_numpy(m.loss.call(y, pred[:, k]))
+                          for k, m in enumerate(group)], axis=1)
     except Exception:  # noqa: BLE001 - a loss that cannot stack trains alone
         return False
+    if not (np.all(np.isfinite(together)) and np.all(np.isfinite(alone))):
+        return None
+    return bool(np.allclose(together, alone, rtol=1e-4, atol=1e-6))
 
 
 def _prepare(ctx: Any, members: list[Member], alone: keras.Model, sample: tuple[Any, Any]
@@ -517,8 +533,8 @@ def _starting_model(ctx: Any, seed: int) -> tuple[keras.Model, np.ndarray]:
 
     spec, splits = ctx.spec, ctx.splits
     units = models.output_units(spec.task, splits.num_classes, spec.model.embedding_dim)
-    key = json.dumps([spec.model.model_dump(mode="json"), id(ctx.model_fn), seed, spec.task,
-                      list(splits.input_shape), units,
+    key = json.dumps([spec.model.model_dump(mode="json"), id(ctx.model_fn), str(ctx.base_dir),
+                      seed, spec.task, list(splits.input_shape), units,
                       keras.mixed_precision.global_policy().name], sort_keys=True, default=str)
     for kept_key, kept_splits, alone, outputs in _STARTED:
         if kept_key == key and kept_splits is splits and spec.training.reuse_compiled:
@@ -559,6 +575,7 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
         y_train = trial_mod.training_targets(splits)
         n = len(outputs)
         trial_mod.check_outputs(spec, outputs, y_train[:n])
+        keras.utils.set_random_seed(seed)  # a new population model draws as it always did
         model, loss = _prepare(ctx, members, alone, (splits.x_train[:2], y_train[:2]))
         # Audited together: one evaluation and one gradient per loss structure, of the
         # population's own stacked losses.

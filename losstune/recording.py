@@ -20,9 +20,9 @@ once, as with Optuna) and writes them together:
 * during a long training, the intermediate values reported so far, every
   :data:`FLUSH_EVERY` seconds, so the dashboard still follows a running trial's curve.
 
-(A new trial's worker PID goes with its early record; a queued trial a worker claims gets its
-PID and first heartbeat in one transaction right after it is claimed, before anything is
-proposed.)
+(A new trial's worker PID goes with its early record, or, on a storage without heartbeats (a
+journal file), with the trial itself; a queued trial a worker claims gets its PID and first
+heartbeat in one transaction right after it is claimed, before anything is proposed.)
 
 The pruner's decisions do not change: Optuna's pruners compare a trial's own intermediate
 values (held on the trial) with those of *finished* trials (all written before their tell).

@@ -136,6 +136,11 @@ def test_a_population_is_audited_with_its_own_stacked_losses_when_given():
     swapped = audit.check_members(members, Y, LOGITS, stacked={key: stack(others)})
     assert swapped[0].components[0].value == pytest.approx(alone[1].components[0].value,
                                                            rel=1e-6)
+    # A stack of other members (three, not these two) is not theirs: they are stacked anew.
+    three = stack([*others, members[0]])
+    again = audit.check_members(members, Y, LOGITS, stacked={key: three})
+    assert [r.components[0].value for r in again] == pytest.approx(
+        [r.components[0].value for r in alone], rel=1e-6)
 
 
 def test_a_population_member_that_is_not_finite_is_rejected_as_alone():

@@ -116,10 +116,10 @@ def test_early_records_are_stored_before_training_and_each_before_the_next_propo
     assert at_training == [4]
     if sampler == "tpe":
         assert seen == [0, 1, 2, 3]
-        assert writes[:4] == [1, 1, 1, 1]  # each early record (the PIDs came with the trials)
+        assert writes[:4] == [1, 1, 1, 1]  # each early record, with its trial's PID
     else:
         assert seen == [0, 0, 0, 0]
-        assert writes[0] == 4  # the four early records together (the PIDs came with the trials)
+        assert writes[0] == 4  # the four early records together, with their PIDs
 
 
 def test_a_trial_alone_costs_fourteen_sql_statements_and_stores_its_pid(tmp_path):

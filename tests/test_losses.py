@@ -568,3 +568,9 @@ def test_a_loss_made_while_holding_makes_its_variables_only_when_read():
                                ops.convert_to_numpy(eager[1].call(y, logits)), rtol=1e-6)
     assert len(loss_variables(held[0])) == len(loss_variables(eager[0]))
     assert all(isinstance(v, keras.Variable) for v in dict.values(held[0]._hp))
+    with holding():  # a block inside another leaves the outer one holding
+        with holding():
+            pass
+        still = focal(1.0, 0.5)
+    assert not any(isinstance(v, keras.Variable) for v in dict.values(still._hp))
+    assert isinstance(focal(1.0, 0.5)._hp.get("gamma"), keras.Variable)

@@ -441,6 +441,45 @@ def test_a_loss_structure_is_checked_for_stacking_once_a_worker_and_size(monkeyp
     assert checked == [3, 2, 0]
 
 
+def test_a_stacking_check_on_values_the_members_share_is_no_verdict_for_other_values(
+        monkeypatch):
+    """A per-member value broadcast against the class axis goes unseen while the members share
+    it (3 members, 3 classes, one temperature): that check is kept for populations that share
+    it too, and members that differ are checked again, and train alone."""
+    from types import SimpleNamespace
+
+    from losstune import losses
+
+    monkeypatch.setattr(population, "_STACKS", {})
+
+    class Tempered(losses.Tunable, keras.losses.Loss):
+        _variable_keys = ("temperature",)  # and not in _elementwise: the mistake
+
+        def __init__(self, temperature=1.0, name="tempered_shared", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.temperature = float(temperature)
+            self._init_hp(temperature=self.temperature)
+
+        def call(self, y_true, y_pred):
+            return keras.losses.categorical_crossentropy(
+                y_true, y_pred / self._h("temperature", y_pred.dtype), from_logits=True)
+
+        def get_config(self):
+            return {**super().get_config(), "temperature": self.temperature}
+
+    ctx = SimpleNamespace(splits=SimpleNamespace(task="multiclass", num_classes=3,
+                                                 y_train=np.array([0, 1, 2, 1] * 4)))
+
+    def members(*temperatures):
+        return [population.Member(trial=None, description={}, training={}, loss=Tempered(t))
+                for t in temperatures]
+
+    assert population.unstackable(members(2.0, 2.0, 2.0), ctx) == []  # right, by chance
+    differing = members(0.5, 1.0, 2.0)
+    assert population.unstackable(differing, ctx) == differing
+    assert population.unstackable(members(3.0, 3.0, 3.0), ctx) == []
+
+
 @pytest.mark.slow
 def test_a_kept_population_model_trains_as_a_new_one_would(tmp_path, monkeypatch):
     """Two populations of one structure: the second reuses the first's compiled model
@@ -460,6 +499,9 @@ def test_a_kept_population_model_trains_as_a_new_one_would(tmp_path, monkeypatch
     reused = _run(tmp_path, merge(base, {"training": {"reuse_compiled": True}}), designs, 2,
                   "kept")
     assert len(built) == 1  # the starting model: built for the first population only
+    for entry in population.KEPT._entries.values():  # each optimizer built once
+        names = [v.name for v in entry.model.optimizer.variables]
+        assert names.count("member_lr") == 1, names
     fresh = _run(tmp_path, merge(base, {"training": {"reuse_compiled": False}}), designs, 2,
                  "fresh")
     assert len(built) == 3  # reuse_compiled = false: built for each population

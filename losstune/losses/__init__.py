@@ -33,8 +33,8 @@ from losstune.losses._families import (CategoricalCrossentropy, CategoricalFocal
                                        ClassBalancedCrossentropy, Huber, Poly1Crossentropy,
                                        SoftFBetaLoss, class_balanced_weights, one_hot_labels)
 from losstune.losses._tunable import (LossState, Tunable, component_metrics, compiled_key,
-                                      holding, loss_callbacks, loss_variables, restack, retune,
-                                      stack)
+                                      held_arrays, holding, loss_callbacks, loss_variables,
+                                      restack, retune, stack)
 
 __all__ = [
     # descriptions
@@ -48,7 +48,7 @@ __all__ = [
     "make_base_loss",
     # the swap contract, and what a loss adds to compile and fit
     "Tunable", "compiled_key", "retune", "component_metrics", "loss_callbacks",
-    "LossState", "holding", "loss_variables",
+    "LossState", "held_arrays", "holding", "loss_variables",
     # populations: many designs computed side by side
     "stack", "restack",
 ]

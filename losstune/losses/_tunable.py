@@ -67,11 +67,12 @@ def holding() -> Iterator[None]:
     stacked into the population's own variables; a loss that a step traces must have its
     variables before it (a variable made inside a ``tf.function`` is refused), so outside
     this block they are made at once."""
+    before = getattr(_HOLDING, "on", False)
     _HOLDING.on = True
     try:
         yield
     finally:
-        _HOLDING.on = False
+        _HOLDING.on = before
 
 
 class HeldValues(dict):
@@ -91,6 +92,9 @@ class HeldValues(dict):
 
     def values(self) -> list[keras.Variable]:  # type: ignore[override]
         return [self[name] for name in self]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[name] if name in self else default
 
     def items(self) -> list[tuple[str, keras.Variable]]:  # type: ignore[override]
         return [(name, self[name]) for name in self]
@@ -112,6 +116,15 @@ def _array(loss: Any, name: str) -> Any:
     if isinstance(hp, HeldValues):
         return hp.array(name)
     return ops.convert_to_numpy(hp[name].value)
+
+
+def held_arrays(loss: Any) -> list[Any]:
+    """Every value a loss reads while computing (its own, then its nested losses'), as NumPy
+    arrays, in a fixed order; no variable is made."""
+    found = [_array(loss, name) for name in getattr(loss, "_hp", {})]
+    for _, nested in _nested(loss):
+        found += held_arrays(nested)
+    return found
 
 
 def _nested(loss: Any) -> list[tuple[str, Any]]:

@@ -424,7 +424,8 @@ def unstackable(members: list[Member], ctx: Any) -> list[Member]:
     on random predictions for real targets, some member's value differs from what its loss
     computes alone (or raises). A family registered with a per-class value it does not declare
     ``_elementwise`` would broadcast it against the wrong axis; its trials train alone. Each
-    structure is checked once a worker for a population size (:data:`_STACKS`)."""
+    structure is checked once a worker for a population size and the values its members
+    share (:data:`_STACKS`)."""
     splits = ctx.splits
     y = trial_mod.training_targets(splits)[:16]
     bad: list[Member] = []
@@ -575,7 +576,9 @@ def train(members: list[Member], ctx: Any, *, report: bool) -> list[Member]:
         y_train = trial_mod.training_targets(splits)
         n = len(outputs)
         trial_mod.check_outputs(spec, outputs, y_train[:n])
-        keras.utils.set_random_seed(seed)  # a new population model draws as it always did
+        # A new population model draws from the run's seed, whether or not the starting
+        # model was built just now (its weights are then replaced by the starting model's).
+        keras.utils.set_random_seed(seed)
         model, loss = _prepare(ctx, members, alone, (splits.x_train[:2], y_train[:2]))
         # Audited together: one evaluation and one gradient per loss structure, of the
         # population's own stacked losses.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -14,7 +15,7 @@ import optuna
 import pytest
 import tomli_w
 
-from losstune import population, results, runner, sampling, studyfile as spec_mod
+from losstune import losses, population, results, runner, sampling, studyfile as spec_mod
 from losstune import stored as stored_study
 from losstune.storage import open_storage
 from tests.conftest import merge
@@ -372,61 +373,57 @@ def test_a_population_study_gives_the_verdict_of_the_same_study_alone(tmp_path):
     assert together["sentence"].split(" by ")[0] == alone["sentence"].split(" by ")[0]
 
 
+class _Tempered(losses.Tunable, keras.losses.Loss):
+    """A per-member temperature, registered as the class axis's by mistake: it is not in
+    ``_elementwise``, so stacked it broadcasts against the classes."""
+
+    _variable_keys = ("temperature",)
+
+    def __init__(self, temperature=1.0, name="tempered", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.temperature = float(temperature)
+        self._init_hp(temperature=self.temperature)
+
+    def call(self, y_true, y_pred):
+        return keras.losses.categorical_crossentropy(
+            y_true, y_pred / self._h("temperature", y_pred.dtype), from_logits=True)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+def _three_classes() -> SimpleNamespace:
+    """A context with three classes: as many as the stacking tests' members."""
+    return SimpleNamespace(splits=SimpleNamespace(task="multiclass", num_classes=3,
+                                                  y_train=np.array([0, 1, 2, 1] * 4)))
+
+
+def _members(member_losses: list) -> list:
+    return [population.Member(trial=None, description={}, training={}, loss=loss)
+            for loss in member_losses]
+
+
+def _focal(*gammas: float) -> list:
+    return _members([losses.build_loss({"family": "focal", "params": {
+        "gamma": g, "from_logits": True}}) for g in gammas])
+
+
 def test_a_loss_that_does_not_stack_is_found_and_trains_alone():
     """A registered family whose per-class value is not declared ``_elementwise`` broadcasts
     it against the wrong axis when stacked (here silently: 3 members, 3 classes). Such a group
     is found before training, and its trials train alone; the shipped families stack."""
-    from types import SimpleNamespace
-
-    from losstune import losses
-
-    class Tempered(losses.Tunable, keras.losses.Loss):
-        _variable_keys = ("temperature",)  # and not in _elementwise: the mistake
-
-        def __init__(self, temperature=1.0, name="tempered", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.temperature = float(temperature)
-            self._init_hp(temperature=self.temperature)
-
-        def call(self, y_true, y_pred):
-            return keras.losses.categorical_crossentropy(
-                y_true, y_pred / self._h("temperature", y_pred.dtype), from_logits=True)
-
-        def get_config(self):
-            return {**super().get_config(), "temperature": self.temperature}
-
-    splits = SimpleNamespace(task="multiclass", num_classes=3,
-                             y_train=np.array([0, 1, 2, 1] * 4))
-    ctx = SimpleNamespace(splits=splits)
-
-    def member(loss):
-        return population.Member(trial=None, description={}, training={}, loss=loss)
-
-    tempered = [member(Tempered(t)) for t in (0.5, 1.0, 2.0)]
-    focal = [member(losses.build_loss({"family": "focal", "params": {
-        "gamma": g, "from_logits": True}})) for g in (0.5, 1.0, 2.0)]
-    assert population.unstackable(tempered + focal, ctx) == tempered
+    tempered = _members([_Tempered(t) for t in (0.5, 1.0, 2.0)])
+    assert population.unstackable(tempered + _focal(0.5, 1.0, 2.0), _three_classes()) \
+        == tempered
 
 
 def test_a_loss_structure_is_checked_for_stacking_once_a_worker_and_size(monkeypatch):
-    from types import SimpleNamespace
-
-    from losstune import losses
-
     monkeypatch.setattr(population, "_STACKS", {})
     checked = []
     real = population._stacks
     monkeypatch.setattr(population, "_stacks",
                         lambda group, y: checked.append(len(group)) or real(group, y))
-    splits = SimpleNamespace(task="multiclass", num_classes=3,
-                             y_train=np.array([0, 1, 2, 1] * 4))
-    ctx = SimpleNamespace(splits=splits)
-
-    def focal(*gammas):
-        return [population.Member(trial=None, description={}, training={},
-                                  loss=losses.build_loss({"family": "focal", "params": {
-                                      "gamma": g, "from_logits": True}})) for g in gammas]
-
+    ctx, focal = _three_classes(), _focal
     assert population.unstackable(focal(0.5, 1.0, 2.0), ctx) == []
     assert population.unstackable(focal(3.0, 0.1, 4.0), ctx) == []  # other values: known
     assert checked == [3]
@@ -446,33 +443,11 @@ def test_a_stacking_check_on_values_the_members_share_is_no_verdict_for_other_va
     """A per-member value broadcast against the class axis goes unseen while the members share
     it (3 members, 3 classes, one temperature): that check is kept for populations that share
     it too, and members that differ are checked again, and train alone."""
-    from types import SimpleNamespace
-
-    from losstune import losses
-
     monkeypatch.setattr(population, "_STACKS", {})
-
-    class Tempered(losses.Tunable, keras.losses.Loss):
-        _variable_keys = ("temperature",)  # and not in _elementwise: the mistake
-
-        def __init__(self, temperature=1.0, name="tempered_shared", **kwargs):
-            super().__init__(name=name, **kwargs)
-            self.temperature = float(temperature)
-            self._init_hp(temperature=self.temperature)
-
-        def call(self, y_true, y_pred):
-            return keras.losses.categorical_crossentropy(
-                y_true, y_pred / self._h("temperature", y_pred.dtype), from_logits=True)
-
-        def get_config(self):
-            return {**super().get_config(), "temperature": self.temperature}
-
-    ctx = SimpleNamespace(splits=SimpleNamespace(task="multiclass", num_classes=3,
-                                                 y_train=np.array([0, 1, 2, 1] * 4)))
+    ctx = _three_classes()
 
     def members(*temperatures):
-        return [population.Member(trial=None, description={}, training={}, loss=Tempered(t))
-                for t in temperatures]
+        return _members([_Tempered(t) for t in temperatures])
 
     assert population.unstackable(members(2.0, 2.0, 2.0), ctx) == []  # right, by chance
     differing = members(0.5, 1.0, 2.0)

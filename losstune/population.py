@@ -85,8 +85,10 @@ def size(spec: Any, input_shape: tuple[int, ...], units: int,
     if setting != "auto":
         return max(1, int(setting) if remaining is None else min(int(setting), remaining))
     k = max(1, min(AUTO_MAX, _fits_in_memory(spec, input_shape, units)))
-    if remaining is None or remaining <= k:
-        return max(1, min(k, remaining if remaining is not None else k))
+    if remaining is None:
+        return k
+    if remaining <= k:
+        return max(1, remaining)
     return math.ceil(remaining / math.ceil(remaining / k))
 
 

@@ -118,13 +118,19 @@ def _array(loss: Any, name: str) -> Any:
     return ops.convert_to_numpy(hp[name].value)
 
 
-def held_arrays(loss: Any) -> list[Any]:
-    """Every value a loss reads while computing (its own, then its nested losses'), as NumPy
-    arrays, in a fixed order; no variable is made."""
-    found = [_array(loss, name) for name in getattr(loss, "_hp", {})]
+def _hyperparameters(loss: Any) -> list[tuple[Any, str]]:
+    """Every value a loss reads while computing, as (the loss holding it, its name): its own,
+    then its nested losses' (a DynamicLoss's base), in a fixed order."""
+    found = [(loss, name) for name in getattr(loss, "_hp", {})]
     for _, nested in _nested(loss):
-        found += held_arrays(nested)
+        found += _hyperparameters(nested)
     return found
+
+
+def held_arrays(loss: Any) -> list[Any]:
+    """:func:`loss_variables`' values as NumPy arrays, in the same order; no variable is
+    made."""
+    return [_array(owner, name) for owner, name in _hyperparameters(loss)]
 
 
 def _nested(loss: Any) -> list[tuple[str, Any]]:
@@ -141,10 +147,7 @@ def _nested(loss: Any) -> list[tuple[str, Any]]:
 def loss_variables(loss: Any) -> list[keras.Variable]:
     """Every variable a loss reads while computing, nested losses (a DynamicLoss's base)
     included."""
-    found = list(getattr(loss, "_hp", {}).values())
-    for _, nested in _nested(loss):
-        found += loss_variables(nested)
-    return found
+    return [owner._hp[name] for owner, name in _hyperparameters(loss)]
 
 
 def stack(losses: list[keras.losses.Loss]) -> keras.losses.Loss:
